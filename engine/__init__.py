@@ -1,0 +1,27 @@
+"""qriff engine: music theory, the melody MDP and its rewards, the corpus prior, the
+evaluation suite, DQN training and ONNX export, and the onnxruntime policy.
+
+The runtime path (``Policy``, clips, rendering) never imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine.clip import Clip, Note, Track, load_clip
+from engine.errors import EngineError
+
+__version__ = "0.1.0"
+__all__ = ["Clip", "EngineError", "Note", "Policy", "Track", "__version__", "load_clip"]
+
+if TYPE_CHECKING:
+    from engine.policy import Policy
+
+
+def __getattr__(name: str) -> Any:
+    # Policy pulls in onnxruntime: load it only when asked for.
+    if name == "Policy":
+        from engine.policy import Policy
+
+        return Policy
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")

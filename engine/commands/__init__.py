@@ -1,0 +1,1 @@
+"""One module per ``qriff`` subcommand; each exposes ``register(subparsers)``."""
