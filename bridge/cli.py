@@ -1,0 +1,139 @@
+"""``qriff serve``: the OSC bridge on the command line.
+
+Registered through the ``qriff.commands`` entry point (see pyproject.toml), so the
+engine's CLI never imports the bridge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from bridge.ableton import LIVE_PORT, LIVE_REPLY_PORT
+
+log = logging.getLogger(__name__)
+
+
+def _port(allow_zero: bool) -> Any:
+    lo = 0 if allow_zero else 1
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a port number (allowed: {lo}-65535)") from None
+        if not lo <= value <= 65535:
+            raise argparse.ArgumentTypeError(f"{value} is out of range (allowed: {lo}-65535)")
+        return value
+
+    parse.__name__ = "port"
+    return parse
+
+
+def _bounded(lo: int, hi: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer (allowed: {lo}-{hi})") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is out of range (allowed: {lo}-{hi})")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (allowed: 0.05-30)") from None
+    if not 0.05 <= value <= 30:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (allowed: 0.05-30 seconds)")
+    return value
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a network: give CIDR like 192.168.1.0/24 or an "
+                                         "address like 10.0.0.5") from None
+
+
+def register(subparsers: Any) -> None:
+    """Add ``qriff serve`` to the ``qriff`` parser."""
+    p = subparsers.add_parser(
+        "serve", help="OSC bridge for Max/MSP, Pure Data, TouchOSC and Ableton Live",
+        description="Serve clips over OSC (UDP). Requests carry a request id first and every reply echoes it; "
+                    "see the README's address table or 'qriff serve --address-table'. Stop with Ctrl-C "
+                    "(SIGINT) or SIGTERM.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    net = p.add_argument_group("network")
+    net.add_argument("--host", default="127.0.0.1",
+                     help="interface to bind; anything but loopback exposes qriff to your network (a warning is "
+                          "printed; restrict senders with --allow)")
+    net.add_argument("--port", type=_port(True), default=9000, help="UDP port to listen on (0 = any free port)")
+    net.add_argument("--reply-port", type=_port(True), default=0,
+                     help="send replies to this port on the sender's host (Max [udpreceive], Pd [netreceive]); "
+                          "0 = the port the request came from. Requests may override it with reply_port N")
+    net.add_argument("--allow", type=_network, action="append", default=[], metavar="CIDR",
+                     help="accept requests only from this network (repeatable); default: loopback only when bound "
+                          "to loopback, everyone otherwise")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for .mid/.json clips and stems (default: the user data folder, e.g. "
+                        "~/.local/share/qriff/clips)")
+    p.add_argument("--model", default=None, help="ONNX model file (default: the model shipped with qriff)")
+    p.add_argument("--queue", type=_bounded(1, 4096), default=64,
+                   help="generate/render jobs allowed to wait; beyond that requests get /qriff/error id busy")
+    p.add_argument("--workers", type=_bounded(1, 16), default=1, help="threads running generate/render jobs")
+    p.add_argument("--address-table", action="store_true", help="print the OSC address table (markdown) and exit")
+    live = p.add_argument_group("Ableton Live (AbletonOSC)")
+    live.add_argument("--live-host", default="127.0.0.1", help="host running Live with AbletonOSC")
+    live.add_argument("--live-port", type=_port(False), default=LIVE_PORT, help="AbletonOSC's listening port")
+    live.add_argument("--live-reply-port", type=_port(False), default=LIVE_REPLY_PORT,
+                      help="port where AbletonOSC sends its replies and /live/error")
+    live.add_argument("--live-timeout", type=_seconds, default=1.0, help="seconds to wait for each AbletonOSC answer")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; returns the exit status."""
+    from bridge import protocol
+    from bridge.server import Server, ServerConfig, default_out_dir
+    from bridge.source import PolicySource
+
+    if args.address_table:
+        sys.stdout.write(protocol.address_table_markdown())
+        return 0
+    config = ServerConfig(host=args.host, port=args.port, reply_port=args.reply_port,
+                          out_dir=args.out if args.out is not None else default_out_dir(), allow=tuple(args.allow),
+                          queue_size=args.queue, workers=args.workers, live_host=args.live_host,
+                          live_port=args.live_port, live_reply_port=args.live_reply_port,
+                          live_timeout=args.live_timeout)
+    source = PolicySource(args.model)
+    source.load()  # a missing or stale model is reported now, not on the first request
+    server = Server(config, source)
+    host, port = server.bind()
+    if not server.binds_loopback():
+        allowed = ", ".join(str(n) for n in args.allow) or "everyone"
+        print(f"qriff serve: warning: listening on {host}:{port} exposes qriff to the network "
+              f"(accepting requests from {allowed}; restrict with --allow CIDR)", file=sys.stderr)
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        server.stop(wait=False)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print(f"qriff serve: listening on {host}:{port} (model {source.model_id}, clips in {server.out_dir})",
+          file=sys.stderr, flush=True)
+    server.serve_forever()
+    print("qriff serve: stopped", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,530 @@
+"""The OSC address table, defined once: methods, readable and writable properties.
+
+Like AbletonOSC, the address space is built from lists, so the server, the README
+table (:func:`address_table_markdown`) and the patch checks in the tests cannot drift
+apart:
+
+* :data:`METHODS`: requests that do something (``/qriff/ping``, ``/qriff/generate``...).
+* :data:`PROPERTIES_R` and :data:`PROPERTIES_RW`: session defaults read with
+  ``/qriff/get/<name> id`` and (writable ones) changed with ``/qriff/set/<name> id value``.
+  Both reply on the request's own address with ``id value``, as AbletonOSC does.
+* :data:`LISTS`: ``/qriff/list/<name> id`` replies ``id item item ...``.
+* :data:`REPLIES`: what the server sends back, including ``/qriff/error id code message``.
+
+Every request carries a request id first (int, float or string); every reply echoes
+it with the OSC type it arrived in. Options are key/value pairs after the id
+(``/qriff/generate 7 key D scale dorian bars 4``), which is what a Max message box or
+a Pd ``[oscformat]`` sends naturally. Numbers may arrive as int or float (Pd and
+TouchOSC send floats); an integral float is accepted where an int is expected.
+
+Argument kinds in the table: ``i`` int, ``f`` float (int accepted), ``s`` string,
+``n`` int or name, ``*`` the request id (int, float or string, echoed as received).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.errors import BridgeError, RequestError
+from engine import __version__, styles, theory, tokens
+from engine.errors import EngineError
+
+PREFIX = "/qriff"
+
+# Limits shared with the CLI (engine/commands/options.py), repeated here so that the
+# bridge does not need argparse; test_bridge_protocol checks that they agree.
+MAX_BARS = 16
+MAX_TEMPERATURE = 5.0
+#: Variations per request, Magenta Studio's range (bounds the reply volume of one request).
+MAX_VARIATIONS = 16
+MAX_SEED = 2**31 - 1
+MAX_LIVE_INDEX = 999
+RENDER_FORMATS = ("wav", "flac")
+SAMPLE_RATES = (22050, 32000, 44100, 48000, 88200, 96000)
+#: A clip name from the network: a plain file name inside the output folder.
+CLIP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One positional argument (after the request id) of a request or reply.
+
+    ``kind``: ``i`` int, ``f`` float, ``s`` string, ``n`` int or name, ``*`` any
+    (the request id). ``repeat`` marks a trailing group that repeats (note quadruples).
+    """
+
+    name: str
+    kind: str
+    doc: str = ""
+    repeat: bool = False
+
+
+@dataclass(frozen=True)
+class Property:
+    """A session default: ``/qriff/get/<name>``, and ``/qriff/set/<name>`` when writable.
+
+    ``parse(value)`` checks a value from the network and returns its canonical form
+    (RequestError with code ``bad_value`` otherwise). ``option`` says whether the same
+    name may be given per request as a ``/qriff/generate`` key/value option.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    doc: str
+    parse: Callable[[Any], Any] | None = None
+    option: bool = True
+
+    @property
+    def writable(self) -> bool:
+        return self.parse is not None
+
+
+@dataclass(frozen=True)
+class Method:
+    """A request address: fixed ``args`` after the id, then ``options`` as key/value pairs."""
+
+    address: str
+    doc: str
+    args: tuple[Arg, ...] = ()
+    options: tuple[str, ...] = ()
+    replies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A reply address and its arguments after the echoed request id."""
+
+    address: str
+    doc: str
+    args: tuple[Arg, ...] = field(default_factory=tuple)
+
+
+# ------------------------------------------------------------------ value checks
+
+def _bad(name: str, value: Any, allowed: str, hint: str = "") -> RequestError:
+    msg = f"{name} {value!r} is not valid: allowed {allowed}"
+    return RequestError(msg + (f" ({hint})" if hint else ""), code="bad_value")
+
+
+def as_int(name: str, value: Any, lo: int, hi: int) -> int:
+    """An int in ``lo..hi`` from an OSC int, an integral float or a numeric string."""
+    if isinstance(value, bool) or value is None:
+        raise _bad(name, value, f"an integer {lo}..{hi}")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise _bad(name, value, f"an integer {lo}..{hi}") from None
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise _bad(name, value, f"an integer {lo}..{hi}")
+        value = int(value)
+    if not isinstance(value, int) or not lo <= value <= hi:
+        raise _bad(name, value, f"an integer {lo}..{hi}")
+    return value
+
+
+def as_float(name: str, value: Any, lo: float, hi: float) -> float:
+    """A finite float in ``lo..hi`` from an OSC int or float or a numeric string."""
+    if isinstance(value, bool) or value is None:
+        raise _bad(name, value, f"a number {lo:g}..{hi:g}")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise _bad(name, value, f"a number {lo:g}..{hi:g}") from None
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
+        raise _bad(name, value, f"a number {lo:g}..{hi:g}")
+    return float(value)
+
+
+def as_text(name: str, value: Any, max_len: int = 256) -> str:
+    """A non-empty string of at most ``max_len`` characters (numbers are turned into text)."""
+    if isinstance(value, bool) or value is None or isinstance(value, bytes):
+        raise _bad(name, value, "a string")
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        value = int(value)  # Pd sends every number as a float
+    text = str(value).strip()
+    if not text or len(text) > max_len:
+        raise _bad(name, value, f"a non-empty string of at most {max_len} characters")
+    return text
+
+
+def _engine_checked(name: str, fn: Callable[[str], Any], value: str) -> Any:
+    try:
+        return fn(value)
+    except EngineError as exc:
+        text = str(exc)
+        raise RequestError(text if text.lower().startswith(name.replace("_", " ")) else f"{name}: {text}",
+                           code="bad_value") from None
+
+
+def parse_key(value: Any) -> str:
+    """A tonic name (``C``, ``F#``, ``Bb``; spelling kept) or a pitch class 0-11."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return theory.key_name(as_int("key", value, 0, 11))
+    text = as_text("key", value, 8)
+    _engine_checked("key", theory.parse_key, text)
+    return text
+
+
+def parse_scale(value: Any) -> str:
+    """A scale name or alias, or its index in ``/qriff/list/scales`` order."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return theory.SCALE_NAMES[as_int("scale", value, 0, len(theory.SCALE_NAMES) - 1)]
+    return _engine_checked("scale", theory.parse_scale, as_text("scale", value, 32))
+
+
+def parse_style(value: Any) -> str:
+    """A preset name, ``term=w`` pairs, both (``hook,prior=0.5``), or a preset index."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        names = list(styles.PRESETS)
+        return names[as_int("style", value, 0, len(names) - 1)]
+    text = as_text("style", value, 512)
+    _engine_checked("style", styles.parse_style, text)
+    return text
+
+
+def parse_chords(value: Any) -> str:
+    """A progression (``"C G Am F"``, ``C|G|Am|F``, ``I-V-vi-IV``), or ``none`` for the default."""
+    text = as_text("chords", value, 512)
+    if text.lower() in ("none", "default", "-"):
+        return ""
+    _engine_checked("chords", theory.parse_progression, text)
+    return text
+
+
+def parse_time_signature(value: Any) -> str:
+    """``4/4``, ``3/4``, ``2/4`` or ``6/8``."""
+    num, den = _engine_checked("time_signature", theory.parse_time_signature, as_text("time_signature", value, 8))
+    return f"{num}/{den}"
+
+
+def parse_roles(value: Any) -> str:
+    """Roles separated by ``,``, ``+``, ``|`` or spaces: ``lead``, ``bass``, ``lead+bass``."""
+    text = as_text("roles", value, 64)
+    names = [r for r in re.split(r"[\s,+|]+", text.lower()) if r]
+    for r in names:
+        if r not in tokens.ROLES:
+            raise _bad("roles", value, f"roles from {', '.join(tokens.ROLES)}", "join several with + or ,")
+    if len(set(names)) != len(names):
+        raise _bad("roles", value, "each role at most once")
+    return "+".join(names)
+
+
+def parse_clip_name(value: Any) -> str:
+    """The file name of a clip in the output folder (no directories, no leading dot)."""
+    text = as_text("clip", value, 128)
+    if not CLIP_NAME_RE.match(text) or ".." in text:
+        raise _bad("clip", value, "a file name of the output folder such as 000003-0.mid",
+                   "letters, digits, '.', '_' and '-' only; no folders")
+    return text
+
+
+def _int_parser(name: str, lo: int, hi: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        return as_int(name, value, lo, hi)
+
+    parse.__doc__ = f"an integer {lo}..{hi}"
+    return parse
+
+
+def _float_parser(name: str, lo: float, hi: float) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        return as_float(name, value, lo, hi)
+
+    parse.__doc__ = f"a number {lo:g}..{hi:g}"
+    return parse
+
+
+def _choice_parser(name: str, choices: Sequence[str]) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = as_text(name, value, 32).lower()
+        if text not in choices:
+            raise _bad(name, value, "one of " + ", ".join(choices))
+        return text
+
+    parse.__doc__ = "one of " + ", ".join(choices)
+    return parse
+
+
+def _render_preset(value: Any) -> str:
+    text = as_text("preset", value, 64)
+    names = render_presets()
+    if names and text not in names:
+        raise _bad("preset", value, "one of " + ", ".join(names), "see /qriff/list/presets")
+    return text
+
+
+def render_presets() -> list[str]:
+    """Names of the render presets engine.render offers (empty if it is not installed)."""
+    try:
+        from engine import render
+    except ImportError:
+        return []
+    presets = getattr(render, "PRESETS", None) or getattr(render, "RENDER_PRESETS", None) or {}
+    return sorted(presets)
+
+
+# -------------------------------------------------------------- the address table
+
+#: Read-only properties: ``/qriff/get/<name> id`` -> ``/qriff/get/<name> id value``.
+PROPERTIES_R: tuple[Property, ...] = (
+    Property("version", "s", __version__, "qriff version", option=False),
+    Property("model", "s", "", "id of the model generating clips", option=False),
+    Property("out", "s", "", "absolute path of the output folder (set only on the command line)", option=False),
+    Property("port", "i", 0, "UDP port the server listens on", option=False),
+    Property("queue", "i", 0, "jobs waiting in the generate/render queue", option=False),
+    Property("served", "i", 0, "requests answered since the server started", option=False),
+)
+
+#: Writable properties: the session defaults that generate/render/push fall back on.
+PROPERTIES_RW: tuple[Property, ...] = (
+    Property("key", "n", "C", "tonic: C, C#/Db ... B, or pitch class 0-11", parse_key),
+    Property("scale", "n", "major", "scale or mode name, or its index in /qriff/list/scales", parse_scale),
+    Property("bars", "i", 4, f"clip length in bars, 1-{MAX_BARS}", _int_parser("bars", 1, MAX_BARS)),
+    Property("tempo", "f", 120.0, "beats per minute, 20-300", _float_parser("tempo", 20.0, 300.0)),
+    Property("time_signature", "s", "4/4", "metre: 4/4, 3/4, 2/4, 6/8", parse_time_signature),
+    Property("chords", "s", "", "one chord per bar, looping: \"C G Am F\", C|G|Am|F, I-V-vi-IV; none = default",
+             parse_chords),
+    Property("style", "n", styles.DEFAULT_STYLE, "preset name or index, term=w pairs, or both", parse_style),
+    Property("temperature", "f", 1.0, f"sampling temperature, 0 (greedy) to {MAX_TEMPERATURE:g}",
+             _float_parser("temperature", 0.0, MAX_TEMPERATURE)),
+    Property("seed", "i", -1, f"random seed 0-{MAX_SEED}; -1 = a new seed for every request (reported in begin)",
+             _int_parser("seed", -1, MAX_SEED)),
+    Property("variations", "i", 1, f"clips per request, 1-{MAX_VARIATIONS}",
+             _int_parser("variations", 1, MAX_VARIATIONS)),
+    Property("roles", "s", "lead", "tracks to generate: lead, bass or lead+bass", parse_roles),
+    Property("valence", "f", 0.0, "mood: -1 dark .. +1 bright", _float_parser("valence", -1.0, 1.0)),
+    Property("arousal", "f", 0.0, "mood: -1 calm .. +1 busy", _float_parser("arousal", -1.0, 1.0)),
+    Property("reply_port", "i", 0, "send replies to this port on the sender's host; 0 = the sender's own port",
+             _int_parser("reply_port", 0, 65535)),
+    Property("live_track", "i", -1, f"push generated clips to this Live track (0-{MAX_LIVE_INDEX}); -1 = off",
+             _int_parser("live_track", -1, MAX_LIVE_INDEX)),
+    Property("live_slot", "i", 0, f"first Session clip slot (scene) to fill, 0-{MAX_LIVE_INDEX}",
+             _int_parser("live_slot", 0, MAX_LIVE_INDEX)),
+    Property("preset", "s", "studio", "render preset (see /qriff/list/presets)", _render_preset, option=False),
+    Property("format", "s", "wav", "render file format: wav or flac", _choice_parser("format", RENDER_FORMATS),
+             option=False),
+    Property("sample_rate", "i", 44100, "render sample rate: " + ", ".join(map(str, SAMPLE_RATES)),
+             _int_parser("sample_rate", 22050, 96000), option=False),
+)
+
+PROPERTIES: dict[str, Property] = {p.name: p for p in (*PROPERTIES_R, *PROPERTIES_RW)}
+
+#: Lists: ``/qriff/list/<name> id`` -> ``/qriff/list/<name> id item item ...``.
+LISTS: dict[str, str] = {
+    "styles": "style presets (index = position, usable as style value)",
+    "scales": "scale names (index = position, usable as scale value)",
+    "keys": "tonic names by pitch class 0-11",
+    "roles": "track roles",
+    "models": "model ids the server can load",
+    "presets": "render presets",
+    "properties": "names of every /qriff/get property",
+}
+
+_ID = Arg("id", "*", "request id, echoed in every reply")
+_GEN_OPTIONS = tuple(p.name for p in PROPERTIES_RW if p.option) + ("primer",)
+
+#: Requests.
+METHODS: tuple[Method, ...] = (
+    Method(f"{PREFIX}/ping", "liveness check", replies=(f"{PREFIX}/pong",)),
+    Method(f"{PREFIX}/generate",
+           "generate clips; every option falls back on the session default; primer = a clip file name in the "
+           "output folder to continue from",
+           options=_GEN_OPTIONS,
+           replies=(f"{PREFIX}/clip/begin", f"{PREFIX}/clip/track", f"{PREFIX}/clip/notes", f"{PREFIX}/clip/end",
+                    f"{PREFIX}/live/pushed")),
+    Method(f"{PREFIX}/render", "render a clip of the output folder to audio stems (default: the last clip)",
+           options=("clip", "preset", "format", "sample_rate", "reply_port"),
+           replies=(f"{PREFIX}/render/stem", f"{PREFIX}/render/end")),
+    Method(f"{PREFIX}/live/push", "put a clip of the output folder into an Ableton Live clip slot (via AbletonOSC)",
+           options=("clip", "track", "slot", "reply_port"), replies=(f"{PREFIX}/live/pushed",)),
+)
+
+#: Replies, after the echoed id.
+REPLIES: tuple[Reply, ...] = (
+    Reply(f"{PREFIX}/pong", "answer to ping", (Arg("version", "s"),)),
+    Reply(f"{PREFIX}/clip/begin", "a clip starts",
+          (Arg("variation", "i", "0-based"), Arg("variations", "i"), Arg("bars", "i"), Arg("tempo", "f"),
+           Arg("key", "s"), Arg("scale", "s"), Arg("seed", "i"), Arg("notes", "i", "notes in all tracks"),
+           Arg("name", "s", "clip name, used in Live"))),
+    Reply(f"{PREFIX}/clip/track", "the notes that follow belong to this track",
+          (Arg("variation", "i"), Arg("role", "s"), Arg("program", "i", "General MIDI program"),
+           Arg("notes", "i"))),
+    Reply(f"{PREFIX}/clip/notes", "up to 32 notes; start and duration in beats",
+          (Arg("pitch", "i", repeat=True), Arg("start", "f", repeat=True), Arg("duration", "f", repeat=True),
+           Arg("velocity", "i", repeat=True))),
+    Reply(f"{PREFIX}/clip/end", "a clip is complete; drag the .mid into any DAW",
+          (Arg("variation", "i"), Arg("notes", "i"), Arg("midi_path", "s"), Arg("json_path", "s"))),
+    Reply(f"{PREFIX}/render/stem", "one rendered audio file", (Arg("role", "s", "track role or mix"),
+                                                               Arg("path", "s"))),
+    Reply(f"{PREFIX}/render/end", "rendering finished", (Arg("files", "i"), Arg("clip", "s"))),
+    Reply(f"{PREFIX}/live/pushed", "the clip is in Live",
+          (Arg("variation", "i"), Arg("track", "i"), Arg("slot", "i"), Arg("name", "s"), Arg("notes", "i"))),
+    Reply(f"{PREFIX}/error", "any failure", (Arg("code", "s", "see the error codes"), Arg("message", "s"))),
+)
+
+REPLY_ADDRESSES = {r.address: r for r in REPLIES}
+
+
+def request_addresses() -> dict[str, tuple[Arg, ...]]:
+    """Every request address with its fixed arguments after the id (options excluded)."""
+    out: dict[str, tuple[Arg, ...]] = {m.address: m.args for m in METHODS}
+    for p in PROPERTIES.values():
+        out[f"{PREFIX}/get/{p.name}"] = ()
+        if p.writable:
+            out[f"{PREFIX}/set/{p.name}"] = (Arg("value", p.kind),)
+    for name in LISTS:
+        out[f"{PREFIX}/list/{name}"] = ()
+    return out
+
+
+def method(address: str) -> Method | None:
+    """The method registered at ``address``, if any."""
+    return _METHODS_BY_ADDRESS.get(address)
+
+
+_METHODS_BY_ADDRESS = {m.address: m for m in METHODS}
+
+
+def parse_options(address: str, args: Sequence[Any], allowed: Sequence[str]) -> dict[str, Any]:
+    """Key/value pairs after the id -> ``{name: canonical value}``.
+
+    Option names are case-insensitive; ``count`` is accepted for ``variations``.
+    RequestError (``bad_request``) for an odd list or an unknown name, ``bad_value``
+    for a value its property refuses.
+    """
+    if len(args) % 2:
+        raise RequestError(f"{address}: options must be key/value pairs after the id, got {len(args)} values "
+                           f"(allowed keys: {', '.join(allowed)})")
+    out: dict[str, Any] = {}
+    for i in range(0, len(args), 2):
+        raw_name, value = args[i], args[i + 1]
+        if not isinstance(raw_name, str):
+            raise RequestError(f"{address}: option name {raw_name!r} at position {i + 1} is not a string "
+                               f"(allowed keys: {', '.join(allowed)})")
+        name = raw_name.strip().lower()
+        name = {"count": "variations", "time-signature": "time_signature", "timesig": "time_signature"}.get(name, name)
+        if name not in allowed:
+            raise RequestError(f"{address}: option {raw_name!r} is not known (allowed keys: {', '.join(allowed)})")
+        out[name] = _OPTION_PARSERS[name](value)
+    return out
+
+
+_OPTION_PARSERS: dict[str, Callable[[Any], Any]] = {p.name: p.parse for p in PROPERTIES_RW if p.parse is not None}
+_OPTION_PARSERS.update({
+    "primer": parse_clip_name,
+    "clip": parse_clip_name,
+    "track": _int_parser("track", 0, MAX_LIVE_INDEX),
+    "slot": _int_parser("slot", 0, MAX_LIVE_INDEX),
+})
+
+
+def check_request_id(address: str, args: Sequence[Any], tags: str) -> tuple[Any, str]:
+    """The request id (first argument) and its OSC type tag; RequestError if missing or unusable."""
+    if not args:
+        raise RequestError(f"{address}: the request id is missing: send an int, float or string first "
+                           f"(e.g. {address} 1)")
+    rid, tag = args[0], tags[0]
+    if tag == "i" or tag == "h":
+        return int(rid), "i" if -(2**31) <= rid < 2**31 else "h"
+    if tag in "fd":
+        if not math.isfinite(rid):
+            raise RequestError(f"{address}: request id {rid!r} is not finite: send an int or a string")
+        return float(rid), "f"
+    if tag in "sS":
+        if len(rid) > 64:
+            raise RequestError(f"{address}: request id of {len(rid)} characters is too long (allowed: up to 64)")
+        return rid, "s"
+    raise RequestError(f"{address}: request id of OSC type {tag!r} is not usable: send an int, float or string")
+
+
+def defaults() -> dict[str, Any]:
+    """A fresh copy of the writable session defaults."""
+    return {p.name: p.default for p in PROPERTIES_RW}
+
+
+def list_items(name: str, models: Sequence[str] = ()) -> list[str]:
+    """Items of ``/qriff/list/<name>``; RequestError for an unknown list."""
+    if name == "styles":
+        return list(styles.PRESETS)
+    if name == "scales":
+        return list(theory.SCALE_NAMES)
+    if name == "keys":
+        return list(theory.PC_NAMES)
+    if name == "roles":
+        return list(tokens.ROLES)
+    if name == "models":
+        return list(models)
+    if name == "presets":
+        return render_presets()
+    if name == "properties":
+        return list(PROPERTIES)
+    raise RequestError(f"/qriff/list/{name} is not known: lists are {', '.join(LISTS)}", code="unknown_address")
+
+
+# ---------------------------------------------------------------- documentation
+
+def _arg_text(args: Sequence[Arg]) -> str:
+    fixed = [f"{a.name}:{a.kind}" for a in args if not a.repeat]
+    group = [f"{a.name}:{a.kind}" for a in args if a.repeat]
+    if group:
+        fixed.append("(" + " ".join(group) + ")*")
+    return " ".join(fixed)
+
+
+def address_table() -> list[tuple[str, str, str, str]]:
+    """Rows ``(address, arguments, replies, description)`` of the whole address space."""
+    rows: list[tuple[str, str, str, str]] = []
+    for m in METHODS:
+        opts = " ".join(f"[{o} v]" for o in m.options)
+        rows.append((m.address, " ".join(x for x in ("id", _arg_text(m.args), opts) if x),
+                     ", ".join(m.replies), m.doc))
+    for p in PROPERTIES_R:
+        rows.append((f"{PREFIX}/get/{p.name}", "id", f"{PREFIX}/get/{p.name} id value:{p.kind}",
+                     f"read-only: {p.doc}"))
+    for p in PROPERTIES_RW:
+        rows.append((f"{PREFIX}/get/{p.name}, {PREFIX}/set/{p.name}", f"id / id value:{p.kind}",
+                     f"same address: id value:{p.kind}", f"{p.doc} (default {p.default!r})"))
+    for name, doc in LISTS.items():
+        rows.append((f"{PREFIX}/list/{name}", "id", f"{PREFIX}/list/{name} id item:s*", doc))
+    for r in REPLIES:
+        rows.append((r.address, "id " + _arg_text(r.args), "(reply)", r.doc))
+    return rows
+
+
+def address_table_markdown() -> str:
+    """The address table as a markdown table (what README's OSC section shows)."""
+    lines = ["| address | arguments | replies | description |", "|---|---|---|---|"]
+    for row in address_table():
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    lines.append("")
+    lines.append("Kinds: `i` int, `f` float, `s` string, `n` int or name, `*` int, float or string. "
+                 "Error codes: " + ", ".join(f"`{c}`" for c in _error_codes()) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def _error_codes() -> list[str]:
+    from bridge.errors import ERROR_CODES
+
+    return list(ERROR_CODES)
+
+
+def resolve(options: Mapping[str, Any], session: Mapping[str, Any]) -> dict[str, Any]:
+    """Options of one request laid over the session defaults (a new dict)."""
+    out = dict(session)
+    out.update(options)
+    return out
+
+
+__all__ = [
+    "LISTS", "METHODS", "PROPERTIES", "PROPERTIES_R", "PROPERTIES_RW", "REPLIES", "Arg", "BridgeError", "Method",
+    "Property", "Reply", "address_table", "address_table_markdown", "check_request_id", "list_items",
+    "parse_options", "request_addresses",
+]

@@ -1,0 +1,553 @@
+"""The OSC server behind ``qriff serve``.
+
+One thread runs a blocking UDP receive loop and answers the quick requests (ping,
+get, set, list) inline; generate, render and Live pushes go through a bounded queue
+to worker threads, so a slow request never delays a ping and a flood of requests
+never grows memory: beyond ``queue_size`` waiting jobs a request is refused at once
+with ``/qriff/error id busy ...``. (python-osc's ThreadingOSCUDPServer starts a thread
+per datagram, which costs milliseconds at the tail; this design costs none.)
+
+Replies go to the sender's host: to the sender's port, or to ``reply_port`` (a
+request option, a session default, or ``--reply-port``), because Max's ``[udpsend]``
+and Pd's ``[netsend]`` send from an ephemeral port while ``[udpreceive]`` /
+``[netreceive]`` listen on a fixed one. Replies never go to another host.
+
+Malformed datagrams never stop the server: each is answered with
+``/qriff/error -1 malformed ...`` and logged (rate-limited). Nothing from the network
+chooses a file path: clips are written as ``<out>/<request number>-<variation>.mid``
+and a clip named in a request must be a plain file name inside the output folder.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import logging
+import queue
+import random
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge import protocol
+from bridge.ableton import LIVE_PORT, LIVE_REPLY_PORT, LiveClient, clip_name
+from bridge.datagrams import MAX_DATAGRAM, NOTES_PER_CHUNK, Message, chunks, decode, encode
+from bridge.errors import BridgeError, ConfigError, MalformedDatagram, RequestError
+from bridge.protocol import PREFIX
+from bridge.source import ClipSource
+from engine import __version__
+from engine.clip import Clip, load_clip
+from engine.errors import EngineError, ModelError
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK_NETWORKS: tuple[IPNetwork, ...] = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+def default_out_dir() -> Path:
+    """Where clips go unless ``--out`` says otherwise: the user's data folder (platformdirs)."""
+    from platformdirs import user_data_path
+
+    return user_data_path("qriff", appauthor=False) / "clips"
+
+
+@dataclass
+class ServerConfig:
+    """Everything ``qriff serve`` can set. Ports are UDP; times in seconds."""
+
+    host: str = "127.0.0.1"
+    """Interface to bind. Anything but loopback exposes the server to the network."""
+    port: int = 9000
+    """Port to listen on (0 picks a free one; see :attr:`Server.address`)."""
+    reply_port: int = 0
+    """Default port for replies on the sender's host; 0 replies to the sender's own port."""
+    out_dir: Path = field(default_factory=default_out_dir)
+    """Folder for the .mid/.json clips and rendered stems."""
+    allow: tuple[IPNetwork, ...] = ()
+    """Sender networks accepted; empty = loopback only when bound to loopback, else everyone."""
+    queue_size: int = 64
+    """Generate/render/push jobs that may wait; more are refused with ``busy``."""
+    workers: int = 1
+    """Threads running jobs (onnxruntime runs each on one core)."""
+    live_host: str = "127.0.0.1"
+    """Host running Ableton Live with AbletonOSC."""
+    live_port: int = LIVE_PORT
+    """AbletonOSC's listening port."""
+    live_reply_port: int = LIVE_REPLY_PORT
+    """Port where AbletonOSC sends replies and /live/error."""
+    live_timeout: float = 1.0
+    """Seconds to wait for each AbletonOSC answer."""
+
+
+@dataclass
+class Job:
+    """A queued request: what to do, whom to answer and the resolved options."""
+
+    kind: str
+    rid: Any
+    rtag: str
+    dest: Address
+    params: dict[str, Any]
+    received: float
+
+
+_STOP = object()
+
+
+class Server:
+    """The OSC bridge. ``start()`` runs it in a background thread; ``serve_forever()`` in the caller's."""
+
+    def __init__(self, config: ServerConfig, source: ClipSource, live: LiveClient | None = None) -> None:
+        self.config = config
+        self.source = source
+        self.live = live or LiveClient(config.live_host, config.live_port, config.live_reply_port,
+                                       config.live_timeout)
+        self.out_dir = Path(config.out_dir).expanduser().resolve()
+        self.session: dict[str, Any] = protocol.defaults()
+        self.session["reply_port"] = config.reply_port
+        self._sock: socket.socket | None = None
+        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=max(1, config.queue_size))
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._loop_thread: threading.Thread | None = None
+        self._counter = itertools.count(1)
+        self._rng = random.Random()
+        self._last_clips: list[str] = []
+        self._served = 0
+        self._malformed = 0
+        self._allow = tuple(config.allow)
+        if not self._allow and self.binds_loopback():
+            self._allow = LOOPBACK_NETWORKS
+
+    # --------------------------------------------------------------- lifecycle
+    def binds_loopback(self) -> bool:
+        """True when the configured host is a loopback address (only this machine can reach it)."""
+        try:
+            return ipaddress.ip_address(socket.gethostbyname(self.config.host)).is_loopback
+        except (OSError, ValueError):
+            return False
+
+    def bind(self) -> Address:
+        """Open the UDP socket; returns the (host, port) actually bound."""
+        if self._sock is not None:
+            return self.address
+        try:
+            infos = socket.getaddrinfo(self.config.host, self.config.port, type=socket.SOCK_DGRAM)
+        except socket.gaierror as exc:
+            raise ConfigError(f"--host {self.config.host!r} cannot be resolved: {exc.strerror}") from None
+        family, _, _, _, sockaddr = infos[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock.bind(sockaddr)
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror} "
+                              "(is another qriff serve running? pick another --port)") from None
+        sock.settimeout(0.2)
+        self._sock = sock
+        import pretty_midi  # noqa: F401  (imported now so the first request does not pay ~0.2 s for it)
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        return self.address
+
+    @property
+    def address(self) -> Address:
+        """The bound (host, port)."""
+        if self._sock is None:
+            raise BridgeError("the server is not bound yet: call bind() or start() first")
+        host, port = self._sock.getsockname()[:2]
+        return host, port
+
+    def _start_workers(self) -> None:
+        for i in range(max(1, self.config.workers)):
+            t = threading.Thread(target=self._worker, name=f"qriff-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def serve_forever(self) -> None:
+        """Receive and answer datagrams until :meth:`stop` (or a signal handler calling it)."""
+        self.bind()
+        if not self._threads:
+            self._start_workers()
+        log.info("qriff serve listening on %s:%d, clips in %s", *self.address, self.out_dir)
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+
+    def start(self) -> Server:
+        """Bind and serve in a background thread (tests, benchmarks, embedding)."""
+        self.bind()
+        self._start_workers()
+        self._loop_thread = threading.Thread(target=self._run_background, name="qriff-serve", daemon=True)
+        self._loop_thread.start()
+        return self
+
+    def _run_background(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+
+    def stop(self, wait: bool = True) -> None:
+        """Ask the server to stop; with ``wait``, until its threads have finished."""
+        self._stopping.set()
+        if wait and self._loop_thread is not None and self._loop_thread is not threading.current_thread():
+            self._loop_thread.join(timeout=10)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _shutdown(self) -> None:
+        # Answer what is still queued, then let the workers finish their current job.
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(job, Job):
+                self._error(job.dest, job.rid, job.rtag, "shutdown", "the server stopped before this request ran")
+        for _ in self._threads:
+            self._jobs.put(_STOP)
+        for t in self._threads:
+            t.join(timeout=30)
+        self._threads.clear()
+        self.live.close()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        log.info("qriff serve stopped after %d requests (%d malformed datagrams)", self._served, self._malformed)
+
+    # ------------------------------------------------------------ receive loop
+    def _loop(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        while not self._stopping.is_set():
+            try:
+                data, addr = sock.recvfrom(65536)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self._stopping.is_set():
+                    break
+                log.warning("receive failed: %s", exc)  # e.g. ICMP port unreachable echoed back
+                continue
+            try:
+                self._on_datagram(data, addr)
+            except Exception:  # the loop must survive anything a datagram triggers
+                log.exception("unexpected failure handling a datagram from %s:%d", addr[0], addr[1])
+
+    def _allowed(self, host: str) -> bool:
+        if not self._allow:
+            return True
+        try:
+            ip = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip.version == net.version and ip in net for net in self._allow)
+
+    def _on_datagram(self, data: bytes, addr: Address) -> None:
+        if not self._allowed(addr[0]):
+            log.debug("datagram from %s refused by the allow list", addr[0])
+            return
+        try:
+            messages = decode(data)
+        except MalformedDatagram as exc:
+            self._malformed += 1
+            if self._malformed <= 10 or self._malformed % 1000 == 0:
+                log.warning("malformed datagram #%d (%d bytes) from %s:%d: %s", self._malformed, len(data),
+                            addr[0], addr[1], exc)
+            self._error(self._dest(addr, {}), -1, "i", exc.code, str(exc))
+            return
+        for msg in messages:
+            self._on_message(msg, addr)
+
+    def _dest(self, addr: Address, options: dict[str, Any]) -> Address:
+        port = options.get("reply_port") or self.session.get("reply_port") or addr[1]
+        return addr[0], int(port)
+
+    def _on_message(self, msg: Message, addr: Address) -> None:
+        args, tags = list(msg.args), msg.tags
+        rid: Any = -1
+        rtag = "i"
+        options: dict[str, Any] = {}
+        try:
+            # A trailing "reply_port N" pair is honoured on every request, before anything can fail.
+            if len(args) >= 3 and isinstance(args[-2], str) and args[-2].strip().lower() == "reply_port" \
+                    and msg.address != f"{PREFIX}/generate" and not msg.address.startswith(f"{PREFIX}/set/"):
+                options["reply_port"] = protocol.as_int("reply_port", args[-1], 1, 65535)
+                args, tags = args[:-2], tags[:-2]
+            rid, rtag = protocol.check_request_id(msg.address, args, tags)
+            if msg.address == f"{PREFIX}/generate":
+                options.update(protocol.parse_options(msg.address, args[1:], protocol.method(msg.address).options))
+            self._route(msg.address, rid, rtag, args[1:], addr, options)
+        except BridgeError as exc:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s from %s: %s %s", msg.address, addr[0], exc.code, exc)
+            self._error(self._dest(addr, options), rid, rtag, exc.code, str(exc))
+
+    def _route(self, address: str, rid: Any, rtag: str, args: list[Any], addr: Address,
+               options: dict[str, Any]) -> None:
+        if address == f"{PREFIX}/ping":
+            self._expect_no_args(address, args)
+            self._reply(self._dest(addr, options), f"{PREFIX}/pong", rid, rtag, __version__)
+        elif address == f"{PREFIX}/generate":
+            params = protocol.resolve(options, self.session)
+            self._check_chords(params)
+            self._enqueue(Job("generate", rid, rtag, self._dest(addr, options), params, time.perf_counter()))
+        elif address in (f"{PREFIX}/render", f"{PREFIX}/live/push"):
+            m = protocol.method(address)
+            assert m is not None
+            options.update(protocol.parse_options(address, args, m.options))
+            params = protocol.resolve(options, self.session)
+            kind = "render" if address.endswith("render") else "push"
+            self._enqueue(Job(kind, rid, rtag, self._dest(addr, options), params, time.perf_counter()))
+        elif address.startswith(f"{PREFIX}/get/"):
+            self._expect_no_args(address, args)
+            name = address[len(PREFIX) + 5:]
+            self._reply(self._dest(addr, options), address, rid, rtag, self._get(name, address))
+        elif address.startswith(f"{PREFIX}/set/"):
+            name = address[len(PREFIX) + 5:]
+            prop = protocol.PROPERTIES.get(name)
+            if prop is None or not prop.writable:
+                known = ", ".join(p.name for p in protocol.PROPERTIES_RW)
+                hint = " is read-only" if prop is not None else " is not a property"
+                raise RequestError(f"{address}: {name!r}{hint}; writable: {known}", code="unknown_address")
+            if len(args) != 1:
+                raise RequestError(f"{address} takes the id and one value, got {len(args)} values after the id "
+                                   f"(e.g. {address} 1 {prop.default})")
+            assert prop.parse is not None
+            value = prop.parse(args[0])
+            if name == "chords":
+                self._check_chords({**self.session, "chords": value})
+            self.session[name] = value
+            self._reply(self._dest(addr, options), address, rid, rtag, value)
+        elif address.startswith(f"{PREFIX}/list/"):
+            self._expect_no_args(address, args)
+            items = protocol.list_items(address[len(PREFIX) + 6:], self._models())
+            self._reply(self._dest(addr, options), address, rid, rtag, *items)
+        else:
+            raise RequestError(f"address {address!r} is not known: see /qriff/list/properties and the README's "
+                               f"address table (methods: {', '.join(m.address for m in protocol.METHODS)})",
+                               code="unknown_address")
+        self._served += 1
+
+    @staticmethod
+    def _expect_no_args(address: str, args: Sequence[Any]) -> None:
+        if args:
+            raise RequestError(f"{address} takes only the request id (and optionally reply_port N), "
+                               f"got {len(args)} more values")
+
+    @staticmethod
+    def _check_chords(params: dict[str, Any]) -> None:
+        if params.get("chords"):
+            from engine import theory
+
+            try:
+                theory.parse_progression(params["chords"], params["key"], params["scale"])
+            except EngineError as exc:
+                raise RequestError(f"chords: {exc}", code="bad_value") from None
+
+    def _models(self) -> list[str]:
+        try:
+            return list(self.source.models())
+        except EngineError as exc:
+            log.warning("cannot list models: %s", exc)
+            return []
+
+    def _get(self, name: str, address: str) -> Any:
+        if name in self.session:
+            return self.session[name]
+        if name == "version":
+            return __version__
+        if name == "model":
+            return self.source.model_id
+        if name == "out":
+            return str(self.out_dir)
+        if name == "port":
+            return self.address[1]
+        if name == "queue":
+            return self._jobs.qsize()
+        if name == "served":
+            return self._served
+        raise RequestError(f"{address}: {name!r} is not a property; properties are {', '.join(protocol.PROPERTIES)}",
+                           code="unknown_address")
+
+    def _enqueue(self, job: Job) -> None:
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            raise BridgeError(f"{self._jobs.maxsize} requests are already waiting: retry when some clips have "
+                              "arrived (or start the server with a larger --queue)", code="busy") from None
+
+    # -------------------------------------------------------------------- send
+    def _reply(self, dest: Address, address: str, rid: Any, rtag: str, *args: Any, tags: str | None = None) -> None:
+        if tags is None:
+            tags = "".join(_tag(a) for a in args)
+        data = encode(address, (rid, *args), rtag + tags)
+        self._sendto(data, dest)
+
+    def _sendto(self, data: bytes, dest: Address) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sock.sendto(data, dest)
+        except OSError as exc:  # an unreachable requester must not take the server down
+            log.warning("cannot send %d bytes to %s:%d: %s", len(data), dest[0], dest[1], exc)
+
+    def _error(self, dest: Address, rid: Any, rtag: str, code: str, message: str) -> None:
+        # Keep the message short enough for Max/Pd: one datagram at most MAX_DATAGRAM bytes.
+        budget = MAX_DATAGRAM - 96
+        raw = message.encode("utf-8")
+        if len(raw) > budget:
+            message = raw[:budget - 3].decode("utf-8", "ignore") + "..."
+        self._reply(dest, f"{PREFIX}/error", rid, rtag, code, message)
+
+    # ------------------------------------------------------------------ workers
+    def _worker(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is _STOP:
+                return
+            try:
+                if job.kind == "generate":
+                    self._run_generate(job)
+                elif job.kind == "render":
+                    self._run_render(job)
+                else:
+                    self._run_push(job)
+            except BridgeError as exc:
+                self._error(job.dest, job.rid, job.rtag, exc.code, str(exc))
+            except ModelError as exc:
+                self._error(job.dest, job.rid, job.rtag, "model", str(exc))
+            except EngineError as exc:
+                self._error(job.dest, job.rid, job.rtag, "render" if job.kind == "render" else "bad_value", str(exc))
+            except Exception as exc:
+                log.exception("%s request %r failed", job.kind, job.rid)
+                self._error(job.dest, job.rid, job.rtag, "internal", f"{type(exc).__name__}: {exc} (see the server log)")
+
+    def _clip_path(self, name: str) -> Path:
+        path = (self.out_dir / name).resolve()
+        if path.parent != self.out_dir:
+            raise RequestError(f"clip {name!r} is not a file of the output folder {self.out_dir}", code="bad_value")
+        if not path.is_file():
+            raise RequestError(f"clip {name!r} does not exist in {self.out_dir} (use a name from a "
+                               "/qriff/clip/end reply)", code="not_found")
+        return path
+
+    def _run_generate(self, job: Job) -> None:
+        p = job.params
+        seed = p["seed"] if p["seed"] >= 0 else self._rng.randrange(protocol.MAX_SEED)
+        primer = load_clip(self._clip_path(p["primer"])) if p.get("primer") else None
+        num, den = (int(x) for x in p["time_signature"].split("/"))
+        clips = self.source.generate(
+            key=p["key"], scale=p["scale"], bars=p["bars"], count=p["variations"], seed=seed,
+            temperature=p["temperature"], chords=p["chords"] or None, style=p["style"],
+            roles=tuple(p["roles"].split("+")), tempo=p["tempo"], time_signature=(num, den), primer=primer,
+            valence=p["valence"], arousal=p["arousal"])
+        number = next(self._counter)
+        names: list[str] = []
+        for v, clip in enumerate(clips):
+            names.append(self._send_clip(job, clip, v, len(clips), seed, f"{number:06d}-{v}"))
+        self._last_clips = names
+        if p.get("live_track", -1) >= 0:
+            for v, clip in enumerate(clips):
+                self._push(job, clip, v, len(clips), p["live_track"], p["live_slot"] + v)
+
+    def _send_clip(self, job: Job, clip: Clip, variation: int, variations: int, seed: int, stem: str) -> str:
+        total = sum(len(t.notes) for t in clip.tracks)
+        name = clip_name(clip, variation, variations)
+        self._reply(job.dest, f"{PREFIX}/clip/begin", job.rid, job.rtag, variation, variations, int(clip.bars),
+                    float(clip.tempo), clip.key, clip.scale, int(seed), total, name, tags="iiifssiis")
+        for track in clip.tracks:
+            self._reply(job.dest, f"{PREFIX}/clip/track", job.rid, job.rtag, variation, track.role,
+                        int(track.program), len(track.notes), tags="isii")
+            for part in chunks(track.notes, NOTES_PER_CHUNK):
+                flat: list[Any] = []
+                for n in part:
+                    flat += (int(n.pitch), float(n.start), float(n.duration), int(n.velocity))
+                self._reply(job.dest, f"{PREFIX}/clip/notes", job.rid, job.rtag, *flat, tags="iffi" * len(part))
+        midi = clip.write_midi(self.out_dir / f"{stem}.mid")
+        data = clip.write_json(self.out_dir / f"{stem}.json")
+        self._reply(job.dest, f"{PREFIX}/clip/end", job.rid, job.rtag, variation, total, str(midi), str(data),
+                    tags="iiss")
+        return f"{stem}.json"
+
+    def _default_clip(self, job: Job) -> str:
+        name = job.params.get("clip")
+        if name:
+            return name
+        if not self._last_clips:
+            raise RequestError("no clip given and none generated yet: send /qriff/generate first or name a clip "
+                               "with 'clip NAME'", code="not_found")
+        return self._last_clips[0]
+
+    def _run_push(self, job: Job) -> None:
+        name = self._default_clip(job)
+        clip = load_clip(self._clip_path(name))
+        track = job.params.get("track", max(0, job.params.get("live_track", 0)))
+        slot = job.params.get("slot", job.params.get("live_slot", 0))
+        self._push(job, clip, 0, 1, track, slot)
+
+    def _push(self, job: Job, clip: Clip, variation: int, variations: int, track: int, slot: int) -> None:
+        for i, part in enumerate(clip.tracks):
+            name = clip_name(clip, variation, variations, part.role)
+            result = self.live.push(clip, track + i, slot, name, role=part.role)
+            self._reply(job.dest, f"{PREFIX}/live/pushed", job.rid, job.rtag, variation, result.track, result.slot,
+                        result.name, result.notes, tags="iiisi")
+
+    def _run_render(self, job: Job) -> None:
+        try:
+            from engine.render import render_clip
+        except ImportError:
+            raise BridgeError("rendering is not available in this installation (engine.render is missing)",
+                              code="render") from None
+        name = self._default_clip(job)
+        clip = load_clip(self._clip_path(name))
+        stem_dir = self.out_dir / f"{Path(name).stem}-stems"
+        p = job.params
+        result = render_clip(clip, stem_dir, preset=p["preset"], sample_rate=p["sample_rate"], fmt=p["format"],
+                             quiet=True)
+        files = _rendered_files(result)
+        for role, path in files:
+            self._reply(job.dest, f"{PREFIX}/render/stem", job.rid, job.rtag, role, str(path), tags="ss")
+        self._reply(job.dest, f"{PREFIX}/render/end", job.rid, job.rtag, len(files), name, tags="is")
+
+
+def _rendered_files(result: Any) -> list[tuple[str, str]]:
+    """(role, path) pairs from engine.render's result: its stems, then the mix."""
+    out: list[tuple[str, str]] = []
+    stems = getattr(result, "stems", None)
+    if isinstance(result, dict) and stems is None:
+        stems = result
+    if isinstance(stems, dict):
+        out += [(str(role), str(path)) for role, path in stems.items()]
+    elif stems is not None:
+        out += [(Path(path).stem, str(path)) for path in stems]
+    mix = getattr(result, "mix", None)
+    if mix is not None and all(str(mix) != p for _, p in out):
+        out.append(("mix", str(mix)))
+    return out
+
+
+def _tag(value: Any) -> str:
+    if isinstance(value, bool):
+        return "T" if value else "F"
+    if isinstance(value, int):
+        return "i" if -(2**31) <= value < 2**31 else "h"
+    if isinstance(value, float):
+        return "f"
+    return "s"

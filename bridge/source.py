@@ -1,0 +1,113 @@
+"""Where the bridge gets its clips: the :class:`ClipSource` protocol and the real policy.
+
+The server only needs an object with ``generate(...) -> list[Clip]`` (the signature of
+:meth:`engine.policy.Policy.generate`), a ``model_id`` and the list of models it can
+switch to. :class:`PolicySource` is the production source: the onnxruntime policy,
+loaded once (lazily, so ``qriff serve --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from engine.clip import Clip
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class ClipSource(Protocol):
+    """Anything that generates clips with :meth:`engine.policy.Policy.generate`'s signature."""
+
+    @property
+    def model_id(self) -> str:
+        """Id of the model that generates the clips (reported by ``/qriff/get/model``)."""
+        ...
+
+    def models(self) -> list[str]:
+        """Model ids :meth:`select` accepts (``/qriff/list/models``)."""
+        ...
+
+    def select(self, model: str) -> None:
+        """Switch to another model from :meth:`models`; EngineError if it is unknown."""
+        ...
+
+    def generate(self, key: str = "C", scale: str = "major", bars: int = 4, count: int = 1, seed: int = 0,
+                 temperature: float = 1.0, chords: str | None = None, style: str | None = None,
+                 roles: Sequence[str] = ("lead",), tempo: float = 120.0, time_signature: tuple[int, int] = (4, 4),
+                 primer: Clip | None = None, valence: float = 0.0, arousal: float = 0.0) -> list[Clip]:
+        """``count`` clips of ``bars`` bars; EngineError subclasses on bad input."""
+        ...
+
+
+class PolicySource:
+    """The onnxruntime melody policy as a clip source.
+
+    ``path`` is an ONNX model file (None: the model shipped with qriff). Loading
+    happens on first use or in :meth:`load`, and the session is shared by the worker
+    threads (onnxruntime sessions are thread-safe for ``run``).
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self._path = Path(path) if path is not None else None
+        self._policy: Any = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Load the model now (raises engine.errors.ModelError if it is missing or corrupt)."""
+        with self._lock:
+            if self._policy is None:
+                from engine import Policy
+
+                self._policy = Policy.load(self._path)
+                log.info("loaded model %s", self.model_id)
+
+    @property
+    def policy(self) -> Any:
+        """The loaded :class:`engine.policy.Policy`."""
+        if self._policy is None:
+            self.load()
+        return self._policy
+
+    @property
+    def model_id(self) -> str:
+        if self._policy is None:
+            return str(self._path or "default")
+        pol = self._policy
+        for attr in ("model_id", "id", "name"):
+            value = getattr(pol, attr, None)
+            if isinstance(value, str) and value:
+                return value
+        return str(self._path or "default")
+
+    def models(self) -> list[str]:
+        try:
+            from engine import policy as policy_module
+        except ImportError:
+            return [self.model_id]
+        lister = getattr(policy_module, "available_models", None) or getattr(policy_module, "list_models", None)
+        if lister is None:
+            return [self.model_id]
+        found = [str(m) for m in lister()]
+        return found or [self.model_id]
+
+    def select(self, model: str) -> None:
+        from engine.errors import ModelError
+
+        if model not in self.models():
+            raise ModelError(f"model {model!r} is not known: allowed are {', '.join(self.models())} "
+                             "(see /qriff/list/models)")
+        if model == self.model_id:
+            return
+        from engine import Policy
+
+        with self._lock:
+            self._policy = Policy.load(model)
+            self._path = Path(model) if Path(model).exists() else self._path
+
+    def generate(self, **kwargs: Any) -> list[Clip]:
+        return list(self.policy.generate(**kwargs))
