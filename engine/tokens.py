@@ -31,6 +31,8 @@ def action_names() -> list[str]:
 
 def check_role(role: str) -> str:
     """Return ``role`` if known, else raise a ValueError naming the allowed roles."""
+    if role in ROLES:  # hot path (every note of every generated clip): no import here
+        return role
     from engine.errors import EngineError
 
     if role not in ROLES:
