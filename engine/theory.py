@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 from engine.errors import TheoryError
 
 # --------------------------------------------------------------------------- keys
@@ -223,16 +225,11 @@ def parse_roman(numeral: str, key: int | str = 0, scale: str = "major") -> Chord
         quality = "m6"
     elif quality == "9" and lower:
         quality = "m9"
+    elif quality == "maj7" and lower:
+        quality = "mmaj7"
+    elif quality == "add9" and lower:
+        quality = "madd9"
     return Chord(root=root, intervals=CHORD_QUALITIES[quality], symbol=text)
-
-
-def _looks_roman(token: str) -> bool:
-    m = _ROMAN_RE.match(token)
-    if not m:
-        return False
-    # "B", "Bb7" are chord symbols; roman numerals never start with a note letter other
-    # than the accidental "b", which is lower case.
-    return not token[0] in "ABCDEFG" or token.startswith(("I", "V"))
 
 
 def parse_progression(text: str | list[str] | tuple[str, ...], key: int | str = 0,
@@ -248,13 +245,17 @@ def parse_progression(text: str | list[str] | tuple[str, ...], key: int | str = 
         expanded: list[str] = []
         for tok in tokens:
             parts = tok.split("-")
-            if len(parts) > 1 and all(p and _ROMAN_RE.match(p) and not p[0] in "ABCDEFG" for p in parts):
+            if len(parts) > 1 and all(p and _ROMAN_RE.match(p) and p[0] not in "ABCDEFG" for p in parts):
                 expanded.extend(parts)
             else:
                 expanded.append(tok)
         tokens = expanded
     else:
         tokens = [str(t).strip() for t in text]
+        for tok in tokens:
+            if not tok:
+                raise TheoryError(f"chord progression {list(text)!r} has an empty chord: give chord symbols like "
+                                  "'C G Am F' or numerals like 'I V vi IV'")
     if not tokens:
         raise TheoryError("chord progression is empty: give chord symbols like 'C G Am F' or numerals like 'I V vi IV'")
     chords = []
@@ -269,9 +270,30 @@ def parse_progression(text: str | list[str] | tuple[str, ...], key: int | str = 
     return chords
 
 
+#: One diatonic progression per scale (one chord per bar), used when none is given.
+DEFAULT_PROGRESSIONS: dict[str, str] = {
+    "major": "I V vi IV",
+    "natural_minor": "i VI III VII",
+    "harmonic_minor": "i iv V i",
+    "melodic_minor": "i IV V i",
+    "dorian": "i IV i VII",
+    "phrygian": "i II vii i",
+    "lydian": "I II V I",
+    "mixolydian": "I VII IV I",
+    "locrian": "i° II iv vii",
+    "major_pentatonic": "I V vi IV",
+    "minor_pentatonic": "i VI III VII",
+    "blues": "I7 IV7 I7 V7",
+}
+
+
 def default_progression(scale: str) -> list[Chord]:
-    """The progression used when none is given: I-V-vi-IV in major-like modes, i-VI-III-VII in minor."""
-    return parse_progression("i VI III VII" if is_minor_scale(scale) else "I V vi IV", 0, scale)
+    """The progression used when none is given, relative to C (see :data:`DEFAULT_PROGRESSIONS`).
+
+    Its chords use only notes of the scale (pentatonic and blues scales borrow the
+    chords of their seven-note parents).
+    """
+    return parse_progression(DEFAULT_PROGRESSIONS[parse_scale(scale)], 0, scale)
 
 
 # -------------------------------------------------------------------------- metre
@@ -280,22 +302,25 @@ def default_progression(scale: str) -> list[Chord]:
 TIME_SIGNATURES: dict[tuple[int, int], int] = {(4, 4): 16, (3, 4): 12, (2, 4): 8, (6, 8): 12}
 #: The largest number of 16th-note steps in one bar over all supported metres.
 MAX_STEPS_PER_BAR = 16
+#: The longest melody, in bars, that the engine writes.
+MAX_BARS = 16
 
 
 def parse_time_signature(text: str | tuple[int, int] | list[int]) -> tuple[int, int]:
     """Parse ``"4/4"``, ``"3/4"``, ``"2/4"``, ``"6/8"`` (or a pair) into ``(numerator, denominator)``."""
+    allowed = ", ".join(f"{a}/{b}" for a, b in TIME_SIGNATURES)
     if isinstance(text, (tuple, list)):
-        pair = tuple(int(x) for x in text)
+        if len(text) != 2 or not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in text):
+            raise TheoryError(f"time signature {text!r} is not valid: expected a pair of whole numbers, one of {allowed}")
+        pair = (int(text[0]), int(text[1]))
     else:
         m = re.match(r"^\s*(\d+)\s*/\s*(\d+)\s*$", str(text))
         if not m:
-            raise TheoryError(f"time signature {text!r} is not valid: expected N/D, one of "
-                              f"{', '.join(f'{a}/{b}' for a, b in TIME_SIGNATURES)}")
+            raise TheoryError(f"time signature {text!r} is not valid: expected N/D, one of {allowed}")
         pair = (int(m.group(1)), int(m.group(2)))
     if pair not in TIME_SIGNATURES:
-        raise TheoryError(f"time signature {text!r} is not supported: allowed are "
-                          f"{', '.join(f'{a}/{b}' for a, b in TIME_SIGNATURES)}")
-    return pair  # type: ignore[return-value]
+        raise TheoryError(f"time signature {text!r} is not supported: allowed are {allowed}")
+    return pair
 
 
 def steps_per_bar(time_signature: tuple[int, int]) -> int:
@@ -306,6 +331,9 @@ def steps_per_bar(time_signature: tuple[int, int]) -> int:
 def beat_strength(step_in_bar: int, time_signature: tuple[int, int]) -> int:
     """Metrical weight of a 16th-note position: 3 downbeat, 2 strong beat, 1 beat, 0 off-beat."""
     num, den = parse_time_signature(time_signature)
+    spb = TIME_SIGNATURES[(num, den)]
+    if not 0 <= step_in_bar < spb:
+        raise TheoryError(f"step {step_in_bar!r} is outside a bar of {num}/{den} (allowed: 0-{spb - 1})")
     if step_in_bar == 0:
         return 3
     if den == 8:  # compound metre: beats are dotted quarters (6 steps)
