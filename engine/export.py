@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +134,7 @@ def load_checkpoint_network(checkpoint: str | os.PathLike[str]) -> tuple[QNetwor
         ckpt = torch.load(p, map_location="cpu", weights_only=False)
         net = QNetwork(ModelConfig.from_dict(ckpt["model_config"]))
         net.load_state_dict(ckpt["q_net"])
-    except (KeyError, RuntimeError, ValueError, TypeError, EOFError, OSError) as exc:
+    except (KeyError, RuntimeError, ValueError, TypeError, EOFError, OSError, pickle.UnpicklingError) as exc:
         raise ModelError(f"checkpoint {str(p)!r} is not a qriff training checkpoint ({exc}): "
                          "give a .pt file written by 'qriff train'") from None
     return net.eval(), ckpt
