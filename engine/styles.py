@@ -145,7 +145,9 @@ def sample_style(rng: np.random.Generator, terms: Sequence[str] = BUILTIN_TERMS)
     """A random training style: a preset (or a blend of two), jittered, with a random mood.
 
     Training on this distribution is what lets one network follow any preset and the
-    mood dials at generation time.
+    mood dials at generation time. Terms outside :data:`BUILTIN_TERMS` (custom terms,
+    which no preset mentions) get a weight drawn uniformly from [0, 2] half of the time,
+    so a network trained with them learns to follow their weight too.
     """
     names = list(PRESETS)
     a = parse_style(names[rng.integers(len(names))], terms)
@@ -156,4 +158,8 @@ def sample_style(rng: np.random.Generator, terms: Sequence[str] = BUILTIN_TERMS)
     if rng.random() < 0.5:
         a = apply_mood(a, float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1)))
     jitter = rng.uniform(0.8, 1.2, size=len(terms))
-    return {t: float(np.clip(a[t] * j, -MAX_WEIGHT, MAX_WEIGHT)) for t, j in zip(terms, jitter)}
+    out = {t: float(np.clip(a[t] * j, -MAX_WEIGHT, MAX_WEIGHT)) for t, j in zip(terms, jitter)}
+    for t in terms:
+        if t not in BUILTIN_TERMS:
+            out[t] = float(rng.uniform(0.0, 2.0)) if rng.random() < 0.5 else 0.0
+    return out
