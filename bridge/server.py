@@ -471,7 +471,8 @@ class Server:
         total = sum(len(t.notes) for t in clip.tracks)
         name = clip_name(clip, variation, variations)
         self._reply(job.dest, f"{PREFIX}/clip/begin", job.rid, job.rtag, variation, variations, int(clip.bars),
-                    float(clip.tempo), clip.key, clip.scale, int(seed), total, name, tags="iiifssiis")
+                    float(clip.tempo), clip.key, clip.scale, int(clip.seed if clip.seed is not None else seed), total,
+                    name, tags="iiifssiis")
         for track in clip.tracks:
             self._reply(job.dest, f"{PREFIX}/clip/track", job.rid, job.rtag, variation, track.role,
                         int(track.program), len(track.notes), tags="isii")

@@ -77,12 +77,9 @@ class PolicySource:
     def model_id(self) -> str:
         if self._policy is None:
             return str(self._path or "default")
-        pol = self._policy
-        for attr in ("model_id", "id", "name"):
-            value = getattr(pol, attr, None)
-            if isinstance(value, str) and value:
-                return value
-        return str(self._path or "default")
+        info = getattr(self._policy, "info", None)
+        value = getattr(info, "model_id", None) or getattr(self._policy, "model_id", None)
+        return str(value) if value else str(self._path or "default")
 
     def models(self) -> list[str]:
         try:

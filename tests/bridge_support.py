@@ -60,7 +60,7 @@ class WalkSource:
         beats_per_bar = ts[0] * 4.0 / ts[1]
         clips = []
         for v in range(count):
-            rng = np.random.default_rng([seed, v])
+            rng = np.random.default_rng(seed + v)
             tracks = []
             for role in roles:
                 home = tokens.home_tonic(tonic, role)
@@ -75,7 +75,7 @@ class WalkSource:
                     t += dur
                 tracks.append(Track(role=role, program=tokens.ROLE_PROGRAMS[role], notes=notes))
             clips.append(Clip(key=key, scale=theory.parse_scale(scale), tempo=tempo, time_signature=ts, bars=bars,
-                              seed=seed, model=self.model_id, style=weights, chords=[c.symbol for c in prog],
+                              seed=seed + v, model=self.model_id, style=weights, chords=[c.symbol for c in prog],
                               tracks=tracks))
         return clips
 
