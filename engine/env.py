@@ -253,7 +253,7 @@ class MelodyEnv(gymnasium.Env):
     reward for the step; at the end ``info["tokens"]`` holds the melody.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "render_fps": 8}
 
     def __init__(self, config: EnvConfig = EnvConfig(), reward: RewardFunction | None = None,
                  render_mode: str | None = None) -> None:
