@@ -367,6 +367,9 @@ class Policy:
 
         primer_tokens, primer_bars = self._primer_tokens(primer, tonic, spb, ts, roles)
         total_bars = primer_bars + bars
+        if total_bars > MAX_BARS:
+            raise EngineError(f"primer ({primer_bars} bars) plus {bars} new bars makes {total_bars} bars, allowed are "
+                              f"at most {MAX_BARS}: ask for fewer bars or give a shorter primer")
         n = total_bars * spb
         contexts = {r: observation.MelodyContext.from_music(key=tonic, scale=scale, bars=total_bars,
                                                             time_signature=ts, chords=chords, role=r, style=svec)
