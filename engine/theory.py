@@ -206,6 +206,8 @@ def parse_roman(numeral: str, key: int | str = 0, scale: str = "major") -> Chord
         raise TheoryError(f"roman numeral {numeral!r} is not valid: expected I-VII or i-vii, optionally "
                           "with b/# before and 7, maj7, °, ø7, +, 6, 9, sus4 after")
     acc, num, suffix = m.groups()
+    if suffix[:1] in ("I", "V", "i", "v", "X"):
+        raise TheoryError(f"roman numeral {numeral!r} is not valid: degrees run from I to VII (i to vii)")
     if suffix not in _ROMAN_SUFFIX:
         raise TheoryError(f"roman numeral {numeral!r} has an unknown suffix {suffix!r}: allowed are "
                           f"{', '.join(repr(s) for s in _ROMAN_SUFFIX if s)}")
