@@ -433,10 +433,11 @@ def _melody_from_score(score: Any, job: _Job, notes_log: list[str]) -> dict[str,
 
     bar_q = bar_beats / factor  # bar length in the file's quarter notes
     placed, padded, dropped = _lay_out_bars(measures, bar_q)
-    if padded > max(1, 0.1 * len(measures)):
-        raise _Skip("metre_change", f"{padded} of {len(measures)} bars are not {ratio} bars")
+    # a short bar now and then is a split bar or a section's pickup; many mean the metre changes
+    if padded + max(dropped - 1, 0) > max(2, 0.1 * len(measures)):
+        raise _Skip("metre_change", f"{padded + dropped} of {len(measures)} bars are not {ratio} bars")
     if dropped > 1:
-        notes_log.append("pickups dropped")
+        notes_log.append("section pickups dropped")
     # collect (pitch, start, duration) in quarter notes, ties merged, chords reduced to the top note
     events: list[list[float]] = []
     n_chords = n_events = off_grid = 0
