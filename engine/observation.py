@@ -54,7 +54,8 @@ _TS_LIST = tuple(theory.TIME_SIGNATURES)
 
 #: A melodic interval of this many semitones or more is a leap (RL Tuner: a fifth).
 LEAP_SEMITONES = 7
-#: Leaping back counts as resolving a leap only when more steps than this have passed.
+#: Leaping back resolves a leap only when it comes more than this many steps after the
+#: last leap (as ``engine.metrics`` counts it, after anchors.md).
 LEAP_BACK_MIN_STEPS = 6
 #: Context tables larger than this many float32 cells are not built (rows are then
 #: computed step by step, with the same result).
@@ -124,9 +125,9 @@ def leap_update(feats: dict[str, np.ndarray], actions: np.ndarray, started: np.n
     changes, as in RL Tuner). A leap is an interval of :data:`LEAP_SEMITONES` or more
     from the last pitch (rests and holds skipped). The first leap remembers its direction
     and the pitch it left; a second leap the same way is *doubled* (the leap stays
-    pending); a leap back more than :data:`LEAP_BACK_MIN_STEPS` steps later, or a
-    non-leap note at or past the pitch it left, *resolves* it (a quick leap back just
-    clears it). Every token after the first counts a step.
+    pending); a leap back more than :data:`LEAP_BACK_MIN_STEPS` steps after the last
+    leap, or a non-leap note at or past the pitch it left, *resolves* it (a quicker leap
+    back just clears it). ``since_leap`` counts the steps after the last leap.
 
     Returns ``(outcome, leap_dir, leapt_from, since_leap)``: outcome int64 ``[B]`` is
     +1 resolved, -1 doubled, 0 neither; the rest is the state after appending.
@@ -142,7 +143,7 @@ def leap_update(feats: dict[str, np.ndarray], actions: np.ndarray, started: np.n
     doubled = leap & pending & (sgn == d)
     back = leap & pending & (sgn != d)
     gradual = note & ~leap & (((d == 1) & (actions <= frm)) | ((d == -1) & (actions >= frm)))
-    resolved = (back & (since > LEAP_BACK_MIN_STEPS)) | gradual
+    resolved = (back & (since + 1 > LEAP_BACK_MIN_STEPS)) | gradual
     reset = back | gradual
     outcome = resolved.astype(np.int64) - doubled
     new_dir = np.where(fresh, sgn, np.where(reset, 0, d))

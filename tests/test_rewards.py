@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from engine import observation, rewards, styles
+from engine import observation, rewards, styles, tokens
 from engine.env import EnvConfig, VecMelodyEnv
 from engine.errors import EngineError
 from engine.observation import MelodyBatch, MelodyContext
@@ -116,8 +116,8 @@ def test_leap_gradual_resolution_and_doubling():
     assert r[:4].tolist() == [0, 0, -1, 0]
 
 
-@pytest.mark.parametrize("gap,expected", [(7, 1.0), (6, 0.0)])
-def test_leap_back_counts_only_after_more_than_six_steps(gap, expected):
+@pytest.mark.parametrize("gap,expected", [(6, 1.0), (5, 0.0)])
+def test_leap_back_counts_only_more_than_six_steps_later(gap, expected):
     seq = [C4, A4] + [H] * gap + [C4]  # the leap back comes gap + 1 steps after the leap
     r = raw_of("leap", seq)
     assert r[len(seq) - 1] == expected
@@ -247,13 +247,12 @@ def ref_autocorr(seq: list[int], lag: int) -> float:
 
 def ref_leaps(seq: list[int]) -> tuple[list[int], bool]:
     """Leap outcome per step (+1 resolved, -1 doubled) and whether a leap is pending at the end."""
-    out, direction, frm, since = [], 0, None, 0
+    out, direction, frm, leapt_at = [], 0, None, 0
     for i, a in enumerate(seq):
         if i == 0:
             out.append(0)
             continue
         if a in (R, H):
-            since += 1
             out.append(0)
             continue
         prev = next((p for p in reversed(seq[:i]) if p >= 2), None)
@@ -264,15 +263,14 @@ def ref_leaps(seq: list[int]) -> tuple[list[int], bool]:
             d = 1 if up else -1
             if direction != 0:
                 if direction != d:
-                    outcome = 1 if since > 6 else 0
+                    outcome = 1 if i - leapt_at > 6 else 0
                     direction, frm = 0, None
                 else:
                     outcome = -1
             else:
                 direction, frm = d, prev
-            since = 0
+            leapt_at = i
         else:
-            since += 1
             if (direction == 1 and a <= frm) or (direction == -1 and a >= frm):
                 outcome = 1
                 direction, frm = 0, None
@@ -321,6 +319,29 @@ def test_terms_match_rl_tuner_rules_on_random_melodies(seed):
         assert (col["repeat_motif"][i] > 0) == ref_repeated_motif(comp + [a]), i
         leap_want = leaps[i] - (0.5 if i == len(seq) - 1 and pending else 0.0)
         assert col["leap"][i] == leap_want, i
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_terms_count_what_the_evaluation_metrics_count(seed):
+    """The RL Tuner terms fire exactly where engine.metrics (the yardstick) counts."""
+    metrics = pytest.importorskip("engine.metrics")
+    rng = np.random.default_rng(100 + seed)
+    c = ctx(bars=2, chords="I")
+    seq = random_melody(rng, c.n_steps)
+    seq[-1] = H
+    _, raw = RewardFunction().score(c, seq)
+    col = {t: raw[:, i] for i, t in enumerate(styles.BUILTIN_TERMS)}
+    np.testing.assert_array_equal(col["repetition"] == -1, metrics.repeated_flags(seq))
+    np.testing.assert_array_equal(col["key"] == -1, metrics.not_in_key_flags(seq, "major"))
+    in_motif, repeated = metrics.motif_flags(seq)
+    np.testing.assert_array_equal(col["motif"] > 0, in_motif)
+    np.testing.assert_array_equal(col["repeat_motif"] > 0, repeated)
+    assert (int((col["leap"] >= 0.5).sum()), int((col["leap"] <= -1).sum())) == metrics.leap_outcomes(seq)
+    high, low = metrics.unique_extremes(seq)
+    assert col["range"][-1] == high + low
+    assert (col["cadence"][0] == 1.0) == (seq[0] == tokens.TONIC_TOKEN)
+    rho = [metrics.autocorrelation(seq, lag) for lag in (1, 2, 3)]
+    assert col["autocorr"][-1] == pytest.approx(-sum(abs(r) for r in rho if abs(r) > 0.15), abs=1e-4)
 
 
 def test_batch_rows_are_independent():
