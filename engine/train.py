@@ -23,8 +23,8 @@ Ctrl-C writes a checkpoint first; ``resume=True`` continues from it.
 from __future__ import annotations
 
 import csv
-import functools
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -327,18 +327,29 @@ def evaluate_network(net: QNetwork, cfg: TrainConfig, style_terms: tuple[str, ..
 
 
 def sequence_metrics(seqs: np.ndarray) -> dict[str, float]:
-    """Metrics of C-major 2-bar token sequences: ``engine.evaluate``'s suite when present."""
+    """Metrics of C-major 4/4 token sequences: ``engine.evaluate``'s suite (RL Tuner's table, corpus
+    overlap, prior log-likelihood, diversity) when present, else a few token statistics."""
     try:
         from engine.evaluate import evaluate_sequences
     except ImportError:
-        evaluate_sequences = None
-    if evaluate_sequences is not None:
-        metrics = evaluate_sequences(seqs)
-        return {k: float(v) for k, v in _flatten(metrics).items() if isinstance(v, (int, float, np.floating))}
-    pitch = seqs >= 2
-    in_key = np.isin((seqs - 14) % 12, [0, 2, 4, 5, 7, 9, 11]) | ~pitch
-    return {"notes_not_in_key": float(1 - in_key.mean()), "onset_share": float(pitch.mean()),
-            "distinct_clips": float(len({s.tobytes() for s in seqs}) / max(len(seqs), 1))}
+        pitch = seqs >= 2
+        in_key = np.isin((seqs - 14) % 12, [0, 2, 4, 5, 7, 9, 11]) | ~pitch
+        return {"not_in_key": float(1 - in_key.mean()), "onset_share": float(pitch.mean()),
+                "distinct_clips": float(len({s.tobytes() for s in seqs}) / max(len(seqs), 1))}
+    metrics = evaluate_sequences(list(seqs), reference=_corpus_reference(), prior=_load_prior())
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.floating))}
+
+
+@functools.lru_cache(maxsize=1)
+def _corpus_reference() -> Any:
+    """Histograms of the held-out 4/4 major corpus tunes (None when the corpus is not available)."""
+    try:
+        from engine.evaluate import corpus_reference
+
+        return corpus_reference((4, 4), "major", progress=False)[0]
+    except (ImportError, EngineError) as exc:
+        log.warning("evaluating without corpus overlap: %s", exc)
+        return None
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
