@@ -1,0 +1,398 @@
+"""Offline training of the recommender DQN on logged listening sessions.
+
+One flat loop, CleanRL style. Every user's history is cut into windows of
+``max_history + 1`` events; one forward pass of the encoder gives the state after
+each event, so each window yields ``max_history`` transitions
+``(s_t, a_t = next track, r_t = its reward, s_{t+1})`` at once. The loss is
+
+    sqn_weight * CE(sqn_logits(s_t), a_t)                          (SQN's supervised head)
+  + q_weight  * [ TD(Q(s_t, a_t), r_t + gamma * Q_tgt(s_{t+1}, argmax_a Q(s_{t+1}, a)))   (double DQN)
+                + TD(Q(s_t, a^-), negative_reward) for sampled a^- ]                   (unplayed tracks)
+
+Without the negative term a Q head trained only on logged actions says nothing about
+the tracks nobody played (SNQN, Xin et al. 2022, samples them the same way). The
+target network follows the online one by Polyak averaging (``tau``). Catalogs larger
+than ``max_full_actions`` use a sampled action set per batch (every target of the
+batch plus ``sampled_actions`` uniform tracks) for the softmax and the argmax.
+
+Seeded (torch, numpy), checkpointed after every epoch (resumable), with a tqdm bar.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine import rl
+from engine.clip import atomic_write
+from recommender.dataset import Interactions
+from recommender.errors import ConfigError
+from recommender.model import NetConfig, SeqQNet
+from recommender.rewards import RewardConfig
+
+log = logging.getLogger(__name__)
+
+RANK_BY = ("q", "sqn", "blend")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run (saved beside every checkpoint)."""
+
+    net: NetConfig = field(default_factory=NetConfig)
+    """Network shape."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """Reward per outcome."""
+    epochs: int = 30
+    """Passes over every user's history."""
+    batch_size: int = 128
+    """Windows per gradient step."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    weight_decay: float = 0.0
+    """Adam weight decay."""
+    gamma: float = 0.5
+    """Discount of future rewards (0: greedy next-track value; 0.5 as in SQN)."""
+    q_weight: float = 1.0
+    """Weight of the Q-learning loss; 0 trains the supervised head only (GRU4Rec-style baseline)."""
+    sqn_weight: float = 1.0
+    """Weight of the supervised next-item cross-entropy."""
+    negatives: int = 16
+    """Sampled unplayed tracks per state whose Q is pulled to ``negative_reward``."""
+    negative_reward: float = 0.0
+    """Target of Q for an unplayed track."""
+    tau: float = 0.01
+    """Polyak rate of the target network per step."""
+    grad_clip: float = 5.0
+    """Gradient norm clip."""
+    max_full_actions: int = 8192
+    """Catalogs up to this size use every track in the softmax and the argmax."""
+    sampled_actions: int = 4096
+    """Above it: uniform tracks added to the batch's targets to form the action set."""
+    rank_by: str = "blend"
+    """What ranks tracks at run time: ``q``, ``sqn`` (supervised head) or ``blend``."""
+    blend: float = 1.0
+    """In ``blend``: score = sqn logit + blend * Q."""
+    seed: int = 0
+    """Seeds torch and numpy: the same data and config give the same model."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.net, dict):
+            self.net = NetConfig(**self.net)
+        if isinstance(self.reward, dict):
+            self.reward = RewardConfig(**self.reward)
+        checks = [("epochs", 1, 10_000), ("batch_size", 1, 65_536), ("negatives", 0, 4096),
+                  ("sampled_actions", 1, 1_000_000), ("max_full_actions", 1, 10_000_000)]
+        for name, lo, hi in checks:
+            v = getattr(self, name)
+            if not lo <= v <= hi:
+                raise ConfigError(f"{name} {v} is out of range (allowed: {lo}-{hi})")
+        if not 0.0 <= self.gamma < 1.0:
+            raise ConfigError(f"gamma {self.gamma} is out of range (allowed: 0 <= gamma < 1)")
+        if not 0.0 < self.tau <= 1.0:
+            raise ConfigError(f"tau {self.tau} is out of range (allowed: 0 < tau <= 1)")
+        if not self.lr > 0:
+            raise ConfigError(f"lr {self.lr} is out of range (allowed: > 0)")
+        if self.rank_by not in RANK_BY:
+            raise ConfigError(f"rank_by {self.rank_by!r} is not known (allowed: {', '.join(RANK_BY)})")
+        if self.q_weight == 0 and self.rank_by != "sqn":
+            self.rank_by = "sqn"  # an untrained Q head cannot rank
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        return cls(**json.loads(text))
+
+
+def windows(seqs: list[np.ndarray], outs: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut histories into left-padded windows of ``length`` events.
+
+    Returns ``(items int64 [W, length], outcomes int64 [W, length])``; consecutive windows
+    of a user overlap by one event, so every event after a user's first is a target once.
+    """
+    items, outcomes = [], []
+    step = length - 1
+    for seq, out in zip(seqs, outs):
+        end = len(seq)
+        while end >= 2:
+            start = max(0, end - length)
+            w = np.zeros(length, np.int64)
+            o = np.zeros(length, np.int64)
+            w[length - (end - start):] = seq[start:end]
+            o[length - (end - start):] = out[start:end]
+            items.append(w)
+            outcomes.append(o)
+            end -= step
+    if not items:
+        raise ConfigError("no user has 2 or more events: nothing to learn a next track from (ingest more history)")
+    return np.stack(items), np.stack(outcomes)
+
+
+def last_window(seq: np.ndarray, out: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The last ``length`` events of one history, left-padded: ``(items [length], outcomes [length])``."""
+    w = np.zeros(length, np.int64)
+    o = np.zeros(length, np.int64)
+    k = min(len(seq), length)
+    if k:
+        w[length - k:] = seq[-k:]
+        o[length - k:] = out[-k:]
+    return w, o
+
+
+class Trainer:
+    """Trains :class:`SeqQNet` on an :class:`Interactions` log; :meth:`run` does the epochs."""
+
+    def __init__(self, data: Interactions, config: TrainConfig, checkpoint_dir: str | Path | None = None,
+                 progress: bool | None = None) -> None:
+        torch.set_num_threads(1)
+        self.data, self.config = data, config
+        self.ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        feats = torch.from_numpy(np.ascontiguousarray(data.item_features, np.float32))
+        self.net = SeqQNet(data.n_items, feats, config.net)
+        self.target = SeqQNet(data.n_items, feats, config.net)
+        rl.hard_update(self.target, self.net)
+        self.target.eval()
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        b = data.bounds
+        self.seqs = [data.item[b[u]:b[u + 1]] for u in range(data.n_users)]
+        self.outs = [data.outcome[b[u]:b[u + 1]].astype(np.int64) for u in range(data.n_users)]
+        self.rewards_table = torch.tensor([config.reward.skipped, config.reward.completed, config.reward.unknown])
+        self.win_items, self.win_outs = windows(self.seqs, self.outs, config.net.max_history + 1)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> None:
+        if self.ckpt is None:
+            return
+        state = {"net": self.net.state_dict(), "target": self.target.state_dict(), "opt": self.opt.state_dict(),
+                 "epoch": self.epoch, "history": self.history, "config": self.config.to_json(),
+                 "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+        atomic_write(self.ckpt, lambda p: torch.save(state, p))
+
+    def try_resume(self) -> bool:
+        """Load the checkpoint when one exists with the same config; True when resumed."""
+        if self.ckpt is None or not self.ckpt.exists():
+            return False
+        state = torch.load(self.ckpt, weights_only=False)
+        if state.get("config") != self.config.to_json():
+            log.warning("checkpoint %s was trained with another config: starting afresh", self.ckpt)
+            return False
+        try:
+            self.net.load_state_dict(state["net"])
+            self.target.load_state_dict(state["target"])
+        except RuntimeError:
+            log.warning("checkpoint %s does not match this catalog: starting afresh", self.ckpt)
+            return False
+        self.opt.load_state_dict(state["opt"])
+        self.epoch, self.history = int(state["epoch"]), list(state["history"])
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resumed from %s at epoch %d", self.ckpt, self.epoch)
+        return True
+
+    # ------------------------------------------------------------------ one step
+    def _action_set(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Action ids ``[A]`` and each target's column ``targets.shape``."""
+        n = self.data.n_items
+        if n <= self.config.max_full_actions:
+            return torch.arange(n + 1), targets
+        extra = torch.from_numpy(self.rng.integers(1, n + 1, self.config.sampled_actions))
+        ids, inv = torch.unique(torch.cat([torch.zeros(1, dtype=torch.long), targets.flatten(), extra]),
+                                return_inverse=True)
+        return ids, inv[1:1 + targets.numel()].view_as(targets)
+
+    def step(self, items: torch.Tensor, outcomes: torch.Tensor) -> dict[str, float]:
+        """One gradient step on a batch of windows ``[B, L + 1]``; returns the loss parts."""
+        c = self.config
+        net, tgt = self.net, self.target
+        h = net.encode(items, outcomes)  # [B, L+1, d]
+        state, _nxt = h[:, :-1], h[:, 1:]
+        actions = items[:, 1:]  # the track played after each state
+        valid = (items[:, :-1] > 0) & (actions > 0)
+        ids, cols = self._action_set(actions)
+        vecs = net.item_vectors(ids)
+        pad_col = ids == 0
+        logs: dict[str, float] = {}
+        loss = torch.zeros(())
+        if c.sqn_weight > 0:
+            logits = net.sqn_logits(state[valid], vecs, ids).masked_fill(pad_col, float("-inf"))
+            ce = F.cross_entropy(logits, cols[valid])
+            loss = loss + c.sqn_weight * ce
+            logs["ce"] = ce.item()
+        if c.q_weight > 0:
+            q_all = net.q_values(h, vecs, ids)  # [B, L+1, A]: states and next states in one product
+            q = q_all[:, :-1][valid]  # [M, A]
+            rewards = self.rewards_table[outcomes[:, 1:][valid]]
+            with torch.no_grad():
+                h_t = tgt.encode(items, outcomes)[:, 1:][valid]
+                q_next_online = q_all[:, 1:][valid].detach()
+                q_next_target = tgt.q_values(h_t, tgt.item_vectors(ids), ids)
+            # engine.rl's double-DQN target: the online head picks a', the target head values it
+            target = rl.double_dqn_targets(lambda _: q_next_online, lambda _: q_next_target, None, rewards,
+                                           torch.full_like(rewards, c.gamma),
+                                           next_mask=~pad_col.expand_as(q_next_online))
+            td = rl.td_loss(q, cols[valid], target)
+            neg_loss = torch.zeros(())
+            if c.negatives:
+                neg = torch.from_numpy(self.rng.integers(1, len(ids), (q.shape[0], c.negatives)))
+                q_neg = q.gather(1, neg)
+                not_pos = neg != cols[valid].unsqueeze(1)
+                neg_loss = F.smooth_l1_loss(q_neg[not_pos], torch.full_like(q_neg[not_pos], c.negative_reward))
+            loss = loss + c.q_weight * (td + neg_loss)
+            logs["td"], logs["neg"] = td.item(), neg_loss.item()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), c.grad_clip)
+        self.opt.step()
+        rl.soft_update(tgt, net, c.tau)
+        logs["loss"] = loss.item()
+        return logs
+
+    # ------------------------------------------------------------------ loop
+    def run(self, resume: bool = True) -> SeqQNet:
+        """Train the remaining epochs; returns the online network (in eval mode)."""
+        from tqdm import tqdm
+
+        c = self.config
+        if resume:
+            self.try_resume()
+        n_win = len(self.win_items)
+        steps = (n_win + c.batch_size - 1) // c.batch_size
+        bar = tqdm(total=(c.epochs - self.epoch) * steps, disable=not self.progress, unit="batch",
+                   desc="train", leave=False)
+        while self.epoch < c.epochs:
+            self.net.train()
+            t0 = time.perf_counter()
+            order = self.rng.permutation(n_win)
+            sums: dict[str, float] = {}
+            for s in range(steps):
+                idx = order[s * c.batch_size:(s + 1) * c.batch_size]
+                logs = self.step(torch.from_numpy(self.win_items[idx]), torch.from_numpy(self.win_outs[idx]))
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.update(1)
+                bar.set_postfix(epoch=self.epoch + 1, loss=f"{logs['loss']:.3f}")
+            self.epoch += 1
+            rec = {k: v / steps for k, v in sums.items()} | {"epoch": self.epoch,
+                                                             "seconds": time.perf_counter() - t0}
+            self.history.append(rec)
+            log.info("epoch %d: %s", self.epoch, {k: round(v, 4) for k, v in rec.items()})
+            self.save()
+        bar.close()
+        self.net.eval()
+        return self.net
+
+
+# ---------------------------------------------------------------- torch scoring (evaluation)
+
+@torch.no_grad()
+def score_users(net: SeqQNet, config: TrainConfig, seqs: list[np.ndarray], outs: list[np.ndarray],
+                batch: int = 256) -> np.ndarray:
+    """float32 ``[U, n_items + 1]`` ranking scores of every item after each history (column 0 = -inf)."""
+    torch.set_num_threads(1)
+    net.eval()
+    L = config.net.max_history
+    vecs = net.item_vectors()
+    ids = torch.arange(net.n_items + 1)
+    rows = []
+    for s in range(0, len(seqs), batch):
+        w = [last_window(q, o, L) for q, o in zip(seqs[s:s + batch], outs[s:s + batch])]
+        items = torch.from_numpy(np.stack([a for a, _ in w]))
+        outcomes = torch.from_numpy(np.stack([b for _, b in w]))
+        h = net.encode(items, outcomes)[:, -1]
+        rows.append(combine_scores(config, net.q_values(h, vecs, ids).numpy(), net.sqn_logits(h, vecs, ids).numpy()))
+    out = np.concatenate(rows).astype(np.float32)
+    out[:, 0] = -np.inf
+    return out
+
+
+def combine_scores(config: TrainConfig, q: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """The ranking score of ``config.rank_by`` from Q-values and supervised logits (same shape)."""
+    if config.rank_by == "q":
+        return q
+    if config.rank_by == "sqn":
+        return logits
+    return logits + config.blend * q
+
+
+def config_summary(config: TrainConfig) -> dict[str, Any]:
+    return asdict(config)
+
+
+# ---------------------------------------------------------------- the whole pipeline
+
+def fit_candidates(data: Interactions, cand_config: Any, reward: RewardConfig, progress: bool = False):
+    """Fit the retrieval model on users x items weighted by summed rewards (negative = disliked)."""
+    from recommender.candidates import Candidates
+
+    ui = data.user_items(reward.rewards(data.outcome))
+    ui.eliminate_zeros()
+    return Candidates(cand_config).fit(ui, show_progress=progress)
+
+
+def prepare_features(data: Interactions, candidates: Any) -> None:
+    """Append the candidate model's item factors to ``data.item_features`` (in place)."""
+    from recommender.features import with_factors
+
+    data.item_features = with_factors(data.item_features, candidates.item_factors)
+
+
+def train_database(db: str | Path, model_path: str | Path | None = None, config: TrainConfig | None = None,
+                   cand_config: Any = None, progress: bool | None = None, resume: bool = True,
+                   lock_timeout: float = 10.0) -> Any:
+    """Train on every event of database ``db`` and write the model file; returns the ModelArtifact.
+
+    The checkpoint (resumable) lives beside the model file, in ``<model>.ckpt/``.
+    """
+    from datetime import datetime
+
+    from recommender.artifact import ModelArtifact, default_model_path
+    from recommender.candidates import CandidateConfig
+    from recommender.catalog import load_interactions
+    from recommender.schema import connect
+    from recommender.scoring import export_weights
+
+    torch.set_num_threads(1)
+    config = config or TrainConfig()
+    cand_config = cand_config or CandidateConfig()
+    if cand_config.kind == "cosine":
+        raise ConfigError("candidate model 'cosine' has no factors to serve from (allowed for training: als, bpr); "
+                          "item-kNN is an evaluation baseline")
+    model_path = Path(model_path) if model_path else default_model_path(db)
+    conn = connect(db, timeout=lock_timeout, create=False)
+    try:
+        data, track_ids = load_interactions(conn)
+    finally:
+        conn.close()
+    t0 = time.perf_counter()
+    show = sys.stderr.isatty() if progress is None else progress
+    cands = fit_candidates(data, cand_config, config.reward, show)
+    prepare_features(data, cands)
+    trainer = Trainer(data, config, model_path.with_name(model_path.name + ".ckpt"), progress=show)
+    net = trainer.run(resume=resume)
+    popularity = np.bincount(data.item, minlength=data.n_items + 1).astype(np.float32)
+    popularity[0] = 0
+    info = {"created": datetime.now(UTC).isoformat(timespec="seconds"), "train_config": asdict(config),
+            "users": data.n_users, "tracks": data.n_items, "events": len(data),
+            "seconds": round(time.perf_counter() - t0, 2), "history": trainer.history}
+    art = ModelArtifact(export_weights(net, config.to_json()), track_ids, list(data.user_names),
+                        cands.user_factors, cands.item_factors, popularity, asdict(cand_config), info)
+    art.save(model_path)
+    log.info("model written to %s", model_path)
+    return art
