@@ -106,6 +106,7 @@ _OBS_FEATURES = ("last_pitch", "prev_pitch", "last_onset", "max_tok", "min_tok",
 _REWARD_INT_FEATURES = ("max_pos", "silence", "leap_dir", "leapt_from", "since_leap", "run_dir", "run_len")
 _MINUS_ONE = ("last_pitch", "prev_pitch", "last_onset", "max_tok", "min_tok", "max_pos", "leapt_from")
 _FLOAT_FEATURES = ("tok_sum", "tok_sq", "lag1", "lag2", "lag3")
+_LAG123 = np.arange(1, 4)[None, :]
 
 
 def empty_features(size: int, reward: bool = True) -> dict[str, np.ndarray]:
@@ -191,11 +192,11 @@ def _advance(feats: dict[str, np.ndarray], seq: np.ndarray, pos: np.ndarray, act
         x = a.astype(np.float64)
         new["tok_sum"] = feats["tok_sum"] + x
         new["tok_sq"] = feats["tok_sq"] + x * x
-        rows = np.arange(a.shape[0])
-        for lag in (1, 2, 3):
-            src = pos - lag
-            prev = np.where(src >= 0, seq[rows, np.maximum(src, 0)], 0)
-            new[f"lag{lag}"] = feats[f"lag{lag}"] + x * prev
+        src = pos[:, None] - _LAG123
+        prev = np.where(src >= 0, seq[np.arange(a.shape[0])[:, None], np.maximum(src, 0)], 0) * x[:, None]
+        new["lag1"] = feats["lag1"] + prev[:, 0]
+        new["lag2"] = feats["lag2"] + prev[:, 1]
+        new["lag3"] = feats["lag3"] + prev[:, 2]
     new["prev_pitch"] = np.where(is_pitch, last, feats["prev_pitch"])
     new["last_pitch"] = np.where(is_pitch, a, last)
     new["last_onset"] = np.where(is_pitch, pos, feats["last_onset"])
@@ -348,8 +349,9 @@ class MelodyBatch:
         rows = np.asarray(rows, np.int64)
         if len(rows) != len(contexts):
             raise EngineError(f"reset_rows got {len(rows)} rows but {len(contexts)} contexts")
+        valid = self._feats_valid()
         self._write_contexts(rows, contexts)
-        if self._feats_valid():
+        if valid:
             fresh = empty_features(len(rows), reward="leap_dir" in self._feats)  # type: ignore[operator]
             for k, v in fresh.items():
                 self._feats[k][rows] = v  # type: ignore[index]

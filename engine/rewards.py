@@ -305,32 +305,31 @@ def autocorrelation(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np
     RL Tuner's definition: ``sum(x[t+lag] * x[t]) / n / var(x)`` with ``x`` mean-centred
     over the ``n`` tokens. Returns float64 ``[B, 3]``, NaN where the variance is 0.
     """
-    rows = _rows(batch)
+    rows = _rows(batch)[:, None]
     t = batch.step
     n = (t + 1).astype(np.float64)
     a = actions.astype(np.float64)
     s = feats["tok_sum"] + a
     mean = s / n
     var = (feats["tok_sq"] + a * a) / n - mean * mean
-    # the first 3 and the last 4 tokens of the new sequence (positions < 0 or > t are 0)
+    last_col = batch.tokens.shape[1] - 1
+    # x[t], x[t-1], x[t-2], x[t-3] of the new sequence (0 before its start)
+    back = t[:, None] - np.arange(4)[None, :]
+    recent = np.where(back >= 0, batch.tokens[rows, np.clip(back, 0, last_col)], 0).astype(np.float64)
+    recent[:, 0] = a
+    # x[0], x[1], x[2] of the new sequence (0 past its end)
     head_pos = np.arange(3)[None, :]
     head = np.where(head_pos < t[:, None], batch.tokens[:, :3], 0).astype(np.float64)
     head = np.where(head_pos == t[:, None], a[:, None], head)
-    out = np.full((batch.size, 3), np.nan)
-    for lag in (1, 2, 3):
-        prev = np.where(t - lag >= 0, batch.tokens[rows, np.maximum(t - lag, 0)], 0).astype(np.float64)
-        prod = feats[f"lag{lag}"] + a * prev
-        first = head[:, :lag].sum(axis=1)            # x[0..lag-1]
-        tail_pos = t[:, None] - np.arange(lag)[None, :]  # positions t, t-1, ..., t-lag+1
-        tail = np.where(tail_pos == t[:, None], a[:, None],
-                        np.where(tail_pos >= 0, batch.tokens[rows[:, None], np.maximum(tail_pos, 0)], 0))
-        last = tail.sum(axis=1)                      # x[n-lag..n-1]
-        pairs = np.maximum(n - lag, 0)
-        cov = prod - mean * ((s - first) + (s - last)) + pairs * mean * mean
-        cov = np.where(n > lag, cov, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, lag - 1] = np.where(var > 1e-9, cov / n / var, np.nan)
-    return out
+    lags = np.arange(1, 4)[None, :]
+    prod = np.stack([feats["lag1"], feats["lag2"], feats["lag3"]], axis=1) + a[:, None] * recent[:, 1:]
+    first = np.cumsum(head, axis=1)          # sum of x[0..lag-1]
+    last = np.cumsum(recent[:, :3], axis=1)  # sum of x[n-lag..n-1]
+    nn, mm, ss = n[:, None], mean[:, None], s[:, None]
+    cov = prod - mm * ((ss - first) + (ss - last)) + np.maximum(nn - lags, 0) * mm * mm
+    cov = np.where(nn > lags, cov, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(var[:, None] > 1e-9, cov / nn / var[:, None], np.nan)
 
 
 @_builtin("autocorr", "-sum of |autocorrelation| above 0.15 at lags 1-3")

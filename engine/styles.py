@@ -158,7 +158,8 @@ def sample_style(rng: np.random.Generator, terms: Sequence[str] = BUILTIN_TERMS)
     if rng.random() < 0.5:
         a = apply_mood(a, float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1)))
     jitter = rng.uniform(0.8, 1.2, size=len(terms))
-    out = {t: float(np.clip(a[t] * j, -MAX_WEIGHT, MAX_WEIGHT)) for t, j in zip(terms, jitter)}
+    values = np.clip(np.array([a[t] for t in terms], np.float64) * jitter, -MAX_WEIGHT, MAX_WEIGHT)
+    out = dict(zip(terms, values.tolist()))
     for t in terms:
         if t not in BUILTIN_TERMS:
             out[t] = float(rng.uniform(0.0, 2.0)) if rng.random() < 0.5 else 0.0
