@@ -339,24 +339,32 @@ def term_autocorr(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.n
     return -over.sum(axis=1).astype(np.float32)
 
 
-def _motif(batch: MelodyBatch, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(is motif bool [B], distinct pitches [B], window int64 [B, 8])."""
-    win, ok = _window(batch, actions, MOTIF_LEN)
+def _motif(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray] | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(is motif bool [B], distinct pitches [B], window int64 [B, 8]); memoised in ``feats``
+    (a per-call copy made by :class:`RewardFunction`) so motif and repeat_motif share it."""
+    if feats is not None and "_motif" in feats:
+        return feats["_motif"]  # type: ignore[return-value]
+    win, _ = _window(batch, actions, MOTIF_LEN)
     distinct = _distinct_pitches(win)
     full = batch.step + 1 >= MOTIF_LEN
-    return full & (distinct >= MOTIF_MIN_PITCHES), distinct, win
+    out = (full & (distinct >= MOTIF_MIN_PITCHES), distinct, win)
+    if feats is not None:
+        feats["_motif"] = out  # type: ignore[assignment]
+    return out
 
 
 @_builtin("motif", "1 (+0.1 per pitch beyond 3) when the last 8 tokens hold >= 3 distinct pitches")
 def term_motif(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
-    is_motif, distinct, _ = _motif(batch, actions)
+    is_motif, distinct, _ = _motif(batch, actions, feats)
     return np.where(is_motif, 1.0 + 0.1 * (distinct - MOTIF_MIN_PITCHES), 0.0).astype(np.float32)
 
 
-def repeated_motif(batch: MelodyBatch, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def repeated_motif(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """RL Tuner's repeated motif: the 8-token window ending with the action is a motif and
     occurs token for token before the window. Returns (bool ``[B]``, distinct pitches ``[B]``)."""
-    is_motif, distinct, win = _motif(batch, actions)
+    is_motif, distinct, win = _motif(batch, actions, feats)
     found = np.zeros(batch.size, bool)
     m = int(batch.step.max(initial=0)) + 1 - MOTIF_LEN  # length of the longest prefix before the window
     if m >= MOTIF_LEN and is_motif.any():
@@ -369,7 +377,7 @@ def repeated_motif(batch: MelodyBatch, actions: np.ndarray) -> tuple[np.ndarray,
 
 @_builtin("repeat_motif", "1 (+0.25 per pitch beyond 3) when the current motif repeats an earlier one")
 def term_repeat_motif(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
-    rep, distinct = repeated_motif(batch, actions)
+    rep, distinct = repeated_motif(batch, actions, feats)
     return np.where(rep, 1.0 + 0.25 * (distinct - MOTIF_MIN_PITCHES), 0.0).astype(np.float32)
 
 
@@ -488,7 +496,7 @@ class RewardFunction:
             bad = actions[(actions < 0) | (actions >= tokens.N_ACTIONS)][0]
             raise RewardError(f"action {int(bad)} is out of range: allowed are 0-{tokens.N_ACTIONS - 1} "
                               "(0 rest, 1 hold, 2-37 pitches)")
-        feats = batch.features(reward=True)
+        feats = dict(batch.features(reward=True))  # a per-call copy: terms may memoise shared work in it
         out = np.zeros((b, len(self.terms)), np.float32)
         for j, (name, fn) in enumerate(zip(self.terms, self._fns)):
             if j == self._prior_col:
