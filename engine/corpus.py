@@ -434,9 +434,9 @@ def _melody_from_score(score: Any, job: _Job, notes_log: list[str]) -> dict[str,
     bar_q = bar_beats / factor  # bar length in the file's quarter notes
     placed, padded, dropped = _lay_out_bars(measures, bar_q)
     # a short bar now and then is a split bar or a section's pickup; many mean the metre changes
-    if padded + max(dropped - 1, 0) > max(2, 0.1 * len(measures)):
+    if padded + dropped > max(1, 0.1 * len(measures)):
         raise _Skip("metre_change", f"{padded + dropped} of {len(measures)} bars are not {ratio} bars")
-    if dropped > 1:
+    if dropped:
         notes_log.append("section pickups dropped")
     # collect (pitch, start, duration) in quarter notes, ties merged, chords reduced to the top note
     events: list[list[float]] = []
@@ -528,9 +528,10 @@ def _lay_out_bars(measures: list[Any], bar: float) -> tuple[list[tuple[Any, floa
     ABC splits bars at repeats and section ends, and music21 keeps the pieces as short
     measures. Two pieces that add up to a bar are joined; a short measure before a
     full one is a pickup and is dropped (the tune then starts on a downbeat, and a
-    section's pickup does not shift every later bar); any other short measure is padded
-    with rest to a full bar (``padded`` counts those, not the final bar). Positions are
-    in the file's quarter notes from the first kept downbeat.
+    section's pickup does not shift every later bar; ``dropped`` counts those after the
+    first bar); any other short measure is padded with rest to a full bar (``padded``
+    counts those, not the final bar). Positions are in the file's quarter notes from the
+    first kept downbeat.
     """
     placed: list[tuple[Any, float]] = []
     padded = dropped = 0
@@ -555,8 +556,8 @@ def _lay_out_bars(measures: list[Any], bar: float) -> tuple[list[tuple[Any, floa
         if d < 1e-6:
             i += 1
             continue
-        if i + 1 < n and abs(durs[i + 1] - bar) < 1e-6 and (i == 0 or placed):
-            dropped += 1  # a pickup
+        if i + 1 < n and abs(durs[i + 1] - bar) < 1e-6:
+            dropped += i > 0  # a pickup: the tune's own is expected, a section's is counted
             i += 1
             continue
         placed.append((measures[i], pos))
