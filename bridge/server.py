@@ -199,8 +199,22 @@ class Server:
     def stop(self, wait: bool = True) -> None:
         """Ask the server to stop; with ``wait``, until its threads have finished."""
         self._stopping.set()
+        self._wake()
         if wait and self._loop_thread is not None and self._loop_thread is not threading.current_thread():
             self._loop_thread.join(timeout=10)
+
+    def _wake(self) -> None:
+        """Send an empty datagram to the receive loop so it sees the stop flag at once."""
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            host, port = sock.getsockname()[:2]
+            host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+            with socket.socket(sock.family, socket.SOCK_DGRAM) as poke:
+                poke.sendto(b"", (host, port))
+        except OSError:
+            pass  # the loop still notices the flag within its 0.2 s receive timeout
 
     def __enter__(self) -> Server:
         return self.start()
@@ -242,6 +256,8 @@ class Server:
                     break
                 log.warning("receive failed: %s", exc)  # e.g. ICMP port unreachable echoed back
                 continue
+            if self._stopping.is_set():
+                break
             try:
                 self._on_datagram(data, addr)
             except Exception:  # the loop must survive anything a datagram triggers
@@ -284,14 +300,18 @@ class Server:
         rtag = "i"
         options: dict[str, Any] = {}
         try:
-            # A trailing "reply_port N" pair is honoured on every request, before anything can fail.
-            if len(args) >= 3 and isinstance(args[-2], str) and args[-2].strip().lower() == "reply_port" \
-                    and msg.address != f"{PREFIX}/generate" and not msg.address.startswith(f"{PREFIX}/set/"):
+            # reply_port is honoured before anything else can fail, so errors reach a Max/Pd listener too.
+            method = protocol.method(msg.address)
+            if method is not None and method.options:
+                options.update(_find_reply_port(args[1:]))
+            elif len(args) >= 3 and isinstance(args[-2], str) and args[-2].strip().lower() == "reply_port" \
+                    and not msg.address.startswith(f"{PREFIX}/set/"):
                 options["reply_port"] = protocol.as_int("reply_port", args[-1], 1, 65535)
                 args, tags = args[:-2], tags[:-2]
             rid, rtag = protocol.check_request_id(msg.address, args, tags)
             if msg.address == f"{PREFIX}/generate":
-                options.update(protocol.parse_options(msg.address, args[1:], protocol.method(msg.address).options))
+                assert method is not None
+                options.update(protocol.parse_options(msg.address, args[1:], method.options))
             self._route(msg.address, rid, rtag, args[1:], addr, options)
         except BridgeError as exc:
             if log.isEnabledFor(logging.DEBUG):
@@ -526,6 +546,18 @@ class Server:
         for role, path in files:
             self._reply(job.dest, f"{PREFIX}/render/stem", job.rid, job.rtag, role, str(path), tags="ss")
         self._reply(job.dest, f"{PREFIX}/render/end", job.rid, job.rtag, len(files), name, tags="is")
+
+
+def _find_reply_port(pairs: Sequence[Any]) -> dict[str, int]:
+    """``{"reply_port": N}`` when the key/value list holds a valid one, else empty."""
+    for i in range(0, len(pairs) - 1, 2):
+        name = pairs[i]
+        if isinstance(name, str) and name.strip().lower() == "reply_port":
+            try:
+                return {"reply_port": protocol.as_int("reply_port", pairs[i + 1], 1, 65535)}
+            except BridgeError:
+                return {}
+    return {}
 
 
 def _rendered_files(result: Any) -> list[tuple[str, str]]:

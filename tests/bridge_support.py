@@ -142,3 +142,74 @@ def running_server(tmp_path: Path, source: Any = None, **config: Any) -> Iterato
         yield server
     finally:
         server.stop()
+
+
+def free_udp_port() -> int:
+    """A UDP port that was free a moment ago on loopback."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class OscDump:
+    """liblo's ``oscdump`` listening on a free port; :meth:`lines` returns what it printed.
+
+    Each line is ``<timetag> <address> <types> <values...>``.
+    """
+
+    def __init__(self, exe: str) -> None:
+        import subprocess
+        import threading
+
+        self.port = free_udp_port()
+        self.proc = subprocess.Popen([exe, "-L", str(self.port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        # oscdump prints nothing when ready: probe until a message shows up
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        deadline = time.monotonic() + 10
+        while not any("/oscdump/ready" in x for x in self._lines):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"oscdump did not start on port {self.port}: {self._lines}")
+            probe.sendto(osc("/oscdump/ready"), ("127.0.0.1", self.port))
+            time.sleep(0.05)
+        probe.close()
+        time.sleep(0.05)
+        self._lines.clear()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.append(line.rstrip("\n"))
+
+    def lines(self, until: str | None = None, count: int = 1, timeout: float = 5.0) -> list[str]:
+        """Lines printed so far; with ``until``, first wait for ``count`` lines containing it."""
+        deadline = time.monotonic() + timeout
+        while until is not None and sum(until in x for x in self._lines) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"oscdump never printed {until!r} x{count}; got {self._lines}")
+            time.sleep(0.01)
+        return list(self._lines)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def parse_oscdump(line: str) -> tuple[str, str, list[str]]:
+    """(address, types, value texts) of one oscdump line; strings keep their quotes removed."""
+    import shlex
+
+    parts = shlex.split(line)
+    _, address = parts[0], parts[1]
+    if len(parts) == 2:
+        return address, "", []
+    return address, parts[2], parts[3:]

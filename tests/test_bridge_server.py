@@ -248,7 +248,7 @@ def test_stop_answers_queued_requests_with_shutdown(tmp_path):
     peer.sock.settimeout(3)
     try:
         while True:
-            addr, params, _ = peer.recv(3)
+            addr, params, _ = peer.recv(1)
             if addr == "/qriff/error":
                 codes.append(params[1])
     except TimeoutError:
