@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from bridge_support import OscDump, free_udp_port, parse_oscdump, running_server
 
 from bridge.datagrams import encode
-from bridge_support import OscDump, free_udp_port, parse_oscdump, running_server
 from engine.clip import Clip
 
 PD_PATCH = Path(__file__).parent / "pd" / "generate.pd"
