@@ -77,9 +77,9 @@ class _Block(nn.Module):
         self.ff = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, causal: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         y = self.norm1(x)
-        y, _ = self.attn(y, y, y, attn_mask=causal, key_padding_mask=pad, need_weights=False)
+        y, _ = self.attn(y, y, y, attn_mask=mask, need_weights=False)
         x = x + self.drop(y)
         return x + self.drop(self.ff(self.norm2(x)))
 
@@ -138,22 +138,23 @@ class SeqQNet(nn.Module):
 
         ``h[:, t]`` is the state having heard events ``0..t``; padding (item 0) must be on the left.
         """
-        x = self.item_vectors(items)
+        real = (items > 0).unsqueeze(-1)
+        x = self.item_vectors(items) * real  # padding is an exact zero input
         if self.outcome_emb is not None:
-            x = x + self.outcome_emb(outcomes) * (items > 0).unsqueeze(-1)
+            x = x + self.outcome_emb(outcomes) * real
         x = self.in_drop(x)
         if self.config.encoder == "gru":
             h, _ = self.gru(x)
             return h
         L = items.shape[1]
         x = x * math.sqrt(self.config.dim) + self.pos.weight[-L:]
-        causal = torch.triu(torch.ones(L, L, dtype=torch.bool, device=x.device), diagonal=1)
-        pad = items == 0
-        # a fully padded prefix row would attend to nothing (NaN): let padding see itself
-        pad_rows = pad.clone()
-        pad_rows[:, -1] = False
+        # causal, and padding keys hidden; every position may see itself, so no row is empty (NaN)
+        hidden = torch.triu(torch.ones(L, L, dtype=torch.bool, device=x.device), diagonal=1)
+        hidden = hidden.unsqueeze(0) | (items == 0).unsqueeze(1)
+        hidden = hidden & ~torch.eye(L, dtype=torch.bool, device=x.device)
+        mask = hidden.repeat_interleave(self.config.heads, dim=0)  # [B * heads, L, L]
         for blk in self.blocks:
-            x = blk(x, causal, pad_rows)
+            x = blk(x, mask)
         return self.out_norm(x)
 
     # ------------------------------------------------------------------ heads

@@ -120,9 +120,9 @@ class Scorer:
         if self.encoder == "gru":
             assert self._pad_states is not None
             pad = self.L - m
+            if m == 0:
+                return self._pad_states[-1, pad]
             for layer in range(self.layers):
-                if m == 0:
-                    return self._pad_states[layer, pad]
                 x = self._gru_run(self._gru_step_inputs(x, layer), self._pad_states[layer, pad], layer)
             return x[-1]
         return self._attention_state(x)

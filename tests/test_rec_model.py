@@ -1,0 +1,143 @@
+"""The recommender DQN: numpy run-time parity with torch, seeding, checkpoints, and learning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from recommender import rewards as rw  # noqa: E402
+from recommender.dataset import Interactions  # noqa: E402
+from recommender.errors import ConfigError  # noqa: E402
+from recommender.model import NetConfig, SeqQNet  # noqa: E402
+from recommender.scoring import Scorer, export_weights  # noqa: E402
+from recommender.train import Trainer, TrainConfig, last_window, score_users, windows  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def cyclic_data(n_users: int = 30, n_items: int = 12, length: int = 25, seed: int = 0, features: int = 5
+                ) -> Interactions:
+    """Every user walks the items in a fixed cycle from a random start: the next item is determined."""
+    rng = np.random.default_rng(seed)
+    users, items, ts, outs = [], [], [], []
+    for u in range(n_users):
+        start = rng.integers(n_items)
+        for k in range(length):
+            users.append(u)
+            items.append((start + k) % n_items + 1)
+            ts.append(1e9 + k)
+            outs.append(rw.COMPLETED if k % 4 else rw.SKIPPED)
+    feats = rng.normal(size=(n_items + 1, features)).astype(np.float32)
+    return Interactions(n_users, n_items, np.array(users), np.array(items), np.array(ts, float),
+                        np.array(outs, np.int8), feats)
+
+
+@pytest.mark.parametrize("encoder,layers", [("gru", 1), ("gru", 2), ("attention", 1), ("attention", 2)])
+@pytest.mark.parametrize("rank_by", ["q", "sqn", "blend"])
+def test_numpy_scorer_matches_torch(encoder, layers, rank_by):
+    torch.manual_seed(0)
+    cfg = TrainConfig(net=NetConfig(dim=16, encoder=encoder, layers=layers, max_history=6, heads=2), rank_by=rank_by)
+    feats = torch.randn(21, 7)
+    net = SeqQNet(20, feats, cfg.net).eval()
+    scorer = Scorer(export_weights(net, cfg.to_json()))
+    rng = np.random.default_rng(1)
+    for m in (0, 1, 3, 6, 9):  # shorter, equal and longer than max_history
+        seq = rng.integers(1, 21, m)
+        out = rng.integers(0, 3, m)
+        expected = score_users(net, cfg, [seq], [out])[0, 1:]
+        h = scorer.state(scorer.item_vectors[seq], out)
+        got, _ = scorer.scores(h, np.arange(1, 21))
+        np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-4)
+
+
+def test_new_track_vector_comes_from_features():
+    cfg = TrainConfig(net=NetConfig(dim=8, max_history=4))
+    feats = torch.randn(6, 3)
+    net = SeqQNet(5, feats, cfg.net).eval()
+    scorer = Scorer(export_weights(net, cfg.to_json()))
+    f = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
+    np.testing.assert_allclose(scorer.feature_vectors(f), net.feat(torch.from_numpy(f)).detach().numpy(), atol=1e-6)
+
+
+def test_windows_cover_every_transition_once():
+    seqs = [np.arange(1, 8), np.array([3]), np.array([4, 5])]
+    outs = [np.ones(7, np.int64), np.ones(1, np.int64), np.ones(2, np.int64)]
+    w, _ = windows(seqs, outs, 4)
+    pairs = {(int(a), int(b)) for row in w for a, b in zip(row[:-1], row[1:]) if a and b}
+    assert pairs == {(i, i + 1) for i in range(1, 7)} | {(4, 5)}
+    assert (w[:, 0] == 0).sum() >= 1  # left padding
+    items, _ = last_window(np.array([1, 2]), np.array([1, 0]), 4)
+    assert items.tolist() == [0, 0, 1, 2]
+
+
+def _train(data, epochs, ckpt=None, **kw):
+    cfg = TrainConfig(net=NetConfig(dim=16, max_history=8), epochs=epochs, batch_size=16, seed=3, **kw)
+    tr = Trainer(data, cfg, ckpt, progress=False)
+    return tr, tr.run()
+
+
+def test_training_is_seeded_and_resumes_from_checkpoint(tmp_path):
+    data = cyclic_data()
+    _, a = _train(data, 2)
+    _, b = _train(data, 2)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    tr1, _ = _train(data, 1, tmp_path)
+    assert (tmp_path / "checkpoint.pt").exists() and tr1.epoch == 1
+    tr2, c = _train(data, 2, tmp_path)  # same config but 2 epochs: a different config, starts afresh
+    assert len(tr2.history) == 2
+    # resuming the same config continues where it stopped and matches an uninterrupted run
+    tr3 = Trainer(data, tr2.config, tmp_path, progress=False)
+    assert tr3.try_resume() and tr3.epoch == 2
+    for (k, va), vc in zip(a.state_dict().items(), c.state_dict().values()):
+        assert torch.equal(va, vc), k
+
+
+@pytest.mark.parametrize("rank_by", ["sqn", "q", "blend"])
+def test_learns_a_deterministic_next_track(rank_by):
+    data = cyclic_data()
+    cfg_kw = {"rank_by": rank_by, "lr": 1e-2}
+    tr, net = _train(data, 15, **cfg_kw)
+    seqs = [np.array([3, 4, 5]), np.array([11, 12])]
+    outs = [np.ones(3, np.int64), np.ones(2, np.int64)]
+    scores = score_users(net, tr.config, seqs, outs)
+    assert scores[:, 1:].argmax(axis=1).tolist() == [5, 0]  # items 6 and 1 (indices shifted by one)
+
+
+def test_q_values_reflect_rewards():
+    """Skipped transitions (reward 0) end with lower Q than completed ones (reward 1)."""
+    data = cyclic_data(length=40)
+    tr, net = _train(data, 15, lr=1e-2, gamma=0.0, sqn_weight=0.0)
+    with torch.no_grad():
+        h = net.encode(torch.tensor([[0, 0, 3]]), torch.tensor([[0, 0, 1]]))[:, -1]
+        q = net.q_values(h, net.item_vectors(), torch.arange(13))[0]
+    assert q[4] > q[1:].median()  # the played-next track stands out
+    assert 0.3 < float(q[4]) < 1.3
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"gamma": 1.0}, "gamma"), ({"epochs": 0}, "epochs"), ({"rank_by": "x"}, "rank_by"), ({"tau": 0.0}, "tau"),
+])
+def test_bad_config_is_refused(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kw)
+
+
+@pytest.mark.parametrize("kw,match", [({"encoder": "lstm"}, "encoder"), ({"dim": 10, "encoder": "attention",
+                                                                          "heads": 3}, "divide")])
+def test_bad_net_config_is_refused(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        NetConfig(**kw)
+
+
+def test_large_catalog_uses_sampled_actions():
+    data = cyclic_data(n_items=60)
+    cfg = TrainConfig(net=NetConfig(dim=8, max_history=5), epochs=1, batch_size=8, max_full_actions=20,
+                      sampled_actions=10)
+    tr = Trainer(data, cfg, progress=False)
+    ids, cols = tr._action_set(torch.tensor([[5, 7], [7, 59]]))
+    assert len(ids) <= 1 + 4 + 10 and ids[0] == 0
+    assert ids[cols].tolist() == [[5, 7], [7, 59]]
+    tr.run()
