@@ -329,7 +329,7 @@ def chain_tail_seconds(effects: list[EffectSpec], tempo: float) -> float:
     """Upper bound of how long ``effects`` keep sounding after their input stops, in seconds.
 
     Reverb: its RT60 (estimated from room size and Freeverb's comb feedback); Delay:
-    until the echoes have fallen 60 dB; VST3: its ``tail`` key (default 1 s); Convolution:
+    until the echoes are 60 dB below the input; VST3: its ``tail`` key (default 1 s); Convolution:
     the impulse response's length; others: 50 ms.
     """
     total = 0.0
@@ -345,8 +345,10 @@ def chain_tail_seconds(effects: list[EffectSpec], tempo: float) -> float:
         elif spec.type == "Delay":
             delay = float(p["delay_beats"]) * 60.0 / tempo if "delay_beats" in p else float(p.get("delay_seconds", 0.5))
             fb = min(0.99, abs(float(p.get("feedback", 0.0))))
-            repeats = 1 if fb <= 0 else math.ceil(math.log(1e-3) / math.log(fb))
-            total += delay * min(repeats + 1, 200)
+            mix = min(1.0, max(1e-3, abs(float(p.get("mix", 0.5)))))
+            # echo k sounds at mix * fb**(k-1) of the input: count those above -60 dB
+            echoes = 1 if fb <= 0 else 1 + max(0, math.ceil(math.log(1e-3 / mix) / math.log(fb)))
+            total += delay * min(echoes, 200)
         elif spec.type == "vst3":
             total += float(p.get("tail", 1.0))
         elif spec.type == "Convolution":

@@ -61,13 +61,13 @@ class RenderedAudio:
 
     ``stems`` maps stem names (the track roles, made unique) to audio; it is empty when
     the stems were handed to a callback instead. ``premaster`` is the sum of the stems
-    (before the master chain); ``mix`` the final master.
+    (before the master chain), None when not kept; ``mix`` the final master.
     """
 
     sample_rate: int
     clip_samples: int
     stems: dict[str, np.ndarray]
-    premaster: np.ndarray
+    premaster: np.ndarray | None
     mix: np.ndarray
     loudness_lufs: float
     peak_dbfs: float
@@ -320,12 +320,14 @@ def _fade_end(audio: np.ndarray, sample_rate: int) -> None:
 def render_audio(clip: Clip, *, preset: str | Preset = "studio",
                  instruments: Mapping[str, str | Instrument] | Sequence[str] | None = None,
                  sample_rate: int = 44100, pad: bool = False, quiet: bool = True,
-                 on_stem: Callable[[str, np.ndarray], None] | None = None) -> RenderedAudio:
+                 on_stem: Callable[[str, np.ndarray], None] | None = None,
+                 keep_premaster: bool = True) -> RenderedAudio:
     """Render ``clip`` to stems and a mix in memory (no files); see :func:`render_clip`.
 
     ``on_stem(name, audio)``, when given, receives each finished stem (float32
-    ``(2, samples)``) and the stem is not kept in the result, so long clips need
-    memory for about three stereo buffers, not one per track.
+    ``(2, samples)``) and the stem is not kept in the result; with ``keep_premaster``
+    False the master works in place on the stems' sum. Together they keep a long
+    clip's memory to about three stereo buffers, not one per track.
     """
     sample_rate = int(sample_rate)
     _check_options(sample_rate, "wav", "24")
@@ -388,8 +390,12 @@ def render_audio(clip: Clip, *, preset: str | Preset = "studio",
     master = preset_obj.master
     if master.effects:
         mix = build_chain(master.effects, clip.tempo)(premaster, float(sample_rate), reset=True)
-    else:
+    elif keep_premaster:
         mix = premaster.copy()
+    else:
+        mix = premaster
+    kept = premaster if keep_premaster else None
+    del premaster  # with keep_premaster False, the master chain's input can be freed now
     gain_db = master.gain_db
     measured = None
     if master.target_lufs is not None:
@@ -412,7 +418,8 @@ def render_audio(clip: Clip, *, preset: str | Preset = "studio",
     _fade_end(mix, sample_rate)
     np.clip(mix, -ceiling, ceiling, out=mix)
     peak = float(np.abs(mix).max()) if mix.size else 0.0
-    return RenderedAudio(sample_rate=sample_rate, clip_samples=clip_samples, stems=stems, premaster=premaster,
+    return RenderedAudio(sample_rate=sample_rate, clip_samples=clip_samples, stems=stems,
+                         premaster=kept,
                          mix=mix, loudness_lufs=loudness, peak_dbfs=_db(peak),
                          instruments={n: i.label for n, _, i, _ in plan}, tracks=tracks)
 
@@ -520,8 +527,7 @@ def render_clip(clip: Clip, out_dir: str | os.PathLike[str], *, preset: str | Pr
             stem_files[name] = staging.out_dir / f"{name}.{fmt}"
 
         audio = render_audio(clip, preset=preset_obj, instruments=instruments, sample_rate=sample_rate, pad=pad,
-                             quiet=quiet, on_stem=write_stem)
-        audio.premaster = np.zeros((2, 0), dtype=np.float32)  # free it before the mix is written
+                             quiet=quiet, on_stem=write_stem, keep_premaster=False)
         write_audio(staging.path(f"{MIX_NAME}.{fmt}"), audio.mix, sample_rate, fmt, bit_depth)
         roll = None
         if pianoroll:

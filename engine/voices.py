@@ -2,9 +2,10 @@
 
 A :class:`Voice` needs no system library. Each note is synthesised on its own (phase
 reset at the note-on sample, so the onset is exact to the sample) from one or more
-band-limited oscillators, shaped by an ADSR envelope, run through the voice's own
-LadderFilter (one filter per note, as in a polysynth) and added into a mono track
-buffer. Notes with the same pitch and length are synthesised once per render. Frequencies are
+band-limited oscillators, run through the voice's own LadderFilter (one filter per
+note, as in a polysynth), shaped by the ADSR envelope (OSC -> VCF -> VCA, the classic
+subtractive order) and added into a mono track buffer. Notes of the same pitch share
+one filtered waveform, synthesised once per render. Frequencies are
 equal-tempered from A4 = 440 Hz and computed in float64, so a rendered note's
 fundamental is exact to far better than a cent.
 
@@ -125,37 +126,34 @@ class Voice:
         ``n_samples`` are skipped; sound past the buffer end is cut. Returns shape
         ``(n_samples,)``.
         """
-        out = np.zeros(int(n_samples), dtype=np.float32)
+        n_samples = int(n_samples)
+        out = np.zeros(n_samples, dtype=np.float32)
         release = int(round(self.envelope.release * sample_rate))
-        filt = None
-        if self.cutoff_hz is not None:
-            import pedalboard
-
-            filt = pedalboard.LadderFilter(mode=getattr(pedalboard.LadderFilter.Mode, self.filter_mode),
-                                           cutoff_hz=float(self.cutoff_hz), resonance=float(self.resonance),
-                                           drive=float(self.drive))
-        # Identical notes (same pitch and gate) sound identical: each is synthesised once.
-        cache: dict[tuple[float, int, int], np.ndarray] = {}
+        notes = []
+        longest: dict[float, int] = {}
         for start, length, pitch, vel in zip(starts, lengths, pitches, velocities):
             start, length = int(start), max(1, int(length))
-            if start >= n_samples or start < 0:
-                continue
-            total = min(length + release, int(n_samples) - start)
-            key = (float(pitch), length, total)
-            note = cache.get(key)
-            if note is None:
-                note = self._note(float(pitch), length, total, sample_rate)
-                if filt is not None:
-                    note = filt(note[None, :], float(sample_rate), reset=True)[0]
-                cache[key] = note
-            amp = np.float32(self.gain * (float(vel) / 127.0) ** 1.5)
+            if 0 <= start < n_samples:
+                total = min(length + release, n_samples - start)
+                notes.append((start, length, total, float(pitch), float(vel)))
+                longest[float(pitch)] = max(longest.get(float(pitch), 0), total)
+        # Oscillators and filter come before the envelope (OSC -> VCF -> VCA), and every
+        # note restarts them at phase 0 with a silent filter: so all notes of one pitch
+        # share one filtered waveform, computed once for the longest of them.
+        tone = {p: self._tone(p, n, sample_rate) for p, n in longest.items()}
+        envelopes: dict[tuple[int, int], np.ndarray] = {}
+        for start, gate, total, pitch, vel in notes:
+            env = envelopes.get((gate, total))
+            if env is None:
+                env = envelopes[(gate, total)] = _adsr(self.envelope, gate, total, sample_rate)
+            amp = np.float32(self.gain * (vel / 127.0) ** 1.5)
             seg = out[start:start + total]
-            seg += amp * note
+            seg += amp * (tone[pitch][:total] * env)
         return out
 
     # ------------------------------------------------------------------ internals
-    def _note(self, pitch: float, gate: int, total: int, sr: int) -> np.ndarray:
-        """One note at unit level: oscillators times envelope, float32 ``(total,)``."""
+    def _tone(self, pitch: float, total: int, sr: int) -> np.ndarray:
+        """The filtered oscillator mix of one pitch, before the envelope: float32 ``(total,)``."""
         freq = 440.0 * 2.0 ** ((pitch - 69.0) / 12.0)
         sig = np.zeros(total, dtype=np.float32)
         for osc in self.oscillators:
@@ -168,7 +166,13 @@ class Voice:
             if osc.level != 1.0:
                 wave *= np.float32(osc.level)
             sig += wave
-        sig *= _adsr(self.envelope, gate, total, sr)
+        if self.cutoff_hz is not None:
+            import pedalboard
+
+            filt = pedalboard.LadderFilter(mode=getattr(pedalboard.LadderFilter.Mode, self.filter_mode),
+                                           cutoff_hz=float(self.cutoff_hz), resonance=float(self.resonance),
+                                           drive=float(self.drive))
+            sig = filt(sig[None, :], float(sr), reset=True)[0]
         return sig
 
 
@@ -308,9 +312,8 @@ VOICES: dict[str, Voice] = {v.name: v for v in (
        [Oscillator("sine", 1.0), Oscillator("sine", 0.55, ratio=2.0), Oscillator("sine", 0.35, ratio=3.0),
         Oscillator("sine", 0.25, ratio=4.0), Oscillator("sine", 0.12, ratio=6.0)],
        Envelope(0.008, 0.05, 1.0, 0.06), gain=0.2),
-    _v("soft-pad", "slow, warm pad: two detuned triangles with a breath of saw, no filter needed",
-       [Oscillator("triangle", 0.7, detune_cents=-7), Oscillator("triangle", 0.7, detune_cents=7),
-        Oscillator("saw", 0.12)],
+    _v("soft-pad", "slow, warm pad: a triangle with a breath of detuned saw, no filter needed",
+       [Oscillator("triangle", 1.0), Oscillator("saw", 0.18, detune_cents=8)],
        Envelope(0.35, 0.6, 0.85, 0.8), gain=0.22),
     _v("sub-bass", "round sine sub bass with a touch of triangle for small speakers",
        [Oscillator("sine", 1.0), Oscillator("triangle", 0.3)],
