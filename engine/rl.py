@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = [
-    "NStepCollector", "ReplayBatch", "ReplayBuffer", "Schedule", "boltzmann", "double_dqn_targets",
+    "NStepCollector", "ReplayBatch", "ReplayBuffer", "Schedule", "boltzmann", "double_dqn_targets", "double_q_targets",
     "epsilon_greedy", "hard_update", "masked_argmax", "soft_update", "td_loss",
 ]
 
@@ -343,12 +343,26 @@ def double_dqn_targets(q_net: torch.nn.Module, target_net: torch.nn.Module, next
     import torch
 
     with torch.no_grad():
-        q_online = q_net(next_obs)
+        return double_q_targets(q_net(next_obs), lambda best: target_net(next_obs).gather(1, best).squeeze(1),
+                                returns, discounts, next_mask)
+
+
+def double_q_targets(q_online_next: torch.Tensor, target_value: Any, returns: torch.Tensor,
+                     discounts: torch.Tensor, next_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`double_dqn_targets` from precomputed online Q-values ``[B, A]`` of the next states.
+
+    ``target_value(best)`` maps the chosen actions (int64 ``[B, 1]``) to the target
+    network's values of them (``[B]``), so a caller whose action set is large (items of
+    a catalog) evaluates the target network only where needed. No gradient flows.
+    """
+    import torch
+
+    with torch.no_grad():
+        q_online = q_online_next
         if next_mask is not None:
             q_online = q_online.masked_fill(~next_mask, float("-inf"))
         best = q_online.argmax(dim=1, keepdim=True)
-        q_next = target_net(next_obs).gather(1, best).squeeze(1)
-        return returns + discounts * q_next
+        return returns + discounts * target_value(best)
 
 
 def td_loss(q_values: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor, kind: str = "huber",
