@@ -240,13 +240,16 @@ class Trainer:
             q = q_all[:, :-1][valid]  # [M, A]
             rewards = self.rewards_table[outcomes[:, 1:][valid]]
             with torch.no_grad():
-                h_t = tgt.encode(items, outcomes)[:, 1:][valid]
                 q_next_online = q_all[:, 1:][valid].detach()
-                q_next_target = tgt.q_values(h_t, tgt.item_vectors(ids), ids)
-            # engine.rl's double-DQN target: the online head picks a', the target head values it
-            target = rl.double_dqn_targets(lambda _: q_next_online, lambda _: q_next_target, None, rewards,
-                                           torch.full_like(rewards, c.gamma),
-                                           next_mask=~pad_col.expand_as(q_next_online))
+                h_t = tgt.q_proj(tgt.encode(items, outcomes)[:, 1:][valid])
+
+                def target_value(best: torch.Tensor) -> torch.Tensor:  # the target net, only at a'
+                    a = ids[best.squeeze(1)]
+                    return (h_t * tgt.item_vectors(a)).sum(-1) + tgt.q_bias[a]
+
+            # double DQN (engine.rl): the online head picks a', the target head values it
+            target = rl.double_q_targets(q_next_online, target_value, rewards, torch.full_like(rewards, c.gamma),
+                                         next_mask=~pad_col.expand_as(q_next_online))
             td = rl.td_loss(q, cols[valid], target)
             neg_loss = torch.zeros(())
             if c.negatives:
