@@ -333,7 +333,7 @@ _GEN_OPTIONS = tuple(p.name for p in PROPERTIES_RW if p.option) + ("primer",)
 
 #: Requests.
 METHODS: tuple[Method, ...] = (
-    Method(f"{PREFIX}/ping", "liveness check", replies=(f"{PREFIX}/pong",)),
+    Method(f"{PREFIX}/ping", "liveness check", options=("reply_port",), replies=(f"{PREFIX}/pong",)),
     Method(f"{PREFIX}/generate",
            "generate clips; every option falls back on the session default; primer = a clip file name in the "
            "output folder to continue from",
@@ -487,13 +487,13 @@ def address_table() -> list[tuple[str, str, str, str]]:
         rows.append((m.address, " ".join(x for x in ("id", _arg_text(m.args), opts) if x),
                      ", ".join(m.replies), m.doc))
     for p in PROPERTIES_R:
-        rows.append((f"{PREFIX}/get/{p.name}", "id", f"{PREFIX}/get/{p.name} id value:{p.kind}",
+        rows.append((f"{PREFIX}/get/{p.name}", "id [reply_port v]", f"{PREFIX}/get/{p.name} id value:{p.kind}",
                      f"read-only: {p.doc}"))
     for p in PROPERTIES_RW:
-        rows.append((f"{PREFIX}/get/{p.name}, {PREFIX}/set/{p.name}", f"id / id value:{p.kind}",
+        rows.append((f"{PREFIX}/get/{p.name}, {PREFIX}/set/{p.name}", f"id [reply_port v] / id value:{p.kind}",
                      f"same address: id value:{p.kind}", f"{p.doc} (default {p.default!r})"))
     for name, doc in LISTS.items():
-        rows.append((f"{PREFIX}/list/{name}", "id", f"{PREFIX}/list/{name} id item:s*", doc))
+        rows.append((f"{PREFIX}/list/{name}", "id [reply_port v]", f"{PREFIX}/list/{name} id item:s*", doc))
     for r in REPLIES:
         rows.append((r.address, "id " + _arg_text(r.args), "(reply)", r.doc))
     return rows

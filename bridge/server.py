@@ -309,8 +309,7 @@ class Server:
                 options["reply_port"] = protocol.as_int("reply_port", args[-1], 1, 65535)
                 args, tags = args[:-2], tags[:-2]
             rid, rtag = protocol.check_request_id(msg.address, args, tags)
-            if msg.address == f"{PREFIX}/generate":
-                assert method is not None
+            if method is not None:
                 options.update(protocol.parse_options(msg.address, args[1:], method.options))
             self._route(msg.address, rid, rtag, args[1:], addr, options)
         except BridgeError as exc:
@@ -321,16 +320,12 @@ class Server:
     def _route(self, address: str, rid: Any, rtag: str, args: list[Any], addr: Address,
                options: dict[str, Any]) -> None:
         if address == f"{PREFIX}/ping":
-            self._expect_no_args(address, args)
             self._reply(self._dest(addr, options), f"{PREFIX}/pong", rid, rtag, __version__)
         elif address == f"{PREFIX}/generate":
             params = protocol.resolve(options, self.session)
             self._check_chords(params)
             self._enqueue(Job("generate", rid, rtag, self._dest(addr, options), params, time.perf_counter()))
         elif address in (f"{PREFIX}/render", f"{PREFIX}/live/push"):
-            m = protocol.method(address)
-            assert m is not None
-            options.update(protocol.parse_options(address, args, m.options))
             params = protocol.resolve(options, self.session)
             kind = "render" if address.endswith("render") else "push"
             self._enqueue(Job(kind, rid, rtag, self._dest(addr, options), params, time.perf_counter()))

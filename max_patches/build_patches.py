@@ -1,0 +1,452 @@
+"""Write ``qriff.maxpat`` (Max/MSP) and ``qriff.pd`` (Pure Data vanilla) from one layout.
+
+Both patches talk to ``qriff serve`` on 127.0.0.1:9000 and listen for replies on 9001
+(every request carries ``reply_port 9001``, because ``[udpsend]``/``[netsend]`` send
+from an ephemeral port). Run ``python max_patches/build_patches.py`` after changing the
+layout; tests/test_bridge_patches.py checks the written files against the OSC address
+table, and opens the Pd patch headless against a live server.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SERVER_PORT = 9000
+REPLY_PORT = 9001
+KEYS = ["C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+SCALES = ["major", "natural_minor", "harmonic_minor", "melodic_minor", "dorian", "phrygian", "lydian", "mixolydian",
+          "locrian", "major_pentatonic", "minor_pentatonic", "blues"]
+STYLES = ["folk", "hook", "chorale", "ambient"]
+
+
+# ============================================================================ Max
+
+@dataclass
+class MaxPatch:
+    """A .maxpat under construction: boxes with ids ``obj-N`` and patchlines."""
+
+    boxes: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, maxclass: str, x: float, y: float, w: float = 100, h: float = 22, text: str | None = None,
+            inlets: int = 1, outlets: int = 1, outlettype: list[str] | None = None, **attrs: Any) -> str:
+        box_id = f"obj-{len(self.boxes) + 1}"
+        box: dict[str, Any] = {"id": box_id, "maxclass": maxclass, "numinlets": inlets, "numoutlets": outlets,
+                               "patching_rect": [float(x), float(y), float(w), float(h)]}
+        if outlets:
+            box["outlettype"] = outlettype or [""] * outlets
+        if text is not None:
+            box["text"] = text
+        box.update(attrs)
+        self.boxes.append({"box": box})
+        return box_id
+
+    def obj(self, text: str, x: float, y: float, inlets: int, outlets: int, w: float | None = None) -> str:
+        return self.add("newobj", x, y, w or max(40, 7.5 * len(text) + 12), 22, text=text, inlets=inlets,
+                        outlets=outlets)
+
+    def msg(self, text: str, x: float, y: float, w: float | None = None) -> str:
+        return self.add("message", x, y, w or max(40, 7 * len(text) + 12), 22, text=text, inlets=2, outlets=1)
+
+    def comment(self, text: str, x: float, y: float, w: float = 300) -> str:
+        return self.add("comment", x, y, w, 20, text=text, inlets=1, outlets=0)
+
+    def connect(self, src: str, outlet: int, dst: str, inlet: int) -> None:
+        self.lines.append({"patchline": {"source": [src, outlet], "destination": [dst, inlet]}})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"patcher": {
+            "fileversion": 1,
+            "appversion": {"major": 8, "minor": 5, "revision": 0, "architecture": "x64", "modernui": 1},
+            "classnamespace": "box", "rect": [80.0, 80.0, 1180.0, 760.0], "bglocked": 0, "openinpresentation": 0,
+            "default_fontsize": 12.0, "default_fontface": 0, "default_fontname": "Arial", "gridonopen": 1,
+            "gridsize": [15.0, 15.0], "gridsnaponopen": 1, "toolbarvisible": 1, "boxanimatetime": 200,
+            "description": "qriff: generate melodies with qriff serve over OSC", "digest": "", "tags": "qriff osc",
+            "boxes": self.boxes, "lines": self.lines}}
+
+
+def build_max() -> dict[str, Any]:
+    """The Max patch: controls -> /qriff/generate, replies -> status and note playback."""
+    p = MaxPatch()
+    p.comment("qriff - melodies from deep Q-learning. Start the server first: qriff serve", 20, 10, 520)
+    p.comment(f"Requests go to 127.0.0.1:{SERVER_PORT}; replies come back on port {REPLY_PORT}.", 20, 30, 520)
+
+    # ---- controls -------------------------------------------------------------
+    p.comment("key", 20, 60, 60)
+    key = p.add("umenu", 20, 80, 70, 22, inlets=1, outlets=3, outlettype=["int", "", ""],
+                items=_menu_items(KEYS), parameter_enable=0)
+    p.comment("scale", 100, 60, 80)
+    scale = p.add("umenu", 100, 80, 130, 22, inlets=1, outlets=3, outlettype=["int", "", ""],
+                  items=_menu_items(SCALES), parameter_enable=0)
+    p.comment("style", 240, 60, 60)
+    style = p.add("umenu", 240, 80, 90, 22, inlets=1, outlets=3, outlettype=["int", "", ""],
+                  items=_menu_items(STYLES), parameter_enable=0)
+    p.comment("bars", 340, 60, 50)
+    bars = p.add("number", 340, 80, 50, 22, inlets=1, outlets=2, outlettype=["", "bang"], minimum=1, maximum=16)
+    p.comment("variations", 400, 60, 70)
+    variations = p.add("number", 400, 80, 50, 22, inlets=1, outlets=2, outlettype=["", "bang"], minimum=1,
+                       maximum=16)
+    p.comment("seed (-1 = new)", 470, 60, 100)
+    seed = p.add("number", 470, 80, 70, 22, inlets=1, outlets=2, outlettype=["", "bang"], minimum=-1)
+    p.comment("temperature 0-2", 560, 40, 110)
+    temp = p.add("dial", 570, 60, 40, 40, inlets=1, outlets=1, outlettype=["float"], size=201.0, mult=0.01,
+                 floatoutput=1)
+    temp_show = p.add("flonum", 620, 80, 50, 22, inlets=1, outlets=2, outlettype=["", "bang"], format=6)
+    p.connect(temp, 0, temp_show, 0)
+
+    load = p.obj("loadbang", 700, 60, 1, 1)
+    init = p.msg("0", 700, 90)
+    p.connect(load, 0, init, 0)
+    for menu in (key, scale, style):
+        p.connect(init, 0, menu, 0)
+    for box, value in ((bars, "4"), (variations, "1"), (seed, "-1"), (temp, "100")):
+        m = p.msg(value, 760 + 40 * (len(p.boxes) % 4), 90)
+        p.connect(load, 0, m, 0)
+        p.connect(m, 0, box, 0)
+
+    # ---- generate -------------------------------------------------------------
+    gen = p.add("button", 20, 140, 40, 40, inlets=1, outlets=1, outlettype=["bang"])
+    p.comment("generate", 65, 150, 80)
+    rid = p.obj("i", 20, 200, 2, 1)
+    inc = p.obj("+ 1", 60, 230, 2, 1)
+    p.connect(gen, 0, rid, 0)
+    p.connect(rid, 0, inc, 0)
+    p.connect(inc, 0, rid, 1)
+    pack = p.obj("pack 0 C major folk 4 1 -1 1.", 20, 270, 8, 1, w=560)
+    p.connect(rid, 0, pack, 0)
+    p.connect(key, 1, pack, 1)
+    p.connect(scale, 1, pack, 2)
+    p.connect(style, 1, pack, 3)
+    p.connect(bars, 0, pack, 4)
+    p.connect(variations, 0, pack, 5)
+    p.connect(seed, 0, pack, 6)
+    p.connect(temp, 0, pack, 7)
+    gen_msg = p.msg(f"/qriff/generate $1 key $2 scale $3 style $4 bars $5 variations $6 seed $7 temperature $8 "
+                    f"reply_port {REPLY_PORT}", 20, 300, 640)
+    p.connect(pack, 0, gen_msg, 0)
+
+    # ---- push to Live -----------------------------------------------------------
+    p.comment("push the last clip to Ableton Live (AbletonOSC): track, slot", 700, 140, 380)
+    track = p.add("number", 700, 165, 50, 22, inlets=1, outlets=2, outlettype=["", "bang"], minimum=0)
+    slot = p.add("number", 760, 165, 50, 22, inlets=1, outlets=2, outlettype=["", "bang"], minimum=0)
+    push = p.add("button", 820, 160, 30, 30, inlets=1, outlets=1, outlettype=["bang"])
+    p.comment("push", 855, 165, 40)
+    push_id = p.obj("i 100000", 820, 200, 2, 1)
+    push_inc = p.obj("+ 1", 880, 230, 2, 1)
+    p.connect(push, 0, push_id, 0)
+    p.connect(push_id, 0, push_inc, 0)
+    p.connect(push_inc, 0, push_id, 1)
+    push_pack = p.obj("pack 0 0 0", 820, 260, 3, 1)
+    p.connect(push_id, 0, push_pack, 0)
+    p.connect(track, 0, push_pack, 1)
+    p.connect(slot, 0, push_pack, 2)
+    push_msg = p.msg(f"/qriff/live/push $1 track $2 slot $3 reply_port {REPLY_PORT}", 700, 300, 380)
+    p.connect(push_pack, 0, push_msg, 0)
+
+    render = p.msg(f"/qriff/render 0 reply_port {REPLY_PORT}", 700, 340, 240)
+    p.comment("render the last clip to audio stems", 950, 340, 220)
+    ping = p.msg(f"/qriff/ping 0 reply_port {REPLY_PORT}", 700, 380, 220)
+    p.connect(load, 0, ping, 0)
+
+    send = p.obj(f"udpsend 127.0.0.1 {SERVER_PORT}", 20, 420, 1, 0)
+    for m in (gen_msg, push_msg, render, ping):
+        p.connect(m, 0, send, 0)
+
+    # ---- replies ---------------------------------------------------------------
+    recv = p.obj(f"udpreceive {REPLY_PORT}", 20, 470, 1, 1)
+    routes = ["/qriff/clip/begin", "/qriff/clip/track", "/qriff/clip/notes", "/qriff/clip/end", "/qriff/error",
+              "/qriff/live/pushed", "/qriff/render/end", "/qriff/pong"]
+    route = p.obj("route " + " ".join(routes), 20, 500, 2, len(routes) + 1, w=900)
+    p.connect(recv, 0, route, 0)
+    status = p.msg("start qriff serve, then press generate", 20, 700, 640)
+    p.comment("status", 670, 700, 60)
+    for i, label in ((3, "clip ready"), (4, "error"), (5, "pushed to Live"), (6, "rendered"), (7, "connected")):
+        pre = p.obj(f"prepend set {label}", 20 + 150 * (i - 3), 650, 1, 1)
+        p.connect(route, i, pre, 0)
+        p.connect(pre, 0, status, 0)
+
+    # tempo -> milliseconds per beat (begin: id variation variations bars tempo ...)
+    begin = p.obj("unpack 0 0 0 0 0.", 20, 540, 1, 5)
+    p.connect(route, 0, begin, 0)
+    mspb = p.obj("!/ 60000.", 20, 570, 2, 1)
+    p.connect(begin, 4, mspb, 0)
+    # play only variation 0, and only while "play" is on (track: id variation role program notes)
+    track_info = p.obj("unpack 0 0 s 0 0", 160, 540, 1, 5)
+    p.connect(route, 1, track_info, 0)
+    first = p.obj("== 0", 160, 570, 2, 1)
+    p.connect(track_info, 1, first, 0)
+    play = p.add("toggle", 240, 560, 24, 24, inlets=1, outlets=1, outlettype=["int"])
+    p.comment("play", 268, 562, 40)
+    both = p.obj("&&", 160, 600, 2, 1)
+    p.connect(play, 0, both, 1)
+    p.connect(first, 0, both, 0)
+    play_on = p.msg("1", 240, 530)
+    p.connect(load, 0, play_on, 0)
+    p.connect(play_on, 0, play, 0)
+
+    # notes: id (pitch start duration velocity)* -> one note at a time
+    drop_id = p.obj("zl slice 1", 330, 540, 2, 2)
+    p.connect(route, 2, drop_id, 0)
+    quads = p.obj("zl iter 4", 330, 570, 2, 2)
+    p.connect(drop_id, 1, quads, 0)
+    gate = p.obj("gate 1", 330, 600, 2, 1)
+    p.connect(both, 0, gate, 0)
+    p.connect(quads, 0, gate, 1)
+    note = p.obj("unpack 0 0. 0. 0", 330, 630, 1, 4)
+    p.connect(gate, 0, note, 0)
+    start_ms = p.obj("* 500.", 450, 660, 2, 1)
+    dur_ms = p.obj("* 500.", 520, 660, 2, 1)
+    p.connect(mspb, 0, start_ms, 1)
+    p.connect(mspb, 0, dur_ms, 1)
+    p.connect(note, 1, start_ms, 0)
+    p.connect(note, 2, dur_ms, 0)
+    sched = p.obj("pack 0 0 0. 0.", 700, 630, 4, 1)
+    p.connect(note, 0, sched, 0)
+    p.connect(note, 3, sched, 1)
+    p.connect(dur_ms, 0, sched, 2)
+    p.connect(start_ms, 0, sched, 3)
+    pipe = p.obj("pipe 0 0 0. 0", 700, 660, 4, 3)
+    p.connect(sched, 0, pipe, 0)
+    mk = p.obj("makenote 96 250", 700, 690, 3, 2)
+    p.connect(pipe, 0, mk, 0)
+    p.connect(pipe, 1, mk, 1)
+    p.connect(pipe, 2, mk, 2)
+    out = p.obj("noteout", 700, 720, 3, 0)
+    p.connect(mk, 0, out, 0)
+    p.connect(mk, 1, out, 1)
+    return p.to_json()
+
+
+def _menu_items(items: list[str]) -> list[str]:
+    out: list[str] = []
+    for i, item in enumerate(items):
+        if i:
+            out.append(",")
+        out.append(item)
+    return out
+
+
+# ============================================================================= Pd
+
+@dataclass
+class PdPatch:
+    """A Pd patch under construction: one line per object, connections by object index."""
+
+    lines: list[str] = field(default_factory=lambda: ["#N canvas 60 60 1000 720 12;"])
+    count: int = 0
+    connects: list[str] = field(default_factory=list)
+
+    def _add(self, line: str) -> int:
+        self.lines.append(line)
+        self.count += 1
+        return self.count - 1
+
+    def obj(self, x: int, y: int, text: str) -> int:
+        return self._add(f"#X obj {x} {y} {text};")
+
+    def msg(self, x: int, y: int, text: str) -> int:
+        return self._add(f"#X msg {x} {y} {text};")
+
+    def text(self, x: int, y: int, text: str) -> int:
+        escaped = text.replace(",", " \\,").replace(";", " \\;")
+        return self._add(f"#X text {x} {y} {escaped};")
+
+    def floatatom(self, x: int, y: int, lo: int, hi: int, label: str) -> int:
+        return self._add(f"#X floatatom {x} {y} 6 {lo} {hi} 1 {label} - -;")
+
+    def connect(self, src: int, outlet: int, dst: int, inlet: int) -> None:
+        self.connects.append(f"#X connect {src} {outlet} {dst} {inlet};")
+
+    def render(self) -> str:
+        return "\n".join(self.lines + self.connects) + "\n"
+
+
+def build_pd() -> str:
+    """The Pd patch: same controls as the Max patch, in vanilla objects only."""
+    p = PdPatch()
+    p.text(20, 10, "qriff - melodies from deep Q-learning. Start the server first: qriff serve")
+    p.text(20, 30, f"requests go to 127.0.0.1:{SERVER_PORT}; replies come back on port {REPLY_PORT}. "
+                   "Send 'qriff-connect PORT REPLY_PORT' to use other ports")
+    # controls: radios give indices, which the server accepts for key, scale and style
+    p.text(20, 60, "key: C Db D Eb E F F# G Ab A Bb B")
+    key = p.obj(20, 80, "hradio 18 1 0 12 empty empty empty 0 -8 0 10 #fcfcfc #000000 #000000 0")
+    p.text(20, 110, "scale: major minor harm mel dorian phryg lydian mixo locrian pent minpent blues")
+    scale = p.obj(20, 130, "hradio 18 1 0 12 empty empty empty 0 -8 0 10 #fcfcfc #000000 #000000 0")
+    p.text(20, 160, "style: folk hook chorale ambient")
+    style = p.obj(20, 180, "hradio 18 1 0 4 empty empty empty 0 -8 0 10 #fcfcfc #000000 #000000 0")
+    bars = p.floatatom(20, 220, 1, 16, "bars")
+    variations = p.floatatom(120, 220, 1, 16, "variations")
+    seed = p.floatatom(220, 220, 0, 0, "seed")  # 0 0 = no limits; -1 asks for a new seed each time
+    p.text(320, 200, "temperature 0-2")
+    temp = p.obj(320, 220, "hsl 128 18 0 2 0 0 empty empty empty -2 -8 0 10 #fcfcfc #000000 #000000 0 1")
+    temp_show = p.floatatom(460, 220, 0, 2, "t")
+    p.connect(temp, 0, temp_show, 0)
+    load = p.obj(600, 60, "loadbang")
+    defaults = p.msg(600, 90, "4")
+    p.connect(load, 0, defaults, 0)
+    p.connect(defaults, 0, bars, 0)
+    one = p.msg(640, 90, "1")
+    p.connect(load, 0, one, 0)
+    p.connect(one, 0, variations, 0)
+    p.connect(one, 0, temp, 0)
+    minus = p.msg(680, 90, "-1")
+    p.connect(load, 0, minus, 0)
+    p.connect(minus, 0, seed, 0)
+    zero = p.msg(720, 90, "0")
+    p.connect(load, 0, zero, 0)
+    for radio in (key, scale, style):
+        p.connect(zero, 0, radio, 0)
+
+    # generate: [bng] (also 'qriff-generate bang' from anywhere) -> id counter -> pack -> /qriff/generate
+    gen = p.obj(20, 270, "bng 30 250 50 0 empty qriff-generate generate 34 15 0 12 #fcfcfc #000000 #000000")
+    rid = p.obj(20, 320, "f")
+    inc = p.obj(60, 320, "+ 1")
+    p.connect(gen, 0, rid, 0)
+    p.connect(rid, 0, inc, 0)
+    p.connect(inc, 0, rid, 1)
+    pack = p.obj(20, 350, "pack f f f f f f f f f")
+    p.connect(rid, 0, pack, 0)
+    for i, src in enumerate((key, scale, style, bars, variations, seed, temp), start=1):
+        p.connect(src, 0, pack, i)
+    gen_msg = p.msg(20, 380, "\\$1 key \\$2 scale \\$3 style \\$4 bars \\$5 variations \\$6 seed \\$7 "
+                              "temperature \\$8 reply_port \\$9")
+    p.connect(pack, 0, gen_msg, 0)
+    gen_fmt = p.obj(20, 410, "oscformat qriff generate")
+    p.connect(gen_msg, 0, gen_fmt, 0)
+
+    # push to Live and ping
+    p.text(600, 270, "push last clip to Live: track slot")
+    track = p.floatatom(600, 290, 0, 999, "track")
+    slot = p.floatatom(680, 290, 0, 999, "slot")
+    push = p.obj(760, 285, "bng 25 250 50 0 empty qriff-push push 30 12 0 12 #fcfcfc #000000 #000000")
+    push_id = p.obj(760, 320, "f 100000")
+    push_inc = p.obj(830, 320, "+ 1")
+    p.connect(push, 0, push_id, 0)
+    p.connect(push_id, 0, push_inc, 0)
+    p.connect(push_inc, 0, push_id, 1)
+    push_pack = p.obj(760, 350, "pack f f f f")
+    p.connect(push_id, 0, push_pack, 0)
+    p.connect(track, 0, push_pack, 1)
+    p.connect(slot, 0, push_pack, 2)
+    push_msg = p.msg(760, 380, "\\$1 track \\$2 slot \\$3 reply_port \\$4")
+    p.connect(push_pack, 0, push_msg, 0)
+    push_fmt = p.obj(760, 410, "oscformat qriff live push")
+    p.connect(push_msg, 0, push_fmt, 0)
+    ping_msg = p.msg(600, 380, "0 reply_port \\$1")
+    ping_fmt = p.obj(600, 410, "oscformat qriff ping")
+    p.connect(ping_msg, 0, ping_fmt, 0)
+
+    to_send = p.obj(20, 450, "list prepend send")
+    trim = p.obj(20, 475, "list trim")
+    net = p.obj(20, 500, "netsend -u -b")
+    for fmt in (gen_fmt, push_fmt, ping_fmt):
+        p.connect(fmt, 0, to_send, 0)
+    p.connect(to_send, 0, trim, 0)
+    p.connect(trim, 0, net, 0)
+    recv = p.obj(300, 500, "netreceive -u -b")
+    # connect on load, and on 'qriff-connect PORT REPLY_PORT': set up first (right), then ping (left)
+    ports = p.msg(600, 440, f"{SERVER_PORT} {REPLY_PORT}")
+    p.connect(load, 0, ports, 0)
+    conn_r = p.obj(700, 440, "r qriff-connect")
+    both = p.obj(600, 465, "t a a")
+    p.connect(ports, 0, both, 0)
+    p.connect(conn_r, 0, both, 0)
+    split = p.obj(600, 490, "unpack f f")
+    p.connect(both, 1, split, 0)
+    connect = p.msg(600, 515, "disconnect \\, connect 127.0.0.1 \\$1")
+    listen = p.msg(760, 515, "listen \\$1")
+    p.connect(split, 0, connect, 0)
+    p.connect(split, 1, listen, 0)
+    p.connect(split, 1, pack, 8)
+    p.connect(split, 1, push_pack, 3)
+    p.connect(connect, 0, net, 0)
+    p.connect(listen, 0, recv, 0)
+    reply_port = p.obj(600, 540, "list split 1")
+    p.connect(both, 0, reply_port, 0)
+    p.connect(reply_port, 1, ping_msg, 0)
+
+    # replies
+    parse = p.obj(300, 530, "oscparse")
+    p.connect(recv, 0, parse, 0)
+    ltrim = p.obj(300, 555, "list trim")
+    p.connect(parse, 0, ltrim, 0)
+    r_qriff = p.obj(300, 580, "route qriff")
+    p.connect(ltrim, 0, r_qriff, 0)
+    r_kind = p.obj(300, 605, "route clip error live pong render")
+    p.connect(r_qriff, 0, r_kind, 0)
+    r_clip = p.obj(300, 630, "route begin track notes end")
+    p.connect(r_kind, 0, r_clip, 0)
+    log = p.obj(600, 640, "print qriff")
+    status_pre = p.obj(600, 600, "list prepend set")
+    status_trim = p.obj(600, 620, "list trim")
+    status = p.msg(600, 680, "start qriff serve then press generate")
+    p.connect(status_pre, 0, status_trim, 0)
+    p.connect(status_trim, 0, status, 0)
+    for outlet, label in ((1, "error"), (2, "live"), (3, "connected"), (4, "rendered")):
+        tag = p.obj(600 + 90 * (outlet - 1), 570, f"list prepend {label}")
+        p.connect(r_kind, outlet, tag, 0)
+        p.connect(tag, 0, status_pre, 0)
+        p.connect(tag, 0, log, 0)
+    end_tag = p.obj(480, 660, "list prepend clip-ready")
+    p.connect(r_clip, 3, end_tag, 0)
+    p.connect(end_tag, 0, status_pre, 0)
+    p.connect(end_tag, 0, log, 0)
+
+    # tempo from begin (id variation variations bars tempo ...) -> ms per beat
+    begin = p.obj(20, 560, "unpack f f f f f")
+    p.connect(r_clip, 0, begin, 0)
+    swap = p.obj(20, 585, "swap 60000")
+    p.connect(begin, 4, swap, 0)
+    mspb = p.obj(20, 610, "/")
+    p.connect(swap, 1, mspb, 1)
+    p.connect(swap, 0, mspb, 0)
+    # play variation 0 only
+    tinfo = p.obj(150, 560, "unpack f f")
+    p.connect(r_clip, 1, tinfo, 0)
+    first = p.obj(150, 590, "== 0")
+    p.connect(tinfo, 1, first, 0)
+    # notes: drop the id, then 4 values at a time (list split loop)
+    drop = p.obj(20, 630, "list split 1")
+    p.connect(r_clip, 2, drop, 0)
+    gate = p.obj(20, 655, "spigot")
+    p.connect(drop, 1, gate, 0)
+    p.connect(first, 0, gate, 1)
+    loop = p.obj(20, 680, "list split 4")
+    p.connect(gate, 0, loop, 0)
+    p.connect(loop, 1, loop, 0)
+    note = p.obj(20, 705, "unpack f f f f")
+    p.connect(loop, 0, note, 0)
+    start_ms = p.obj(120, 730, "*")
+    dur_ms = p.obj(180, 730, "*")
+    p.connect(mspb, 0, start_ms, 1)
+    p.connect(mspb, 0, dur_ms, 1)
+    p.connect(note, 1, start_ms, 0)
+    p.connect(note, 2, dur_ms, 0)
+    sched = p.obj(20, 760, "pack f f f f")
+    p.connect(note, 0, sched, 0)
+    p.connect(note, 3, sched, 1)
+    p.connect(dur_ms, 0, sched, 2)
+    p.connect(start_ms, 0, sched, 3)
+    pipe = p.obj(20, 785, "pipe f f f 0")
+    p.connect(sched, 0, pipe, 0)
+    mk = p.obj(20, 810, "makenote 96 250")
+    p.connect(pipe, 0, mk, 0)
+    p.connect(pipe, 1, mk, 1)
+    p.connect(pipe, 2, mk, 2)
+    out = p.obj(20, 835, "noteout 1")
+    p.connect(mk, 0, out, 0)
+    p.connect(mk, 1, out, 1)
+    return p.render()
+
+
+def main() -> None:
+    (HERE / "qriff.maxpat").write_text(json.dumps(build_max(), indent=1) + "\n")
+    (HERE / "qriff.pd").write_text(build_pd())
+
+
+if __name__ == "__main__":
+    main()
