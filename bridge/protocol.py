@@ -192,6 +192,8 @@ def parse_style(value: Any) -> str:
 
 def parse_chords(value: Any) -> str:
     """A progression (``"C G Am F"``, ``C|G|Am|F``, ``I-V-vi-IV``), or ``none`` for the default."""
+    if isinstance(value, str) and not value.strip():
+        return ""
     text = as_text("chords", value, 512)
     if text.lower() in ("none", "default", "-"):
         return ""
