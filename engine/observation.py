@@ -502,6 +502,27 @@ def _context_rows(batch: MelodyBatch, rows: np.ndarray, step: np.ndarray) -> np.
     return out
 
 
+def _melodic_table() -> np.ndarray:
+    """float32 ``[37, 37, W]``: the columns ``last_pitch`` .. ``pending_leap`` for (last
+    pitch, previous pitch) indices (pitch token - 2, or 36 for none); note age left 0."""
+    width = _CTX_START - _OFF["last_pitch"]
+    iv0, pl0 = _OFF["last_interval"] - _OFF["last_pitch"], _OFF["pending_leap"] - _OFF["last_pitch"]
+    none = tokens.N_PITCHES
+    tab = np.zeros((none + 1, none + 1, width), np.float32)
+    for li in range(none + 1):
+        for pi in range(none + 1):
+            tab[li, pi, li] = 1.0
+            if li < none and pi < none:
+                iv = min(max(li - pi, -12), 12)
+                tab[li, pi, iv0 + iv + 12] = 1.0
+                tab[li, pi, pl0] = iv >= LEAP_SEMITONES
+                tab[li, pi, pl0 + 1] = iv <= -LEAP_SEMITONES
+            else:
+                tab[li, pi, iv0 + 25] = 1.0
+    return tab
+
+
+_MELODIC = _melodic_table()
 _LAGS = np.arange(HISTORY, 0, -1)  # slot 0 holds the token HISTORY steps ago
 _SLOT_COLS = np.arange(HISTORY) * tokens.N_ACTIONS
 
@@ -542,20 +563,16 @@ def observe_rows(batch: MelodyBatch, rows: np.ndarray | None) -> np.ndarray:
     toks = batch.tokens[rows[:, None], np.maximum(src, 0)]
     hist_idx = (base[:, None] + _SLOT_COLS[None, :] + toks)[ok]
 
-    # last sounding pitch, last interval
-    lp, pp = feats["last_pitch"], feats["prev_pitch"]
-    lp_col = _OFF["last_pitch"] + np.where(lp >= 0, lp - tokens.FIRST_PITCH, tokens.N_PITCHES)
-    has_iv = (lp >= 0) & (pp >= 0)
-    iv = np.minimum(np.maximum(lp - pp, -12), 12)
-    iv_col = _OFF["last_interval"] + np.where(has_iv, iv + 12, 25)
-    flat[np.concatenate([hist_idx, base + lp_col, base + iv_col])] = 1.0
+    flat[hist_idx] = 1.0
 
+    # last sounding pitch, note age, last interval and pending leap: one table lookup
+    lp, pp = feats["last_pitch"], feats["prev_pitch"]
+    li = np.where(lp >= 0, lp - tokens.FIRST_PITCH, tokens.N_PITCHES)
+    pi = np.where(pp >= 0, pp - tokens.FIRST_PITCH, tokens.N_PITCHES)
+    out[:, _OFF["last_pitch"]:_CTX_START] = _MELODIC[li, pi]
     last_on = feats["last_onset"]
     age = np.where(last_on >= 0, step - last_on, 16)
     out[:, _OFF["note_age"]] = np.minimum(age, 16) / 16.0
-    pl = _OFF["pending_leap"]
-    out[:, pl] = has_iv & (iv >= LEAP_SEMITONES)
-    out[:, pl + 1] = has_iv & (iv <= -LEAP_SEMITONES)
 
     # context segments: tabulated per (row, step) when the table fits
     table = batch.context_table()
@@ -564,18 +581,14 @@ def observe_rows(batch: MelodyBatch, rows: np.ndarray | None) -> np.ndarray:
     else:
         out[:, _CTX_START:_CTX_END] = _context_rows(batch, rows, step)
 
-    # statistics of the melody so far
+    # statistics of the melody so far (computed in float64 like the reference, then stored)
     col = _OFF["stats"]
-    mx = feats["max_tok"]
-    seen = mx >= 0
-    out[:, col] = np.where(seen, mx, 0) / 37.0
-    out[:, col + 1] = np.where(seen, feats["min_tok"], 0) / 37.0
-    out[:, col + 2] = seen & (feats["max_count"] == 1)
-    out[:, col + 3] = seen & (feats["min_count"] == 1)
-    denom = np.maximum(step, 1)
-    out[:, col + 4] = feats["n_onsets"] / denom
-    out[:, col + 5] = feats["n_rests"] / denom
-    out[:, col + 6] = feats["n_holds"] / denom
+    stats = np.column_stack((feats["max_tok"], feats["min_tok"], feats["max_count"] == 1, feats["min_count"] == 1,
+                             feats["n_onsets"], feats["n_rests"], feats["n_holds"])).astype(np.float64)
+    np.maximum(stats[:, :2], 0.0, out=stats[:, :2])  # -1 (no pitch yet) shows as 0
+    stats[:, :2] /= 37.0
+    stats[:, 4:] /= np.maximum(step, 1)[:, None]
+    out[:, col:col + 7] = stats
     # distinct pitches among the last 8 tokens, read back from the history one-hot
     recent = out[:, (HISTORY - 8) * tokens.N_ACTIONS:HISTORY * tokens.N_ACTIONS].reshape(b, 8, tokens.N_ACTIONS)
     distinct = recent[:, :, tokens.FIRST_PITCH:].max(axis=1).sum(axis=1)
