@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--sources", default=None, metavar="NAMES",
                    help="corpus sources for the corpus row and the reference: essen, oneill, ryans, aird, bach "
                         "(default: all)")
+    g.add_argument("--limit", type=bounded_int(1, 100_000), default=None, metavar="N",
+                   help="use only the first N tunes of each corpus source (quick looks; default: all)")
     g.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="sampling seed (default: 0)")
     m = p.add_argument_group("models and output")
     m.add_argument("--prior", default=None, metavar="PATH.npz", help="prior model (default: the shipped one)")
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     sets = [ev.clip_set(folder) for folder in args.folders]
     if args.corpus:
         sets.append(ev.corpus_set(args.bars, args.scale, ts, args.n, args.split, sources, args.seed,
-                                  progress=not args.quiet))
+                                  limit=args.limit, progress=not args.quiet))
     if args.corpus or args.random:
         sets.append(ev.random_set(args.n, args.bars, ts, args.scale, args.seed))
     labels = [s.label for s in sets]
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     for s in sets:
         ref = None
         if not args.no_reference:
-            ref, desc = ev.reference_for(s, "test", sources, progress=not args.quiet)
+            ref, desc = ev.reference_for(s, "test", sources, args.limit, progress=not args.quiet)
             info[f"reference for {s.label}"] = desc
         results[s.label] = ev.evaluate_set(s, ref, prior)
         info[s.label] = s.note
