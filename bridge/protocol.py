@@ -255,22 +255,30 @@ def _choice_parser(name: str, choices: Sequence[str]) -> Callable[[Any], str]:
     return parse
 
 
+def _sample_rate(value: Any) -> int:
+    rate = as_int("sample_rate", value, min(SAMPLE_RATES), max(SAMPLE_RATES))
+    if rate not in SAMPLE_RATES:
+        raise _bad("sample_rate", value, "one of " + ", ".join(map(str, SAMPLE_RATES)))
+    return rate
+
+
 def _render_preset(value: Any) -> str:
+    """A shipped render preset name; never a path (a network value must not name a file)."""
     text = as_text("preset", value, 64)
     names = render_presets()
-    if names and text not in names:
-        raise _bad("preset", value, "one of " + ", ".join(names), "see /qriff/list/presets")
+    if text not in names:
+        raise _bad("preset", value, "one of " + (", ".join(names) or "none: rendering is not installed"),
+                   "see /qriff/list/presets")
     return text
 
 
 def render_presets() -> list[str]:
-    """Names of the render presets engine.render offers (empty if it is not installed)."""
+    """Names of the shipped render presets (empty when engine.effects is not installed)."""
     try:
-        from engine import render
+        from engine.effects import list_presets
     except ImportError:
         return []
-    presets = getattr(render, "PRESETS", None) or getattr(render, "RENDER_PRESETS", None) or {}
-    return sorted(presets)
+    return sorted(list_presets())
 
 
 # -------------------------------------------------------------- the address table
@@ -314,7 +322,7 @@ PROPERTIES_RW: tuple[Property, ...] = (
     Property("format", "s", "wav", "render file format: wav or flac", _choice_parser("format", RENDER_FORMATS),
              option=False),
     Property("sample_rate", "i", 44100, "render sample rate: " + ", ".join(map(str, SAMPLE_RATES)),
-             _int_parser("sample_rate", 22050, 96000), option=False),
+             _sample_rate, option=False),
 )
 
 PROPERTIES: dict[str, Property] = {p.name: p for p in (*PROPERTIES_R, *PROPERTIES_RW)}

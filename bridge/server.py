@@ -536,7 +536,7 @@ class Server:
         stem_dir = self.out_dir / f"{Path(name).stem}-stems"
         p = job.params
         result = render_clip(clip, stem_dir, preset=p["preset"], sample_rate=p["sample_rate"], fmt=p["format"],
-                             quiet=True)
+                             quiet=True, pianoroll=False)
         files = _rendered_files(result)
         for role, path in files:
             self._reply(job.dest, f"{PREFIX}/render/stem", job.rid, job.rtag, role, str(path), tags="ss")
