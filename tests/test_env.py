@@ -17,6 +17,7 @@ def small(**kw) -> EnvConfig:
     return EnvConfig(**{"bars": (1, 2), **kw})
 
 
+@pytest.mark.filterwarnings("ignore:.*alternative render modes")
 def test_check_env_passes():
     env = MelodyEnv(small())
     check_env(env, skip_render_check=True)

@@ -424,6 +424,8 @@ def test_bad_inputs_name_the_value():
         RewardFunction(("key", "key"))
     with pytest.raises(RewardError, match="at least one term"):
         RewardFunction(())
+    with pytest.raises(RewardError, match="melody has 3 tokens but its context 32 steps"):
+        fn.score(ctx(terms=("key",)), [C4, C4, C4])
     assert issubclass(RewardError, EngineError)
 
 
