@@ -18,11 +18,13 @@ whole history); a test checks the two agree bit for bit at every step.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import math
 import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,9 +95,12 @@ class ObservationBuilder:
         return (observation.OBS_VERSION == cls.SUPPORTED_VERSION and names[:5] == cls._LAYOUT_HEAD
                 and names[-2:] == ["stats", "style"] and layout_widths_ok(n_style))
 
-    def __init__(self, contexts: Sequence[observation.MelodyContext]) -> None:
+    def __init__(self, contexts: Sequence[observation.MelodyContext],
+                 tables: Sequence[np.ndarray] | None = None) -> None:
+        """``contexts``: one per row, all of the same length. ``tables`` (optional): each
+        row's :meth:`static_table`, when the caller keeps them cached."""
         b = len(contexts)
-        self.n_steps = n = contexts[0].n_steps
+        self.n_steps = contexts[0].n_steps
         n_style = len(contexts[0].style)
         self.dim = observation.obs_dim(n_style)
         widths = dict(observation.layout(n_style))
@@ -104,30 +109,42 @@ class ObservationBuilder:
         self._m1 = self._m0 + 66
         self._s1 = self.dim - n_style                     # end of the stats segment
         self._s0 = self._s1 - widths["stats"]
-        # Static columns [m1, s0) and style, per distinct context, from observe() on empty melodies.
-        uniq: dict[int, int] = {}
-        distinct: list[observation.MelodyContext] = []
-        for c in contexts:
-            if id(c) not in uniq:
-                uniq[id(c)] = len(distinct)
-                distinct.append(c)
-        which = np.array([uniq[id(c)] for c in contexts])
-        small = observation.MelodyBatch.create(distinct)
-        table = small.context_table() if hasattr(small, "context_table") else None
-        if table is None or table.shape[2] != self._s0 - self._m1:
-            probe = observation.MelodyBatch.create([c for c in distinct for _ in range(n)])
-            probe.step = np.tile(np.arange(n, dtype=np.int64), len(distinct))
-            table = observation.observe(probe).reshape(len(distinct), n, self.dim)[:, :, self._m1:self._s0]
-        self._static = np.ascontiguousarray(table[which, :n].transpose(1, 0, 2))  # [T, B, w]
+        if tables is None:
+            # one table per distinct context object
+            uniq: dict[int, np.ndarray] = {}
+            for c in contexts:
+                if id(c) not in uniq:
+                    uniq[id(c)] = self.static_table(c)
+            tables = [uniq[id(c)] for c in contexts]
+        self._static = np.ascontiguousarray(np.stack(tables, axis=1))  # [T, B, w]
+        style = np.stack([c.style for c in contexts]).astype(np.float32)
         self.obs = np.zeros((b, self.dim), np.float32)
-        self.obs[:, self._s1:] = small.style[which]
+        self.obs[:, self._s1:] = style
         self.obs[:, self._m1:self._s0] = self._static[0]
         self.obs[:, self._m0:self._m1] = _middle_table()[0]
         self.obs[:, self._m0 + 37] = 1.0  # note age: no onset yet
+        self._row = self.obs[0]
+        self._mid = _middle_table()
         self.step = 0
         # per row: last pitch, previous pitch, last onset, max, min, max count, min count, onsets, rests, holds
         self._state = [[-1, -1, -1, -1, -1, 0, 0, 0, 0, 0] for _ in range(b)]
         self._win: list[list[int]] = [[] for _ in range(b)]
+
+    @classmethod
+    def static_table(cls, ctx: observation.MelodyContext) -> np.ndarray:
+        """The columns that depend only on the context and the step (``bar_pos`` .. ``metre``)
+        for every step of ``ctx``: float32 ``[n_steps, W]``, computed by ``observation`` itself."""
+        n_style = len(ctx.style)
+        d = observation.obs_dim(n_style)
+        lo = sum(w for name, w in observation.layout(n_style)[:5])
+        hi = d - n_style - dict(observation.layout(n_style))["stats"]
+        small = observation.MelodyBatch.create([ctx])
+        table = small.context_table() if hasattr(small, "context_table") else None
+        if table is not None and table.shape[2] == hi - lo:
+            return np.ascontiguousarray(table[0, : ctx.n_steps])
+        probe = observation.MelodyBatch.create([ctx] * ctx.n_steps)
+        probe.step = np.arange(ctx.n_steps, dtype=np.int64)
+        return np.ascontiguousarray(observation.observe(probe)[:, lo:hi])
 
     def append(self, actions: np.ndarray) -> np.ndarray:
         """Write one token per row (int ``[B]``); returns the next step's observations ``float32 [B, D]``.
@@ -165,17 +182,27 @@ class ObservationBuilder:
             stats.append((mx / 37.0 if seen else 0.0, mn / 37.0 if seen else 0.0, float(seen and mxc == 1),
                           float(seen and mnc == 1), non / s, nre / s, nho / s,
                           len({x for x in win if x >= 2}) / 8.0))
-        o = self.obs
-        h = self._h
-        o[:, :h - tokens.N_ACTIONS] = o[:, tokens.N_ACTIONS:h]
-        o[:, h - tokens.N_ACTIONS:h] = _EYE[actions]
-        o[:, self._m0:self._m1] = _middle_table()[mid_idx]
-        o[:, self._m0 + 37] = ages
-        if s < self.n_steps:
-            o[:, self._m1:self._s0] = self._static[s]
-        o[:, self._s0:self._s1] = stats
+        h, m0, m1, s0 = self._h, self._m0, self._m1, self._s0
+        if len(mid_idx) == 1:  # one melody: 1-D row views and scalar writes, no fancy indexing
+            r = self._row
+            r[:h - tokens.N_ACTIONS] = r[tokens.N_ACTIONS:h]
+            r[h - tokens.N_ACTIONS:h] = _EYE[a]
+            r[m0:m1] = self._mid[mid_idx[0]]
+            r[m0 + 37] = ages[0]
+            if s < self.n_steps:
+                r[m1:s0] = self._static[s, 0]
+            r[s0:self._s1] = stats[0]
+        else:
+            o = self.obs
+            o[:, :h - tokens.N_ACTIONS] = o[:, tokens.N_ACTIONS:h]
+            o[:, h - tokens.N_ACTIONS:h] = _EYE[actions]
+            o[:, m0:m1] = self._mid[mid_idx]
+            o[:, m0 + 37] = ages
+            if s < self.n_steps:
+                o[:, m1:s0] = self._static[s]
+            o[:, s0:self._s1] = stats
         self.step = s
-        return o
+        return self.obs
 
 
 _EYE = np.eye(tokens.N_ACTIONS, dtype=np.float32)
@@ -222,6 +249,9 @@ class Policy:
         self.path = path
         self._input = session.get_inputs()[0].name
         self._output = session.get_outputs()[0].name
+        # (tonic, scale, bars, metre, chords, role, style bytes) -> (context, static table):
+        # a DAW asking again for the same frame skips parsing and tabulating it.
+        self._contexts: OrderedDict[tuple, tuple[observation.MelodyContext, np.ndarray | None]] = OrderedDict()
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -371,10 +401,9 @@ class Policy:
             raise EngineError(f"primer ({primer_bars} bars) plus {bars} new bars makes {total_bars} bars, allowed are "
                               f"at most {MAX_BARS}: ask for fewer bars or give a shorter primer")
         n = total_bars * spb
-        contexts = {r: observation.MelodyContext.from_music(key=tonic, scale=scale, bars=total_bars,
-                                                            time_signature=ts, chords=chords, role=r, style=svec)
-                    for r in roles}
-        row_ctx = [contexts[r] for _ in range(count) for r in roles]
+        frames = {r: self._context(tonic, scale, total_bars, ts, chords, r, svec) for r in roles}
+        row_ctx = [frames[r][0] for _ in range(count) for r in roles]
+        row_tables = [frames[r][1] for _ in range(count) for r in roles]
         b = len(row_ctx)
         # Per-row Gumbel noise from (seed + variation, role): variations are independent of count.
         if temperature > 0:
@@ -389,12 +418,11 @@ class Policy:
             if r in primer_tokens:
                 forced[: len(primer_tokens[r]), j::len(roles)] = primer_tokens[r][:, None]
 
-        seqs = self._rollout(row_ctx, n, forced, noise if temperature > 0 else None)
+        seqs = self._rollout(row_ctx, n, forced, noise if temperature > 0 else None, row_tables)
 
         chord_names = (list(chords) if isinstance(chords, list) else
                        [c.symbol for c in prog] if chords else [_chord_name(c) for c in prog])
-        beat = np.array([theory.beat_strength(s % spb, ts) for s in range(n)])
-        velocity = _ACCENT[beat]
+        velocity = _ACCENT[np.tile(_beat_strengths(ts), total_bars)]
         clips = []
         for i in range(count):
             tracks = []
@@ -407,15 +435,32 @@ class Policy:
                               chords=chord_names, tracks=tracks))
         return clips
 
+    def _context(self, tonic: int, scale: str, bars: int, ts: tuple[int, int], chords: str | list[str] | None,
+                 role: str, svec: np.ndarray) -> tuple[observation.MelodyContext, np.ndarray | None]:
+        """The (cached) context of one role and, when the builder applies, its static table."""
+        key = (tonic, scale, bars, ts, chords if chords is None or isinstance(chords, str) else tuple(chords),
+               role, svec.tobytes())
+        hit = self._contexts.get(key)
+        if hit is not None:
+            self._contexts.move_to_end(key)
+            return hit
+        ctx = observation.MelodyContext.from_music(key=tonic, scale=scale, bars=bars, time_signature=ts,
+                                                   chords=chords, role=role, style=svec)
+        table = ObservationBuilder.static_table(ctx) if ObservationBuilder.supports(len(svec)) else None
+        self._contexts[key] = (ctx, table)
+        if len(self._contexts) > 64:
+            self._contexts.popitem(last=False)
+        return ctx, table
+
     def _rollout(self, contexts: list[observation.MelodyContext], n: int, forced: np.ndarray,
-                 noise: np.ndarray | None) -> np.ndarray:
+                 noise: np.ndarray | None, tables: list[np.ndarray | None] | None = None) -> np.ndarray:
         """Tokens ``int64 [B, n]``: one session call per step for all rows; ``forced`` >= 0 overrides."""
         b = len(contexts)
         seqs = np.zeros((b, n), np.int64)
         run, out_name, in_name = self.session.run, [self._output], self._input
         fast = ObservationBuilder.supports(len(self.info.style_terms))
         if fast:
-            builder = ObservationBuilder(contexts)
+            builder = ObservationBuilder(contexts, tables if tables and all(t is not None for t in tables) else None)
             obs = builder.obs
         else:
             batch = observation.MelodyBatch.create(contexts)
@@ -461,6 +506,12 @@ class Policy:
             if track is not None:
                 out[r] = notes_to_tokens(track.notes, bars * spb, tonic, r)
         return out, bars
+
+
+@functools.lru_cache(maxsize=8)
+def _beat_strengths(ts: tuple[int, int]) -> np.ndarray:
+    """Metrical strength (0-3) of every 16th-note step of one bar of ``ts``."""
+    return np.array([theory.beat_strength(s, ts) for s in range(theory.steps_per_bar(ts))], np.int64)
 
 
 def _check_range(name: str, value: Any, lo: float, hi: float, kind: type) -> None:

@@ -126,6 +126,9 @@ class TrainConfig:
     """Clips per style in each evaluation (C major, 2 bars, temperature 1)."""
     eval_styles: tuple[str, ...] = ("folk", "hook")
     """Styles evaluated (preset names)."""
+    eval_corpus: bool = True
+    """Compare evaluations with the held-out corpus (histogram overlaps; the first use extracts
+    and caches the corpus, which takes minutes)."""
     checkpoint_every: int = 100_000
     """Environment steps between checkpoints (one is also written at the end and on Ctrl-C)."""
     save_replay: bool = True
@@ -322,11 +325,11 @@ def evaluate_network(net: QNetwork, cfg: TrainConfig, style_terms: tuple[str, ..
     results: dict[str, dict] = {}
     for style in cfg.eval_styles:
         seqs = sample_tokens(net, cfg.eval_clips, style=style, style_terms=style_terms, seed=seed)
-        results[style] = sequence_metrics(seqs)
+        results[style] = sequence_metrics(seqs, corpus=cfg.eval_corpus)
     return results
 
 
-def sequence_metrics(seqs: np.ndarray) -> dict[str, float]:
+def sequence_metrics(seqs: np.ndarray, corpus: bool = True) -> dict[str, float]:
     """Metrics of C-major 4/4 token sequences: ``engine.evaluate``'s suite (RL Tuner's table, corpus
     overlap, prior log-likelihood, diversity) when present, else a few token statistics."""
     try:
@@ -336,7 +339,7 @@ def sequence_metrics(seqs: np.ndarray) -> dict[str, float]:
         in_key = np.isin((seqs - 14) % 12, [0, 2, 4, 5, 7, 9, 11]) | ~pitch
         return {"not_in_key": float(1 - in_key.mean()), "onset_share": float(pitch.mean()),
                 "distinct_clips": float(len({s.tobytes() for s in seqs}) / max(len(seqs), 1))}
-    metrics = evaluate_sequences(list(seqs), reference=_corpus_reference(), prior=_load_prior())
+    metrics = evaluate_sequences(list(seqs), reference=_corpus_reference() if corpus else None, prior=_load_prior())
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.floating))}
 
 

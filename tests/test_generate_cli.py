@@ -1,0 +1,142 @@
+"""``qriff generate`` as a user runs it: files written, flags honoured, one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine import observation, styles
+from engine.clip import Clip, load_clip
+
+TERMS = styles.BUILTIN_TERMS
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    from engine.export import export_model
+    from engine.model import ModelConfig, QNetwork
+
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    net = QNetwork(ModelConfig(obs_dim=observation.obs_dim(len(TERMS)), hidden=(32,))).eval()
+    path = tmp_path_factory.mktemp("cli-model") / "m.onnx"
+    export_model(net, path, TERMS, model_id="cli-test")
+    return str(path)
+
+
+def test_writes_numbered_clips_in_both_formats(qriff, model, tmp_path):
+    out = tmp_path / "clips"
+    proc = qriff("generate", "--model", model, "--out", str(out), "--count", "3", "--format", "both",
+                 "--key", "F#", "--scale", "dorian", "--bars", "2", "--seed", "40", "--tempo", "90",
+                 "--chords", "i IV", "--style", "hook,rests=1", "--time-signature", "3/4", "--temperature", "0.8")
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"clip-000{i}.{ext}" for i in range(3) for ext in ("json", "mid")]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 3 and "clip-0000.mid" in lines[0] and "seed 40" in lines[0] and "seed 42" in lines[2]
+    data = json.loads((out / "clip-0001.json").read_text())
+    assert data["key"] == "F#" and data["scale"] == "dorian" and data["seed"] == 41 and data["tempo"] == 90.0
+    assert data["time_signature"] == [3, 4] and data["bars"] == 2 and data["model"] == "cli-test"
+    assert data["style"]["rests"] == 1.0 and data["chords"] == ["i", "IV"]
+    mid = load_clip(out / "clip-0001.mid")
+    assert mid.time_signature == (3, 4) and round(mid.tempo) == 90
+    assert [n.pitch for n in mid.tracks[0].notes] == [n["pitch"] for n in data["tracks"][0]["notes"]]
+
+
+def test_same_seed_same_files_and_roles(qriff, model, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        proc = qriff("generate", "--model", model, "--out", str(d), "--format", "json", "--seed", "9",
+                     "--roles", "lead,bass", "--mood", "0.5,-0.5", "-q")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == ""
+    assert (a / "clip-0000.json").read_text() == (b / "clip-0000.json").read_text()
+    clip = Clip.from_json((a / "clip-0000.json").read_text())
+    assert [t.role for t in clip.tracks] == ["lead", "bass"]
+    assert clip.style["chord"] == pytest.approx(styles.apply_mood(styles.parse_style(None), 0.5, -0.5)["chord"])
+
+
+def test_primer_sets_key_and_length(qriff, model, tmp_path):
+    first = tmp_path / "first"
+    assert qriff("generate", "--model", model, "--out", str(first), "--key", "Eb", "--scale", "minor",
+                 "--bars", "1", "--seed", "1", "--tempo", "100").returncode == 0
+    cont = tmp_path / "cont"
+    proc = qriff("generate", "--model", model, "--out", str(cont), "--primer", str(first / "clip-0000.mid"),
+                 "--bars", "2", "--seed", "2", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((cont / "clip-0000.json").read_text())
+    assert data["bars"] == 3 and data["key"] == "Eb" and data["scale"] == "natural_minor"
+    assert round(data["tempo"]) == 100
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--temperature", "-1"], "argument --temperature: -1 is out of range"),
+    (["--count", "0"], "argument --count: 0 is out of range"),
+    (["--count", "65"], "argument --count: 65 is out of range"),
+    (["--bars", "99"], "argument --bars: 99 is out of range"),
+    (["--style", "groove=2"], "style term 'groove' is not known"),
+    (["--style", "polka"], "style 'polka' is not known"),
+    (["--key", "H"], "key 'H'"),
+    (["--roles", "lead,drums"], "argument --roles"),
+    (["--mood", "2,0"], "argument --mood: valence 2"),
+    (["--mood", "0.5"], "argument --mood"),
+    (["--mood", "0,0", "--valence", "0.2"], "--mood and --valence/--arousal"),
+    (["--format", "wav"], "argument --format"),
+    (["--primer", "/nonexistent/x.mid"], "does not exist"),
+    (["--model", "/nonexistent/m.onnx"], "model file '/nonexistent/m.onnx' does not exist"),
+])
+def test_bad_input_exits_2_with_one_line(model, tmp_path, capsys, args, needle):
+    # In-process (engine.cli.main is the console script's entry point): the subprocess
+    # path is covered above, and 14 interpreter starts would dominate the suite's time.
+    argv = ["generate", "--out", str(tmp_path / "x"), *args]
+    if "--model" not in args:
+        argv += ["--model", model]
+    code, err = _main(argv, capsys)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err
+    assert not (tmp_path / "x").exists()
+
+
+def test_corrupt_model_exits_2(qriff, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage")
+    proc = qriff("generate", "--model", str(bad), "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2
+    assert "not a valid ONNX model" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr
+
+
+def _main(argv, capsys):
+    from engine.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse errors exit through SystemExit(2)
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def test_help_lists_every_flag(capsys):
+    from engine.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--key", "--scale", "--bars", "--tempo", "--chords", "--style", "--temperature", "--seed",
+                 "--count", "--format", "--out", "--model", "--render", "--roles", "--primer", "--mood", "--valence",
+                 "--arousal", "--time-signature", "--preset", "--instrument", "--sample-rate", "--audio-format"):
+        assert flag in text, flag
+
+
+def test_render_writes_stems(qriff, model, tmp_path):
+    pytest.importorskip("engine.render")
+    out = tmp_path / "r"
+    proc = qriff("generate", "--model", model, "--out", str(out), "--bars", "1", "--seed", "3", "--render",
+                 "--roles", "lead,bass")
+    assert proc.returncode == 0, proc.stderr
+    stems = sorted(p.name for p in (out / "clip-0000").iterdir())
+    assert any(s.endswith(".wav") for s in stems), stems
