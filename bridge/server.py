@@ -23,11 +23,11 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import logging
-import queue
 import random
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ from bridge.ableton import LIVE_PORT, LIVE_REPLY_PORT, LiveClient, clip_name
 from bridge.datagrams import MAX_DATAGRAM, NOTES_PER_CHUNK, Message, chunks, decode, encode
 from bridge.errors import BridgeError, ConfigError, MalformedDatagram, RequestError
 from bridge.protocol import PREFIX
+from bridge.smf import write_smf
 from bridge.source import ClipSource
 from engine import __version__
 from engine.clip import Clip, load_clip
@@ -98,6 +99,8 @@ class Job:
 
 
 _STOP = object()
+#: Most clips one batched policy call makes (requests with default seeds queued back to back).
+MAX_BATCH = 16
 
 
 class Server:
@@ -112,7 +115,9 @@ class Server:
         self.session: dict[str, Any] = protocol.defaults()
         self.session["reply_port"] = config.reply_port
         self._sock: socket.socket | None = None
-        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=max(1, config.queue_size))
+        self._jobs: deque[Any] = deque()
+        self._jobs_cv = threading.Condition()
+        self._queue_size = max(1, config.queue_size)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._loop_thread: threading.Thread | None = None
@@ -224,15 +229,13 @@ class Server:
 
     def _shutdown(self) -> None:
         # Answer what is still queued, then let the workers finish their current job.
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(job, Job):
-                self._error(job.dest, job.rid, job.rtag, "shutdown", "the server stopped before this request ran")
-        for _ in self._threads:
-            self._jobs.put(_STOP)
+        with self._jobs_cv:
+            pending = [job for job in self._jobs if isinstance(job, Job)]
+            self._jobs.clear()
+            self._jobs.extend([_STOP] * len(self._threads))
+            self._jobs_cv.notify_all()
+        for job in pending:
+            self._error(job.dest, job.rid, job.rtag, "shutdown", "the server stopped before this request ran")
         for t in self._threads:
             t.join(timeout=30)
         self._threads.clear()
@@ -394,18 +397,19 @@ class Server:
         if name == "port":
             return self.address[1]
         if name == "queue":
-            return self._jobs.qsize()
+            return len(self._jobs)
         if name == "served":
             return self._served
         raise RequestError(f"{address}: {name!r} is not a property; properties are {', '.join(protocol.PROPERTIES)}",
                            code="unknown_address")
 
     def _enqueue(self, job: Job) -> None:
-        try:
-            self._jobs.put_nowait(job)
-        except queue.Full:
-            raise BridgeError(f"{self._jobs.maxsize} requests are already waiting: retry when some clips have "
-                              "arrived (or start the server with a larger --queue)", code="busy") from None
+        with self._jobs_cv:
+            if len(self._jobs) >= self._queue_size:
+                raise BridgeError(f"{self._queue_size} requests are already waiting: retry when some clips have "
+                                  "arrived (or start the server with a larger --queue)", code="busy")
+            self._jobs.append(job)
+            self._jobs_cv.notify()
 
     # -------------------------------------------------------------------- send
     def _reply(self, dest: Address, address: str, rid: Any, rtag: str, *args: Any, tags: str | None = None) -> None:
@@ -432,27 +436,50 @@ class Server:
         self._reply(dest, f"{PREFIX}/error", rid, rtag, code, message)
 
     # ------------------------------------------------------------------ workers
+    def _take(self) -> list[Any]:
+        """The next job, plus the compatible generate jobs queued right behind it (one batch)."""
+        with self._jobs_cv:
+            while not self._jobs:
+                self._jobs_cv.wait()
+            first = self._jobs.popleft()
+            batch = [first]
+            key = _batch_key(first)
+            if key is not None:
+                total = first.params["variations"]
+                while self._jobs and _batch_key(self._jobs[0]) == key \
+                        and total + self._jobs[0].params["variations"] <= MAX_BATCH:
+                    job = self._jobs.popleft()
+                    total += job.params["variations"]
+                    batch.append(job)
+            return batch
+
     def _worker(self) -> None:
         while True:
-            job = self._jobs.get()
-            if job is _STOP:
+            batch = self._take()
+            if batch[0] is _STOP:
                 return
             try:
-                if job.kind == "generate":
-                    self._run_generate(job)
-                elif job.kind == "render":
-                    self._run_render(job)
+                if len(batch) > 1:
+                    self._run_generate_batch(batch)
+                elif batch[0].kind == "generate":
+                    self._run_generate(batch[0])
+                elif batch[0].kind == "render":
+                    self._run_render(batch[0])
                 else:
-                    self._run_push(job)
+                    self._run_push(batch[0])
             except BridgeError as exc:
-                self._error(job.dest, job.rid, job.rtag, exc.code, str(exc))
+                self._fail(batch, exc.code, str(exc))
             except ModelError as exc:
-                self._error(job.dest, job.rid, job.rtag, "model", str(exc))
+                self._fail(batch, "model", str(exc))
             except EngineError as exc:
-                self._error(job.dest, job.rid, job.rtag, "render" if job.kind == "render" else "bad_value", str(exc))
+                self._fail(batch, "render" if batch[0].kind == "render" else "bad_value", str(exc))
             except Exception as exc:
-                log.exception("%s request %r failed", job.kind, job.rid)
-                self._error(job.dest, job.rid, job.rtag, "internal", f"{type(exc).__name__}: {exc} (see the server log)")
+                log.exception("%s request %r failed", batch[0].kind, batch[0].rid)
+                self._fail(batch, "internal", f"{type(exc).__name__}: {exc} (see the server log)")
+
+    def _fail(self, batch: list[Job], code: str, message: str) -> None:
+        for job in batch:
+            self._error(job.dest, job.rid, job.rtag, code, message)
 
     def _clip_path(self, name: str) -> Path:
         path = (self.out_dir / name).resolve()
@@ -463,16 +490,41 @@ class Server:
                                "/qriff/clip/end reply)", code="not_found")
         return path
 
-    def _run_generate(self, job: Job) -> None:
-        p = job.params
-        seed = p["seed"] if p["seed"] >= 0 else self._rng.randrange(protocol.MAX_SEED)
+    def _new_seed(self, count: int) -> int:
+        # Variation i of a request uses seed + i, so leave room for the whole batch below MAX_SEED.
+        return self._rng.randrange(protocol.MAX_SEED - max(count, MAX_BATCH))
+
+    def _generate(self, p: dict[str, Any], count: int, seed: int) -> list[Clip]:
         primer = load_clip(self._clip_path(p["primer"])) if p.get("primer") else None
         num, den = (int(x) for x in p["time_signature"].split("/"))
-        clips = self.source.generate(
-            key=p["key"], scale=p["scale"], bars=p["bars"], count=p["variations"], seed=seed,
+        return self.source.generate(
+            key=p["key"], scale=p["scale"], bars=p["bars"], count=count, seed=seed,
             temperature=p["temperature"], chords=p["chords"] or None, style=p["style"],
             roles=tuple(p["roles"].split("+")), tempo=p["tempo"], time_signature=(num, den), primer=primer,
             valence=p["valence"], arousal=p["arousal"])
+
+    def _run_generate_batch(self, batch: list[Job]) -> None:
+        """Requests that differ only in their (server-chosen) seeds: one policy call, seeds s, s+1, ..."""
+        total = sum(job.params["variations"] for job in batch)
+        seed = self._new_seed(total)
+        clips = self._generate(batch[0].params, total, seed)
+        log.debug("batched %d generate requests (%d clips)", len(batch), total)
+        start = 0
+        for job in batch:
+            n = job.params["variations"]
+            try:
+                self._deliver(job, clips[start:start + n], seed + start)
+            except BridgeError as exc:
+                self._error(job.dest, job.rid, job.rtag, exc.code, str(exc))
+            start += n
+
+    def _run_generate(self, job: Job) -> None:
+        p = job.params
+        seed = p["seed"] if p["seed"] >= 0 else self._new_seed(p["variations"])
+        self._deliver(job, self._generate(p, p["variations"], seed), seed)
+
+    def _deliver(self, job: Job, clips: list[Clip], seed: int) -> None:
+        p = job.params
         number = next(self._counter)
         names: list[str] = []
         for v, clip in enumerate(clips):
@@ -496,7 +548,7 @@ class Server:
                 for n in part:
                     flat += (int(n.pitch), float(n.start), float(n.duration), int(n.velocity))
                 self._reply(job.dest, f"{PREFIX}/clip/notes", job.rid, job.rtag, *flat, tags="iffi" * len(part))
-        midi = clip.write_midi(self.out_dir / f"{stem}.mid")
+        midi = write_smf(clip, self.out_dir / f"{stem}.mid")
         data = clip.write_json(self.out_dir / f"{stem}.json")
         self._reply(job.dest, f"{PREFIX}/clip/end", job.rid, job.rtag, variation, total, str(midi), str(data),
                     tags="iiss")
@@ -541,6 +593,20 @@ class Server:
         for role, path in files:
             self._reply(job.dest, f"{PREFIX}/render/stem", job.rid, job.rtag, role, str(path), tags="ss")
         self._reply(job.dest, f"{PREFIX}/render/end", job.rid, job.rtag, len(files), name, tags="is")
+
+
+def _batch_key(job: Any) -> tuple[Any, ...] | None:
+    """Jobs with equal keys can share one policy call; None for jobs that cannot be batched."""
+    if not isinstance(job, Job) or job.kind != "generate":
+        return None
+    p = job.params
+    if p["seed"] >= 0 or p.get("primer"):
+        return None  # an explicit seed must give exactly the clip that seed gives alone
+    return tuple(p[name] for name in _BATCH_FIELDS)
+
+
+_BATCH_FIELDS = ("key", "scale", "bars", "tempo", "time_signature", "chords", "style", "temperature", "roles",
+                 "valence", "arousal")
 
 
 def _find_reply_port(pairs: Sequence[Any]) -> dict[str, int]:

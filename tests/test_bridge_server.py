@@ -217,10 +217,10 @@ def test_path_from_the_network_never_leaves_the_output_folder(peer, server, tmp_
 
 
 def test_a_full_queue_answers_busy_and_every_request_gets_an_answer(tmp_path):
-    with running_server(tmp_path, WalkSource(delay=0.05), queue_size=2) as srv:
+    with running_server(tmp_path, WalkSource(delay=0.4), queue_size=2) as srv:
         peer = Peer(srv.address)
-        for i in range(8):
-            peer.send("/qriff/generate", i, "bars", 1)
+        for i in range(8):  # explicit seeds: no batching, one job at a time
+            peer.send("/qriff/generate", i, "bars", 1, "seed", i)
         outcome: dict[int, str] = {}
         deadline = time.monotonic() + 10
         while len(outcome) < 8 and time.monotonic() < deadline:
@@ -233,6 +233,7 @@ def test_a_full_queue_answers_busy_and_every_request_gets_an_answer(tmp_path):
         assert len(outcome) == 8
         assert list(outcome.values()).count("busy") >= 4
         assert list(outcome.values()).count("clip") >= 3
+        assert [outcome[i] for i in range(3)] == ["clip"] * 3  # first come, first served
         assert peer.request("/qriff/ping", 9)[0][0] == "/qriff/pong"
 
 
@@ -241,7 +242,7 @@ def test_stop_answers_queued_requests_with_shutdown(tmp_path):
     srv = srv_cm.__enter__()
     peer = Peer(srv.address)
     for i in range(4):
-        peer.send("/qriff/generate", i, "bars", 1)
+        peer.send("/qriff/generate", i, "bars", 1, "seed", i)
     time.sleep(0.3)
     t = threading.Thread(target=srv_cm.__exit__, args=(None, None, None))
     t.start()
@@ -256,6 +257,30 @@ def test_stop_answers_queued_requests_with_shutdown(tmp_path):
         pass
     t.join()
     assert "shutdown" in codes
+
+
+def test_requests_with_default_seeds_are_batched_and_reproducible(tmp_path):
+    source = WalkSource(delay=0.3)
+    with running_server(tmp_path, source, queue_size=16) as srv:
+        peer = Peer(srv.address)
+        peer.send("/qriff/generate", 0, "bars", 1, "seed", 1)  # occupies the worker while the others queue
+        for i in range(1, 6):
+            peer.send("/qriff/generate", i, "bars", 1, "variations", 2)
+        begins, ends = {}, {}
+        while len(ends) < 11:
+            addr, params, _ = peer.recv()
+            if addr == "/qriff/clip/begin":
+                begins[(params[0], params[1])] = params
+            elif addr == "/qriff/clip/end":
+                ends[(params[0], params[1])] = params
+    assert len(source.calls) == 2 and source.calls[1]["count"] == 10
+    seeds = [begins[(i, v)][7] for i in range(1, 6) for v in range(2)]
+    assert seeds == list(range(seeds[0], seeds[0] + 10))
+    for i in range(1, 6):  # each clip is what its own seed gives alone
+        for v in range(2):
+            clip = Clip.from_json(open(ends[(i, v)][4]).read())
+            alone = WalkSource().generate(bars=1, seed=clip.seed)[0]
+            assert clip.tracks[0].notes == alone.tracks[0].notes and begins[(i, v)][1:3] == [v, 2]
 
 
 def test_bundles_are_answered_message_by_message(peer):
