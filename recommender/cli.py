@@ -120,7 +120,8 @@ def register_rec(subparsers: Any) -> None:
                                    "model and the DQN, trained in the same run. Sampled metrics are shown beside.")
     p.add_argument("--dataset", default="movielens-100k",
                    help="'movielens-100k' (from the recbole==1.2.1 wheel) or an export file / .db to evaluate on")
-    p.add_argument("--models", default=",".join(_models()), help="comma-separated subset (default: all)")
+    p.add_argument("--models", default="all",
+                   help="comma-separated subset of most-popular,als,item-knn,gru4rec,dqn (default: all)")
     p.add_argument("--epochs", type=bounded_int(1, 10_000), default=None, help="training epochs (default: train's)")
     p.add_argument("--encoder", choices=("gru", "attention"), default=None, help="DQN encoder (default gru)")
     p.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="random seed (default 0)")
@@ -128,12 +129,6 @@ def register_rec(subparsers: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
     p.set_defaults(func=run_evaluate)
-
-
-def _models() -> tuple[str, ...]:
-    from recommender.evaluation import MODELS
-
-    return MODELS
 
 
 def register_search(subparsers: Any) -> None:
@@ -258,7 +253,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("evaluation trains models and needs torch: pip install 'qriff[train]'") from None
     from recommender.evaluation import MODELS, default_dqn_config, evaluate
 
-    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    models = MODELS if args.models == "all" else tuple(m.strip() for m in args.models.split(",") if m.strip())
     bad = [m for m in models if m not in MODELS]
     if bad or not models:
         raise ConfigError(f"--models {args.models!r} names unknown models (allowed: {', '.join(MODELS)})")

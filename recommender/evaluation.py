@@ -127,3 +127,106 @@ def evaluate(data: Interactions, name: str, dqn_config: Any = None, cand_config:
         else:
             raise ValueError(f"unknown model {model!r}")
     return res
+
+
+# ---------------------------------------------------------------- online: the simulator
+
+@dataclass
+class SimResult:
+    """Mean (and std) cumulative reward of ``steps``-track playlists per policy, over the same users."""
+
+    steps: int
+    users: int
+    rewards: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "users": self.users,
+                "policies": {k: {"mean": m, "std": s} for k, (m, s) in self.rewards.items()}}
+
+    def table(self) -> str:
+        base = self.rewards.get("greedy-als", (float("nan"), 0.0))[0]
+        lines = [f"simulator: {self.users} users, {self.steps}-track playlists, cumulative reward "
+                 "(tracks heard to the end)", "", "| policy | mean | std | x greedy ALS |", "|---|---|---|---|"]
+        for k, (m, s) in self.rewards.items():
+            lines.append(f"| {k} | {m:.2f} | {s:.2f} | {m / base:.2f} |")
+        return "\n".join(lines)
+
+
+def evaluate_simulator(sim_config: Any = None, dqn_config: Any = None, steps: int = 20, eval_users: int = 100,
+                       candidates: int = 300, progress: bool = False, oracle: bool = True) -> SimResult:
+    """Train on the simulator's logs, then play ``steps``-track playlists online for ``eval_users`` users.
+
+    Policies: greedy ALS (its top unplayed track each step), the supervised GRU4Rec-style
+    model (its top track given the playlist so far), the DQN (top rank score among ALS's
+    ``candidates``, the run-time path), a uniformly random one and, with ``oracle``, a greedy
+    policy that knows every completion probability (an upper reference).
+    """
+    from recommender.scoring import Scorer, export_weights
+    from recommender.simulator import SimConfig, Simulator
+    from recommender.train import Trainer, prepare_features
+
+    sim = Simulator(sim_config or SimConfig())
+    logs = sim.logged_history()
+    users = np.arange(min(eval_users, sim.config.n_users))
+    cfg = dqn_config or default_dqn_config()
+    weights = cfg.reward.rewards(logs.outcome)
+    ui = logs.user_items(weights)
+    ui.eliminate_zeros()
+    als = Candidates(CandidateConfig(seed=cfg.seed)).fit(ui)
+    als_scores = als.score_all(users, ui)
+    als_scores[:, 0] = -np.inf
+    res = SimResult(steps, len(users))
+
+    def run(name: str, policy: Any) -> None:
+        r = sim.rollout(policy, logs, steps, users)
+        res.rewards[name] = (float(r.mean()), float(r.std()))
+        log.info("simulator %s: %.2f", name, r.mean())
+
+    def greedy_als(u: int, items: np.ndarray, outs: np.ndarray, played: list[int]) -> int:
+        s = als_scores[u].copy()
+        s[played] = -np.inf
+        return int(np.argmax(s))
+
+    run("greedy-als", greedy_als)
+
+    def scorer_policy(scorer: Scorer, use_candidates: bool) -> Any:
+        top = np.argsort(-als_scores, axis=1)[:, :candidates]
+
+        def pick(u: int, items: np.ndarray, outs: np.ndarray, played: list[int]) -> int:
+            cand = top[u] if use_candidates else np.arange(1, sim.config.n_tracks + 1)
+            cand = cand[~np.isin(cand, played)]
+            h = scorer.state(scorer.item_vectors[items], outs)
+            s, _ = scorer.scores(h, cand)
+            return int(cand[np.argmax(s)])
+
+        return pick
+
+    sup_cfg = gru4rec_config(cfg)
+    part = replace(logs, item_features=np.zeros((logs.n_items + 1, 0), np.float32))
+    sup = Trainer(part, sup_cfg, progress=progress).run(resume=False)
+    run("gru4rec", scorer_policy(Scorer(export_weights(sup, sup_cfg.to_json())), use_candidates=False))
+
+    part = replace(logs)
+    prepare_features(part, als)
+    net = Trainer(part, cfg, progress=progress).run(resume=False)
+    run("dqn", scorer_policy(Scorer(export_weights(net, cfg.to_json())), use_candidates=True))
+
+    rng = np.random.default_rng(0)
+    run("random", lambda u, items, outs, played: int(rng.integers(1, sim.config.n_tracks + 1)))
+    if oracle:
+        res.rewards["oracle (knows P(complete))"] = _oracle(sim, users, steps)
+    return res
+
+
+def _oracle(sim: Any, users: np.ndarray, steps: int) -> tuple[float, float]:
+    """Greedy on the true completion probability, fatigue included: a reference ceiling."""
+    rng = np.random.default_rng(123)
+    totals = []
+    for u in users:
+        sess = sim.session(int(u), rng)
+        total = 0.0
+        for _ in range(steps):
+            done = sess.play(int(np.argmax(sess.p_complete_all())))
+            total += sim.reward.completed if done else sim.reward.skipped
+        totals.append(total)
+    return float(np.mean(totals)), float(np.std(totals))

@@ -47,11 +47,12 @@ class SimConfig:
     """Std of per-user artist affinities."""
     quality_std: float = 0.5
     """Std of track quality."""
-    bias: float = 1.0
-    """Completion logit of a fresh, averagely liked track."""
-    genre_fatigue: float = 0.6
+    bias: float = 0.0
+    """Completion logit of a fresh, averagely liked track (0: even odds; the logs then show
+    about half the plays skipped, in line with the skip rates streaming services report)."""
+    genre_fatigue: float = 1.0
     """Logit lost per recent play of the same genre."""
-    artist_fatigue: float = 1.2
+    artist_fatigue: float = 1.5
     """Logit lost per recent play of the same artist."""
     repeat_penalty: float = 4.0
     """Logit lost when the track already played in this session."""
@@ -182,6 +183,15 @@ class _Session:
              - c.artist_fatigue * self.f_artist[s.track_artist[track]]
              - (c.repeat_penalty if track in self.played else 0.0))
         return float(1.0 / (1.0 + np.exp(-z)))
+
+    def p_complete_all(self) -> np.ndarray:
+        """float ``[n_tracks + 1]`` completion probability of every track now (index 0 is 0)."""
+        s, c = self.sim, self.sim.config
+        z = (s.static[self.user] - c.genre_fatigue * self.f_genre[s.track_genre]
+             - c.artist_fatigue * self.f_artist[s.track_artist])
+        if self.played:
+            z[list(self.played)] -= c.repeat_penalty
+        return 1.0 / (1.0 + np.exp(-z))
 
     def play(self, track: int) -> bool:
         """Play ``track``; returns True when the user listens to the end."""

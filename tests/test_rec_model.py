@@ -12,7 +12,7 @@ from recommender.dataset import Interactions  # noqa: E402
 from recommender.errors import ConfigError  # noqa: E402
 from recommender.model import NetConfig, SeqQNet  # noqa: E402
 from recommender.scoring import Scorer, export_weights  # noqa: E402
-from recommender.train import Trainer, TrainConfig, last_window, score_users, windows  # noqa: E402
+from recommender.train import TrainConfig, Trainer, last_window, score_users, windows  # noqa: E402
 
 torch.set_num_threads(1)
 
