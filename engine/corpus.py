@@ -270,31 +270,33 @@ def estimate_chords(seq: np.ndarray, scale: str, time_signature: tuple[int, int]
     spb = theory.steps_per_bar(time_signature)
     seq = np.asarray(seq, np.int64)
     triads = diatonic_triads(scale)
-    sounding = np.full(len(seq), -1, np.int64)
-    cur = -1
-    for i, t in enumerate(seq):
-        if t >= tokens.FIRST_PITCH:
-            cur = int(tokens.pitch_class(t))
-        elif t == tokens.REST:
-            cur = -1
-        sounding[i] = cur
+    n_bars = len(seq) // spb
+    # pitch class sounding at every step (-1 = silence): onsets, carried through holds
+    is_pitch = seq >= tokens.FIRST_PITCH
+    idx = np.where(is_pitch | (seq == tokens.REST), np.arange(len(seq)), -1)
+    last = np.maximum.accumulate(idx) if len(seq) else idx
+    src = seq[np.maximum(last, 0)]
+    sounding = np.where((last >= 0) & (src >= tokens.FIRST_PITCH), (src - tokens.TONIC_TOKEN) % 12, -1)
     weight = np.array([(1.0, 1.5, 1.75, 2.0)[theory.beat_strength(s, time_signature)] for s in range(spb)])
+    # per bar: metrical weight sounding on each pitch class, [bars, 12]
+    pcs = sounding[:n_bars * spb].reshape(n_bars, spb)
+    w = np.zeros((n_bars, 12))
+    rows, cols = np.nonzero(pcs >= 0)
+    np.add.at(w, (rows, pcs[rows, cols]), weight[cols])
+    member = np.zeros((12, 7))
+    root = np.zeros((12, 7))
+    for j, d in enumerate(_DEGREE_PREFERENCE):
+        r, ivs, _ = triads[d]
+        member[[(r + i) % 12 for i in ivs], j] = 1.0
+        root[r, j] = 1.0
+    # member steps +1, others -0.5, root +0.5 more (all multiples of 1/4: exact in floating point)
+    scores = w @ (1.5 * member - 0.5) + 0.5 * (w @ root)
     chords: list[str] = []
-    for bar in range(len(seq) // spb):
-        pcs = sounding[bar * spb:(bar + 1) * spb]
-        on = pcs >= 0
-        if not on.any():
+    for bar in range(n_bars):
+        if w[bar].sum() == 0:
             chords.append(chords[-1] if chords else triads[0][2])
-            continue
-        best, best_score = 0, -1e9
-        for d in _DEGREE_PREFERENCE:
-            root, ivs, _ = triads[d]
-            tones = {(root + i) % 12 for i in ivs}
-            member = np.isin(pcs, list(tones))
-            score = float((weight * on * np.where(member, 1.0, -0.5)).sum() + 0.5 * (weight * on * (pcs == root)).sum())
-            if score > best_score + 1e-9:
-                best, best_score = d, score
-        chords.append(triads[best][2])
+        else:
+            chords.append(triads[_DEGREE_PREFERENCE[int(np.argmax(scores[bar]))]][2])
     return chords
 
 
@@ -398,12 +400,18 @@ def _parse(job: _Job) -> Any:
         from music21 import converter
 
         return converter.parse(job.path)
-    from music21 import abcFormat
+    from music21 import abcFormat, stream
     from music21.abcFormat import translate
 
     handler = abcFormat.ABCHandler()
     handler.process(job.text)
-    return translate.abcToStreamScore(handler)
+    # Beaming is notation only and takes ~40% of music21's ABC import: skip it here.
+    make_beams = stream.Stream.makeBeams
+    stream.Stream.makeBeams = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
+    try:
+        return translate.abcToStreamScore(handler)
+    finally:
+        stream.Stream.makeBeams = make_beams  # type: ignore[method-assign]
 
 
 def _melody_from_score(score: Any, job: _Job, notes_log: list[str]) -> dict[str, Any]:
