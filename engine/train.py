@@ -28,8 +28,6 @@ import functools
 import json
 import logging
 import math
-import os
-import shlex
 import sys
 import time
 from collections import deque
@@ -687,9 +685,3 @@ def train(cfg: TrainConfig) -> TrainResult:
     return TrainResult(out_dir=out_dir, checkpoint=path, model=model_path, metrics=summary,
                        env_steps=int(counters["env_steps"]), grad_steps=int(counters["grad_steps"]),
                        wall_s=float(counters["wall_s"]), interrupted=interrupted)
-
-
-def command_line() -> str:
-    """The current process's command line, shell-quoted (recorded in configs and metadata)."""
-    argv = [os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0].endswith("qriff") else "qriff", *sys.argv[1:]]
-    return shlex.join(argv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def build_config(args: argparse.Namespace):
     """The TrainConfig the flags ask for."""
-    from engine.train import TrainConfig, TrainError, command_line, preset_config
+    from engine.train import TrainConfig, TrainError, preset_config
 
     if args.config:
         path = Path(args.config)
@@ -81,13 +82,29 @@ def build_config(args: argparse.Namespace):
     d["resume"] = bool(args.resume)
     d["export"] = not args.no_export
     d["quiet"] = bool(args.quiet)
-    d["command"] = command_line()
+    d["command"] = _command(args)
     try:
         cfg = TrainConfig.from_dict(d)
     except TypeError as exc:
         raise TrainError(f"bad train config: {exc}") from None
     cfg.validate()
     return cfg
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The canonical ``qriff train`` command line for these flags (recorded in the model)."""
+    parts = ["qriff", "train"]
+    if args.config:
+        parts += ["--config", args.config]
+    elif args.preset != "default":
+        parts += ["--preset", args.preset]
+    for item in args.set:
+        parts += ["--set", item]
+    for flag, value in (("--out", args.out), ("--steps", args.steps), ("--envs", args.envs), ("--seed", args.seed)):
+        if value is not None:
+            parts += [flag, str(value)]
+    parts += [flag for flag, on in (("--resume", args.resume), ("--no-export", args.no_export)) if on]
+    return shlex.join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
