@@ -242,10 +242,39 @@ def load_vst3(path: str, mtime: float) -> Any:
     import pedalboard
 
     log.info("loading VST3 plugin %s", path)
+    _quiet_plugin_teardown()
     try:
         return pedalboard.load_plugin(path)
     except Exception as exc:  # pedalboard raises ImportError or RuntimeError with JUCE's reason
         raise InstrumentError(f"VST3 plugin {path!r} could not be loaded: {str(exc).splitlines()[0]}") from None
+
+
+@functools.cache
+def _quiet_plugin_teardown() -> None:
+    """Unload plugins before interpreter shutdown with the C-level stderr muted.
+
+    Some plugins (DPF ones among them) print warnings when the host destroys them
+    without deactivating first; after a command has printed its result (or its one
+    error line) that is only noise.
+    """
+    import atexit
+    import gc
+
+    def unload() -> None:
+        try:
+            saved = os.dup(2)
+        except OSError:
+            return
+        try:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), 2)
+                load_vst3.cache_clear()
+                gc.collect()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+    atexit.register(unload)
 
 
 def check_vst3_path(path: str | os.PathLike[str]) -> Path:

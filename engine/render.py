@@ -371,6 +371,9 @@ def render_audio(clip: Clip, *, preset: str | Preset = "studio",
         log.debug("rendering %s with %s", name, inst.label)
         dry = inst.render(track, clip.tempo, sample_rate, n_total)
         if settings.effects:  # type: ignore[attr-defined]
+            if dry.shape[0] == 1 and any(e.type == "vst3" for e in settings.effects):  # type: ignore[attr-defined]
+                # plugins may insist on a stereo bus; centred at -3 dB, as the mono pan law would
+                dry = np.repeat(dry, 2, axis=0) * np.float32(math.sqrt(0.5))
             chain = build_chain(settings.effects, clip.tempo)  # type: ignore[attr-defined]
             dry = chain(dry, float(sample_rate), reset=True)
         stem = _pan(dry, settings.pan, 10.0 ** (settings.gain_db / 20.0))  # type: ignore[attr-defined]
