@@ -34,8 +34,7 @@ from engine import theory
 from engine.clip import Clip, Note, Track
 from engine.effects import Preset, build_chain, chain_tail_seconds, load_preset
 from engine.errors import EngineError
-from engine.instruments import (Instrument, default_instrument, parse_instrument_arg,
-                                resolve_instrument)
+from engine.instruments import Instrument, default_instrument, parse_instrument_arg, resolve_instrument
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,17 @@ from engine import render as render_mod
 from engine import theory
 from engine.clip import Clip, Note, Track
 from engine.errors import EngineError
-from engine.render import (CEILING_DB, PAD_RANGE, RenderError, chord_pad, integrated_loudness, render_audio,
-                           render_clip, stem_names, voice_chord)
+from engine.render import (
+    CEILING_DB,
+    PAD_RANGE,
+    RenderError,
+    chord_pad,
+    integrated_loudness,
+    render_audio,
+    render_clip,
+    stem_names,
+    voice_chord,
+)
 
 SR = 44100
 

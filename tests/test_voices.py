@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.voices import (VOICES, Envelope, Oscillator, Voice, VoiceError, _adsr, _oscillator,
-                           get_voice)
+from engine.voices import VOICES, Envelope, Oscillator, Voice, VoiceError, _adsr, _oscillator, get_voice
 
 SR = 44100
 
@@ -93,7 +92,7 @@ def test_oscillators_are_bounded_and_start_from_the_phase_origin(wave):
         assert abs(x[0]) < 1e-6
     # band-limited: energy far above the fundamental's harmonics near Nyquist stays small
     spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
-    assert spec[int(21000):].max() < spec.max() * 0.05
+    assert spec[21000:].max() < spec.max() * 0.05
 
 
 def test_adsr_shape():
