@@ -98,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--sample-rate", type=bounded_int(8000, 192000), default=44100, help="Hz (default: 44100)")
     r.add_argument("--audio-format", choices=("wav", "flac"), default="wav", help="stem file format (default: wav)")
     r.add_argument("--bit-depth", choices=("16", "24", "32"), default="24", help="bits per sample (default: 24)")
-    r.add_argument("--pad", action="store_true", help="render the reverb/delay tail after the clip end")
+    r.add_argument("--pad", action="store_true", help="add a voice-led chord pad track from the clip's chords")
     p.set_defaults(func=run)
 
 
