@@ -254,6 +254,12 @@ def _db(x: float) -> float:
 
 # ---------------------------------------------------------------------- rendering
 
+def _bit_depth(value: str | int) -> str:
+    """Canonical bit depth: ``"16"``, ``"24"`` or ``"32f"`` (``32`` is accepted for float)."""
+    text = str(value).strip().lower()
+    return "32f" if text in ("32", "32f", "float") else text
+
+
 def _check_options(sample_rate: int, fmt: str, bit_depth: str) -> None:
     if int(sample_rate) not in SAMPLE_RATES:
         raise RenderError(f"sample rate {sample_rate} is not supported: allowed are "
@@ -486,7 +492,8 @@ def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: in
     """
     from pedalboard.io import AudioFile
 
-    _check_options(sample_rate, fmt, str(bit_depth))
+    bit_depth = _bit_depth(bit_depth)
+    _check_options(sample_rate, fmt, bit_depth)
     depth = 32 if bit_depth == "32f" else int(bit_depth)
     step = 30 * int(sample_rate)
     with open(path, "wb") as fh, AudioFile(fh, "w", float(sample_rate), int(audio.shape[0]), bit_depth=depth,
@@ -509,7 +516,7 @@ def render_clip(clip: Clip, out_dir: str | os.PathLike[str], *, preset: str | Pr
     spec is a voice name, ``gm``, ``PATH.sf2`` or ``PATH.vst3`` (see
     :func:`engine.instruments.resolve_instrument`); roles not named use the preset's
     instrument, else the role's default voice. ``sample_rate`` in Hz; ``fmt`` ``wav``
-    or ``flac``; ``bit_depth`` ``16``, ``24`` or ``32f`` (float, WAV only). ``pad``
+    or ``flac``; ``bit_depth`` ``16``, ``24`` or ``32f`` (float, WAV only; ``32`` means the same). ``pad``
     adds a voice-led chord pad from the clip's chords. ``quiet`` hides the progress
     bar (shown only on a terminal anyway).
 
@@ -517,7 +524,8 @@ def render_clip(clip: Clip, out_dir: str | os.PathLike[str], *, preset: str | Pr
     nothing is left (a folder this call created is removed again). Raises EngineError
     subclasses for bad input.
     """
-    _check_options(int(sample_rate), fmt, str(bit_depth))
+    bit_depth = _bit_depth(bit_depth)
+    _check_options(int(sample_rate), fmt, bit_depth)
     preset_obj = preset if isinstance(preset, Preset) else load_preset(preset)
     staging = _Staging(Path(out_dir).expanduser())
     staging.prepare()
