@@ -589,9 +589,10 @@ def observe_rows(batch: MelodyBatch, rows: np.ndarray | None) -> np.ndarray:
     stats[:, :2] /= 37.0
     stats[:, 4:] /= np.maximum(step, 1)[:, None]
     out[:, col:col + 7] = stats
-    # distinct pitches among the last 8 tokens, read back from the history one-hot
-    recent = out[:, (HISTORY - 8) * tokens.N_ACTIONS:HISTORY * tokens.N_ACTIONS].reshape(b, 8, tokens.N_ACTIONS)
-    distinct = recent[:, :, tokens.FIRST_PITCH:].max(axis=1).sum(axis=1)
+    # distinct pitches among the last 8 tokens: OR one bit per pitch, count the bits
+    win = toks[:, -8:]
+    bits = np.where(ok[:, -8:] & (win >= tokens.FIRST_PITCH), np.left_shift(1, np.maximum(win - tokens.FIRST_PITCH, 0)), 0)
+    distinct = np.bitwise_count(np.bitwise_or.reduce(bits, axis=1))
     out[:, col + 7] = distinct / 8.0
     col += 8
 
