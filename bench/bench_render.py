@@ -49,7 +49,7 @@ def bench_clip(bars: int = 8, seed: int = 7) -> Clip:
     scale = [0, 2, 4, 5, 7, 9, 11]
     lead, beat, degree = [], 0.0, 0
     while beat < bars * 4 - 1e-9:
-        dur = float(rng.choice([0.25, 0.5, 0.5, 1.0]))
+        dur = min(float(rng.choice([0.25, 0.5, 0.5, 1.0])), bars * 4 - beat)
         degree = int(np.clip(degree + rng.integers(-2, 3), 0, 13))
         pitch = 60 + scale[degree % 7] + 12 * (degree // 7)
         lead.append(Note(pitch, beat, dur * 0.9, int(rng.integers(80, 115))))

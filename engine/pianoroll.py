@@ -49,7 +49,8 @@ def draw_pianoroll(clip: Clip):  # noqa: ANN201 - a matplotlib Figure
     lo, hi = min(pitches) - 2, max(pitches) + 2
     handles = []
     cycle = iter(_CYCLE * 4)
-    for track in clip.tracks:
+    # beds underneath, the melody on top
+    for track in sorted(clip.tracks, key=lambda t: {"pad": 0, "lead": 2}.get(t.role, 1)):
         colour = ROLE_COLOURS.get(track.role) or next(cycle)
         rects = [Rectangle((n.start, n.pitch - 0.42), n.duration, 0.84) for n in track.notes]
         alphas = [0.35 + 0.65 * n.velocity / 127 for n in track.notes]
@@ -76,8 +77,9 @@ def draw_pianoroll(clip: Clip):  # noqa: ANN201 - a matplotlib Figure
                     transform=ax.get_xaxis_transform(), fontsize=10, fontweight="bold", va="bottom")
     ax.set_xlim(0, length)
     ax.set_ylim(lo - 0.5, hi + 0.5)
-    ax.set_xticks([b * beats_per_bar for b in range(bars + 1) if b * beats_per_bar <= length])
-    ax.set_xticklabels([str(b + 1) for b in range(bars + 1) if b * beats_per_bar <= length])
+    starts = [b for b in range(bars + 1) if b * beats_per_bar < length - 1e-9]
+    ax.set_xticks([b * beats_per_bar for b in starts])
+    ax.set_xticklabels([str(b + 1) for b in starts])
     ax.set_xlabel("bar")
     cs = [p for p in range(lo, hi + 1) if p % 12 == 0]
     ax.set_yticks(cs)
@@ -87,7 +89,7 @@ def draw_pianoroll(clip: Clip):  # noqa: ANN201 - a matplotlib Figure
     ax.set_title(f"{clip.key} {clip.scale.replace('_', ' ')}  ·  {clip.tempo:g} bpm  ·  {num}/{den}  ·  "
                  f"{bars} bar{'s' if bars != 1 else ''}", fontsize=10, pad=22)
     if handles:
-        ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.85)
+        ax.legend(handles=handles[::-1], loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
