@@ -33,16 +33,19 @@ def ranks_full(scores: np.ndarray, targets: np.ndarray, seen) -> np.ndarray:
 
 def ranks_sampled(scores: np.ndarray, targets: np.ndarray, seen, negatives: int = 100,
                   seed: int = 0) -> np.ndarray:
-    """0-based rank of each target among ``negatives`` unseen items drawn uniformly (the sampled protocol)."""
+    """0-based rank of each target among ``negatives`` unseen items drawn uniformly without
+    replacement (the sampled protocol; fewer when fewer are unseen)."""
     rng = np.random.default_rng(seed)
     n_users, n_items = scores.shape
     out = np.zeros(n_users, np.int64)
+    allowed = np.ones(n_items, bool)
     for u in range(n_users):
-        excluded = set(seen.indices[seen.indptr[u]:seen.indptr[u + 1]].tolist()) | {int(targets[u]), 0}
-        pool = rng.integers(1, n_items, size=negatives * 3)
-        neg = np.array([i for i in pool if i not in excluded][:negatives], np.int64)
-        t = scores[u, targets[u]]
-        out[u] = int((scores[u, neg] > t).sum())
+        allowed[1:] = True
+        allowed[seen.indices[seen.indptr[u]:seen.indptr[u + 1]]] = False
+        allowed[targets[u]] = False
+        pool = np.flatnonzero(allowed[1:]) + 1
+        neg = rng.choice(pool, size=min(negatives, len(pool)), replace=False)
+        out[u] = int((scores[u, neg] > scores[u, targets[u]]).sum())
     return out
 
 
