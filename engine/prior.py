@@ -64,9 +64,9 @@ class PriorConfig:
     batch_size: int = 512
     """Training steps (observation, next token) per minibatch."""
     epochs: int = 8
-    """Most passes over the training rows (each pass samples ``rows_per_epoch`` of them)."""
+    """Most epochs (each samples about ``rows_per_epoch`` training steps)."""
     rows_per_epoch: int = 400_000
-    """Rows drawn (without replacement) per epoch; 0 uses every training row."""
+    """Steps per epoch, drawn as random whole episodes; 0 uses every training step."""
     patience: int = 2
     """Stop after this many epochs without a better validation NLL."""
     max_bars: int = MAX_EPISODE_BARS
@@ -219,30 +219,54 @@ def torch_net(obs_dim: int, hidden: Sequence[int]) -> Any:
 
 @dataclass
 class StepData:
-    """Every step of a set of melodies, ready for :func:`engine.observation.observe`.
+    """Every step of a set of melodies (teacher forcing), observed chunk by chunk.
 
-    ``batch`` holds the episodes (tokens filled in); ``rows`` int64 ``[N, 2]`` lists
-    (episode, step) pairs; ``targets`` int64 ``[N]`` the token played at that step.
+    ``contexts`` and ``sequences`` hold one episode each (a corpus melody cut to at most
+    :data:`MAX_EPISODE_BARS` bars): its :class:`~engine.observation.MelodyContext` and
+    its int64 tokens. :meth:`chunks` writes the true tokens one step at a time into a
+    :class:`~engine.observation.MelodyBatch`, exactly as the environment does, and
+    yields the observation before each step with the token that followed.
     """
 
-    batch: observation.MelodyBatch
-    rows: np.ndarray
-    targets: np.ndarray
-    episodes: int = 0
+    contexts: list[observation.MelodyContext]
+    sequences: list[np.ndarray]
     names: list[str] = field(default_factory=list)
 
-    def __len__(self) -> int:
-        return int(self.rows.shape[0])
+    @property
+    def episodes(self) -> int:
+        """Number of episodes."""
+        return len(self.sequences)
 
-    def observe(self, idx: np.ndarray) -> np.ndarray:
-        """Style-free observations ``float32 [len(idx), obs_dim(0)]`` of rows ``idx``."""
-        ep = self.rows[idx, 0]
-        b = self.batch
-        sub = observation.MelodyBatch(
-            tokens=b.tokens[ep], step=self.rows[idx, 1].copy(), n_steps=b.n_steps[ep], steps_per_bar=b.steps_per_bar[ep],
-            ts_index=b.ts_index[ep], scale_mask=b.scale_mask[ep], chord_mask=b.chord_mask[ep],
-            chord_root=b.chord_root[ep], role=b.role[ep], style=b.style[ep])
-        return observation.observe(sub)
+    def __len__(self) -> int:
+        """Number of steps (rows) over all episodes."""
+        return int(sum(len(s) for s in self.sequences))
+
+    @property
+    def targets(self) -> np.ndarray:
+        """int64 ``[len(self)]``: every token, episode after episode."""
+        return np.concatenate(self.sequences) if self.sequences else np.zeros(0, np.int64)
+
+    def chunks(self, order: np.ndarray | None = None, size: int = 128):
+        """Yield ``(obs float32 [n, obs_dim(0)], targets int64 [n])`` for ``size`` episodes at a time.
+
+        ``order`` is a permutation of the episodes (default: their order); rows come out
+        grouped by step within a chunk, so shuffle them before training on them.
+        """
+        order = np.arange(self.episodes) if order is None else np.asarray(order)
+        for start in range(0, len(order), size):
+            idx = order[start:start + size]
+            batch = observation.MelodyBatch.create([self.contexts[i] for i in idx])
+            seqs = np.zeros(batch.tokens.shape, np.int64)
+            for j, i in enumerate(idx):
+                seqs[j, :len(self.sequences[i])] = self.sequences[i]
+            obs, ys = [], []
+            for t in range(batch.tokens.shape[1]):
+                live = np.flatnonzero(batch.n_steps > t)
+                o = observation.observe(batch)
+                obs.append(o[live])
+                ys.append(seqs[live, t])
+                batch.append(seqs[:, t])
+            yield np.concatenate(obs), np.concatenate(ys)
 
 
 def episodes_of(melodies: Sequence[Any], max_bars: int = MAX_EPISODE_BARS) -> list[Any]:
@@ -266,15 +290,8 @@ def step_data(melodies: Sequence[Any], max_bars: int = MAX_EPISODE_BARS) -> Step
     contexts = [observation.MelodyContext.from_music(key=0, scale=m.scale, bars=m.bars, time_signature=m.time_signature,
                                                      chords=list(m.chords), role="lead", style=np.zeros((0,), np.float32))
                 for m in eps]
-    batch = observation.MelodyBatch.create(contexts)
-    rows = []
-    for i, m in enumerate(eps):
-        n = len(m.tokens)
-        batch.tokens[i, :n] = m.tokens
-        rows.append(np.stack([np.full(n, i), np.arange(n)], axis=1))
-    all_rows = np.concatenate(rows).astype(np.int64)
-    targets = batch.tokens[all_rows[:, 0], all_rows[:, 1]]
-    return StepData(batch=batch, rows=all_rows, targets=targets, episodes=len(eps), names=[m.name for m in eps])
+    return StepData(contexts=contexts, sequences=[np.asarray(m.tokens, np.int64) for m in eps],
+                    names=[m.name for m in eps])
 
 
 # ---------------------------------------------------------------- training
@@ -285,18 +302,16 @@ def unigram_log_probs(targets: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     return np.log(counts / counts.sum())
 
 
-def evaluate_prior(model: PriorModel, data: StepData, batch_size: int = 4096) -> dict[str, float]:
+def evaluate_prior(model: PriorModel, data: StepData) -> dict[str, float]:
     """Mean NLL per step (nats), top-1 accuracy and the number of steps over ``data``."""
     nll = 0.0
-    correct = 0
-    for start in range(0, len(data), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(data)))
-        lp = model.log_probs(data.observe(idx))
-        y = data.targets[idx]
-        nll -= float(lp[np.arange(len(idx)), y].sum())
+    correct = n = 0
+    for obs, y in data.chunks(size=256):
+        lp = model.log_probs(obs)
+        nll -= float(lp[np.arange(len(y)), y].sum())
         correct += int((lp.argmax(axis=1) == y).sum())
-    n = max(len(data), 1)
-    return {"nll": nll / n, "accuracy": correct / n, "steps": len(data)}
+        n += len(y)
+    return {"nll": nll / max(n, 1), "accuracy": correct / max(n, 1), "steps": n}
 
 
 def train_prior(config: PriorConfig, progress: bool = True) -> tuple[PriorModel, dict[str, Any]]:
@@ -333,23 +348,33 @@ def train_prior(config: PriorConfig, progress: bool = True) -> tuple[PriorModel,
     show = progress and sys.stderr.isatty()
     for epoch in range(config.epochs):
         net.train()
-        order = rng.permutation(len(train))[:n_rows]
-        total = 0.0
-        bar = tqdm(range(0, n_rows, config.batch_size), desc=f"prior epoch {epoch + 1}", disable=not show, leave=False)
-        for start in bar:
-            idx = order[start:start + config.batch_size]
-            x = torch.from_numpy(train.observe(idx))
-            y = torch.from_numpy(train.targets[idx])
-            loss = torch.nn.functional.cross_entropy(net(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
+        total, seen = 0.0, 0
+        # an epoch: random whole episodes until about rows_per_epoch steps (observing only what is used)
+        order = rng.permutation(train.episodes)
+        cum = np.cumsum([len(train.sequences[i]) for i in order])
+        order = order[: int(np.searchsorted(cum, n_rows)) + 1]
+        bar = tqdm(total=int(min(cum[-1], n_rows)), desc=f"prior epoch {epoch + 1}", unit="step", disable=not show,
+                   leave=False)
+        for obs, ys in train.chunks(order, size=256):
+            pick = rng.permutation(len(ys))
+            for start in range(0, len(pick), config.batch_size):
+                idx = pick[start:start + config.batch_size]
+                x = torch.from_numpy(obs[idx])
+                y = torch.from_numpy(ys[idx])
+                loss = torch.nn.functional.cross_entropy(net(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+                seen += len(idx)
+                bar.update(len(idx))
+        bar.close()
+        total /= max(seen, 1)
         model = _from_torch(net, config)
         valid = evaluate_prior(model, data["valid"])
-        history.append({"epoch": epoch + 1, "train_nll": total / n_rows, "valid_nll": valid["nll"],
+        history.append({"epoch": epoch + 1, "train_nll": total, "valid_nll": valid["nll"],
                         "valid_accuracy": valid["accuracy"]})
-        log.info("prior epoch %d: train NLL %.4f, valid NLL %.4f, acc %.3f", epoch + 1, total / n_rows,
+        log.info("prior epoch %d: train NLL %.4f, valid NLL %.4f, acc %.3f", epoch + 1, total,
                  valid["nll"], valid["accuracy"])
         if best is None or valid["nll"] < best[0] - 1e-4:
             best = (valid["nll"], {k: v.detach().clone() for k, v in net.state_dict().items()})
@@ -366,7 +391,7 @@ def train_prior(config: PriorConfig, progress: bool = True) -> tuple[PriorModel,
     uni_nll = float(-uni[data["test"].targets].mean())
     uni_acc = float((data["test"].targets == int(np.argmax(uni))).mean())
     metrics = {
-        "train_steps": len(train), "valid_steps": len(data["valid"]), "test_steps": len(data["test"]),
+        "train_steps": len(train), "valid_steps": len(data["valid"]), "test_steps": test["steps"],
         "train_episodes": train.episodes, "valid_nll": best[0], "test_nll": test["nll"],
         "test_accuracy": test["accuracy"], "unigram_test_nll": uni_nll, "unigram_test_accuracy": uni_acc,
         "epochs": len(history), "seconds": round(time.perf_counter() - t0, 1), "history": history,
