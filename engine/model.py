@@ -6,12 +6,15 @@ to Q-values ``float32 [B, 38]``, one per token. It is a small MLP with a dueling
 many actions are nearly equivalent, as tokens often are.
 
 Optionally the network carries a frozen *prior branch* (Sequence Tutor's idea in
-residual form): ``Q(s, a) = prior_scale * log p(a | s) + MLP(s)[a]`` where
-``log p(a | s)`` comes from the corpus prior on the style-free part of the observation
-(``obs[:, :prior_dim]``). The MLP's last layers start at zero, so before any training
-``softmax(Q)`` *is* the prior: exploration starts from real-sounding melodies and the
-Q-learning only has to learn the correction the style asks for. The prior branch is
-part of the exported ONNX graph, so the runtime still needs nothing but the file.
+residual form): ``Q(s, a) = w(s) * log p(a | s) + MLP(s)[a]`` where ``log p(a | s)``
+comes from the corpus prior on the style-free part of the observation
+(``obs[:, :prior_dim]``) and ``w(s)`` is the style's own ``prior`` weight, read from the
+observation's style segment (column ``prior_weight_col``; ``prior_scale`` when there is
+none). The reward holds the same ``w * log p`` term, so the MLP learns only what the
+rest of the style adds, and the corpus prior can never be forgotten. The MLP's last
+layers start at zero, so before training ``softmax(Q)`` is the prior tempered by ``w``.
+The prior branch is part of the exported ONNX graph: the runtime needs nothing but the
+file.
 """
 
 from __future__ import annotations
@@ -42,7 +45,11 @@ class ModelConfig:
     prior_hidden: tuple[int, ...] = field(default_factory=tuple)
     """Hidden widths of the prior branch MLP (must match the prior's weights)."""
     prior_scale: float = 1.0
-    """Multiplier of ``log p(a|s)`` inside Q (the prior's inverse temperature)."""
+    """Multiplier of ``log p(a|s)`` inside Q (times the style weight when ``prior_weight_col`` is set)."""
+    prior_weight_col: int = -1
+    """Observation column holding the style's ``prior`` weight / ``weight_scale`` (-1: none)."""
+    weight_scale: float = 5.0
+    """Scale of the style segment (``engine.styles.MAX_WEIGHT``): column value x scale = weight."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -113,7 +120,9 @@ class QNetwork(nn.Module):
                     nn.init.zeros_(head.weight)
                     nn.init.zeros_(head.bias)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, prior_log_probs: torch.Tensor | None = None) -> torch.Tensor:
+        """Q-values ``[B, A]``. ``prior_log_probs`` ``[B, A]`` (optional) replaces the prior
+        branch's own computation (training caches them; the result is the same)."""
         z = self.torso(obs)
         adv = self.advantage(z)
         if self.value is not None:
@@ -121,7 +130,13 @@ class QNetwork(nn.Module):
         else:
             q = adv
         if self.prior is not None:
-            q = q + self.prior_scale * self.prior(obs[:, : self.config.prior_dim])
+            logp = prior_log_probs if prior_log_probs is not None else self.prior(obs[:, : self.config.prior_dim])
+            col = self.config.prior_weight_col
+            if col >= 0:
+                w = obs[:, col:col + 1] * (self.config.weight_scale * self.prior_scale)
+                q = q + w * logp
+            else:
+                q = q + self.prior_scale * logp
         return q
 
     def n_params(self, trainable_only: bool = True) -> int:

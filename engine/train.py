@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine import rl, styles
+from engine import rl, styles, tokens
 from engine.clip import atomic_write
 from engine.errors import EngineError
 from engine.model import ModelConfig, QNetwork
@@ -67,16 +67,17 @@ class TrainConfig:
     env: dict[str, Any] = field(default_factory=dict)
     """Overrides of ``engine.env.EnvConfig`` fields (bars, scales, roles... sampled per episode)."""
     # --- network
-    hidden: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the Q-network's MLP."""
+    hidden: tuple[int, ...] = (128, 128)
+    """Hidden layer widths of the Q-network's MLP (with ``prior_branch``, the learned residual)."""
     dueling: bool = True
     """Dueling head (value + advantage streams)."""
-    prior_init: bool = True
-    """Start the Q-network from the corpus prior's weights (Sequence Tutor): before training,
-    softmax(Q) is the prior. Needs ``hidden`` equal to the prior's hidden widths."""
-    prior_branch: bool = False
-    """Instead, keep the frozen prior inside the network (Q = log p + MLP): exact prior at the
-    start that cannot be forgotten, at twice the inference cost."""
+    prior_branch: bool = True
+    """Keep the frozen corpus prior inside the network: Q = w * log p + MLP, with w the style's
+    ``prior`` weight read from the observation (the reward holds the same term). The MLP
+    learns only what the rest of the style adds, and the prior cannot be forgotten."""
+    prior_init: bool = False
+    """Without ``prior_branch``: copy the prior's weights into the Q-network instead
+    (Sequence Tutor's initialisation; needs ``hidden`` equal to the prior's widths)."""
     # --- DQN
     gamma: float = 0.9
     """Discount per 16th-note step (RL Tuner used 0.5; motifs and cadences span more steps)."""
@@ -239,7 +240,8 @@ def _load_prior() -> Any:
         return None
 
 
-def build_network(cfg: TrainConfig, obs_dim: int, n_style: int) -> QNetwork:
+def build_network(cfg: TrainConfig, obs_dim: int, n_style: int,
+                  style_terms: tuple[str, ...] = styles.BUILTIN_TERMS) -> QNetwork:
     """The Q-network for ``cfg``, started from the corpus prior when asked and possible."""
     prior = _load_prior() if (cfg.prior_init or cfg.prior_branch) else None
     weights = _prior_weights(prior) if prior is not None else None
@@ -247,12 +249,15 @@ def build_network(cfg: TrainConfig, obs_dim: int, n_style: int) -> QNetwork:
         log.warning("prior reads %d columns, the style-free observation has %d: not using it",
                     weights[0][0].shape[1], obs_dim - n_style)
         weights = None
-    prior_dim, prior_hidden = 0, ()
+    prior_dim, prior_hidden, weight_col = 0, (), -1
     if cfg.prior_branch and weights is not None:
         prior_dim = int(weights[0][0].shape[1])
         prior_hidden = tuple(int(w.shape[0]) for w, _ in weights[:-1])
+        if "prior" in style_terms:
+            weight_col = obs_dim - n_style + list(style_terms).index("prior")
     net = QNetwork(ModelConfig(obs_dim=obs_dim, hidden=tuple(cfg.hidden), dueling=cfg.dueling,
-                               prior_dim=prior_dim, prior_hidden=prior_hidden))
+                               prior_dim=prior_dim, prior_hidden=prior_hidden, prior_weight_col=weight_col,
+                               weight_scale=float(styles.MAX_WEIGHT)))
     if weights is not None and net.prior is not None:
         net.prior.load_numpy(weights)
     elif weights is not None and cfg.prior_init:
@@ -535,13 +540,30 @@ def train(cfg: TrainConfig) -> TrainResult:
     obs_dim = obs.shape[1]
     term_scale = np.array([1.0 if t == "prior" else cfg.theory_scale for t in style_terms], np.float32)
 
-    q_net = build_network(cfg, obs_dim, len(style_terms))
-    target_net = build_network(cfg, obs_dim, len(style_terms))
+    q_net = build_network(cfg, obs_dim, len(style_terms), style_terms)
+    target_net = build_network(cfg, obs_dim, len(style_terms), style_terms)
     rl.hard_update(target_net, q_net)
     # fused Adam: one kernel for all parameters, ~5x faster than the per-tensor loop on CPU
     optimizer = torch.optim.Adam([p for p in q_net.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                  fused=True)
-    replay = rl.ReplayBuffer(cfg.buffer_size, obs_dim, seed=cfg.seed)
+    # With a prior branch, the prior's log-probs ride along in the replay as 38 extra columns
+    # (computed once per step in numpy), so learning never re-runs the prior network.
+    prior_np = _load_prior() if q_net.prior is not None else None
+    n_extra = tokens.N_ACTIONS if prior_np is not None else 0
+    d0 = q_net.config.prior_dim
+
+    def with_prior(x: np.ndarray) -> np.ndarray:
+        if not n_extra:
+            return x
+        return np.concatenate([x, prior_np.log_probs(x[:, :d0])], axis=1)
+
+    def q_of(net: QNetwork) -> Any:
+        """``net`` as a function of replay rows (observation, then cached log-probs)."""
+        if not n_extra:
+            return net
+        return lambda x: net(x[:, :obs_dim], x[:, obs_dim:])
+
+    replay = rl.ReplayBuffer(cfg.buffer_size, obs_dim + n_extra, seed=cfg.seed)
     nstep = rl.NStepCollector(cfg.n_envs, cfg.n_step, cfg.gamma)
     explore = rl.Schedule(cfg.explore_start, cfg.explore_end, int(cfg.explore_fraction * cfg.total_steps))
     counters: dict[str, Any] = {"env_steps": 0, "grad_steps": 0, "episodes": 0, "wall_s": 0.0,
@@ -587,8 +609,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         while counters["env_steps"] < cfg.total_steps:
             # 1. act: Boltzmann over Q (or epsilon-greedy), annealed
             temp_or_eps = explore(counters["env_steps"])
+            obs_x = with_prior(obs)
             with torch.no_grad():
-                q = q_net(torch.from_numpy(obs)).numpy()
+                q = q_of(q_net)(torch.from_numpy(obs_x)).numpy()
             if cfg.exploration == "boltzmann":
                 actions = rl.boltzmann(q, temp_or_eps, rng)
             else:
@@ -603,7 +626,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 real_next[dones] = info["final_obs"][dones]
                 recent_returns.extend(info["episode_return"][dones].tolist())
                 counters["episodes"] += int(dones.sum())
-            replay.add(*nstep.push(obs, actions, rewards, real_next, dones))
+            replay.add(*nstep.push(obs_x, actions, rewards, with_prior(real_next), dones))
             obs = next_obs
             counters["env_steps"] += cfg.n_envs
             vec_step += 1
@@ -616,8 +639,9 @@ def train(cfg: TrainConfig) -> TrainResult:
                     group["lr"] = lr
                 for _ in range(cfg.gradient_steps):
                     batch = replay.sample(cfg.batch_size).to_torch()
-                    target = rl.double_dqn_targets(q_net, target_net, batch.next_obs, batch.returns, batch.discounts)
-                    q_all = q_net(batch.obs)
+                    target = rl.double_dqn_targets(q_of(q_net), q_of(target_net), batch.next_obs, batch.returns,
+                                                   batch.discounts)
+                    q_all = q_of(q_net)(batch.obs)
                     loss = rl.td_loss(q_all, batch.actions, target, kind=cfg.loss)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()

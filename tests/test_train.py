@@ -149,3 +149,41 @@ def test_cli_train_and_export(tmp_path, capsys):
     assert main(["train", "--set", "gamma=2", "--out", str(tmp_path / "bad")]) == 2
     assert "gamma=2" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "missing.pt")]) == 2
+
+
+def _fake_prior(hidden=8, seed=0):
+    from engine.prior import PriorModel
+
+    d0 = observation.obs_dim(0)
+    rng = np.random.default_rng(seed)
+    weights = [(rng.normal(scale=0.1, size=(d0, hidden)).astype(np.float32), np.zeros(hidden, np.float32)),
+               (rng.normal(size=(hidden, 38)).astype(np.float32), rng.normal(size=38).astype(np.float32))]
+    return PriorModel(weights, {"format": 1})
+
+
+def test_prior_branch_run_uses_the_style_prior_weight(tmp_path, monkeypatch):
+    import engine.train as tr
+
+    prior = _fake_prior()
+    monkeypatch.setattr(tr, "_load_prior", lambda: prior)
+    result = train(tiny(tmp_path, eval_clips=4))
+    ck = torch.load(result.checkpoint, weights_only=False)
+    cfg = ModelConfig.from_dict(ck["model_config"])
+    terms = ck["style_terms"]
+    assert cfg.prior_dim == observation.obs_dim(0)
+    assert cfg.prior_weight_col == observation.obs_dim(len(terms)) - len(terms) + terms.index("prior")
+    net = QNetwork(cfg)
+    net.load_state_dict(ck["q_net"])
+    # the branch is the numpy prior, scaled by the prior weight in the observation
+    rng = np.random.default_rng(1)
+    obs = (rng.random((4, cfg.obs_dim)) < 0.1).astype(np.float32)
+    d0 = cfg.prior_dim
+    lp = prior.log_probs(obs[:, :d0])
+    base = net(torch.from_numpy(obs)).detach().numpy()
+    obs2 = obs.copy()
+    obs2[:, cfg.prior_weight_col] += 0.2  # +1 in style weight units
+    bumped = net(torch.from_numpy(obs2)).detach().numpy()
+    mlp_shift = (net(torch.from_numpy(obs2), torch.zeros(4, 38)) - net(torch.from_numpy(obs), torch.zeros(4, 38)))
+    np.testing.assert_allclose(bumped - base - mlp_shift.detach().numpy(), lp, atol=1e-4)
+    # and the exported model carries the branch (parity was checked at export)
+    assert Policy.load(result.model).info.metadata["model_config"].count('"prior_dim": %d' % d0) == 1
