@@ -186,4 +186,4 @@ def test_prior_branch_run_uses_the_style_prior_weight(tmp_path, monkeypatch):
     mlp_shift = (net(torch.from_numpy(obs2), torch.zeros(4, 38)) - net(torch.from_numpy(obs), torch.zeros(4, 38)))
     np.testing.assert_allclose(bumped - base - mlp_shift.detach().numpy(), lp, atol=1e-4)
     # and the exported model carries the branch (parity was checked at export)
-    assert Policy.load(result.model).info.metadata["model_config"].count('"prior_dim": %d' % d0) == 1
+    assert Policy.load(result.model).info.metadata["model_config"].count(f"\"prior_dim\": {d0}") == 1

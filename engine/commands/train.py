@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -91,6 +92,10 @@ def build_config(args: argparse.Namespace):
     return cfg
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _command(args: argparse.Namespace) -> str:
     """The canonical ``qriff train`` command line for these flags (recorded in the model)."""
     parts = ["qriff", "train"]
@@ -113,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise EngineError(f"training needs torch (pip install 'qriff[train]'): {exc}") from None
     cfg = build_config(args)
-    result = train(cfg)
+    # A job scheduler's SIGTERM gets the same treatment as Ctrl-C: checkpoint, then stop.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        result = train(cfg)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if result.interrupted:
         print(f"qriff train: interrupted at {result.env_steps} steps; checkpoint {result.checkpoint}; "
               f"continue with: qriff train --resume --out {cfg.out_dir}", file=sys.stderr)
