@@ -24,6 +24,7 @@ import ctypes
 import functools
 import logging
 import os
+import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -243,10 +244,28 @@ def load_vst3(path: str, mtime: float) -> Any:
 
     log.info("loading VST3 plugin %s", path)
     _quiet_plugin_teardown()
+    _hide_midi_cc_parameters()
     try:
         return pedalboard.load_plugin(path)
     except Exception as exc:  # pedalboard raises ImportError or RuntimeError with JUCE's reason
         raise InstrumentError(f"VST3 plugin {path!r} could not be loaded: {str(exc).splitlines()[0]}") from None
+
+
+@functools.cache
+def _hide_midi_cc_parameters() -> None:
+    """Hide the 16 x 130 ``MIDI Ch. N CC M`` parameters that DPF-built instruments expose.
+
+    pedalboard already skips JUCE's ``MIDI CC`` pseudo-parameters but wraps DPF's one by
+    one, which makes such an instrument take ~30 s to load; with them hidden it takes
+    about a second. Nobody sets a MIDI CC through a parameter here, so nothing is lost.
+    (This extends a pedalboard module-level list; without it loading is only slower.)
+    """
+    try:
+        from pedalboard import _pedalboard
+
+        _pedalboard.PARAMETER_NAME_REGEXES_TO_IGNORE.add(re.compile(r"MIDI Ch\. \d+ CC \d+$"))
+    except (ImportError, AttributeError):
+        log.debug("pedalboard has no parameter ignore list: DPF instruments load slowly")
 
 
 @functools.cache
