@@ -46,6 +46,8 @@ FORMATS = {"wav": ("16", "24", "32f"), "flac": ("16", "24")}
 CEILING_DB = -1.0
 #: Length of the fade at the very end of every file, in seconds (a cut tail never clicks).
 END_FADE_SECONDS = 0.02
+#: Longest audio a render may produce, in seconds (memory: ~1.5 MB per stereo second per buffer).
+MAX_SECONDS = 20 * 60
 #: File names the renderer writes besides the stems.
 MIX_NAME, PIANOROLL_NAME = "mix", "pianoroll.png"
 
@@ -336,6 +338,8 @@ def render_audio(clip: Clip, *, preset: str | Preset = "studio",
     """
     sample_rate = int(sample_rate)
     _check_options(sample_rate, "wav", "24")
+    if not 10.0 <= float(clip.tempo) <= 400.0:
+        raise RenderError(f"clip tempo {clip.tempo} bpm is out of range: allowed 10-400")
     chosen = _normalise_instruments(instruments)
     preset_obj = preset if isinstance(preset, Preset) else load_preset(preset)
     tracks = list(clip.tracks)
@@ -367,6 +371,9 @@ def render_audio(clip: Clip, *, preset: str | Preset = "studio",
     tail += chain_tail_seconds(preset_obj.master.effects, clip.tempo)
     total_beats = math.ceil(end_beats + tail / spb - 1e-9)
     n_total = int(round(total_beats * spb * sample_rate))
+    if n_total > MAX_SECONDS * sample_rate:
+        raise RenderError(f"clip would render to {n_total / sample_rate / 60:.1f} minutes of audio: the limit is "
+                          f"{MAX_SECONDS // 60} minutes (fewer bars, a faster tempo, or a shorter tail)")
     clip_samples = int(round(clip.length_beats * spb * sample_rate))
 
     premaster = np.zeros((2, n_total), dtype=np.float32)

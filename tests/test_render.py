@@ -279,6 +279,11 @@ def test_bad_options_raise_before_writing(tmp_path):
         render_clip(clip, blocker / "sub", quiet=True)
     with pytest.raises(RenderError, match="no tracks"):
         render_clip(Clip(tracks=[]), tmp_path / "y", quiet=True)
+    with pytest.raises(RenderError, match="tempo 0 bpm is out of range"):
+        render_clip(Clip(tempo=0, tracks=clip.tracks), tmp_path / "y", quiet=True)
+    with pytest.raises(RenderError, match="the limit is 20 minutes"):
+        render_clip(Clip(tempo=20, bars=200, tracks=clip.tracks), tmp_path / "y", quiet=True)
+    assert not (tmp_path / "y").exists()
 
 
 def test_stem_names_are_unique_and_file_safe():
