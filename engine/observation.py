@@ -561,9 +561,7 @@ def observe_rows(batch: MelodyBatch, rows: np.ndarray | None) -> np.ndarray:
     src = step[:, None] - _LAGS[None, :]
     ok = src >= 0
     toks = batch.tokens[rows[:, None], np.maximum(src, 0)]
-    hist_idx = (base[:, None] + _SLOT_COLS[None, :] + toks)[ok]
-
-    flat[hist_idx] = 1.0
+    flat[(base[:, None] + _SLOT_COLS[None, :] + toks)[ok]] = 1.0
 
     # last sounding pitch, note age, last interval and pending leap: one table lookup
     lp, pp = feats["last_pitch"], feats["prev_pitch"]
@@ -590,8 +588,8 @@ def observe_rows(batch: MelodyBatch, rows: np.ndarray | None) -> np.ndarray:
     stats[:, 4:] /= np.maximum(step, 1)[:, None]
     out[:, col:col + 7] = stats
     # distinct pitches among the last 8 tokens: OR one bit per pitch, count the bits
-    win = toks[:, -8:]
-    bits = np.where(ok[:, -8:] & (win >= tokens.FIRST_PITCH), np.left_shift(1, np.maximum(win - tokens.FIRST_PITCH, 0)), 0)
+    win = toks[:, -8:] - tokens.FIRST_PITCH
+    bits = np.where(ok[:, -8:] & (win >= 0), np.left_shift(1, np.maximum(win, 0)), 0)
     distinct = np.bitwise_count(np.bitwise_or.reduce(bits, axis=1))
     out[:, col + 7] = distinct / 8.0
     col += 8
