@@ -291,6 +291,7 @@ PROPERTIES_R: tuple[Property, ...] = (
     Property("port", "i", 0, "UDP port the server listens on", option=False),
     Property("queue", "i", 0, "jobs waiting in the generate/render queue", option=False),
     Property("served", "i", 0, "requests answered since the server started", option=False),
+    Property("malformed", "i", 0, "datagrams refused as malformed since the server started", option=False),
 )
 
 #: Writable properties: the session defaults that generate/render/push fall back on.

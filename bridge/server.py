@@ -29,6 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from bridge.errors import BridgeError, ConfigError, MalformedDatagram, RequestEr
 from bridge.protocol import PREFIX
 from bridge.smf import write_smf
 from bridge.source import ClipSource
+from bridge.transport import send_burst
 from engine import __version__
 from engine.clip import Clip, load_clip
 from engine.errors import EngineError, ModelError
@@ -76,6 +78,8 @@ class ServerConfig:
     """Generate/render/push jobs that may wait; more are refused with ``busy``."""
     workers: int = 1
     """Threads running jobs (onnxruntime runs each on one core)."""
+    writers: int = 4
+    """Threads writing clip files and their replies while the workers generate the next ones."""
     live_host: str = "127.0.0.1"
     """Host running Ableton Live with AbletonOSC."""
     live_port: int = LIVE_PORT
@@ -96,6 +100,25 @@ class Job:
     dest: Address
     params: dict[str, Any]
     received: float
+    generate_s: float = 0.0
+    started: float = 0.0
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Where the time of one generate request went (seconds, ``time.perf_counter`` clock).
+
+    ``received``: the datagram was read; ``started``: its policy call began;
+    ``generate_s``: the policy call (shared by a batch); ``write_s``: writing its
+    .mid/.json files; ``finished``: its last reply was sent.
+    """
+
+    rid: Any
+    received: float
+    started: float
+    generate_s: float
+    write_s: float
+    finished: float
 
 
 _STOP = object()
@@ -118,6 +141,9 @@ class Server:
         self._jobs: deque[Any] = deque()
         self._jobs_cv = threading.Condition()
         self._queue_size = max(1, config.queue_size)
+        #: Timings of the most recent generate requests, newest last.
+        self.timings: deque[Timing] = deque(maxlen=4096)
+        self._writers = ThreadPoolExecutor(max_workers=max(1, config.writers), thread_name_prefix="qriff-write")
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._loop_thread: threading.Thread | None = None
@@ -239,6 +265,7 @@ class Server:
         for t in self._threads:
             t.join(timeout=30)
         self._threads.clear()
+        self._writers.shutdown(wait=True)
         self.live.close()
         if self._sock is not None:
             self._sock.close()
@@ -400,6 +427,8 @@ class Server:
             return len(self._jobs)
         if name == "served":
             return self._served
+        if name == "malformed":
+            return self._malformed
         raise RequestError(f"{address}: {name!r} is not a property; properties are {', '.join(protocol.PROPERTIES)}",
                            code="unknown_address")
 
@@ -467,19 +496,24 @@ class Server:
                     self._run_render(batch[0])
                 else:
                     self._run_push(batch[0])
-            except BridgeError as exc:
-                self._fail(batch, exc.code, str(exc))
-            except ModelError as exc:
-                self._fail(batch, "model", str(exc))
-            except EngineError as exc:
-                self._fail(batch, "render" if batch[0].kind == "render" else "bad_value", str(exc))
-            except Exception as exc:
-                log.exception("%s request %r failed", batch[0].kind, batch[0].rid)
-                self._fail(batch, "internal", f"{type(exc).__name__}: {exc} (see the server log)")
+            except Exception as exc:  # every failure becomes an error reply; the worker lives on
+                self._fail(batch, exc)
 
-    def _fail(self, batch: list[Job], code: str, message: str) -> None:
+    def _fail(self, batch: list[Job], exc: Exception) -> None:
+        """Answer every job of ``batch`` with the error reply ``exc`` maps to."""
+        if isinstance(exc, BridgeError):
+            code = exc.code
+        elif isinstance(exc, ModelError):
+            code = "model"
+        elif isinstance(exc, EngineError):
+            code = "render" if batch[0].kind == "render" else "bad_value"
+        else:
+            log.error("%s request %r failed", batch[0].kind, batch[0].rid, exc_info=exc)
+            code = "internal"
+        message = str(exc) if code != "internal" else f"{type(exc).__name__}: {exc} (see the server log)"
         for job in batch:
             self._error(job.dest, job.rid, job.rtag, code, message)
+
 
     def _clip_path(self, name: str) -> Path:
         path = (self.out_dir / name).resolve()
@@ -507,52 +541,96 @@ class Server:
         """Requests that differ only in their (server-chosen) seeds: one policy call, seeds s, s+1, ..."""
         total = sum(job.params["variations"] for job in batch)
         seed = self._new_seed(total)
+        t0 = time.perf_counter()
         clips = self._generate(batch[0].params, total, seed)
+        for job in batch:
+            job.started, job.generate_s = t0, time.perf_counter() - t0
         log.debug("batched %d generate requests (%d clips)", len(batch), total)
         start = 0
         for job in batch:
             n = job.params["variations"]
-            try:
-                self._deliver(job, clips[start:start + n], seed + start)
-            except BridgeError as exc:
-                self._error(job.dest, job.rid, job.rtag, exc.code, str(exc))
+            self._hand_off(job, clips[start:start + n], seed + start)
             start += n
 
     def _run_generate(self, job: Job) -> None:
         p = job.params
         seed = p["seed"] if p["seed"] >= 0 else self._new_seed(p["variations"])
-        self._deliver(job, self._generate(p, p["variations"], seed), seed)
+        t0 = time.perf_counter()
+        job.started = t0
+        clips = self._generate(p, p["variations"], seed)
+        job.generate_s = time.perf_counter() - t0
+        self._hand_off(job, clips, seed)
+
+    def _hand_off(self, job: Job, clips: list[Clip], seed: int) -> None:
+        """Deliver now when nothing waits (lowest latency); else let a writer thread do it.
+
+        Delivering means writing a .mid and a .json per clip, which on a busy disk costs
+        milliseconds; the writer threads overlap that with the next policy call.
+        """
+        with self._jobs_cv:
+            idle = not self._jobs
+        if idle:
+            self._deliver_safely(job, clips, seed)
+        else:
+            self._writers.submit(self._deliver_safely, job, clips, seed)
+
+    def _deliver_safely(self, job: Job, clips: list[Clip], seed: int) -> None:
+        try:
+            self._deliver(job, clips, seed)
+        except Exception as exc:
+            self._fail([job], exc)
 
     def _deliver(self, job: Job, clips: list[Clip], seed: int) -> None:
         p = job.params
         number = next(self._counter)
         names: list[str] = []
+        write_s = 0.0
         for v, clip in enumerate(clips):
-            names.append(self._send_clip(job, clip, v, len(clips), seed, f"{number:06d}-{v}"))
-        self._last_clips = names
+            name, seconds = self._send_clip(job, clip, v, len(clips), seed, f"{number:06d}-{v}")
+            names.append(name)
+            write_s += seconds
+        end = time.perf_counter()
+        with self._jobs_cv:
+            self._last_clips = names
+            self.timings.append(Timing(job.rid, job.received, job.started, job.generate_s, write_s, end))
         if p.get("live_track", -1) >= 0:
             for v, clip in enumerate(clips):
                 self._push(job, clip, v, len(clips), p["live_track"], p["live_slot"] + v)
 
-    def _send_clip(self, job: Job, clip: Clip, variation: int, variations: int, seed: int, stem: str) -> str:
-        total = sum(len(t.notes) for t in clip.tracks)
-        name = clip_name(clip, variation, variations)
-        self._reply(job.dest, f"{PREFIX}/clip/begin", job.rid, job.rtag, variation, variations, int(clip.bars),
-                    float(clip.tempo), clip.key, clip.scale, int(clip.seed if clip.seed is not None else seed), total,
-                    name, tags="iiifssiis")
-        for track in clip.tracks:
-            self._reply(job.dest, f"{PREFIX}/clip/track", job.rid, job.rtag, variation, track.role,
-                        int(track.program), len(track.notes), tags="isii")
-            for part in chunks(track.notes, NOTES_PER_CHUNK):
-                flat: list[Any] = []
-                for n in part:
-                    flat += (int(n.pitch), float(n.start), float(n.duration), int(n.velocity))
-                self._reply(job.dest, f"{PREFIX}/clip/notes", job.rid, job.rtag, *flat, tags="iffi" * len(part))
+    def _send_clip(self, job: Job, clip: Clip, variation: int, variations: int, seed: int,
+                   stem: str) -> tuple[str, float]:
+        """Write one clip's files, then send begin/track/notes/end back to back; (json name, write seconds).
+
+        The replies go out as one burst after the files exist: on a loaded machine, waking the
+        requester with a first datagram can cost the sender its CPU for a while, so nothing
+        slow sits between the first reply and the last.
+        """
+        t0 = time.perf_counter()
         midi = write_smf(clip, self.out_dir / f"{stem}.mid")
         data = clip.write_json(self.out_dir / f"{stem}.json")
-        self._reply(job.dest, f"{PREFIX}/clip/end", job.rid, job.rtag, variation, total, str(midi), str(data),
-                    tags="iiss")
-        return f"{stem}.json"
+        seconds = time.perf_counter() - t0
+        total = sum(len(t.notes) for t in clip.tracks)
+        rid, rtag = job.rid, job.rtag
+        burst = [encode(f"{PREFIX}/clip/begin", (rid, variation, variations, int(clip.bars), float(clip.tempo),
+                                                 clip.key, clip.scale,
+                                                 int(clip.seed if clip.seed is not None else seed), total,
+                                                 clip_name(clip, variation, variations)), rtag + "iiifssiis")]
+        for track in clip.tracks:
+            burst.append(encode(f"{PREFIX}/clip/track", (rid, variation, track.role, int(track.program),
+                                                         len(track.notes)), rtag + "isii"))
+            for part in chunks(track.notes, NOTES_PER_CHUNK):
+                flat: list[Any] = [rid]
+                for n in part:
+                    flat += (int(n.pitch), float(n.start), float(n.duration), int(n.velocity))
+                burst.append(encode(f"{PREFIX}/clip/notes", flat, rtag + "iffi" * len(part)))
+        burst.append(encode(f"{PREFIX}/clip/end", (rid, variation, total, str(midi), str(data)), rtag + "iiss"))
+        sock = self._sock
+        if sock is not None:
+            try:
+                send_burst(sock, burst, job.dest)
+            except OSError as exc:  # an unreachable requester must not take the server down
+                log.warning("cannot send %d datagrams to %s:%d: %s", len(burst), job.dest[0], job.dest[1], exc)
+        return f"{stem}.json", seconds
 
     def _default_clip(self, job: Job) -> str:
         name = job.params.get("clip")
