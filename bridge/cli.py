@@ -73,16 +73,16 @@ def register(subparsers: Any) -> None:
         "serve", help="OSC bridge for Max/MSP, Pure Data, TouchOSC and Ableton Live",
         description="Serve clips over OSC (UDP). Requests carry a request id first and every reply echoes it; "
                     "see the README's address table or 'qriff serve --address-table'. Stop with Ctrl-C "
-                    "(SIGINT) or SIGTERM.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "(SIGINT) or SIGTERM.")
     net = p.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1",
                      help="interface to bind; anything but loopback exposes qriff to your network (a warning is "
-                          "printed; restrict senders with --allow)")
-    net.add_argument("--port", type=_port(True), default=9000, help="UDP port to listen on (0 = any free port)")
+                          "printed; restrict senders with --allow; default: 127.0.0.1)")
+    net.add_argument("--port", type=_port(True), default=9000, help="UDP port to listen on, 0 = any free port (default: 9000)")
     net.add_argument("--reply-port", type=_port(True), default=0,
                      help="send replies to this port on the sender's host (Max [udpreceive], Pd [netreceive]); "
-                          "0 = the port the request came from. Requests may override it with reply_port N")
+                          "0 = the port the request came from (default). Requests may override it with "
+                          "reply_port N")
     net.add_argument("--allow", type=_network, action="append", default=[], metavar="CIDR",
                      help="accept requests only from this network (repeatable); default: loopback only when bound "
                           "to loopback, everyone otherwise")
@@ -91,15 +91,18 @@ def register(subparsers: Any) -> None:
                         "~/.local/share/qriff/clips)")
     p.add_argument("--model", default=None, help="ONNX model file (default: the model shipped with qriff)")
     p.add_argument("--queue", type=_bounded(1, 4096), default=64,
-                   help="generate/render jobs allowed to wait; beyond that requests get /qriff/error id busy")
-    p.add_argument("--workers", type=_bounded(1, 16), default=1, help="threads running generate/render jobs")
+                   help="generate/render jobs allowed to wait, 1-4096; beyond that requests get "
+                        "/qriff/error id busy (default: 64)")
+    p.add_argument("--workers", type=_bounded(1, 16), default=1, help="threads running generate/render jobs, 1-16 (default: 1)")
+    p.add_argument("--writers", type=_bounded(1, 16), default=4,
+                   help="threads writing clip files while the next clips are generated, 1-16 (default: 4)")
     p.add_argument("--address-table", action="store_true", help="print the OSC address table (markdown) and exit")
     live = p.add_argument_group("Ableton Live (AbletonOSC)")
-    live.add_argument("--live-host", default="127.0.0.1", help="host running Live with AbletonOSC")
-    live.add_argument("--live-port", type=_port(False), default=LIVE_PORT, help="AbletonOSC's listening port")
+    live.add_argument("--live-host", default="127.0.0.1", help="host running Live with AbletonOSC (default: 127.0.0.1)")
+    live.add_argument("--live-port", type=_port(False), default=LIVE_PORT, help="AbletonOSC's listening port (default: 11000)")
     live.add_argument("--live-reply-port", type=_port(False), default=LIVE_REPLY_PORT,
-                      help="port where AbletonOSC sends its replies and /live/error")
-    live.add_argument("--live-timeout", type=_seconds, default=1.0, help="seconds to wait for each AbletonOSC answer")
+                      help="port where AbletonOSC sends its replies and /live/error (default: 11001)")
+    live.add_argument("--live-timeout", type=_seconds, default=1.0, help="seconds to wait for each AbletonOSC answer, 0.05-30 (default: 1)")
     p.set_defaults(func=run)
 
 
@@ -114,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     config = ServerConfig(host=args.host, port=args.port, reply_port=args.reply_port,
                           out_dir=args.out if args.out is not None else default_out_dir(), allow=tuple(args.allow),
-                          queue_size=args.queue, workers=args.workers, live_host=args.live_host,
+                          queue_size=args.queue, workers=args.workers, writers=args.writers,
+                          live_host=args.live_host,
                           live_port=args.live_port, live_reply_port=args.live_reply_port,
                           live_timeout=args.live_timeout)
     source = PolicySource(args.model)

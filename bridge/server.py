@@ -123,7 +123,7 @@ class Timing:
 
 _STOP = object()
 #: Most clips one batched policy call makes (requests with default seeds queued back to back).
-MAX_BATCH = 16
+MAX_BATCH = 32
 
 
 class Server:
