@@ -52,7 +52,7 @@ from engine.errors import CorpusError
 log = logging.getLogger(__name__)
 
 #: Bump when extraction changes: old cache files are then ignored.
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 #: Source name -> folder inside music21's corpus.
 SOURCES: dict[str, str] = {
     "essen": "essenFolksong",
@@ -705,34 +705,57 @@ def _load_source(source: str, limit: int | None, progress: bool) -> tuple[list[C
     return mels, rep
 
 
+def _codes(values: list[Any]) -> tuple[list[Any], np.ndarray]:
+    """(vocabulary, int32 codes) of a list of hashable values."""
+    vocab = list(dict.fromkeys(values))
+    index = {v: i for i, v in enumerate(vocab)}
+    return vocab, np.array([index[v] for v in values], np.int32)
+
+
 def _write_cache(path: Path, mels: Iterable[CorpusMelody], rep: SourceReport) -> None:
+    """One ``.npz``: column arrays (tokens, chords per bar as codes, metre, ...) and a small JSON."""
     mels = list(mels)
     lengths = np.array([len(m.tokens) for m in mels], np.int64)
     flat = np.concatenate([m.tokens for m in mels]).astype(np.int8) if mels else np.zeros(0, np.int8)
-    meta = [{"time_signature": list(m.time_signature), "scale": m.scale, "chords": m.chords, "source": m.source,
-             "name": m.name, "split": m.split, "key": m.key, "transpose": m.transpose} for m in mels]
-    blob = json.dumps({"version": CORPUS_VERSION, "melodies": meta, "report": asdict(rep)}).encode()
+    chord_vocab, chord_codes = _codes([c for m in mels for c in m.chords])
+    columns = {}
+    for name in ("scale", "split", "key", "source"):
+        vocab, codes = _codes([getattr(m, name) for m in mels])
+        columns[name] = vocab
+        columns[name + "_codes"] = codes
+    blob = json.dumps({"version": CORPUS_VERSION, "names": [m.name for m in mels], "chord_vocab": chord_vocab,
+                       "vocab": {k: v for k, v in columns.items() if not k.endswith("_codes")},
+                       "report": asdict(rep)}).encode()
+    arrays = {"tokens": flat, "lengths": lengths, "n_chords": np.array([len(m.chords) for m in mels], np.int32),
+              "chords": chord_codes, "ts": np.array([m.time_signature for m in mels], np.int16).reshape(-1, 2),
+              "transpose": np.array([m.transpose for m in mels], np.int16),
+              **{k: v for k, v in columns.items() if k.endswith("_codes")}}
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, tokens=flat, lengths=lengths, meta=np.frombuffer(blob, np.uint8))
+            np.savez(fh, meta=np.frombuffer(blob, np.uint8), **arrays)
 
     atomic_write(path, write)
 
 
 def _read_cache(path: Path) -> tuple[list[CorpusMelody], SourceReport]:
     with np.load(io.BytesIO(path.read_bytes())) as data:
-        flat = data["tokens"].astype(np.int64)
-        lengths = data["lengths"]
         blob = json.loads(data["meta"].tobytes().decode())
-    if blob.get("version") != CORPUS_VERSION:
-        raise CorpusError(f"cache version {blob.get('version')} != {CORPUS_VERSION}")
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    mels = []
-    for i, m in enumerate(blob["melodies"]):
-        mels.append(CorpusMelody(tokens=flat[offsets[i]:offsets[i + 1]], time_signature=tuple(m["time_signature"]),
-                                 scale=m["scale"], chords=m["chords"], source=m["source"], name=m["name"],
-                                 split=m["split"], key=m["key"], transpose=m["transpose"]))
+        if blob.get("version") != CORPUS_VERSION:
+            raise CorpusError(f"cache version {blob.get('version')} != {CORPUS_VERSION}")
+        arrays = {k: data[k] for k in data.files if k != "meta"}
+    flat = arrays["tokens"].astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(arrays["lengths"])])
+    chord_offsets = np.concatenate([[0], np.cumsum(arrays["n_chords"])])
+    chords = np.array(blob["chord_vocab"] or [""], dtype=object)[arrays["chords"]]
+    vocab = blob["vocab"]
+    cols = {k: [vocab[k][c] for c in arrays[k + "_codes"].tolist()] for k in ("scale", "split", "key", "source")}
+    ts = [tuple(t) for t in arrays["ts"].tolist()]
+    transpose = arrays["transpose"].tolist()
+    mels = [CorpusMelody(tokens=flat[offsets[i]:offsets[i + 1]], time_signature=ts[i], scale=cols["scale"][i],
+                         chords=chords[chord_offsets[i]:chord_offsets[i + 1]].tolist(), source=cols["source"][i],
+                         name=name, split=cols["split"][i], key=cols["key"][i], transpose=transpose[i])
+            for i, name in enumerate(blob["names"])]
     r = blob["report"]
     rep = SourceReport(source=r["source"], tunes=r["tunes"], kept=r["kept"], splits=r["splits"], skipped=r["skipped"],
                        notes=r["notes"], seconds=r["seconds"],
