@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.clip import Track
+from engine.clip import Note, Track
 from engine.errors import EngineError
 from engine.voices import DEFAULT_VOICE, ROLE_VOICES, VOICES, Voice, get_voice
 
@@ -81,6 +81,13 @@ class Instrument(ABC):
     @abstractmethod
     def tail_seconds(self) -> float:
         """Upper bound of how long sound continues after the last note-off, in seconds."""
+
+    def tail_for(self, track: Track, sample_rate: int = 44100) -> float:
+        """How long ``track``'s notes ring after their note-off on this instrument, in seconds.
+
+        Defaults to :attr:`tail_seconds`; instruments that can measure it per track do.
+        """
+        return self.tail_seconds
 
     @abstractmethod
     def render(self, track: Track, tempo: float, sample_rate: int, n_samples: int) -> np.ndarray:
@@ -145,11 +152,13 @@ class SoundFontInstrument(Instrument):
     """A SoundFont (.sf2) preset played by FluidSynth (stereo output).
 
     ``program`` None plays the track's General MIDI program; ``bank`` 128 is the GM
-    drum kit in most SoundFonts.
+    drum kit in most SoundFonts. ``tail`` (seconds) is how long notes may ring after
+    their note-off; None measures the preset's release once per process (a probe note,
+    until it has fallen 60 dB).
     """
 
     def __init__(self, path: str | os.PathLike[str], program: int | None = None, bank: int = 0,
-                 tail: float = 3.0):
+                 tail: float | None = None):
         self.path = Path(path).expanduser()
         if not self.path.is_file():
             raise InstrumentError(f"SoundFont {str(self.path)!r} does not exist: give the path of a .sf2 file, "
@@ -158,9 +167,10 @@ class SoundFontInstrument(Instrument):
             raise InstrumentError(f"SoundFont program {program} is out of range (allowed: 0-127, General MIDI numbering)")
         if not 0 <= bank <= 128:
             raise InstrumentError(f"SoundFont bank {bank} is out of range (allowed: 0-128; 128 = drum kits)")
-        if not 0 <= tail <= MAX_TAIL_SECONDS:
+        if tail is not None and not 0 <= tail <= MAX_TAIL_SECONDS:
             raise InstrumentError(f"SoundFont tail {tail} s is out of range (allowed: 0-{MAX_TAIL_SECONDS:g})")
-        self.program, self.bank, self.tail = program, int(bank), float(tail)
+        self.program, self.bank = program, int(bank)
+        self.tail = None if tail is None else float(tail)
         name = BUNDLED_SOUNDFONT_NAME if self.path == bundled_soundfont() else self.path.name
         self.label = f"sf2 {name}" + (f" program {program}" if program is not None else "")
         self._synth(44100)  # fail now, not halfway through a render
@@ -171,7 +181,14 @@ class SoundFontInstrument(Instrument):
 
     @property
     def tail_seconds(self) -> float:
-        return self.tail
+        return MAX_TAIL_SECONDS if self.tail is None else self.tail
+
+    def tail_for(self, track: Track, sample_rate: int = 44100) -> float:
+        if self.tail is not None:
+            return self.tail
+        program = self.program if self.program is not None else _track_program(track)
+        p = self.path.resolve()
+        return _release_seconds(str(p), p.stat().st_mtime, self.bank, program)
 
     def render(self, track: Track, tempo: float, sample_rate: int, n_samples: int) -> np.ndarray:
         synth, sfid, write = self._synth(sample_rate)
@@ -223,6 +240,24 @@ class SoundFontInstrument(Instrument):
         finally:
             flush()  # leave the shared synth silent for the next track
         return out
+
+
+@functools.lru_cache(maxsize=256)
+def _release_seconds(path: str, mtime: float, bank: int, program: int) -> float:
+    """Measured release of a SoundFont preset: seconds from note-off until -60 dB (plus 50 ms).
+
+    A probe plays middle C for half a second at 44.1 kHz; sustained, looping presets
+    are measured the same way, decaying ones ring at most this long after a short note.
+    """
+    sr = 44100
+    probe = SoundFontInstrument(path, program=program, bank=bank, tail=MAX_TAIL_SECONDS)
+    audio = probe.render(Track("probe", program, [Note(60, 0.0, 1.0, 100)]), 120.0, sr,
+                         int((0.5 + MAX_TAIL_SECONDS) * sr))
+    env = np.abs(audio).max(axis=0)
+    if not env.any():
+        return 0.0
+    loud = np.nonzero(env > env.max() * 1e-3)[0]
+    return float(min(MAX_TAIL_SECONDS, max(0.0, (loud[-1] - sr // 2) / sr) + 0.05))
 
 
 def _track_program(track: Track) -> int:
@@ -431,7 +466,7 @@ def resolve_instrument(spec: str | Instrument, base_dir: str | os.PathLike[str] 
             if ext == ".sf2":
                 opts = _options(opt_text, text, ("program", "bank", "tail"))
                 return SoundFontInstrument(p, _number(opts, "program", None, text, True),  # type: ignore[arg-type]
-                                           _number(opts, "bank", 0, text, True), _number(opts, "tail", 3.0, text))
+                                           _number(opts, "bank", 0, text, True), _number(opts, "tail", None, text))
             opts = _options(opt_text, text, None)
             preset = opts.pop("preset", None)
             if preset and base_dir is not None and not Path(preset).expanduser().is_absolute():
@@ -443,7 +478,7 @@ def resolve_instrument(spec: str | Instrument, base_dir: str | os.PathLike[str] 
     if name.lower() == BUNDLED_SOUNDFONT_NAME:
         opts = _options(opt_text, text, ("program", "bank", "tail"))
         return SoundFontInstrument(bundled_soundfont(), _number(opts, "program", None, text, True),  # type: ignore[arg-type]
-                                   _number(opts, "bank", 0, text, True), _number(opts, "tail", 3.0, text))
+                                   _number(opts, "bank", 0, text, True), _number(opts, "tail", None, text))
     if opt_text:
         raise InstrumentError(f"instrument {text!r}: built-in voices take no options (got {opt_text!r})")
     if name not in VOICES and ("/" in name or "." in name):

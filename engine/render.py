@@ -366,8 +366,8 @@ def render_audio(clip: Clip, *, preset: str | Preset = "studio",
 
     spb = 60.0 / clip.tempo
     end_beats = max([clip.length_beats] + [t.end_beat for t in tracks])
-    tail = max(inst.tail_seconds + chain_tail_seconds(s.effects, clip.tempo)  # type: ignore[attr-defined]
-               for _, _, inst, s in plan)
+    tail = max(inst.tail_for(track, sample_rate) + chain_tail_seconds(s.effects, clip.tempo)  # type: ignore[attr-defined]
+               for _, track, inst, s in plan)
     tail += chain_tail_seconds(preset_obj.master.effects, clip.tempo)
     total_beats = math.ceil(end_beats + tail / spb - 1e-9)
     n_total = int(round(total_beats * spb * sample_rate))
