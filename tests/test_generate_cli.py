@@ -45,27 +45,26 @@ def test_writes_numbered_clips_in_both_formats(qriff, model, tmp_path):
     assert [n.pitch for n in mid.tracks[0].notes] == [n["pitch"] for n in data["tracks"][0]["notes"]]
 
 
-def test_same_seed_same_files_and_roles(qriff, model, tmp_path):
+def test_same_seed_same_files_and_roles(model, tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     for d in (a, b):
-        proc = qriff("generate", "--model", model, "--out", str(d), "--format", "json", "--seed", "9",
-                     "--roles", "lead,bass", "--mood", "0.5,-0.5", "-q")
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stdout == ""
+        code, _ = _main(["generate", "--model", model, "--out", str(d), "--format", "json", "--seed", "9",
+                         "--roles", "lead,bass", "--mood", "0.5,-0.5", "-q"], capsys)
+        assert code == 0
     assert (a / "clip-0000.json").read_text() == (b / "clip-0000.json").read_text()
     clip = Clip.from_json((a / "clip-0000.json").read_text())
     assert [t.role for t in clip.tracks] == ["lead", "bass"]
     assert clip.style["chord"] == pytest.approx(styles.apply_mood(styles.parse_style(None), 0.5, -0.5)["chord"])
 
 
-def test_primer_sets_key_and_length(qriff, model, tmp_path):
+def test_primer_sets_key_and_length(model, tmp_path, capsys):
     first = tmp_path / "first"
-    assert qriff("generate", "--model", model, "--out", str(first), "--key", "Eb", "--scale", "minor",
-                 "--bars", "1", "--seed", "1", "--tempo", "100").returncode == 0
+    assert _main(["generate", "--model", model, "--out", str(first), "--key", "Eb", "--scale", "minor",
+                  "--bars", "1", "--seed", "1", "--tempo", "100"], capsys)[0] == 0
     cont = tmp_path / "cont"
-    proc = qriff("generate", "--model", model, "--out", str(cont), "--primer", str(first / "clip-0000.mid"),
-                 "--bars", "2", "--seed", "2", "--format", "json")
-    assert proc.returncode == 0, proc.stderr
+    code, err = _main(["generate", "--model", model, "--out", str(cont), "--primer", str(first / "clip-0000.mid"),
+                       "--bars", "2", "--seed", "2", "--format", "json"], capsys)
+    assert code == 0, err
     data = json.loads((cont / "clip-0000.json").read_text())
     assert data["bars"] == 3 and data["key"] == "Eb" and data["scale"] == "natural_minor"
     assert round(data["tempo"]) == 100
@@ -132,11 +131,11 @@ def test_help_lists_every_flag(capsys):
         assert flag in text, flag
 
 
-def test_render_writes_stems(qriff, model, tmp_path):
+def test_render_writes_stems(model, tmp_path, capsys):
     pytest.importorskip("engine.render")
     out = tmp_path / "r"
-    proc = qriff("generate", "--model", model, "--out", str(out), "--bars", "1", "--seed", "3", "--render",
-                 "--roles", "lead,bass")
-    assert proc.returncode == 0, proc.stderr
+    code, err = _main(["generate", "--model", model, "--out", str(out), "--bars", "1", "--seed", "3", "--render",
+                       "--roles", "lead,bass"], capsys)
+    assert code == 0, err
     stems = sorted(p.name for p in (out / "clip-0000").iterdir())
     assert any(s.endswith(".wav") for s in stems), stems
