@@ -364,7 +364,7 @@ REPLIES: tuple[Reply, ...] = (
     Reply(f"{PREFIX}/clip/begin", "a clip starts",
           (Arg("variation", "i", "0-based"), Arg("variations", "i"), Arg("bars", "i"), Arg("tempo", "f"),
            Arg("key", "s"), Arg("scale", "s"), Arg("seed", "i"), Arg("notes", "i", "notes in all tracks"),
-           Arg("name", "s", "clip name, used in Live"))),
+           Arg("name", "s", "clip name, used in Live"), Arg("length", "f", "clip length in beats"))),
     Reply(f"{PREFIX}/clip/track", "the notes that follow belong to this track",
           (Arg("variation", "i"), Arg("role", "s"), Arg("program", "i", "General MIDI program"),
            Arg("notes", "i"))),

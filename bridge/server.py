@@ -614,7 +614,8 @@ class Server:
         burst = [encode(f"{PREFIX}/clip/begin", (rid, variation, variations, int(clip.bars), float(clip.tempo),
                                                  clip.key, clip.scale,
                                                  int(clip.seed if clip.seed is not None else seed), total,
-                                                 clip_name(clip, variation, variations)), rtag + "iiifssiis")]
+                                                 clip_name(clip, variation, variations),
+                                                 float(clip.length_beats)), rtag + "iiifssiisf")]
         for track in clip.tracks:
             burst.append(encode(f"{PREFIX}/clip/track", (rid, variation, track.role, int(track.program),
                                                          len(track.notes)), rtag + "isii"))

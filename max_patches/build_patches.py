@@ -69,10 +69,17 @@ class MaxPatch:
             "boxes": self.boxes, "lines": self.lines}}
 
 
-def build_max() -> dict[str, Any]:
-    """The Max patch: controls -> /qriff/generate, replies -> status and note playback."""
+def build_max(device: bool = False) -> dict[str, Any]:
+    """The Max patch: controls -> /qriff/generate, replies -> status and note playback.
+
+    ``device``: the Max for Live variant: instead of playing the notes and pushing through
+    AbletonOSC, ``qriff_live.js`` writes each clip into the highlighted Session clip slot
+    through the Live API, and MIDI passes through the device.
+    """
     p = MaxPatch()
-    p.comment("qriff - melodies from deep Q-learning. Start the server first: qriff serve", 20, 10, 520)
+    title = "qriff for Max for Live: clips go into the highlighted clip slot" if device else \
+        "qriff - melodies from deep Q-learning"
+    p.comment(f"{title}. Start the server first: qriff serve", 20, 10, 620)
     p.comment(f"Requests go to 127.0.0.1:{SERVER_PORT}; replies come back on port {REPLY_PORT}.", 20, 30, 520)
 
     # ---- controls -------------------------------------------------------------
@@ -129,7 +136,40 @@ def build_max() -> dict[str, Any]:
                     f"reply_port {REPLY_PORT}", 20, 300, 640)
     p.connect(pack, 0, gen_msg, 0)
 
-    # ---- push to Live -----------------------------------------------------------
+    sends = [gen_msg]
+    if not device:
+        sends.append(_push_section(p))
+    render = p.msg(f"/qriff/render 0 reply_port {REPLY_PORT}", 700, 340, 240)
+    p.comment("render the last clip to audio stems", 950, 340, 220)
+    ping = p.msg(f"/qriff/ping 0 reply_port {REPLY_PORT}", 700, 380, 220)
+    p.connect(load, 0, ping, 0)
+    sends += [render, ping]
+
+    send = p.obj(f"udpsend 127.0.0.1 {SERVER_PORT}", 20, 420, 1, 0)
+    for m in sends:
+        p.connect(m, 0, send, 0)
+
+    # ---- replies ---------------------------------------------------------------
+    recv = p.obj(f"udpreceive {REPLY_PORT}", 20, 470, 1, 1)
+    routes = ["/qriff/clip/begin", "/qriff/clip/track", "/qriff/clip/notes", "/qriff/clip/end", "/qriff/error",
+              "/qriff/live/pushed", "/qriff/render/end", "/qriff/pong"]
+    route = p.obj("route " + " ".join(routes), 20, 500, 2, len(routes) + 1, w=900)
+    p.connect(recv, 0, route, 0)
+    status = p.msg("start qriff serve, then press generate", 20, 700, 640)
+    p.comment("status", 670, 700, 60)
+    for i, label in ((3, "clip ready"), (4, "error"), (5, "pushed to Live"), (6, "rendered"), (7, "connected")):
+        pre = p.obj(f"prepend set {label}", 20 + 150 * (i - 3), 650, 1, 1)
+        p.connect(route, i, pre, 0)
+        p.connect(pre, 0, status, 0)
+    if device:
+        _live_api_section(p, route, status, load)
+    else:
+        _playback_section(p, route, load)
+    return p.to_json()
+
+
+def _push_section(p: MaxPatch) -> str:
+    """Track and slot boxes and a button sending /qriff/live/push (through AbletonOSC); the message box id."""
     p.comment("push the last clip to Ableton Live (AbletonOSC): track, slot", 700, 140, 380)
     track = p.add("number", 700, 165, 50, 22, inlets=1, outlets=2, outlettype=["", "bang"], minimum=0)
     slot = p.add("number", 760, 165, 50, 22, inlets=1, outlets=2, outlettype=["", "bang"], minimum=0)
@@ -146,29 +186,37 @@ def build_max() -> dict[str, Any]:
     p.connect(slot, 0, push_pack, 2)
     push_msg = p.msg(f"/qriff/live/push $1 track $2 slot $3 reply_port {REPLY_PORT}", 700, 300, 380)
     p.connect(push_pack, 0, push_msg, 0)
+    return push_msg
 
-    render = p.msg(f"/qriff/render 0 reply_port {REPLY_PORT}", 700, 340, 240)
-    p.comment("render the last clip to audio stems", 950, 340, 220)
-    ping = p.msg(f"/qriff/ping 0 reply_port {REPLY_PORT}", 700, 380, 220)
-    p.connect(load, 0, ping, 0)
 
-    send = p.obj(f"udpsend 127.0.0.1 {SERVER_PORT}", 20, 420, 1, 0)
-    for m in (gen_msg, push_msg, render, ping):
-        p.connect(m, 0, send, 0)
+def _live_api_section(p: MaxPatch, route: str, status: str, load: str) -> None:
+    """Max for Live: replies -> qriff_live.js, which writes clips through the Live API; MIDI passes through."""
+    js = p.obj("js qriff_live.js", 20, 560, 1, 1)
+    for outlet, selector in ((0, "begin"), (1, "track"), (2, "notes"), (3, "end")):
+        pre = p.obj(f"prepend {selector}", 20 + 120 * outlet, 530, 1, 1)
+        p.connect(route, outlet, pre, 0)
+        p.connect(pre, 0, js, 0)
+    write = p.add("toggle", 520, 530, 24, 24, inlets=1, outlets=1, outlettype=["int"])
+    p.comment("write clips into Live", 548, 532, 150)
+    on = p.msg("1", 520, 500)
+    p.connect(load, 0, on, 0)
+    p.connect(on, 0, write, 0)
+    write_pre = p.obj("prepend write", 520, 560, 1, 1)
+    p.connect(write, 0, write_pre, 0)
+    p.connect(write_pre, 0, js, 0)
+    js_status = p.obj("route status", 20, 600, 2, 2)
+    p.connect(js, 0, js_status, 0)
+    show = p.obj("prepend set", 20, 630, 1, 1)
+    p.connect(js_status, 0, show, 0)
+    p.connect(show, 0, status, 0)
+    midi_in = p.obj("midiin", 760, 560, 1, 1)
+    midi_out = p.obj("midiout", 760, 600, 1, 0)
+    p.connect(midi_in, 0, midi_out, 0)
+    p.comment("MIDI passes through this device", 820, 580, 220)
 
-    # ---- replies ---------------------------------------------------------------
-    recv = p.obj(f"udpreceive {REPLY_PORT}", 20, 470, 1, 1)
-    routes = ["/qriff/clip/begin", "/qriff/clip/track", "/qriff/clip/notes", "/qriff/clip/end", "/qriff/error",
-              "/qriff/live/pushed", "/qriff/render/end", "/qriff/pong"]
-    route = p.obj("route " + " ".join(routes), 20, 500, 2, len(routes) + 1, w=900)
-    p.connect(recv, 0, route, 0)
-    status = p.msg("start qriff serve, then press generate", 20, 700, 640)
-    p.comment("status", 670, 700, 60)
-    for i, label in ((3, "clip ready"), (4, "error"), (5, "pushed to Live"), (6, "rendered"), (7, "connected")):
-        pre = p.obj(f"prepend set {label}", 20 + 150 * (i - 3), 650, 1, 1)
-        p.connect(route, i, pre, 0)
-        p.connect(pre, 0, status, 0)
 
+def _playback_section(p: MaxPatch, route: str, load: str) -> None:
+    """Plays variation 0 through makenote -> noteout as it arrives (toggle 'play')."""
     # tempo -> milliseconds per beat (begin: id variation variations bars tempo ...)
     begin = p.obj("unpack 0 0 0 0 0.", 20, 540, 1, 5)
     p.connect(route, 0, begin, 0)
@@ -218,7 +266,6 @@ def build_max() -> dict[str, Any]:
     out = p.obj("noteout", 700, 720, 3, 0)
     p.connect(mk, 0, out, 0)
     p.connect(mk, 1, out, 1)
-    return p.to_json()
 
 
 def _menu_items(items: list[str]) -> list[str]:
@@ -445,6 +492,7 @@ def build_pd() -> str:
 
 def main() -> None:
     (HERE / "qriff.maxpat").write_text(json.dumps(build_max(), indent=1) + "\n")
+    (HERE / "qriff_m4l.maxpat").write_text(json.dumps(build_max(device=True), indent=1) + "\n")
     (HERE / "qriff.pd").write_text(build_pd())
 
 

@@ -41,7 +41,7 @@
      "patching_rect": [
       20.0,
       10.0,
-      520.0,
+      620.0,
       20.0
      ],
      "text": "qriff - melodies from deep Q-learning. Start the server first: qriff serve"

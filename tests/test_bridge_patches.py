@@ -23,6 +23,8 @@ from bridge import protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 MAXPAT = ROOT / "max_patches" / "qriff.maxpat"
+M4L = ROOT / "max_patches" / "qriff_m4l.maxpat"
+MAXPATS = pytest.mark.parametrize("path", [MAXPAT, M4L], ids=["qriff.maxpat", "qriff_m4l.maxpat"])
 PD_USER = ROOT / "max_patches" / "qriff.pd"
 PD_TEST = ROOT / "tests" / "pd" / "generate.pd"
 
@@ -33,7 +35,7 @@ MAX_OBJECTS = {
     "unpack": lambda n: (1, max(n, 2)), "route": lambda n: (2, n + 1), "prepend": lambda n: (1, 1),
     "zl": lambda n: (2, 2), "gate": lambda n: (2, 1 if n else 1), "pipe": lambda n: (n, n - 1),
     "makenote": lambda n: (3, 2), "noteout": lambda n: (3, 0), "udpsend": lambda n: (1, 0),
-    "udpreceive": lambda n: (1, 1),
+    "udpreceive": lambda n: (1, 1), "js": lambda n: (1, 1), "midiin": lambda n: (1, 1), "midiout": lambda n: (1, 0),
 }
 MAX_UI = {"message": (2, 1), "comment": (1, 0), "button": (1, 1), "toggle": (1, 1), "number": (1, 2),
           "flonum": (1, 2), "dial": (1, 1), "umenu": (1, 3)}
@@ -86,15 +88,16 @@ def check_request(address: str, args: list[str], slot_kinds: dict[int, str]) -> 
 
 # ------------------------------------------------------------------------------ Max
 
-def max_boxes():
-    data = json.loads(MAXPAT.read_text())
+def max_boxes(path=MAXPAT):
+    data = json.loads(path.read_text())
     boxes = {b["box"]["id"]: b["box"] for b in data["patcher"]["boxes"]}
     lines = [ln["patchline"] for ln in data["patcher"]["lines"]]
     return data, boxes, lines
 
 
-def test_maxpat_is_valid_patcher_json():
-    data, boxes, lines = max_boxes()
+@MAXPATS
+def test_maxpat_is_valid_patcher_json(path):
+    data, boxes, lines = max_boxes(path)
     assert len(boxes) == len(data["patcher"]["boxes"]), "box ids must be unique"
     assert len(boxes) > 40 and len(lines) > 40
     for box in boxes.values():
@@ -104,8 +107,9 @@ def test_maxpat_is_valid_patcher_json():
             assert len(box["outlettype"]) == box["numoutlets"]
 
 
-def test_maxpat_lines_join_existing_boxes_through_existing_ports():
-    _, boxes, lines = max_boxes()
+@MAXPATS
+def test_maxpat_lines_join_existing_boxes_through_existing_ports(path):
+    _, boxes, lines = max_boxes(path)
     for line in lines:
         (src, outlet), (dst, inlet) = line["source"], line["destination"]
         assert src in boxes and dst in boxes, line
@@ -113,8 +117,9 @@ def test_maxpat_lines_join_existing_boxes_through_existing_ports():
         assert 0 <= inlet < boxes[dst]["numinlets"], line
 
 
-def test_maxpat_port_counts_match_max_objects():
-    _, boxes, _ = max_boxes()
+@MAXPATS
+def test_maxpat_port_counts_match_max_objects(path):
+    _, boxes, _ = max_boxes(path)
     for box in boxes.values():
         if box["maxclass"] == "newobj":
             name, *args = box["text"].split()
@@ -125,8 +130,9 @@ def test_maxpat_port_counts_match_max_objects():
         assert (box["numinlets"], box["numoutlets"]) == expect, box
 
 
-def test_maxpat_sends_only_requests_of_the_address_table():
-    _, boxes, lines = max_boxes()
+@MAXPATS
+def test_maxpat_sends_only_requests_of_the_address_table(path):
+    _, boxes, lines = max_boxes(path)
     feeders = {}
     for line in lines:
         feeders.setdefault((line["destination"][0], line["destination"][1]), []).append(line["source"][0])
@@ -144,9 +150,11 @@ def test_maxpat_sends_only_requests_of_the_address_table():
                          for i, a in enumerate(pack_args)}
             check_request(address, args, kinds)
             sent.append(address)
-    assert {"/qriff/generate", "/qriff/live/push", "/qriff/ping", "/qriff/render"} <= set(sent)
+    assert {"/qriff/generate", "/qriff/ping", "/qriff/render"} <= set(sent)
+    assert ("/qriff/live/push" in sent) == (path == MAXPAT)  # the device writes clips itself
     # replies are routed by addresses the server sends, to the port every request names
-    routes = [b["text"].split()[1:] for b in boxes.values() if b.get("text", "").startswith("route ")]
+    routes = [b["text"].split()[1:] for b in boxes.values()
+              if b.get("text", "").startswith("route /")]
     assert routes and all(a in protocol.REPLY_ADDRESSES for r in routes for a in r)
     texts = [b.get("text", "") for b in boxes.values()]
     recv_port = next(t.split()[1] for t in texts if t.startswith("udpreceive"))
@@ -154,17 +162,21 @@ def test_maxpat_sends_only_requests_of_the_address_table():
     assert any(t == "udpsend 127.0.0.1 9000" for t in texts)
 
 
-def test_maxpat_has_the_controls_a_musician_needs():
-    _, boxes, lines = max_boxes()
+@MAXPATS
+def test_maxpat_has_the_controls_a_musician_needs(path):
+    _, boxes, lines = max_boxes(path)
     classes = [b["maxclass"] for b in boxes.values()]
-    assert classes.count("umenu") == 3 and "dial" in classes and classes.count("number") >= 5
+    assert classes.count("umenu") == 3 and "dial" in classes and classes.count("number") >= 3
     menus = [b["items"] for b in boxes.values() if b["maxclass"] == "umenu"]
     items = [[x for x in m if x != ","] for m in menus]
     assert items[0] == protocol.list_items("keys")
     assert items[1] == protocol.list_items("scales")
     assert items[2] == protocol.list_items("styles")
     texts = [b.get("text", "") for b in boxes.values()]
-    assert "noteout" in texts and any(t.startswith("makenote") for t in texts)
+    if path == MAXPAT:
+        assert "noteout" in texts and any(t.startswith("makenote") for t in texts)
+    else:
+        assert "js qriff_live.js" in texts and "midiin" in texts and "midiout" in texts
 
 
 def test_patches_are_what_the_builder_writes():
@@ -178,6 +190,7 @@ def test_patches_are_what_the_builder_writes():
     finally:
         del sys.modules["build_patches"]
     assert json.loads(MAXPAT.read_text()) == mod.build_max(), "run python max_patches/build_patches.py"
+    assert json.loads(M4L.read_text()) == mod.build_max(device=True), "run python max_patches/build_patches.py"
     assert PD_USER.read_text() == mod.build_pd(), "run python max_patches/build_patches.py"
     assert mod.KEYS == protocol.list_items("keys") and mod.SCALES == protocol.list_items("scales")
     assert mod.STYLES == protocol.list_items("styles")

@@ -92,7 +92,7 @@ def test_oscsend_request_and_oscdump_replies(require_tool, tmp_path):
         dump.close()
     msgs = [parse_oscdump(x) for x in lines]
     kinds = {a: t for a, t, _ in msgs}
-    assert kinds["/qriff/clip/begin"] == "iiiifssiis"
+    assert kinds["/qriff/clip/begin"] == "iiiifssiisf"
     assert kinds["/qriff/clip/track"] == "iisii"
     assert kinds["/qriff/clip/end"] == "iiiss"
     note_msgs = [(t, v) for a, t, v in msgs if a == "/qriff/clip/notes"]

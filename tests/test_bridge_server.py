@@ -89,6 +89,7 @@ def test_generate_replies_carry_exactly_the_clip_written(peer, server, options, 
         assert begin[7] == clip.seed
         assert tuple(t.role for t in clip.tracks) == expect.get("roles", tuple(t.role for t in clip.tracks))
         assert end[2] == begin[8] == sum(len(t.notes) for t in clip.tracks)
+        assert begin[10] == pytest.approx(clip.length_beats)
         for t in clip.tracks:
             got = notes[(v, t.role)]
             assert [(n.pitch, n.start, n.duration, n.velocity) for n in t.notes] == \
