@@ -52,9 +52,10 @@ PRESETS: dict[str, dict[str, float]] = {
     "folk": {"prior": 1.0, "key": 1.0, "chord": 0.5, "cadence": 1.0, "leap": 1.0, "repetition": 1.0,
              "intervals": 0.3, "range": 0.3},
     # RL Tuner's aesthetic: dense, motif-driven, repeated hooks. Judged by RL Tuner's
-    # metrics, so their terms weigh most (repetition strongest: RL Tuner used -100).
-    "hook": {"prior": 0.2, "key": 2.0, "chord": 0.5, "cadence": 2.0, "leap": 2.0, "repetition": 4.0,
-             "autocorr": 2.0, "motif": 2.0, "repeat_motif": 2.0, "intervals": 0.5, "range": 2.0, "density": 0.5},
+    # metrics, so their terms weigh most (near the 5 maximum: at sampling temperature 1 a
+    # rule is only obeyed when breaking it costs several nats).
+    "hook": {"prior": 0.2, "key": 5.0, "chord": 0.5, "cadence": 4.0, "leap": 5.0, "repetition": 5.0,
+             "autocorr": 4.0, "motif": 3.0, "repeat_motif": 5.0, "intervals": 0.5, "range": 5.0, "density": 0.5},
     # Bach-chorale-like soprano lines: chord tones, stepwise motion, longer notes.
     "chorale": {"prior": 0.8, "key": 1.5, "chord": 1.5, "cadence": 1.5, "leap": 1.5, "repetition": 1.0,
                 "intervals": 1.0, "contour": 0.5, "density": -0.5},
