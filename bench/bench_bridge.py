@@ -130,8 +130,8 @@ def echo_rtt(client: Client, i: int) -> float:
 
 # ------------------------------------------------------------------ latency
 
-def served_latency(client: Client, rid: int) -> float:
-    """Send one 4-bar generate (explicit seed: never batched); seconds until its clip/end arrives.
+def served_latency(client: Client, rid: int) -> tuple[float, float]:
+    """Send one 4-bar generate (explicit seed: never batched): (send time, seconds until its clip/end arrives).
 
     Only the datagram's address is looked at on the way (the client's own parsing is not
     the bridge's cost); the end message is parsed once it has arrived.
@@ -145,7 +145,7 @@ def served_latency(client: Client, rid: int) -> float:
         if reply.startswith(b"/qriff/clip/end\x00"):
             elapsed = time.perf_counter() - t0
             if OscMessage(reply).params[0] == rid:
-                return elapsed
+                return t0, elapsed
         elif reply.startswith(b"/qriff/error\x00"):
             raise SystemExit(f"generate failed: {OscMessage(reply).params}")
 
@@ -365,12 +365,16 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(20):
                 direct_generation(source, tmp, 10**6 + i)
             echos, gens, gen_writes, served, overheads, work = [], [], [], [], [], []
+            to_server, in_server = [], []
             for r in range(args.rounds):
                 conn.send(("round", [1000 * r + i for i in range(5)], 20))
                 round_echos, latencies = conn.recv()
                 echos += round_echos
-                for rid, latency in latencies:
+                for rid, (sent, latency) in latencies:
                     timing = wait_for_timing(server, rid)
+                    # perf_counter is CLOCK_MONOTONIC, shared by both processes on Linux
+                    to_server.append(timing.received - sent)
+                    in_server.append(timing.finished - timing.received - timing.generate_s - timing.write_s)
                     served.append(latency)
                     work.append(timing.generate_s + timing.write_s)
                     overheads.append(latency - timing.generate_s - timing.write_s)
@@ -394,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
                          f"{work_ms:.3f} ms", "baseline", None))
             rows.append(("served latency minus its own generate + write (median over requests)",
                          f"{over_ms:.3f} ms", f"<= 3 x echo = {3 * echo_ms:.3f} ms", over_ms <= 3 * echo_ms))
+            if sys.platform.startswith("linux"):
+                rows.append(("  of which: request datagram to the server's receive loop (median)",
+                             f"{statistics.median(to_server) * 1e3:.3f} ms", "info", None))
+                rows.append(("  of which: in the server besides generate + write: queue, encode, send (median)",
+                             f"{statistics.median(in_server) * 1e3:.3f} ms", "info", None))
 
             conn.send(("throughput", args.rate, args.seconds, False))
             tp = conn.recv()

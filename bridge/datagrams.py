@@ -189,30 +189,39 @@ def encode(address: str, args: Sequence[Any] = (), tags: str | None = None) -> b
     Types follow the Python values (bool ``T``/``F``, int ``i`` or ``h`` beyond 32
     bits, float ``f``, str ``s``, bytes ``b``, None ``N``) unless ``tags`` gives one
     character per argument (``i``, ``f``, ``s``, ``h``, ``d``, ``T``, ``F``...).
+    The body is packed with a single ``struct.pack`` call (a clip's note list is the
+    hot path of every reply).
     """
-    tag_chars: list[str] = []
-    body: list[bytes] = []
-    for i, value in enumerate(args):
-        tag = tags[i] if tags is not None else _tag_of(value)
+    if tags is None:
+        tags = "".join(_tag_of(v) for v in args)
+    elif len(tags) != len(args):
+        raise ValueError(f"{len(tags)} type tags for {len(args)} arguments")
+    fmt: list[str] = [">"]
+    values: list[Any] = []
+    for tag, value in zip(tags, args):
         if tag == "i":
-            body.append(_INT.pack(int(value)))
+            fmt.append("i")
+            values.append(int(value))
         elif tag == "f":
-            body.append(_FLOAT.pack(float(value)))
+            fmt.append("f")
+            values.append(float(value))
         elif tag in "sS":
-            body.append(encode_string(str(value)))
+            raw = str(value).encode("utf-8")
+            fmt.append(f"{(len(raw) + 4) & ~3}s")  # NUL-terminated, padded to 4 bytes
+            values.append(raw)
         elif tag == "h":
-            body.append(_INT64.pack(int(value)))
+            fmt.append("q")
+            values.append(int(value))
         elif tag == "d":
-            body.append(_DOUBLE.pack(float(value)))
+            fmt.append("d")
+            values.append(float(value))
         elif tag == "b":
             blob = bytes(value)
-            body.append(_INT.pack(len(blob)) + blob + b"\x00" * (-len(blob) % 4))
-        elif tag in "TFNI":
-            pass
-        else:
+            fmt.append(f"i{(len(blob) + 3) & ~3}s")
+            values += (len(blob), blob)
+        elif tag not in "TFNI":
             raise ValueError(f"type tag {tag!r} cannot be encoded")
-        tag_chars.append(tag)
-    return encode_string(address) + encode_string("," + "".join(tag_chars)) + b"".join(body)
+    return encode_string(address) + encode_string("," + tags) + struct.pack("".join(fmt), *values)
 
 
 def _tag_of(value: Any) -> str:
