@@ -220,7 +220,10 @@ def test_path_from_the_network_never_leaves_the_output_folder(peer, server, tmp_
 def test_a_full_queue_answers_busy_and_every_request_gets_an_answer(tmp_path):
     with running_server(tmp_path, WalkSource(delay=0.4), queue_size=2) as srv:
         peer = Peer(srv.address)
-        for i in range(8):  # explicit seeds: no batching, one job at a time
+        peer.send("/qriff/generate", 0, "bars", 1, "seed", 0)  # explicit seeds: no batching
+        while peer.request("/qriff/get/queue", "q")[0][1][1]:  # until the worker has taken it
+            time.sleep(0.01)
+        for i in range(1, 8):
             peer.send("/qriff/generate", i, "bars", 1, "seed", i)
         outcome: dict[int, str] = {}
         deadline = time.monotonic() + 10
