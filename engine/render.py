@@ -306,15 +306,23 @@ def _normalise_instruments(instruments: Mapping[str, str | Instrument] | Sequenc
 
 
 def _pan(audio: np.ndarray, pan: float, gain: float) -> np.ndarray:
-    """Stereo float32 ``(2, n)`` from mono or stereo ``audio``: constant-power pan, then gain."""
+    """Stereo float32 ``(2, n)`` from mono or stereo ``audio``: constant-power pan, then gain.
+
+    Stereo input is reused in place (it is the chain's own output buffer).
+    """
     theta = (pan + 1.0) * math.pi / 4.0
     if audio.shape[0] == 1:
         gl, gr = math.cos(theta), math.sin(theta)
-    else:
-        gl, gr = min(1.0, math.sqrt(2) * math.cos(theta)), min(1.0, math.sqrt(2) * math.sin(theta))
-    out = np.empty((2, audio.shape[1]), dtype=np.float32)
-    np.multiply(audio[0], np.float32(gl * gain), out=out[0])
-    np.multiply(audio[-1], np.float32(gr * gain), out=out[1])
+        out = np.empty((2, audio.shape[1]), dtype=np.float32)
+        np.multiply(audio[0], np.float32(gl * gain), out=out[0])
+        np.multiply(audio[0], np.float32(gr * gain), out=out[1])
+        return out
+    gl, gr = min(1.0, math.sqrt(2) * math.cos(theta)), min(1.0, math.sqrt(2) * math.sin(theta))
+    out = audio if audio.dtype == np.float32 and audio.flags.writeable else audio.astype(np.float32)
+    if gl * gain != 1.0:
+        out[0] *= np.float32(gl * gain)
+    if gr * gain != 1.0:
+        out[1] *= np.float32(gr * gain)
     return out
 
 

@@ -142,13 +142,14 @@ class Voice:
         # share one filtered waveform, computed once for the longest of them.
         tone = {p: self._tone(p, n, sample_rate) for p, n in longest.items()}
         envelopes: dict[tuple[int, int], np.ndarray] = {}
+        scratch = np.empty(max((n[2] for n in notes), default=0), dtype=np.float32)
         for start, gate, total, pitch, vel in notes:
             env = envelopes.get((gate, total))
             if env is None:
                 env = envelopes[(gate, total)] = _adsr(self.envelope, gate, total, sample_rate)
-            amp = np.float32(self.gain * (vel / 127.0) ** 1.5)
-            seg = out[start:start + total]
-            seg += amp * (tone[pitch][:total] * env)
+            note = np.multiply(tone[pitch][:total], env, out=scratch[:total])
+            note *= np.float32(self.gain * (vel / 127.0) ** 1.5)
+            out[start:start + total] += note
         return out
 
     # ------------------------------------------------------------------ internals
