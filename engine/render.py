@@ -32,7 +32,7 @@ import numpy as np
 
 from engine import theory
 from engine.clip import Clip, Note, Track
-from engine.effects import Preset, build_chain, chain_tail_seconds, load_preset
+from engine.effects import Preset, StemSettings, build_chain, chain_tail_seconds, load_preset
 from engine.errors import EngineError
 from engine.instruments import Instrument, default_instrument, parse_instrument_arg, resolve_instrument
 
@@ -46,6 +46,8 @@ FORMATS = {"wav": ("16", "24", "32f"), "flac": ("16", "24")}
 CEILING_DB = -1.0
 #: Length of the fade at the very end of every file, in seconds (a cut tail never clicks).
 END_FADE_SECONDS = 0.02
+#: Effects that make a stereo image (or may insist on a stereo bus): stems pass them in stereo.
+STEREO_EFFECTS = ("Reverb", "Convolution", "vst3")
 #: Longest audio a render may produce, in seconds (memory: ~1.5 MB per stereo second per buffer).
 MAX_SECONDS = 20 * 60
 #: File names the renderer writes besides the stems.
@@ -365,7 +367,7 @@ def render_audio(clip: Clip, *, preset: str | Preset = "studio",
     names = stem_names(tracks)
 
     # Resolve everything before rendering anything: a bad spec fails fast.
-    plan: list[tuple[str, Track, Instrument, object]] = []
+    plan: list[tuple[str, Track, Instrument, StemSettings]] = []
     for name, track in zip(names, tracks):
         settings = preset_obj.stem(track.role)
         spec = chosen.get(track.role, settings.instrument)
@@ -374,7 +376,7 @@ def render_audio(clip: Clip, *, preset: str | Preset = "studio",
 
     spb = 60.0 / clip.tempo
     end_beats = max([clip.length_beats] + [t.end_beat for t in tracks])
-    tail = max(inst.tail_for(track, sample_rate) + chain_tail_seconds(s.effects, clip.tempo)  # type: ignore[attr-defined]
+    tail = max(inst.tail_for(track, sample_rate) + chain_tail_seconds(s.effects, clip.tempo)
                for _, track, inst, s in plan)
     tail += chain_tail_seconds(preset_obj.master.effects, clip.tempo)
     total_beats = math.ceil(end_beats + tail / spb - 1e-9)
@@ -390,13 +392,16 @@ def render_audio(clip: Clip, *, preset: str | Preset = "studio",
     for name, track, inst, settings in plan:
         log.debug("rendering %s with %s", name, inst.label)
         dry = inst.render(track, clip.tempo, sample_rate, n_total)
-        if settings.effects:  # type: ignore[attr-defined]
-            if dry.shape[0] == 1 and any(e.type == "vst3" for e in settings.effects):  # type: ignore[attr-defined]
-                # plugins may insist on a stereo bus; centred at -3 dB, as the mono pan law would
-                dry = np.repeat(dry, 2, axis=0) * np.float32(math.sqrt(0.5))
-            chain = build_chain(settings.effects, clip.tempo)  # type: ignore[attr-defined]
-            dry = chain(dry, float(sample_rate), reset=True)
-        stem = _pan(dry, settings.pan, 10.0 ** (settings.gain_db / 20.0))  # type: ignore[attr-defined]
+        effects = settings.effects
+        gain = 10.0 ** (settings.gain_db / 20.0)
+        if effects and any(e.type in STEREO_EFFECTS for e in effects):
+            # like a stereo insert on a mono channel: pan first, so the effect can widen it
+            dry = build_chain(effects, clip.tempo)(_pan(dry, settings.pan, gain), float(sample_rate), reset=True)
+            stem = _pan(dry, 0.0, 1.0)
+        else:  # mono-safe effects run before the pan, on half the samples
+            if effects:
+                dry = build_chain(effects, clip.tempo)(dry, float(sample_rate), reset=True)
+            stem = _pan(dry, settings.pan, gain)
         del dry
         _fade_end(stem, sample_rate)
         premaster += stem
