@@ -342,3 +342,13 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, qriff, args, message):
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_reverbs_widen_a_mono_stem_other_effects_keep_it_mono():
+    clip = make_clip()
+    wide = render_audio(clip, preset="ambient").stems["lead"]  # Delay + Reverb: processed in stereo
+    narrow = render_audio(clip, preset="studio").stems["lead"]  # Compressor + Delay: mono, then panned
+    assert np.corrcoef(wide[0], wide[1])[0, 1] < 0.9
+    assert np.corrcoef(narrow[0], narrow[1])[0, 1] > 0.9999
+    left, right = np.abs(narrow).max(axis=1)
+    assert right > left, "studio pans the lead slightly right"
