@@ -17,7 +17,9 @@ A preset is a TOML or JSON file (shipped ones live in ``engine/presets/``)::
                {type = "vst3", path = "fx/my.vst3", params = {gain_db = -3}, tail = 0.5}]
 
 Effect ``type`` is a pedalboard effect class (:data:`EFFECT_TYPES`) whose other keys
-are that class's parameters, or ``vst3``. ``Delay`` also takes ``delay_beats`` (the
+are that class's parameters, or ``vst3``. A stem's chain runs on the instrument's
+(often mono) output before the pan, unless it holds a Reverb, Convolution or VST3
+effect: then the stem is panned first and the chain runs in stereo, so reverbs widen it. ``Delay`` also takes ``delay_beats`` (the
 delay in beats at the clip's tempo). Relative paths are taken from the preset's folder.
 Every error names the file, the key and what is allowed. The master chain always ends
 with a brick-wall limiter at -1 dBFS (added by the renderer, not by presets).
