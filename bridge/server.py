@@ -36,6 +36,7 @@ from typing import Any
 
 from bridge import protocol
 from bridge.ableton import LIVE_PORT, LIVE_REPLY_PORT, LiveClient, clip_name
+from bridge.clipfiles import write_clip_json
 from bridge.datagrams import MAX_DATAGRAM, NOTES_PER_CHUNK, Message, chunks, decode, encode
 from bridge.errors import BridgeError, ConfigError, MalformedDatagram, RequestError
 from bridge.protocol import PREFIX
@@ -607,7 +608,7 @@ class Server:
         """
         t0 = time.perf_counter()
         midi = write_smf(clip, self.out_dir / f"{stem}.mid")
-        data = clip.write_json(self.out_dir / f"{stem}.json")
+        data = write_clip_json(clip, self.out_dir / f"{stem}.json")
         seconds = time.perf_counter() - t0
         total = sum(len(t.notes) for t in clip.tracks)
         rid, rtag = job.rid, job.rtag

@@ -6,6 +6,7 @@ import pretty_midi
 import pytest
 from bridge_support import WalkSource
 
+from bridge.clipfiles import clip_dict, write_clip_json
 from bridge.smf import smf_bytes, write_smf
 from engine.clip import Clip, Note, Track
 
@@ -58,3 +59,14 @@ def test_header_and_bytes():
     data = smf_bytes(Clip(tracks=[Track("lead", 0, [Note(60, 0.0, 1.0, 96)])]))
     assert data[:4] == b"MThd" and data[8:10] == b"\x00\x01" and data[10:12] == b"\x00\x02"
     assert data.count(b"MTrk") == 2 and data.endswith(b"\xff\x2f\x00")
+
+
+@pytest.mark.parametrize("roles", [("lead",), ("lead", "bass")])
+def test_fast_json_is_the_clip_contract(tmp_path, roles):
+    import json
+
+    clip = WalkSource().generate(key="Eb", scale="dorian", bars=2, seed=9, roles=roles, chords="Cm F7")[0]
+    assert clip_dict(clip) == clip.to_dict()
+    path = write_clip_json(clip, tmp_path / "c.json")
+    assert json.loads(path.read_text()) == clip.to_dict()
+    assert Clip.from_json(path.read_text()).tracks == clip.tracks
