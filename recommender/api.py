@@ -180,8 +180,10 @@ class Recommender:
         else:
             ids = self._popular[:n + len(filt) + 1]
         ids = np.asarray(ids, np.int64)
-        keep = (ids > 0) & ~np.isin(ids, filt)
-        return ids[keep][:n]
+        blocked = np.zeros(len(self.track_ids), bool)
+        blocked[0] = True
+        blocked[filt] = True
+        return ids[~blocked[ids]][:n]
 
     def _rank(self, items: list[int], outs: list[int], cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h = self.scorer.state(self._vectors(items), np.asarray(outs, np.int64))
@@ -245,7 +247,7 @@ class Recommender:
         strong matches and taste decides among comparable ones.
         """
         _check_n("n", n, MAX_N)
-        ids, rel = bm25_candidates(self.conn, query, max(pool, n))
+        ids, rel = bm25_candidates(self.conn, query, max(pool, n), min_all_words=n)
         warnings = [] if ids.size or query.strip() else ["empty query: nothing to search for"]
         if ids.size == 0:
             return Recommendation(user, [], user is None, "search", warnings)

@@ -56,10 +56,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             tokenize='unicode61 remove_diacritics 2');
         INSERT INTO tracks_fts(tracks_fts) VALUES ('rebuild');
     """),
-    (3, "rejected rows with line numbers; track lookups by popularity", """
+    (3, "rejected rows with line numbers", """
         CREATE TABLE rejections (source_id INTEGER NOT NULL REFERENCES sources(id), line INTEGER NOT NULL,
                                  reason TEXT NOT NULL);
-        CREATE INDEX events_track ON events(track_id);
     """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

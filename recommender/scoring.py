@@ -66,6 +66,7 @@ class Scorer:
         self.rank_by, self.blend = self.config["rank_by"], float(self.config["blend"])
         self._pad_states: np.ndarray | None = None
         if self.encoder == "gru":
+            self._whh_t = [np.ascontiguousarray(self.w[f"gru.weight_hh_l{i}"].T) for i in range(self.layers)]
             self._pad_states = self._gru_pad_states()
 
     # --------------------------------------------------------------- item vectors
@@ -82,14 +83,14 @@ class Scorer:
 
     def _gru_run(self, gi: np.ndarray, h: np.ndarray, layer: int) -> np.ndarray:
         """Hidden states ``[T, d]`` for precomputed input gates ``gi [T, 3d]`` from ``h [d]``."""
-        whh, bhh, d = self.w[f"gru.weight_hh_l{layer}"].T, self.w[f"gru.bias_hh_l{layer}"], self.dim
+        whh, bhh, d = self._whh_t[layer], self.w[f"gru.bias_hh_l{layer}"], self.dim
         out = np.empty((len(gi), d), np.float32)
+        tanh = np.tanh
         for t in range(len(gi)):
             gh = h @ whh + bhh
-            r = _sigmoid(gi[t, :d] + gh[:d])
-            z = _sigmoid(gi[t, d:2 * d] + gh[d:2 * d])
-            n = np.tanh(gi[t, 2 * d:] + r * gh[2 * d:])
-            h = (1.0 - z) * n + z * h
+            rz = tanh(0.5 * (gi[t, :2 * d] + gh[:2 * d])) * 0.5 + 0.5  # sigmoid of r and z at once
+            n = tanh(gi[t, 2 * d:] + rz[:d] * gh[2 * d:])
+            h = n + rz[d:] * (h - n)
             out[t] = h
         return out
 

@@ -32,15 +32,20 @@ def match_expression(words: list[str], any_word: bool = False) -> str:
     return (" OR " if any_word else " ").join(quoted)
 
 
-def bm25_candidates(conn: sqlite3.Connection, query: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """Catalog ids ``[K]`` and relevance ``[K]`` (= -bm25, higher is better) of up to ``limit`` tracks."""
+def bm25_candidates(conn: sqlite3.Connection, query: str, limit: int, min_all_words: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Catalog ids ``[K]`` and relevance ``[K]`` (= -bm25, higher is better) of up to ``limit`` tracks.
+
+    Tracks matching any word are added only when fewer than ``min_all_words`` (default
+    ``limit``) match all of them.
+    """
     words = terms(query)
     if not words:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     sql = (f"SELECT rowid, bm25(tracks_fts, {', '.join(map(str, BM25_WEIGHTS))}) AS r FROM tracks_fts "
            "WHERE tracks_fts MATCH ? ORDER BY r LIMIT ?")
     rows = conn.execute(sql, (match_expression(words), limit)).fetchall()
-    if len(rows) < limit and len(words) > 1:
+    if len(rows) < (limit if min_all_words is None else min_all_words) and len(words) > 1:
         seen = {r[0] for r in rows}
         more = conn.execute(sql, (match_expression(words, any_word=True), limit)).fetchall()
         rows += [r for r in more if r[0] not in seen][:limit - len(rows)]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from recommender import rewards
-from recommender.ingest.records import Record, parse_time, time_reason
+from recommender.ingest.records import MAX_TS, MIN_TS, Record, parse_time, time_reason
 
 FORMAT = "csv"
 REQUIRED = ("user", "item", "timestamp")
@@ -42,7 +42,10 @@ def read(fh: IO[str], default_user: str, rule: rewards.OutcomeRule) -> Iterator[
     iu, ii, it = col["user"], col["item"], col["timestamp"]
     opt = {k: col.get(k) for k in ("ms_played", "duration_ms", "duration", "skipped", "title", "artist", "album",
                                    "tags")}
+    text_cols = [opt[k] for k in ("title", "artist", "album", "tags")]
     width = len(header)
+    tag_cache: dict[str, str] = {}
+    min_ts, max_ts = MIN_TS, MAX_TS
     last_line = 1
     for row in reader:
         line_no = last_line + 1
@@ -54,11 +57,16 @@ def read(fh: IO[str], default_user: str, rule: rewards.OutcomeRule) -> Iterator[
         if len(row) != width:
             yield line_no, f"expected {width} columns as in the header, found {len(row)}", size
             continue
-        user, item = row[iu].strip() or default_user, row[ii].strip()
+        item = row[ii].strip()
         if not item:
             yield line_no, "empty item", size
             continue
-        ts = parse_time(row[it])
+        try:  # fast path: unix seconds
+            ts = float(row[it])
+            if not min_ts <= ts <= max_ts:
+                ts = parse_time(row[it])
+        except ValueError:
+            ts = parse_time(row[it])
         if ts is None:
             yield line_no, time_reason(row[it]), size
             continue
@@ -66,15 +74,24 @@ def read(fh: IO[str], default_user: str, rule: rewards.OutcomeRule) -> Iterator[
         if isinstance(rec, str):
             yield line_no, rec, size
             continue
-        ms, duration, outcome, title, artist, album, tags = rec
-        yield line_no, Record(user, "i:" + item, title or item, artist, album, tags, duration, ts, ms, outcome), size
+        ms, duration, outcome = rec
+        title, artist, album, raw_tags = (row[i].strip() if i is not None else "" for i in text_cols)
+        tags = tag_cache.get(raw_tags)
+        if tags is None:
+            tags = tag_cache[raw_tags] = ", ".join(
+                t.strip() for t in raw_tags.replace(";", "|").replace(",", "|").split("|") if t.strip())
+        yield line_no, Record(row[iu].strip() or default_user, "i:" + item, title or item, artist, album, tags,
+                              duration, ts, ms, outcome), size
 
 
 def _int_field(row: list[str], i: int | None, name: str, scale: float = 1.0) -> int | None | str:
-    if i is None or not row[i].strip():
+    if i is None:
+        return None
+    text = row[i]
+    if not text or text.isspace():
         return None
     try:
-        v = float(row[i]) * scale
+        v = float(text) * scale
     except ValueError:
         return f"bad {name} {row[i][:40]!r} (allowed: a number >= 0)"
     if not v >= 0 or v > 1e12:
@@ -83,6 +100,7 @@ def _int_field(row: list[str], i: int | None, name: str, scale: float = 1.0) -> 
 
 
 def _optional(row: list[str], opt: dict[str, int | None], rule: rewards.OutcomeRule):
+    """``(ms_played, duration_ms, outcome)`` from the optional columns, or a rejection reason."""
     ms = _int_field(row, opt["ms_played"], "ms_played")
     if isinstance(ms, str):
         return ms
@@ -100,7 +118,4 @@ def _optional(row: list[str], opt: dict[str, int | None], rule: rewards.OutcomeR
             skipped = False if s else None
         else:
             return f"bad skipped {s[:20]!r} (allowed: true/false, 1/0, yes/no or empty)"
-    outcome = rewards.classify(skipped, None, ms, duration, rule, scrobble=True)
-    text = [row[opt[k]].strip() if opt[k] is not None else "" for k in ("title", "artist", "album", "tags")]
-    tags = ", ".join(t.strip() for t in text[3].replace(";", "|").replace(",", "|").split("|") if t.strip())
-    return ms, duration, outcome, text[0], text[1], text[2], tags
+    return ms, duration, rewards.classify(skipped, None, ms, duration, rule, scrobble=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import NamedTuple
 
 #: Earliest timestamp accepted (1990-01-01): anything older is a broken clock or a unit mix-up.
@@ -36,6 +37,7 @@ class Record(NamedTuple):
 _SPACE = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=262_144)
 def track_key(artist: str, title: str) -> str:
     """Identity of a song across services: ``artist - title`` case-folded, accents and spacing normalised."""
     text = unicodedata.normalize("NFKC", f"{artist} - {title}").casefold()

@@ -1,0 +1,322 @@
+"""Recommender benchmark (issue 6): quality and speed ratios, all measured in this one run.
+
+1. MovieLens-100K (recbole 1.2.1's copy), leave-last-out, full ranking: the DQN's NDCG@10
+   against implicit ALS (target >= 1.5x) and the supervised GRU4Rec-style model (>= 1.05x),
+   with most-popular and item-kNN beside them; sampled metrics printed beside full ones.
+2. Session simulator: mean cumulative reward of 20-track playlists, DQN vs greedy ALS
+   (target >= 1.2x), with the supervised model, random and an oracle for reference.
+3. Latency on a 50,000-track catalog: ``Recommender.next`` p50 against one
+   ``implicit`` recommend call p50 (target <= 3x), and ``search`` p50 (target < 5 ms).
+4. Ingest: CSV and Spotify JSON events per second into SQLite (target >= 100,000/s).
+
+Speeds are medians of process CPU time (every case runs in this one thread), which a
+busy shared machine does not inflate; wall-clock figures are printed beside them.
+Prints a table, writes it as JSON with ``--out``, and exits 1 when a target is missed.
+
+    .venv/bin/python bench/bench_recommender.py [--quick] [--skip movielens,simulator,latency,ingest]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from recommender.errors import DatasetError  # noqa: E402
+
+log = logging.getLogger("bench_recommender")
+ROWS: list[dict] = []
+
+
+def check(name: str, value: float, target: float, kind: str, detail: str) -> None:
+    """Record a target: ``kind`` '>=' or '<='/'<'."""
+    ok = value >= target if kind == ">=" else (value <= target if kind == "<=" else value < target)
+    ROWS.append({"target": name, "measured": round(value, 4), "need": f"{kind} {target:g}", "ok": bool(ok),
+                 "detail": detail})
+
+
+def timed(fn, rounds: int) -> tuple[float, float]:
+    """Median (CPU seconds, wall seconds) of ``rounds`` calls of ``fn``."""
+    cpu, wall = [], []
+    for _ in range(rounds):
+        c0, w0 = time.thread_time(), time.perf_counter()
+        fn()
+        cpu.append(time.thread_time() - c0)
+        wall.append(time.perf_counter() - w0)
+    return statistics.median(cpu), statistics.median(wall)
+
+
+# ------------------------------------------------------------------ 1. MovieLens
+
+def bench_movielens(args) -> None:
+    from recommender.dataset import load_movielens_100k
+    from recommender.evaluation import default_dqn_config, evaluate
+
+    try:
+        data = load_movielens_100k()
+    except DatasetError as exc:
+        ROWS.append({"target": "MovieLens-100K", "measured": None, "need": "data set", "ok": False,
+                     "detail": str(exc)})
+        return
+    cfg = default_dqn_config()
+    if args.epochs:
+        cfg.epochs = args.epochs
+    t0 = time.perf_counter()
+    res = evaluate(data, "MovieLens-100K", cfg, progress=sys.stderr.isatty())
+    print(res.table(), f"\n(evaluation wall time {time.perf_counter() - t0:.0f} s)\n", flush=True)
+    full = {m: r["full"] for m, r in res.rows.items()}
+    dqn, als, sup = full["dqn"]["NDCG@10"], full["als"]["NDCG@10"], full["gru4rec"]["NDCG@10"]
+    check("ML-100K NDCG@10 DQN / ALS", dqn / als, 1.5, ">=", f"{dqn:.4f} / {als:.4f}")
+    check("ML-100K NDCG@10 DQN / GRU4Rec", dqn / sup, 1.05, ">=", f"{dqn:.4f} / {sup:.4f}")
+    RESULTS["movielens"] = res.to_dict()
+
+
+# ------------------------------------------------------------------ 2. simulator
+
+def bench_simulator(args) -> None:
+    from recommender.evaluation import default_dqn_config, evaluate_simulator
+    from recommender.simulator import SimConfig
+
+    cfg = default_dqn_config()
+    cfg.epochs = args.sim_epochs
+    sim = SimConfig(n_users=200, n_tracks=2000, sessions=10) if not args.quick else SimConfig(
+        n_users=60, n_tracks=600, n_artists=60, sessions=5)
+    t0 = time.perf_counter()
+    res = evaluate_simulator(sim, cfg, steps=20, eval_users=100, progress=sys.stderr.isatty())
+    print(res.table(), f"\n(simulator wall time {time.perf_counter() - t0:.0f} s)\n", flush=True)
+    d, a = res.rewards["dqn"][0], res.rewards["greedy-als"][0]
+    check("simulator reward DQN / greedy ALS", d / a, 1.2, ">=", f"{d:.2f} / {a:.2f} per 20 tracks")
+    RESULTS["simulator"] = res.to_dict()
+
+
+# ------------------------------------------------------------------ 3. latency
+
+SYLLABLES = ["ka", "lo", "mi", "ne", "ro", "sa", "tu", "vi", "da", "fe", "go", "hi", "ju", "ke", "la", "mo", "nu",
+             "pa", "qui", "re", "si", "to", "ul", "ve", "wa", "xo", "ya", "zu", "ber", "con", "del", "fin"]
+GENRES = ["rock", "jazz", "hip hop", "ambient", "folk", "techno", "soul", "classical", "pop", "metal", "blues",
+          "reggae", "house", "punk", "country", "funk", "disco", "gospel", "opera", "samba", "tango", "ska",
+          "trance", "drum and bass", "grime", "indie", "emo", "lo-fi", "bossa nova", "flamenco"]
+
+
+def vocabulary(n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` distinct pseudo-words of 2-3 syllables."""
+    words: set[str] = set()
+    while len(words) < n:
+        words.add("".join(rng.choice(SYLLABLES, int(rng.integers(2, 4)))))
+    return sorted(words)
+
+
+def synthetic_catalog(tracks: int, seed: int = 0) -> list[tuple[str, str, str, str]]:
+    """``(title, artist, album, tags)`` per track: titles of 1-4 words drawn Zipf-like from a
+    20,000-word vocabulary (so some words are common, as "love" is), 5,000 artists, 30 genres."""
+    rng = np.random.default_rng(seed)
+    vocab = vocabulary(20_000, rng)
+    p = 1.0 / np.arange(1, len(vocab) + 1)
+    p /= p.sum()
+    artists = [" ".join(rng.choice(vocab[:4000], 2)).title() for _ in range(5000)]
+    out = []
+    for i in range(tracks):
+        title = " ".join(vocab[j] for j in rng.choice(len(vocab), int(rng.integers(1, 5)), p=p)).capitalize()
+        a = int(rng.integers(0, len(artists)))
+        tags = "|".join(rng.choice(GENRES, int(rng.integers(1, 3)), replace=False))
+        out.append((title, artists[a], f"{vocab[(a * 7 + i // 9) % len(vocab)].title()} Sessions", tags))
+    return out
+
+
+def synthetic_csv(path: Path, events: int, tracks: int, users: int, seed: int = 0) -> list[tuple[str, ...]]:
+    """A generic CSV over a realistic-looking catalog: every track played at least once, then
+    Zipf-like popularity. Returns the catalog."""
+    rng = np.random.default_rng(seed)
+    cat = synthetic_catalog(tracks, seed)
+    pop = 1.0 / np.arange(1, tracks + 1) ** 0.8
+    pop /= pop.sum()
+    item = np.concatenate([rng.permutation(tracks), rng.choice(tracks, max(0, events - tracks), p=pop)])[:events]
+    user = rng.integers(0, users, events)
+    ts = 1_600_000_000 + np.sort(rng.integers(0, 10_000_000, events))
+    ms = rng.integers(5_000, 300_000, events)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["user", "item", "timestamp", "ms_played", "duration_ms", "title", "artist", "album", "tags"])
+        for u, i, t, m in zip(user.tolist(), item.tolist(), ts.tolist(), ms.tolist()):
+            w.writerow([f"user{u}", f"trk{i}", t, m, 240000, *cat[i]])
+    return cat
+
+
+def bench_latency(args, tmp: Path) -> None:
+    import torch
+
+    from recommender.api import Recommender
+    from recommender.artifact import ModelArtifact, default_model_path
+    from recommender.candidates import CandidateConfig
+    from recommender.catalog import load_interactions
+    from recommender.ingest import ingest_files
+    from recommender.model import SeqQNet
+    from recommender.schema import connect
+    from recommender.scoring import export_weights
+    from recommender.train import TrainConfig, fit_candidates, prepare_features
+
+    torch.set_num_threads(1)
+    n_tracks = 50_000
+    path = tmp / "catalog.csv"
+    cat = synthetic_csv(path, 300_000 if not args.quick else 120_000, n_tracks, 5_000)
+    db = tmp / "catalog.db"
+    ingest_files(db, [path], progress=False)
+    conn = connect(db)
+    data, track_ids = load_interactions(conn)
+    conn.close()
+    # every track must be in the model's catalog for the 50,000-track case
+    cfg = TrainConfig()
+    cands = fit_candidates(data, CandidateConfig(), cfg.reward)
+    prepare_features(data, cands)
+    torch.manual_seed(0)
+    # Latency does not depend on weight values, so the DQN is exported untrained (training a
+    # 50,000-track model is what 'qriff rec train' does; it is not what this measures).
+    net = SeqQNet(data.n_items, torch.from_numpy(data.item_features), cfg.net).eval()
+    pop = np.bincount(data.item, minlength=data.n_items + 1).astype(np.float32)
+    from dataclasses import asdict
+
+    ModelArtifact(export_weights(net, cfg.to_json()), track_ids, list(data.user_names), cands.user_factors,
+                  cands.item_factors, pop, asdict(CandidateConfig()), {}).save(default_model_path(db))
+    catalog_size = data.n_items
+    rng = np.random.default_rng(1)
+    users = [data.user_names[i] for i in rng.integers(0, data.n_users, 64)]
+    rows = data.user_items()
+    with Recommender(db) as rec:
+        uidx = [rec.users[u] for u in users]
+        k = iter(range(10**9))
+
+        def one_implicit():
+            i = next(k) % len(uidx)
+            rec.cand.model.recommend(uidx[i], rows[uidx[i]], N=10, filter_already_liked_items=True)
+
+        def one_next():
+            rec.next(users[next(k) % len(users)], n=10)
+
+        # what people type: a word or two of a title, an artist, an artist and a genre, a word prefix
+        qrng = np.random.default_rng(2)
+        queries = []
+        for j in qrng.integers(0, len(cat), 100):
+            title, artist, _, tags = cat[j]
+            kind = j % 4
+            queries.append(title.split()[0] if kind == 0 else artist if kind == 1 else
+                           f"{artist.split()[0]} {tags.split('|')[0]}" if kind == 2 else title[:3])
+
+        def one_search_user():
+            i = next(k)
+            rec.search(queries[i % len(queries)], user=users[i % len(users)], n=10)
+
+        def one_search_text():
+            rec.search(queries[next(k) % len(queries)], n=10)
+
+        for fn in (one_implicit, one_next, one_search_user, one_search_text):
+            timed(fn, 20)  # warm-up
+        r = args.rounds
+        imp = timed(one_implicit, r)
+        nxt = timed(one_next, r)
+        srch = timed(one_search_user, r)
+        srch_text = timed(one_search_text, r)
+    print(f"latency, {catalog_size} tracks ({len(data)} events, {data.n_users} users), median of {r} calls, "
+          "CPU ms (wall ms):")
+    for name, (c, w) in (("implicit ALS recommend N=10", imp), ("rec.next n=10", nxt),
+                         ("search + user re-rank", srch), ("search, text only", srch_text)):
+        print(f"  {name:30s} {c * 1e3:7.3f} ({w * 1e3:7.3f})")
+    print(flush=True)
+    check("next p50 / implicit recommend p50", nxt[0] / imp[0], 3.0, "<=",
+          f"{nxt[0] * 1e3:.3f} ms / {imp[0] * 1e3:.3f} ms CPU on {catalog_size} tracks")
+    check("search p50 (ms, with user re-rank)", srch[0] * 1e3, 5.0, "<",
+          f"{srch[0] * 1e3:.3f} ms CPU ({srch[1] * 1e3:.3f} wall) on {catalog_size} tracks")
+    RESULTS["latency"] = {"tracks": catalog_size, "implicit_ms": imp, "next_ms": nxt, "search_user_ms": srch,
+                          "search_text_ms": srch_text}
+
+
+# ------------------------------------------------------------------ 4. ingest
+
+def spotify_json(path: Path, events: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    reasons = ["trackdone", "fwdbtn", "endplay", "trackdone"]
+    with open(path, "w") as fh:
+        fh.write("[\n")
+        for e in range(events):
+            i = int(rng.integers(0, 20_000))
+            rec = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1_600_000_000 + e * 30)),
+                   "username": f"user{e % 300}", "platform": "Linux", "ms_played": int(rng.integers(0, 300_000)),
+                   "conn_country": "DE", "master_metadata_track_name": f"Track {i}",
+                   "master_metadata_album_artist_name": f"Artist {i // 10}",
+                   "master_metadata_album_album_name": f"Album {i // 5}",
+                   "spotify_track_uri": f"spotify:track:{i:022d}", "episode_name": None, "episode_show_name": None,
+                   "spotify_episode_uri": None, "reason_start": "trackdone", "reason_end": reasons[e % 4],
+                   "shuffle": False, "skipped": None, "offline": False, "offline_timestamp": 0,
+                   "incognito_mode": False}
+            fh.write(("    " + json.dumps(rec)) + (",\n" if e < events - 1 else "\n"))
+        fh.write("]\n")
+
+
+def bench_ingest(args, tmp: Path) -> None:
+    from recommender.ingest import ingest_files
+
+    n = 500_000 if not args.quick else 100_000
+    for fmt, make in (("csv", lambda p: synthetic_csv(p, n, 50_000, 5_000, seed=2)),
+                      ("spotify", lambda p: spotify_json(p, n // 2))):
+        path = tmp / f"ingest.{fmt}"
+        make(path)
+        db = tmp / f"ingest-{fmt}.db"
+        c0, w0 = time.process_time(), time.perf_counter()
+        (rep,) = ingest_files(db, [path], progress=False)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+        assert rep.rows_in == rep.stored + rep.rejected
+        print(f"ingest {fmt}: {rep.rows_in} rows, {rep.stored} stored, {rep.rows_in / cpu:,.0f} events/s CPU "
+              f"({rep.rows_in / wall:,.0f} wall)", flush=True)
+        check(f"ingest {fmt} events/s", rep.rows_in / cpu, 100_000, ">=",
+              f"{rep.rows_in} rows in {cpu:.2f} s CPU ({wall:.2f} s wall)")
+        RESULTS[f"ingest_{fmt}"] = {"rows": rep.rows_in, "cpu_s": cpu, "wall_s": wall}
+
+
+RESULTS: dict = {}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run; targets still checked)")
+    ap.add_argument("--skip", default="", help="comma-separated sections to skip: movielens,simulator,latency,ingest")
+    ap.add_argument("--epochs", type=int, default=None, help="ML-100K training epochs (default: the train default)")
+    ap.add_argument("--sim-epochs", type=int, default=10, help="simulator training epochs (default 10)")
+    ap.add_argument("--rounds", type=int, default=300, help="calls per latency median (default 300)")
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+
+    torch.set_num_threads(1)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    with tempfile.TemporaryDirectory(prefix="qriff-bench-rec-") as d:
+        tmp = Path(d)
+        if "ingest" not in skip:
+            bench_ingest(args, tmp)
+        if "latency" not in skip:
+            bench_latency(args, tmp)
+        if "simulator" not in skip:
+            bench_simulator(args)
+        if "movielens" not in skip:
+            bench_movielens(args)
+    print("| target | measured | need | ok | detail |\n|---|---|---|---|---|")
+    for r in ROWS:
+        print(f"| {r['target']} | {r['measured']} | {r['need']} | {'yes' if r['ok'] else 'NO'} | {r['detail']} |")
+    if args.out:
+        args.out.write_text(json.dumps({"targets": ROWS, "results": RESULTS}, indent=2, default=str))
+    return 0 if ROWS and all(r["ok"] for r in ROWS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
