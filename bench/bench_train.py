@@ -1,9 +1,10 @@
 """Training throughput of ``qriff train`` against Stable-Baselines3's DQN, side by side in one run.
 
 Both learn on the same melody MDP (``engine.env``: ours the vectorised ``VecMelodyEnv``
-with its default 64 environments, SB3 the gymnasium ``MelodyEnv``), with the same
-rewards, the same Q-network size (two hidden layers of 256, dueling off for SB3, which
-has none), the same minibatch (128) and one torch thread each. SB3 keeps its own DQN
+with ``qriff train``'s default environments, SB3 the gymnasium ``MelodyEnv``), with the same
+rewards (including the corpus prior), the same minibatch (128) and one torch thread each.
+SB3's MLP gets two hidden layers of 256: the size of our network's frozen prior branch
+(781-256-256-38) that dominates its forward cost, plus nothing for our 128-wide residual. SB3 keeps its own DQN
 defaults otherwise (one environment, a gradient step every 4 environment steps).
 
 Each side runs past its learning start, then the measured phase: environment steps per
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from engine.train import TrainConfig, _load_prior, train  # noqa: E402
+from engine.train import TrainConfig, _load_prior, one_blas_thread, train  # noqa: E402
 
 
 def bench_ours(steps: int, warmup: int) -> dict[str, float]:
@@ -81,16 +82,19 @@ def bench_sb3(steps: int, warmup: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ours-steps", type=int, default=64_000, help="measured env steps of qriff train")
+    ap.add_argument("--ours-steps", type=int, default=32_000, help="measured env steps of qriff train")
     ap.add_argument("--sb3-steps", type=int, default=4_000, help="measured env steps of SB3 DQN")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    sb3 = bench_sb3(args.sb3_steps, warmup=1_000)
-    ours = bench_ours(args.ours_steps, warmup=6_400)
+    with one_blas_thread():  # the same numpy threading for both sides (train() sets it for ours)
+        sb3 = bench_sb3(args.sb3_steps, warmup=1_000)
+    ours = bench_ours(args.ours_steps, warmup=TrainConfig().learning_starts + TrainConfig().n_envs * 10)
     print("| trainer | env steps | grad steps | CPU s | env steps/s (CPU) | grad steps/s (CPU) | "
           "env steps/s (wall) | grad steps/s (wall) |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, r in (("qriff train (64 envs, batch 128, 1 grad step / 64 env steps)", ours),
+    cfg = TrainConfig()
+    for name, r in ((f"qriff train ({cfg.n_envs} envs, batch {cfg.batch_size}, {cfg.gradient_steps} grad step / "
+                     f"{cfg.n_envs * cfg.train_every} env steps)", ours),
                     ("SB3 DQN (1 env, batch 128, 1 grad step / 4 env steps)", sb3)):
         print(f"| {name} | {r['env_steps']:,} | {r['grad_steps']:,} | {r['cpu_s']:.1f} | {r['env_per_s_cpu']:,.0f} | "
               f"{r['grad_per_s_cpu']:,.1f} | {r['env_per_s_wall']:,.0f} | {r['grad_per_s_wall']:,.1f} |")

@@ -22,6 +22,7 @@ Ctrl-C writes a checkpoint first; ``resume=True`` continues from it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -57,9 +58,9 @@ class TrainConfig:
     # --- run
     seed: int = 0
     """Seeds torch, numpy, the environments and the replay sampling: same seed, same run."""
-    total_steps: int = 600_000
+    total_steps: int = 400_000
     """Environment steps (tokens written) over all parallel environments."""
-    n_envs: int = 64
+    n_envs: int = 32
     """Parallel melodies stepped together (one batched forward pass per step)."""
     out_dir: str = "runs/default"
     """Directory for checkpoints, logs, curves and the exported model."""
@@ -512,8 +513,26 @@ class TrainResult:
     interrupted: bool = False
 
 
+def one_blas_thread() -> Any:
+    """Context limiting numpy's BLAS to one thread (threadpoolctl, when installed).
+
+    The reward's prior term and the cached prior log-probs are small numpy matmuls; on a
+    busy 2-core machine OpenBLAS's second thread makes them ~20x slower (spin-waiting).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) a training run; returns where everything was written."""
+    with one_blas_thread():
+        return _train(cfg)
+
+
+def _train(cfg: TrainConfig) -> TrainResult:
     cfg.validate()
     torch.set_num_threads(1)  # small networks: more threads make it 5-10x slower here
     out_dir = Path(cfg.out_dir)
