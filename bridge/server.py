@@ -161,7 +161,8 @@ class Server:
     def binds_loopback(self) -> bool:
         """True when the configured host is a loopback address (only this machine can reach it)."""
         try:
-            return ipaddress.ip_address(socket.gethostbyname(self.config.host)).is_loopback
+            infos = socket.getaddrinfo(self.config.host, None, type=socket.SOCK_DGRAM)
+            return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
         except (OSError, ValueError):
             return False
 

@@ -381,3 +381,28 @@ def test_cli_bad_flags_exit_2_with_one_line(qriff, flags, fragment):
 def test_cli_missing_model_exits_2(qriff, tmp_path):
     r = qriff("serve", "--port", "0", "--out", str(tmp_path), "--model", str(tmp_path / "none.onnx"))
     assert r.returncode == 2 and "none.onnx" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("host,loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
+                                           ("0.0.0.0", False)])
+def test_loopback_detection(tmp_path, host, loopback):
+    from bridge.server import Server, ServerConfig
+
+    assert Server(ServerConfig(host=host, port=0, out_dir=tmp_path), WalkSource()).binds_loopback() is loopback
+
+
+def test_ipv6_loopback_serves(tmp_path):
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with running_server(tmp_path, host="::1") as srv:
+        client = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        client.settimeout(5)
+        client.sendto(osc("/qriff/ping", 5), srv.address)
+        from pythonosc.osc_message import OscMessage
+
+        assert OscMessage(client.recvfrom(65536)[0]).params == [5, "0.1.0"]
+        client.close()
