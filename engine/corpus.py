@@ -198,7 +198,7 @@ def cache_dir() -> Path:
 
 def load_corpus(split: str = "train", sources: Sequence[str] | None = None, limit: int | None = None,
                 progress: bool = True) -> list[CorpusMelody]:
-    """Melodies of one split (``train``, ``valid``, ``test`` or ``all``).
+    """Melodies of one split (``train``, ``valid``, ``test``, ``heldout`` = valid + test, or ``all``).
 
     ``sources`` picks sources by name (default: all of :data:`SOURCES`); ``limit`` takes
     only the first ``limit`` tunes of each source (for tests and quick looks). The
@@ -212,8 +212,8 @@ def load_corpus(split: str = "train", sources: Sequence[str] | None = None, limi
 def load_corpus_with_report(split: str = "all", sources: Sequence[str] | None = None, limit: int | None = None,
                             progress: bool = True) -> tuple[list[CorpusMelody], CorpusReport]:
     """Like :func:`load_corpus`, also returning the :class:`CorpusReport`."""
-    if split not in (*SPLITS, "all"):
-        raise CorpusError(f"split {split!r} is not known: allowed are {', '.join(SPLITS)}, all")
+    if split not in (*SPLITS, "heldout", "all"):
+        raise CorpusError(f"split {split!r} is not known: allowed are {', '.join(SPLITS)}, heldout (valid + test), all")
     names = _check_sources(sources)
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise CorpusError(f"limit {limit!r} is not valid: give a positive number of tunes per source, or None for all")
@@ -223,7 +223,7 @@ def load_corpus_with_report(split: str = "all", sources: Sequence[str] | None = 
     for name in names:
         mels, rep = _load_source(name, limit, progress)
         reports[name] = rep
-        out.extend(m for m in mels if split == "all" or m.split == split)
+        out.extend(m for m in mels if split == "all" or m.split == split or (split == "heldout" and m.split != "train"))
     return out, CorpusReport(sources=reports, cache_dir=str(cache_dir()), load_seconds=time.perf_counter() - t0)
 
 

@@ -7,9 +7,9 @@ come from a folder of clips (:func:`clip_set`), from the held-out corpus
 (:func:`corpus_set`) or from a uniform-random policy (:func:`random_set`).
 
 Protocol (anchors.md): corpus likeness compares against held-out corpus tunes of the
-same metre and scale: the **test** split, whole tunes. The corpus row takes the
-opening bars of **valid** split tunes, so it is held out from the prior's training and
-disjoint from the reference.
+same metre and scale, whole tunes: the ``heldout`` split (valid + test, never trained
+on). The corpus row takes the opening bars of tunes drawn from the same held-out
+tunes, as anchors.md measured real openings against whole tunes.
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def _scale_family(scale: str) -> str:
 
 
 def corpus_set(bars: int = 2, scale: str = "major", time_signature: tuple[int, int] | str = (4, 4), n: int = 600,
-               split: str = "valid", sources: Sequence[str] | None = None, seed: int = 0, limit: int | None = None,
+               split: str = "heldout", sources: Sequence[str] | None = None, seed: int = 0, limit: int | None = None,
                progress: bool = True) -> EvalSet:
     """The opening ``bars`` bars of ``n`` corpus tunes of one metre and scale (fewer if the split has fewer).
 
@@ -290,7 +290,7 @@ def clip_set(folder: str | os.PathLike[str], label: str | None = None) -> EvalSe
                    note=f"{len(files)} clips from {p}", names=[f.name for f in files])
 
 
-def corpus_reference(time_signature: tuple[int, int] | str = (4, 4), scale: str = "major", split: str = "test",
+def corpus_reference(time_signature: tuple[int, int] | str = (4, 4), scale: str = "major", split: str = "heldout",
                      sources: Sequence[str] | None = None, limit: int | None = None,
                      progress: bool = True) -> tuple[metrics.Histograms, int]:
     """Histograms of whole held-out tunes of one metre and scale family, and how many tunes."""
@@ -306,7 +306,7 @@ def corpus_reference(time_signature: tuple[int, int] | str = (4, 4), scale: str 
     return _histograms_of(tunes), len(tunes)
 
 
-def reference_for(evset: EvalSet, split: str = "test", sources: Sequence[str] | None = None,
+def reference_for(evset: EvalSet, split: str = "heldout", sources: Sequence[str] | None = None,
                   limit: int | None = None, progress: bool = True) -> tuple[metrics.Histograms, str]:
     """Reference histograms matching a set's metres and scales (mixed in proportion), and a description."""
     groups = Counter((c.time_signature, _scale_family(c.scale)) for c in evset.contexts)
@@ -317,7 +317,7 @@ def reference_for(evset: EvalSet, split: str = "test", sources: Sequence[str] | 
         for i, h in enumerate((hist.pitch_class, hist.interval, hist.length)):
             mix[i] += count * h / max(h.sum(), 1e-12)
         parts.append(f"{n_tunes} {ts[0]}/{ts[1]} {fam}")
-    return metrics.Histograms(*mix), f"whole {split}-split tunes: " + ", ".join(parts)
+    return metrics.Histograms(*mix), f"whole {split} tunes: " + ", ".join(parts)
 
 
 def evaluate_set(evset: EvalSet, reference: metrics.Histograms | None, prior: Any) -> dict[str, float]:

@@ -29,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--time-signature", type=time_signature_type, default="4/4",
                    help="metre of the corpus tunes: 4/4, 3/4, 2/4, 6/8 (default: 4/4)")
     g.add_argument("--n", type=bounded_int(1, 100_000), default=600, help="melodies per row (default: 600)")
-    g.add_argument("--split", choices=("train", "valid", "test"), default="valid",
-                   help="corpus split the corpus row comes from (default: valid; the reference is always test)")
+    g.add_argument("--split", choices=("heldout", "valid", "test", "train"), default="heldout",
+                   help="corpus split the corpus row comes from (default: heldout = valid + test, the tunes the "
+                        "prior never trained on; the overlap reference is always the whole heldout tunes)")
     g.add_argument("--sources", default=None, metavar="NAMES",
                    help="corpus sources for the corpus row and the reference: essen, oneill, ryans, aird, bach "
                         "(default: all)")
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     for s in sets:
         ref = None
         if not args.no_reference:
-            ref, desc = ev.reference_for(s, "test", sources, args.limit, progress=not args.quiet)
+            ref, desc = ev.reference_for(s, "heldout", sources, args.limit, progress=not args.quiet)
             info[f"reference for {s.label}"] = desc
         results[s.label] = ev.evaluate_set(s, ref, prior)
         info[s.label] = s.note
