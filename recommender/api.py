@@ -30,6 +30,7 @@ from recommender import rewards as rw
 from recommender.artifact import ModelArtifact, default_model_path
 from recommender.candidates import CandidateConfig, Candidates
 from recommender.errors import ConfigError, ModelMissingError
+from recommender.features import normalised
 from recommender.schema import DEFAULT_LOCK_TIMEOUT, connect, default_db_path
 from recommender.scoring import Scorer
 from recommender.search import bm25_candidates
@@ -88,6 +89,7 @@ class Recommender:
         cc = CandidateConfig(**self.art.candidate_config)
         self.cand = Candidates.from_factors(cc, self.art.user_factors, self.art.item_factors)
         self._empty_row = csr_matrix((1, len(self.track_ids)), dtype=np.float32)
+        self._user_vecs = normalised(self.art.user_factors) if self.scorer.user_dim else None
         self._popular = np.argsort(-self.art.popularity, kind="stable")
 
     # ------------------------------------------------------------------ plumbing
@@ -185,8 +187,28 @@ class Recommender:
         blocked[filt] = True
         return ids[~blocked[ids]][:n]
 
-    def _rank(self, items: list[int], outs: list[int], cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        h = self.scorer.state(self._vectors(items), np.asarray(outs, np.int64))
+    def _user_vector(self, user: str | None, items: list[int]) -> np.ndarray | None:
+        """The listener's long-term taste for the state: their ALS factor, or one folded in from the history."""
+        if self._user_vecs is None:
+            return None
+        dense = self._dense(items)
+        dense = dense[dense > 0]
+        if user in self.users and len(dense) == len(items):
+            return self._user_vecs[self.users[user]]
+        if not len(dense):
+            return None
+        if self.cand.config.kind == "als":
+            row = csr_matrix((np.ones(len(dense), np.float32), (np.zeros(len(dense), np.int64), dense)),
+                             shape=(1, len(self.track_ids)))
+            row.sum_duplicates()
+            v = self.cand.user_vector(row)
+        else:
+            v = self.art.item_factors[dense].mean(0)
+        return normalised(v[None, :])[0]
+
+    def _rank(self, user: str | None, items: list[int], outs: list[int], cand: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+        h = self.scorer.state(self._vectors(items), np.asarray(outs, np.int64), self._user_vector(user, items))
         return self.scorer.scores(h, cand)
 
     def _tracks(self, dense_or_ids: np.ndarray, scores: np.ndarray, dense: bool = True) -> list[catalog.Track]:
@@ -202,7 +224,8 @@ class Recommender:
 
     # ------------------------------------------------------------------ requests
     def next(self, user: str | None = None, n: int = 10, history: list[str] | None = None) -> Recommendation:
-        """The ``n`` best next tracks for ``user`` (and/or a ``history`` of track ids), best first."""
+        """The ``n`` best next tracks for ``user`` (and/or a ``history`` of track ids), best first,
+        ranked by the model's ``rank_by`` head (default: SQN's supervised head, see TrainConfig)."""
         self._need_model()
         _check_n("n", n, MAX_N)
         user, items, outs, cold, source, warnings = self._context(user, history)
@@ -211,12 +234,17 @@ class Recommender:
             top = top[top > 0]
             return Recommendation(user, self._tracks(top, self.art.popularity[top]), True, source, warnings)
         cand = self._candidates(user, items, set(items))
-        scores, _ = self._rank(items, outs, cand)
+        scores, _ = self._rank(user, items, outs, cand)
         order = np.argsort(-scores, kind="stable")[:n]
         return Recommendation(user, self._tracks(cand[order], scores[order]), cold, source, warnings)
 
     def playlist(self, user: str | None = None, steps: int = 20, history: list[str] | None = None) -> Recommendation:
-        """A ``steps``-track playlist, each pick conditioned on the picks before it (assumed heard to the end)."""
+        """A ``steps``-track playlist, each pick conditioned on the picks before it (assumed heard to the end).
+
+        Each step takes the candidate with the highest Q-value: the expected reward of playing
+        it now *and* of the playlist after it, which is what spreads a playlist over a
+        listener's tastes instead of wearing out their favourite artist.
+        """
         self._need_model()
         _check_n("steps", steps, MAX_STEPS)
         user, items, outs, cold, source, warnings = self._context(user, history)
@@ -225,9 +253,11 @@ class Recommender:
             cand = self._candidates(user, items, set(items[-5:]))
         picks, scores = [], []
         available = np.ones(len(cand), bool)
+        uvec = self._user_vector(user, items)  # taste, fixed for the playlist; the history grows
         for _ in range(min(steps, len(cand))):
-            s, _ = self._rank(items, outs, cand)
-            s = np.where(available, s, -np.inf)
+            h = self.scorer.state(self._vectors(items), np.asarray(outs, np.int64), uvec)
+            _, q = self.scorer.scores(h, cand)  # a playlist is a long-horizon decision: pick by Q
+            s = np.where(available, q, -np.inf)
             j = int(np.argmax(s))
             available[j] = False
             picks.append(int(cand[j]))
@@ -257,7 +287,8 @@ class Recommender:
             user, items, outs, cold, source, more = self._context(user, history)
             warnings += more
             if items:
-                h = self.scorer.state(self._vectors(items), np.asarray(outs, np.int64))
+                h = self.scorer.state(self._vectors(items), np.asarray(outs, np.int64),
+                                      self._user_vector(user, items))
                 dense = self._dense(list(ids))
                 _, q = self.scorer.scores(h, dense)
                 new = dense == 0  # tracks newer than the model: score from their features

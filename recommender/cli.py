@@ -77,14 +77,15 @@ def register_rec(subparsers: Any) -> None:
                                    "interrupted run with the same config), progress bar.")
     _common(p, model=True)
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=bounded_int(1, 10_000), default=30, help="passes over the data (default 30)")
+    g.add_argument("--epochs", type=bounded_int(1, 10_000), default=10, help="passes over the data (default 10)")
     g.add_argument("--batch-size", type=bounded_int(1, 65_536), default=128, help="windows per step (default 128)")
     g.add_argument("--lr", type=bounded_float(1e-6, 1.0), default=1e-3, help="Adam learning rate (default 1e-3)")
     g.add_argument("--gamma", type=bounded_float(0.0, 0.99), default=0.5, help="discount (default 0.5)")
     g.add_argument("--q-weight", type=bounded_float(0.0, 100.0), default=1.0,
                    help="weight of the Q-learning loss; 0 = supervised only (default 1)")
-    g.add_argument("--rank-by", choices=("q", "sqn", "blend"), default="blend",
-                   help="what ranks tracks: Q, the supervised head, or their sum (default blend)")
+    g.add_argument("--rank-by", choices=("q", "sqn", "blend"), default="sqn",
+                   help="what ranks 'next': the supervised head shaped by Q-learning (sqn), Q, or their sum "
+                        "(default sqn); playlists and search always use Q")
     g.add_argument("--encoder", choices=("gru", "attention"), default="gru", help="history encoder (default gru)")
     g.add_argument("--dim", type=bounded_int(4, 1024), default=64, help="state and item vector width (default 64)")
     g.add_argument("--max-history", type=bounded_int(1, 1000), default=50, help="events the state sees (default 50)")

@@ -45,6 +45,7 @@ class Interactions:
         ts: float64 ``[E]`` timestamps in seconds since the epoch.
         outcome: int8 ``[E]`` :mod:`recommender.rewards` outcomes.
         item_features: float32 ``[n_items + 1, F]`` content features (row 0 unused), or ``F = 0``.
+        user_features: float32 ``[n_users, U]`` long-term taste (ALS user factors), or ``U = 0``.
         user_names / item_names: external ids, index-aligned (item_names[0] is "").
     """
 
@@ -57,6 +58,7 @@ class Interactions:
     item_features: np.ndarray = field(default_factory=lambda: np.zeros((1, 0), np.float32))
     user_names: list[str] = field(default_factory=list)
     item_names: list[str] = field(default_factory=list)
+    user_features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     def __post_init__(self) -> None:
         order = np.lexsort((tie_break_key(self.user, self.item), self.ts, self.user))
@@ -64,6 +66,8 @@ class Interactions:
             setattr(self, name, np.ascontiguousarray(getattr(self, name)[order]))
         if self.item_features.shape[0] != self.n_items + 1:
             self.item_features = np.zeros((self.n_items + 1, 0), np.float32)
+        if self.user_features.shape[0] != self.n_users:
+            self.user_features = np.zeros((self.n_users, 0), np.float32)
 
     def __len__(self) -> int:
         return len(self.user)
@@ -90,7 +94,8 @@ class Interactions:
     def subset(self, keep: np.ndarray) -> Interactions:
         """The events where bool ``keep [E]`` is true, same users and items."""
         return Interactions(self.n_users, self.n_items, self.user[keep], self.item[keep], self.ts[keep],
-                            self.outcome[keep], self.item_features, self.user_names, self.item_names)
+                            self.outcome[keep], self.item_features, self.user_names, self.item_names,
+                            self.user_features)
 
 
 @dataclass

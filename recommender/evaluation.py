@@ -123,7 +123,10 @@ def evaluate(data: Interactions, name: str, dqn_config: Any = None, cand_config:
             b = part.bounds
             seqs = [part.item[b[u]:b[u + 1]] for u in users]
             outs = [part.outcome[b[u]:b[u + 1]].astype(np.int64) for u in users]
-            record(model, score_users(net, cfg, seqs, outs), t0)
+            uvecs = part.user_features[users] if part.user_features.shape[1] else None
+            record(model, score_users(net, cfg, seqs, outs, user_vecs=uvecs), t0)
+            if model == "dqn" and cfg.rank_by != "q":  # the same network ranked by its Q head
+                record("dqn (Q head)", score_users(net, replace(cfg, rank_by="q"), seqs, outs, user_vecs=uvecs), t0)
         else:
             raise ValueError(f"unknown model {model!r}")
     return res
@@ -189,27 +192,30 @@ def evaluate_simulator(sim_config: Any = None, dqn_config: Any = None, steps: in
 
     run("greedy-als", greedy_als)
 
-    def scorer_policy(scorer: Scorer, use_candidates: bool) -> Any:
+    def scorer_policy(scorer: Scorer, use_candidates: bool, user_vecs: np.ndarray | None = None) -> Any:
         top = np.argsort(-als_scores, axis=1)[:, :candidates]
 
         def pick(u: int, items: np.ndarray, outs: np.ndarray, played: list[int]) -> int:
             cand = top[u] if use_candidates else np.arange(1, sim.config.n_tracks + 1)
             cand = cand[~np.isin(cand, played)]
-            h = scorer.state(scorer.item_vectors[items], outs)
-            s, _ = scorer.scores(h, cand)
-            return int(cand[np.argmax(s)])
+            h = scorer.state(scorer.item_vectors[items], outs, None if user_vecs is None else user_vecs[u])
+            s, q = scorer.scores(h, cand)
+            return int(cand[np.argmax(q if playlist_by_q else s)])
 
         return pick
 
     sup_cfg = gru4rec_config(cfg)
     part = replace(logs, item_features=np.zeros((logs.n_items + 1, 0), np.float32))
     sup = Trainer(part, sup_cfg, progress=progress).run(resume=False)
+    playlist_by_q = False
     run("gru4rec", scorer_policy(Scorer(export_weights(sup, sup_cfg.to_json())), use_candidates=False))
 
     part = replace(logs)
     prepare_features(part, als)
+    playlist_by_q = True  # a playlist is the long-horizon decision: the DQN picks by Q
     net = Trainer(part, cfg, progress=progress).run(resume=False)
-    run("dqn", scorer_policy(Scorer(export_weights(net, cfg.to_json())), use_candidates=True))
+    run("dqn", scorer_policy(Scorer(export_weights(net, cfg.to_json())), use_candidates=True,
+                             user_vecs=part.user_features))
 
     rng = np.random.default_rng(0)
     run("random", lambda u, items, outs, played: int(rng.integers(1, sim.config.n_tracks + 1)))

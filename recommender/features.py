@@ -38,10 +38,14 @@ def content_features(tags: list[str], artists: list[str]) -> np.ndarray:
                            _hashed([[a] if a else [] for a in artists], ARTIST_BUCKETS)], axis=1)
 
 
+def normalised(factors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), float32."""
+    f = np.asarray(factors, np.float32)
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-6)
+
+
 def with_factors(content: np.ndarray, factors: np.ndarray | None) -> np.ndarray:
     """Append L2-normalised collaborative factors ``[K, f]`` (rows of zeros for unknown tracks)."""
     if factors is None:
         return np.asarray(content, np.float32)
-    f = np.asarray(factors, np.float32)
-    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-6)
-    return np.concatenate([content, f], axis=1).astype(np.float32)
+    return np.concatenate([content, normalised(factors)], axis=1).astype(np.float32)

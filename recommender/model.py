@@ -92,9 +92,9 @@ class SeqQNet(nn.Module):
     checkpoint.
     """
 
-    def __init__(self, n_items: int, features: torch.Tensor, config: NetConfig) -> None:
+    def __init__(self, n_items: int, features: torch.Tensor, config: NetConfig, user_dim: int = 0) -> None:
         super().__init__()
-        self.config, self.n_items = config, n_items
+        self.config, self.n_items, self.user_dim = config, n_items, user_dim
         d = config.dim
         self.register_buffer("features", features.float())
         self.id_emb = nn.Embedding(n_items + 1, d, padding_idx=0)
@@ -114,6 +114,8 @@ class SeqQNet(nn.Module):
             nn.init.normal_(self.pos.weight, std=0.05)
             self.blocks = nn.ModuleList(_Block(d, config.heads, config.dropout) for _ in range(config.layers))
             self.out_norm = nn.LayerNorm(d)
+        # long-term taste (the user's ALS factor, folded in for a new history) joins the state
+        self.user_proj = nn.Linear(user_dim, d) if user_dim else None
         self.q_proj = nn.Linear(d, d)
         self.s_proj = nn.Linear(d, d)
         self.q_bias = nn.Parameter(torch.zeros(n_items + 1))
@@ -133,11 +135,20 @@ class SeqQNet(nn.Module):
         return v
 
     # ------------------------------------------------------------------ states
-    def encode(self, items: torch.Tensor, outcomes: torch.Tensor) -> torch.Tensor:
+    def encode(self, items: torch.Tensor, outcomes: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         """States after each event: ``[B, L, dim]`` for left-padded histories ``items``/``outcomes`` int ``[B, L]``.
 
         ``h[:, t]`` is the state having heard events ``0..t``; padding (item 0) must be on the left.
+        ``users`` float ``[B, user_dim]``: long-term taste vectors (needed when ``user_dim > 0``).
         """
+        h = self._encode(items, outcomes)
+        if self.user_proj is not None:
+            if users is None:
+                users = torch.zeros(items.shape[0], self.user_dim)
+            h = h + self.user_proj(users).unsqueeze(1)
+        return h
+
+    def _encode(self, items: torch.Tensor, outcomes: torch.Tensor) -> torch.Tensor:
         real = (items > 0).unsqueeze(-1)
         x = self.item_vectors(items) * real  # padding is an exact zero input
         if self.outcome_emb is not None:

@@ -110,11 +110,26 @@ class Scorer:
             x = x + self.w["outcome_emb.weight"][outcomes]
         return x
 
-    def state(self, vecs: np.ndarray, outcomes: np.ndarray) -> np.ndarray:
-        """The state ``[dim]`` after a history of ``m`` events: item vectors ``[m, dim]``, outcomes int ``[m]``.
+    @property
+    def user_dim(self) -> int:
+        """Width of the taste vector the state takes (0: none)."""
+        w = self.w.get("user_proj.weight")
+        return 0 if w is None else int(w.shape[1])
+
+    def state(self, vecs: np.ndarray, outcomes: np.ndarray, user_vec: np.ndarray | None = None) -> np.ndarray:
+        """The state ``[dim]`` after a history of ``m`` events: item vectors ``[m, dim]``, outcomes int ``[m]``,
+        and the listener's taste vector ``[user_dim]`` (zeros when None).
 
         Only the last ``max_history`` events count, as in training.
         """
+        h = self._state(vecs, outcomes)
+        if "user_proj.weight" in self.w:
+            h = h + self.w["user_proj.bias"]
+            if user_vec is not None:
+                h = h + np.asarray(user_vec, np.float32) @ self.w["user_proj.weight"].T
+        return h
+
+    def _state(self, vecs: np.ndarray, outcomes: np.ndarray) -> np.ndarray:
         vecs, outcomes = vecs[-self.L:], np.asarray(outcomes[-self.L:], np.int64)
         m = len(vecs)
         x = self._inputs(np.asarray(vecs, np.float32), outcomes)

@@ -53,8 +53,8 @@ class TrainConfig:
     """Network shape."""
     reward: RewardConfig = field(default_factory=RewardConfig)
     """Reward per outcome."""
-    epochs: int = 30
-    """Passes over every user's history."""
+    epochs: int = 10
+    """Passes over every user's history (10 train MovieLens-100K in a few CPU minutes)."""
     batch_size: int = 128
     """Windows per gradient step."""
     lr: float = 1e-3
@@ -79,8 +79,10 @@ class TrainConfig:
     """Catalogs up to this size use every track in the softmax and the argmax."""
     sampled_actions: int = 4096
     """Above it: uniform tracks added to the batch's targets to form the action set."""
-    rank_by: str = "blend"
-    """What ranks tracks at run time: ``q``, ``sqn`` (supervised head) or ``blend``."""
+    rank_by: str = "sqn"
+    """What ranks ``next`` and the offline evaluation: ``sqn`` (the supervised head, shaped by
+    Q-learning on the shared encoder, as SQN ranks), ``q`` or ``blend``. Playlists and search
+    re-ranking always use Q."""
     blend: float = 1.0
     """In ``blend``: score = sqn logit + blend * Q."""
     seed: int = 0
@@ -116,15 +118,17 @@ class TrainConfig:
         return cls(**json.loads(text))
 
 
-def windows(seqs: list[np.ndarray], outs: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
+def windows(seqs: list[np.ndarray], outs: list[np.ndarray], length: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut histories into left-padded windows of ``length`` events.
 
-    Returns ``(items int64 [W, length], outcomes int64 [W, length])``; consecutive windows
-    of a user overlap by one event, so every event after a user's first is a target once.
+    Returns ``(items int64 [W, length], outcomes int64 [W, length], user int64 [W])``
+    (``user`` indexes ``seqs``); consecutive windows of a user overlap by one event, so
+    every event after a user's first is a target once.
     """
-    items, outcomes = [], []
+    items, outcomes, users = [], [], []
     step = length - 1
-    for seq, out in zip(seqs, outs):
+    for u, (seq, out) in enumerate(zip(seqs, outs)):
         end = len(seq)
         while end >= 2:
             start = max(0, end - length)
@@ -134,10 +138,11 @@ def windows(seqs: list[np.ndarray], outs: list[np.ndarray], length: int) -> tupl
             o[length - (end - start):] = out[start:end]
             items.append(w)
             outcomes.append(o)
+            users.append(u)
             end -= step
     if not items:
         raise ConfigError("no user has 2 or more events: nothing to learn a next track from (ingest more history)")
-    return np.stack(items), np.stack(outcomes)
+    return np.stack(items), np.stack(outcomes), np.array(users, np.int64)
 
 
 def last_window(seq: np.ndarray, out: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -163,8 +168,9 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         feats = torch.from_numpy(np.ascontiguousarray(data.item_features, np.float32))
-        self.net = SeqQNet(data.n_items, feats, config.net)
-        self.target = SeqQNet(data.n_items, feats, config.net)
+        self.user_feats = torch.from_numpy(np.ascontiguousarray(data.user_features, np.float32))
+        self.net = SeqQNet(data.n_items, feats, config.net, user_dim=self.user_feats.shape[1])
+        self.target = SeqQNet(data.n_items, feats, config.net, user_dim=self.user_feats.shape[1])
         rl.hard_update(self.target, self.net)
         self.target.eval()
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -174,7 +180,7 @@ class Trainer:
         self.seqs = [data.item[b[u]:b[u + 1]] for u in range(data.n_users)]
         self.outs = [data.outcome[b[u]:b[u + 1]].astype(np.int64) for u in range(data.n_users)]
         self.rewards_table = torch.tensor([config.reward.skipped, config.reward.completed, config.reward.unknown])
-        self.win_items, self.win_outs = windows(self.seqs, self.outs, config.net.max_history + 1)
+        self.win_items, self.win_outs, self.win_users = windows(self.seqs, self.outs, config.net.max_history + 1)
 
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> None:
@@ -217,11 +223,13 @@ class Trainer:
                                 return_inverse=True)
         return ids, inv[1:1 + targets.numel()].view_as(targets)
 
-    def step(self, items: torch.Tensor, outcomes: torch.Tensor) -> dict[str, float]:
-        """One gradient step on a batch of windows ``[B, L + 1]``; returns the loss parts."""
+    def step(self, items: torch.Tensor, outcomes: torch.Tensor, users: torch.Tensor | None = None
+             ) -> dict[str, float]:
+        """One gradient step on a batch of windows ``[B, L + 1]`` (``users``: their taste vectors
+        ``[B, U]``); returns the loss parts."""
         c = self.config
         net, tgt = self.net, self.target
-        h = net.encode(items, outcomes)  # [B, L+1, d]
+        h = net.encode(items, outcomes, users)  # [B, L+1, d]
         state, _nxt = h[:, :-1], h[:, 1:]
         actions = items[:, 1:]  # the track played after each state
         valid = (items[:, :-1] > 0) & (actions > 0)
@@ -241,7 +249,7 @@ class Trainer:
             rewards = self.rewards_table[outcomes[:, 1:][valid]]
             with torch.no_grad():
                 q_next_online = q_all[:, 1:][valid].detach()
-                h_t = tgt.q_proj(tgt.encode(items, outcomes)[:, 1:][valid])
+                h_t = tgt.q_proj(tgt.encode(items, outcomes, users)[:, 1:][valid])
 
                 def target_value(best: torch.Tensor) -> torch.Tensor:  # the target net, only at a'
                     a = ids[best.squeeze(1)]
@@ -286,7 +294,8 @@ class Trainer:
             sums: dict[str, float] = {}
             for s in range(steps):
                 idx = order[s * c.batch_size:(s + 1) * c.batch_size]
-                logs = self.step(torch.from_numpy(self.win_items[idx]), torch.from_numpy(self.win_outs[idx]))
+                logs = self.step(torch.from_numpy(self.win_items[idx]), torch.from_numpy(self.win_outs[idx]),
+                                 self.user_feats[torch.from_numpy(self.win_users[idx])])
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v
                 bar.update(1)
@@ -306,8 +315,11 @@ class Trainer:
 
 @torch.no_grad()
 def score_users(net: SeqQNet, config: TrainConfig, seqs: list[np.ndarray], outs: list[np.ndarray],
-                batch: int = 256) -> np.ndarray:
-    """float32 ``[U, n_items + 1]`` ranking scores of every item after each history (column 0 = -inf)."""
+                batch: int = 256, user_vecs: np.ndarray | None = None) -> np.ndarray:
+    """float32 ``[U, n_items + 1]`` ranking scores of every item after each history (column 0 = -inf).
+
+    ``user_vecs`` float ``[U, user_dim]``: each history's taste vector, for a net with ``user_dim > 0``.
+    """
     torch.set_num_threads(1)
     net.eval()
     L = config.net.max_history
@@ -318,7 +330,8 @@ def score_users(net: SeqQNet, config: TrainConfig, seqs: list[np.ndarray], outs:
         w = [last_window(q, o, L) for q, o in zip(seqs[s:s + batch], outs[s:s + batch])]
         items = torch.from_numpy(np.stack([a for a, _ in w]))
         outcomes = torch.from_numpy(np.stack([b for _, b in w]))
-        h = net.encode(items, outcomes)[:, -1]
+        users = None if user_vecs is None else torch.from_numpy(np.asarray(user_vecs[s:s + batch], np.float32))
+        h = net.encode(items, outcomes, users)[:, -1]
         rows.append(combine_scores(config, net.q_values(h, vecs, ids).numpy(), net.sqn_logits(h, vecs, ids).numpy()))
     out = np.concatenate(rows).astype(np.float32)
     out[:, 0] = -np.inf
@@ -350,10 +363,13 @@ def fit_candidates(data: Interactions, cand_config: Any, reward: RewardConfig, p
 
 
 def prepare_features(data: Interactions, candidates: Any) -> None:
-    """Append the candidate model's item factors to ``data.item_features`` (in place)."""
-    from recommender.features import with_factors
+    """Append the candidate model's item factors to ``data.item_features`` and set its user
+    factors (L2-normalised) as ``data.user_features`` (in place)."""
+    from recommender.features import normalised, with_factors
 
     data.item_features = with_factors(data.item_features, candidates.item_factors)
+    if candidates.user_factors is not None:
+        data.user_features = normalised(candidates.user_factors)
 
 
 def train_database(db: str | Path, model_path: str | Path | None = None, config: TrainConfig | None = None,

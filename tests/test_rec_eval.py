@@ -79,7 +79,7 @@ def test_evaluate_runs_every_model_in_one_run():
 
     cfg = TrainConfig(net=NetConfig(dim=16, max_history=10), epochs=6, batch_size=16, lr=1e-2)
     res = evaluate(sequential_data(), "synthetic", cfg)
-    assert list(res.rows) == list(MODELS)
+    assert set(MODELS) <= set(res.rows) and "dqn (Q head)" in res.rows
     full = {m: r["full"]["NDCG@10"] for m, r in res.rows.items()}
     assert full["dqn"] > 1.5 * full["most-popular"] and full["gru4rec"] > 1.5 * full["most-popular"]
     for r in res.rows.values():

@@ -35,19 +35,20 @@ def cyclic_data(n_users: int = 30, n_items: int = 12, length: int = 25, seed: in
 
 
 @pytest.mark.parametrize("encoder,layers", [("gru", 1), ("gru", 2), ("attention", 1), ("attention", 2)])
-@pytest.mark.parametrize("rank_by", ["q", "sqn", "blend"])
-def test_numpy_scorer_matches_torch(encoder, layers, rank_by):
+@pytest.mark.parametrize("rank_by,user_dim", [("q", 0), ("sqn", 5), ("blend", 3)])
+def test_numpy_scorer_matches_torch(encoder, layers, rank_by, user_dim):
     torch.manual_seed(0)
     cfg = TrainConfig(net=NetConfig(dim=16, encoder=encoder, layers=layers, max_history=6, heads=2), rank_by=rank_by)
     feats = torch.randn(21, 7)
-    net = SeqQNet(20, feats, cfg.net).eval()
+    net = SeqQNet(20, feats, cfg.net, user_dim=user_dim).eval()
     scorer = Scorer(export_weights(net, cfg.to_json()))
     rng = np.random.default_rng(1)
     for m in (0, 1, 3, 6, 9):  # shorter, equal and longer than max_history
         seq = rng.integers(1, 21, m)
         out = rng.integers(0, 3, m)
-        expected = score_users(net, cfg, [seq], [out])[0, 1:]
-        h = scorer.state(scorer.item_vectors[seq], out)
+        uvec = rng.normal(size=(1, user_dim)).astype(np.float32) if user_dim else None
+        expected = score_users(net, cfg, [seq], [out], user_vecs=uvec)[0, 1:]
+        h = scorer.state(scorer.item_vectors[seq], out, None if uvec is None else uvec[0])
         got, _ = scorer.scores(h, np.arange(1, 21))
         np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-4)
 
@@ -64,7 +65,8 @@ def test_new_track_vector_comes_from_features():
 def test_windows_cover_every_transition_once():
     seqs = [np.arange(1, 8), np.array([3]), np.array([4, 5])]
     outs = [np.ones(7, np.int64), np.ones(1, np.int64), np.ones(2, np.int64)]
-    w, _ = windows(seqs, outs, 4)
+    w, _, users = windows(seqs, outs, 4)
+    assert users.tolist() == [0, 0, 2]
     pairs = {(int(a), int(b)) for row in w for a, b in zip(row[:-1], row[1:]) if a and b}
     assert pairs == {(i, i + 1) for i in range(1, 7)} | {(4, 5)}
     assert (w[:, 0] == 0).sum() >= 1  # left padding
