@@ -40,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -185,9 +186,14 @@ def direct_generation(source: PolicySource, out: Path, seed: int) -> tuple[float
                            style="folk", roles=("lead",), tempo=120.0, time_signature=(4, 4), primer=None,
                            valence=0.0, arousal=0.0)[0]
     t1 = time.perf_counter()
-    write_smf(clip, out / f"direct-{seed:06d}.mid")  # new files, as the server writes
-    write_clip_json(clip, out / f"direct-{seed:06d}.json")
+    # new files, both at once, as the server writes them
+    json_done = _JSON_WRITER.submit(write_clip_json, clip, out / f"direct-{seed:06d}.json")
+    write_smf(clip, out / f"direct-{seed:06d}.mid")
+    json_done.result()
     return t1 - t0, time.perf_counter() - t0
+
+
+_JSON_WRITER = ThreadPoolExecutor(max_workers=1)
 
 
 # ------------------------------------------------------------------ throughput
