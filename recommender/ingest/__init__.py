@@ -201,33 +201,36 @@ def _ingest(conn: sqlite3.Connection, p: Path, reader: ModuleType, fmt: str, def
 
     try:
         with open(p, encoding="utf-8-sig", newline="" if fmt == "csv" else None) as fh:
+            users_get, tracks_get, add, add_line = users.get, tracks.get, batch.append, lines.append
             for line, rec, size in reader.read(fh, default_user, rule):
                 chars += size
                 if chars > 1 << 20:
                     bar.update(chars)
                     chars = 0
-                if isinstance(rec, str):
+                if rec.__class__ is str:
                     if rec:  # "" marks a blank line, which is not a row
                         report.rows_in += 1
                         reject(line, rec)
                     continue
-                report.rows_in += 1
-                uid = users.get(rec.user)
+                user, key, title, artist, album, tags, duration, ts, ms, outcome = rec
+                uid = users_get(user)
                 if uid is None:
-                    uid = users[rec.user] = next_user
-                    new_users.append((uid, rec.user))
+                    uid = users[user] = next_user
+                    new_users.append((uid, user))
                     next_user += 1
-                tid = tracks.get(rec.key)
+                tid = tracks_get(key)
                 if tid is None:
-                    tid = tracks[rec.key] = next_track
-                    new_tracks.append((tid, rec.key, rec.title, rec.artist, rec.album, rec.tags, rec.duration_ms))
+                    tid = tracks[key] = next_track
+                    new_tracks.append((tid, key, title, artist, album, tags, duration))
                     next_track += 1
-                batch.append((uid, tid, rec.ts, rec.ms_played, rec.outcome, source))
-                lines.append(line)
+                add((uid, tid, ts, ms, outcome, source))
+                add_line(line)
                 if len(batch) >= BATCH:
+                    report.rows_in += len(batch)
                     flush()
     except UnicodeDecodeError as exc:
         raise IngestError(f"{p}: not UTF-8 text at byte {exc.start}: export the file as UTF-8") from None
+    report.rows_in += len(batch)
     flush()
     bar.update(chars)
     bar.close()
