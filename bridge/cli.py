@@ -122,9 +122,9 @@ def run(args: argparse.Namespace) -> int:
                           live_port=args.live_port, live_reply_port=args.live_reply_port,
                           live_timeout=args.live_timeout)
     source = PolicySource(args.model)
-    source.load()  # a missing or stale model is reported now, not on the first request
     server = Server(config, source)
-    host, port = server.bind()
+    host, port = server.bind()  # a busy port or unusable --out is reported first (cheap checks)
+    source.load()  # then a missing or stale model, now rather than on the first request
     if not server.binds_loopback():
         allowed = ", ".join(str(n) for n in args.allow) or "everyone"
         print(f"qriff serve: warning: listening on {host}:{port} exposes qriff to the network "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import logging
+import os
 import random
 import socket
 import threading
@@ -184,11 +185,16 @@ class Server:
             sock.close()
             raise ConfigError(f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror} "
                               "(is another qriff serve running? pick another --port)") from None
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.out_dir, os.W_OK):
+                raise PermissionError(13, "not writable")
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"--out {str(self.out_dir)!r} cannot hold clips: {exc.strerror or exc} "
+                              "(give a writable folder)") from None
         sock.settimeout(0.2)
         self._sock = sock
-        import pretty_midi  # noqa: F401  (imported now so the first request does not pay ~0.2 s for it)
-
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         return self.address
 
     @property

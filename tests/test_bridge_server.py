@@ -406,3 +406,28 @@ def test_ipv6_loopback_serves(tmp_path):
 
         assert OscMessage(client.recvfrom(65536)[0]).params == [5, "0.1.0"]
         client.close()
+
+
+def test_unusable_out_folder_and_busy_port_are_config_errors(tmp_path):
+    from bridge.errors import ConfigError
+    from bridge.server import Server, ServerConfig
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="cannot hold clips"):
+        Server(ServerConfig(port=0, out_dir=blocker), WalkSource()).bind()
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    try:
+        with pytest.raises(ConfigError, match="pick another --port"):
+            Server(ServerConfig(port=taken.getsockname()[1], out_dir=tmp_path / "o"), WalkSource()).bind()
+    finally:
+        taken.close()
+
+
+def test_cli_unusable_out_folder_exits_2(qriff, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = qriff("serve", "--port", "0", "--out", str(blocker), "--model", str(tmp_path / "none.onnx"))
+    assert r.returncode == 2 and "cannot hold clips" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
