@@ -58,7 +58,7 @@ class TrainConfig:
     # --- run
     seed: int = 0
     """Seeds torch, numpy, the environments and the replay sampling: same seed, same run."""
-    total_steps: int = 400_000
+    total_steps: int = 1_200_000
     """Environment steps (tokens written) over all parallel environments."""
     n_envs: int = 32
     """Parallel melodies stepped together (one batched forward pass per step)."""
@@ -120,7 +120,7 @@ class TrainConfig:
     # --- bookkeeping
     log_every: int = 10_000
     """Environment steps between log rows (CSV, TensorBoard, progress bar)."""
-    eval_every: int = 100_000
+    eval_every: int = 300_000
     """Environment steps between evaluations (0 = only at the end)."""
     eval_clips: int = 200
     """Clips per style in each evaluation (C major, 2 bars, temperature 1)."""
@@ -129,7 +129,7 @@ class TrainConfig:
     eval_corpus: bool = True
     """Compare evaluations with the held-out corpus (histogram overlaps; the first use extracts
     and caches the corpus, which takes minutes)."""
-    checkpoint_every: int = 100_000
+    checkpoint_every: int = 300_000
     """Environment steps between checkpoints (one is also written at the end and on Ctrl-C)."""
     save_replay: bool = True
     """Save the replay memory with checkpoints (needed for an exact resume; ~2 x buffer x D x 2 bytes)."""
