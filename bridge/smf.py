@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bridge.clipfiles import atomic_bytes
 from engine import theory
-from engine.clip import Clip, atomic_write
+from engine.clip import Clip
 
 #: Ticks per quarter note.
 TICKS_PER_BEAT = 480
@@ -99,6 +100,5 @@ def smf_bytes(clip: Clip) -> bytes:
 
 
 def write_smf(clip: Clip, path: str | os.PathLike[str]) -> Path:
-    """Write the clip as a Standard MIDI File, atomically; returns the path."""
-    data = smf_bytes(clip)
-    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    """Write the clip as a Standard MIDI File, atomically (the folder must exist); returns the path."""
+    return atomic_bytes(path, smf_bytes(clip))

@@ -6,7 +6,7 @@ import pretty_midi
 import pytest
 from bridge_support import WalkSource
 
-from bridge.clipfiles import clip_dict, write_clip_json
+from bridge.clipfiles import atomic_bytes, clip_dict, write_clip_json
 from bridge.smf import smf_bytes, write_smf
 from engine.clip import Clip, Note, Track
 
@@ -70,3 +70,22 @@ def test_fast_json_is_the_clip_contract(tmp_path, roles):
     path = write_clip_json(clip, tmp_path / "c.json")
     assert json.loads(path.read_text()) == clip.to_dict()
     assert Clip.from_json(path.read_text()).tracks == clip.tracks
+
+
+def test_atomic_bytes_leaves_only_the_final_file(tmp_path):
+    path = atomic_bytes(tmp_path / "sub" / "a.mid", b"MThd")  # a missing folder is made
+    assert path.read_bytes() == b"MThd" and [p.name for p in path.parent.iterdir()] == ["a.mid"]
+    atomic_bytes(path, b"new")
+    assert path.read_bytes() == b"new" and len(list(path.parent.iterdir())) == 1
+
+
+def test_atomic_bytes_failure_leaves_nothing(tmp_path, monkeypatch):
+    import os
+
+    def broken(fd, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", broken)
+    with pytest.raises(OSError, match="No space"):
+        atomic_bytes(tmp_path / "b.json", b"{}")
+    assert list(tmp_path.iterdir()) == []
