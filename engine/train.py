@@ -192,7 +192,8 @@ class TrainConfig:
 #: Named configurations. ``default`` trains the shipped model; ``tiny`` is for tests and smoke runs.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "tiny": {"total_steps": 400, "n_envs": 2, "hidden": (32,), "batch_size": 16, "buffer_size": 1_000,
+    "tiny": {"total_steps": 400, "n_envs": 2, "hidden": (32,), "prior_branch": False, "batch_size": 16,
+             "buffer_size": 1_000,
              "learning_starts": 64, "log_every": 100, "eval_every": 200, "eval_clips": 8, "checkpoint_every": 200,
              "out_dir": "runs/tiny"},
 }

@@ -166,7 +166,7 @@ def test_prior_branch_run_uses_the_style_prior_weight(tmp_path, monkeypatch):
 
     prior = _fake_prior()
     monkeypatch.setattr(tr, "_load_prior", lambda: prior)
-    result = train(tiny(tmp_path, eval_clips=0, total_steps=200))
+    result = train(tiny(tmp_path, eval_clips=0, total_steps=200, prior_branch=True))
     ck = torch.load(result.checkpoint, weights_only=False)
     cfg = ModelConfig.from_dict(ck["model_config"])
     terms = ck["style_terms"]
