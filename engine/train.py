@@ -232,14 +232,44 @@ def _tupled(value: Any) -> Any:
 
 @functools.lru_cache(maxsize=1)
 def _load_prior() -> Any:
-    """The shipped corpus prior, or None (with a warning) when it is not available."""
+    """The shipped corpus prior (wrapped in :class:`CachedPrior`), or None with a warning."""
     try:
         from engine.prior import PriorModel
 
-        return PriorModel.load()
+        return CachedPrior(PriorModel.load())
     except (ImportError, EngineError) as exc:
         log.warning("training without the corpus prior: %s", exc)
         return None
+
+
+class CachedPrior:
+    """The corpus prior with a one-entry cache of ``log_probs``.
+
+    Each step the environment's ``prior`` reward term and the replay's log-prob columns
+    need the prior on the same observations; the training loop computes them once and
+    :meth:`prime` s the cache, so the reward's call is a lookup. Everything else is
+    passed through to the wrapped :class:`engine.prior.PriorModel`.
+    """
+
+    def __init__(self, prior: Any) -> None:
+        self.prior = prior
+        self._x: np.ndarray | None = None
+        self._out: np.ndarray | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.prior, name)
+
+    def prime(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Remember ``log_probs(x) == out`` (``x`` float32 ``[B, obs_dim(0)]``, ``out`` ``[B, 38]``)."""
+        self._x, self._out = np.array(x, copy=True), out
+
+    def log_probs(self, x: np.ndarray) -> np.ndarray:
+        """``log p(a|s)`` float32 ``[B, 38]`` (do not modify the result: it may be cached)."""
+        if self._x is not None and self._x.shape == x.shape and np.array_equal(self._x, x):
+            return self._out  # type: ignore[return-value]
+        out = self.prior.log_probs(x)
+        self.prime(x, out)
+        return out
 
 
 def build_network(cfg: TrainConfig, obs_dim: int, n_style: int,
@@ -646,7 +676,14 @@ def _train(cfg: TrainConfig) -> TrainResult:
                 real_next[dones] = info["final_obs"][dones]
                 recent_returns.extend(info["episode_return"][dones].tolist())
                 counters["episodes"] += int(dones.sum())
-            replay.add(*nstep.push(obs_x, actions, rewards, with_prior(real_next), dones))
+            next_x = with_prior(real_next)
+            if n_extra and hasattr(prior_np, "prime"):
+                # the next step's observations: real_next except where an episode restarted
+                next_lp = next_x[:, obs_dim:].copy()
+                if dones.any():
+                    next_lp[dones] = prior_np.prior.log_probs(next_obs[dones][:, :d0])
+                prior_np.prime(next_obs[:, :d0], next_lp)
+            replay.add(*nstep.push(obs_x, actions, rewards, next_x, dones))
             obs = next_obs
             counters["env_steps"] += cfg.n_envs
             vec_step += 1
