@@ -63,9 +63,9 @@ class PriorConfig:
     """Adam (L2) weight decay."""
     batch_size: int = 512
     """Training steps (observation, next token) per minibatch."""
-    epochs: int = 6
+    epochs: int = 15
     """Most epochs (each samples about ``rows_per_epoch`` training steps)."""
-    rows_per_epoch: int = 250_000
+    rows_per_epoch: int = 400_000
     """Steps per epoch, drawn as random whole episodes; 0 uses every training step."""
     patience: int = 2
     """Stop after this many epochs without a better validation NLL."""

@@ -59,9 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_selection(pr)
     pr.add_argument("--out", default=None, metavar="PATH.npz",
                     help="where to write the model (default: the shipped engine/models/prior.npz)")
-    pr.add_argument("--epochs", type=bounded_int(1, 1000), default=None, help="most epochs (default: 6)")
+    pr.add_argument("--epochs", type=bounded_int(1, 1000), default=None, help="most epochs (default: 15)")
     pr.add_argument("--rows", type=bounded_int(0, 10**9), default=None, metavar="N",
-                    help="training steps sampled per epoch, 0 = all (default: 250000)")
+                    help="training steps sampled per epoch, 0 = all (default: 400000)")
     pr.add_argument("--hidden", default=None, metavar="W,W",
                     help="hidden layer widths (default: 256,256)")
     pr.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="random seed (default: 0)")
