@@ -70,7 +70,7 @@ SKIP_REASONS = {
     "parse_error": "music21 could not parse it",
     "polyphonic": "more than one voice or many chords",
     "unsupported_metre": "metre not 4/4, 3/4, 2/4 or 6/8 (or renotatable as one)",
-    "metre_change": "time signature changes inside the tune",
+    "metre_change": "time signature changes or irregular bars (e.g. split endings) inside the tune",
     "no_key": "no key declared and none could be estimated",
     "off_grid": "rhythm off the 16th-note grid (triplets, grace runs)",
     "too_short": "under 2 bars or under 6 notes",

@@ -108,11 +108,12 @@ def evaluate_sequences(seqs: Sequence[np.ndarray | Sequence[int]], *, reference:
     """Every metric of a set of melodies, as one flat dict.
 
     ``seqs``: token sequences relative to C (int, each a whole number of bars of
-    ``time_signature``). ``reference``: held-out tunes to compare with, as
-    :class:`engine.metrics.Histograms`, or a list of token arrays / corpus melodies
-    (see :func:`corpus_reference`); None leaves the ``overlap_*`` metrics out.
-    ``prior``: a :class:`engine.prior.PriorModel` for ``prior_log_likelihood`` (mean
-    ``log p`` per step, nats); None leaves it out. ``chords``: one progression for all
+    ``time_signature``). ``reference``: tunes to compare with: ``"heldout"`` (the
+    held-out corpus tunes of the same metre and scale, see :func:`corpus_reference`),
+    :class:`engine.metrics.Histograms`, or a list of token arrays / corpus melodies;
+    None leaves the ``overlap_*`` metrics out. ``prior``: ``"shipped"`` or a
+    :class:`engine.prior.PriorModel` for ``prior_log_likelihood`` (mean ``log p`` per
+    step, nats); None leaves it out. ``chords``: one progression for all
     sequences (``"C G Am F"`` or a list of symbols), one per sequence, or None for the
     default progression of ``scale``.
 
@@ -134,7 +135,19 @@ def evaluate_sequences(seqs: Sequence[np.ndarray | Sequence[int]], *, reference:
             raise EngineError(f"got {len(per)} chord progressions for {len(seqs)} melodies: give one, or one each")
     ctxs = [SequenceContext(scale=scale, time_signature=ts, key=0,
                             chords=None if c is None else (c.split() if isinstance(c, str) else list(c))) for c in per]
-    ref = reference if reference is None or isinstance(reference, metrics.Histograms) else _histograms_of(reference)
+    if isinstance(reference, str):
+        if reference != "heldout":
+            raise EngineError(f"reference {reference!r} is not known: give 'heldout' (the held-out corpus tunes of "
+                              "the same metre and scale), Histograms, or a list of token sequences")
+        ref: metrics.Histograms | None = corpus_reference(ts, scale, "heldout", progress=False)[0]
+    else:
+        ref = reference if reference is None or isinstance(reference, metrics.Histograms) else _histograms_of(reference)
+    if isinstance(prior, str):
+        if prior != "shipped":
+            raise EngineError(f"prior {prior!r} is not known: give 'shipped' or a PriorModel")
+        from engine.prior import PriorModel
+
+        prior = PriorModel.load()
     return _evaluate([np.asarray(s) for s in seqs], ctxs, ref, prior)
 
 

@@ -78,6 +78,16 @@ def test_prior_log_likelihood_is_teacher_forced():
     assert r["prior_log_likelihood"] == pytest.approx(total / len(MEL), rel=1e-5)
 
 
+def test_named_reference_and_prior():
+    # ("heldout" loads the whole held-out corpus: corpus_reference is tested on a tiny corpus below)
+    with pytest.raises(EngineError, match="reference 'corpus' is not known"):
+        ev.evaluate_sequences([MEL], reference="corpus")
+    with pytest.raises(EngineError, match="prior 'mine' is not known"):
+        ev.evaluate_sequences([MEL], prior="mine")
+    r = ev.evaluate_sequences([MEL], prior="shipped")
+    assert r["prior_log_likelihood"] < 0
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"chords": [["C"], ["G"], ["F"]]}, "3 chord progressions for 2 melodies"),
     ({"time_signature": "5/4"}, "not supported"),
