@@ -121,6 +121,9 @@ class PriorModel:
                              f"(layout {meta.get('obs_layout')!r}); this qriff builds version "
                              f"{observation.OBS_VERSION} ({observation.layout_string(0)}): {hint}")
         model = cls(weights, meta)
+        if meta.get("obs_fingerprint") and meta["obs_fingerprint"] != observation_fingerprint():
+            log.warning("prior model %s was trained on an observation that has since changed meaning (same version "
+                        "%s): its log p(a|s) may be off; %s", p, observation.OBS_VERSION, hint)
         if model.obs_dim != observation.obs_dim(0) or model.weights[-1][0].shape[1] != tokens.N_ACTIONS:
             raise ModelError(f"prior model {str(p)!r} has shape {model.obs_dim}->{model.weights[-1][0].shape[1]}, "
                              f"expected {observation.obs_dim(0)}->{tokens.N_ACTIONS}: {hint}")
@@ -130,7 +133,7 @@ class PriorModel:
         """Write the model atomically as ``.npz`` (plus ``.json`` with config and metrics beside it)."""
         p = Path(path)
         meta = dict(self.meta, format=PRIOR_FORMAT, layers=len(self.weights), obs_version=observation.OBS_VERSION,
-                    obs_layout=observation.layout_string(0))
+                    obs_layout=observation.layout_string(0), obs_fingerprint=observation_fingerprint())
         arrays = {}
         for i, (w, b) in enumerate(self.weights):
             arrays[f"w{i}"], arrays[f"b{i}"] = w, b
@@ -200,6 +203,25 @@ class PriorModel:
     def metrics(self) -> dict[str, Any]:
         """Held-out metrics recorded at training time (``test_nll``, ``test_accuracy``...)."""
         return dict(self.meta.get("metrics", {}))
+
+
+def observation_fingerprint() -> str:
+    """A short hash of :func:`engine.observation.observe` on fixed probe melodies.
+
+    It changes when the observation's meaning changes even if its version and layout
+    do not; the prior stores it and :meth:`PriorModel.load` warns on a mismatch.
+    """
+    import hashlib
+
+    rng = np.random.default_rng(12345)
+    frames = (("major", (4, 4)), ("natural_minor", (3, 4)), ("dorian", (6, 8)), ("major", (2, 4)))
+    contexts = [observation.MelodyContext.from_music(key=0, scale=sc, bars=3, time_signature=ts, role="lead",
+                                                     style=np.zeros((0,), np.float32)) for sc, ts in frames]
+    seqs = [rng.integers(0, tokens.N_ACTIONS, c.n_steps) for c in contexts]
+    digest = hashlib.sha1()
+    for obs, _ in StepData(contexts=contexts, sequences=seqs).chunks():
+        digest.update(np.round(obs.astype(np.float64), 5).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def torch_net(obs_dim: int, hidden: Sequence[int]) -> Any:

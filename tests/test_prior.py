@@ -179,6 +179,18 @@ def test_shipped_prior():
     assert side["metrics"]["test_nll"] == pytest.approx(m["test_nll"])
 
 
+def test_shipped_prior_matches_the_observation():
+    """The observation must mean what it meant when the shipped prior was trained."""
+    meta = prior.PriorModel.load().meta
+    assert meta["obs_fingerprint"] == prior.observation_fingerprint(), (
+        "engine.observation.observe changed since the shipped prior was trained: bump OBS_VERSION if the change "
+        "is meant, and retrain it with: qriff corpus prior --out engine/models/prior.npz")
+
+
+def test_fingerprint_is_stable():
+    assert prior.observation_fingerprint() == prior.observation_fingerprint()
+
+
 def test_shipped_prior_prefers_scale_tones():
     """After C-E-G on the beats of a C major bar, an in-scale pitch should be likelier than a chromatic one."""
     model = prior.PriorModel.load()
