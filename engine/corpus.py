@@ -21,7 +21,9 @@ chorales (MusicXML). Every tune becomes a :class:`CorpusMelody`:
 * **split**: train / valid / test (80/10/10) from a hash of source, file and tune
   number, so it never changes between runs or machines.
 
-Skipped tunes are kept in the :class:`CorpusReport` with their reason. Extraction runs
+Skipped tunes are kept in the :class:`CorpusReport` with their reason; exact duplicates
+(reprints, a chorale melody harmonised twice) keep only their first copy, so no copy of
+a held-out tune is trained on. Extraction runs
 once per source (in 2 processes for the big sources) and is cached as ``.npz`` in
 ``platformdirs.user_cache_dir("qriff")`` (``QRIFF_CACHE_DIR`` overrides it); later
 loads read the cache in a fraction of a second.
@@ -74,6 +76,7 @@ SKIP_REASONS = {
     "no_key": "no key declared and none could be estimated",
     "off_grid": "rhythm off the 16th-note grid (triplets, grace runs)",
     "too_short": "under 2 bars or under 6 notes",
+    "duplicate": "the same melody as an earlier tune of the source",
 }
 #: Metres as music21 prints them -> (supported metre, factor applied to note values).
 _METRES: dict[str, tuple[tuple[int, int], float]] = {
@@ -672,7 +675,31 @@ def _cache_path(source: str, limit: int | None) -> Path:
     return cache_dir() / f"v{CORPUS_VERSION}-{source}-{limit or 'all'}.npz"
 
 
+def _drop_duplicates(mels: list[CorpusMelody], rep: SourceReport) -> list[CorpusMelody]:
+    """Keep the first of tunes with identical tokens (reprints, chorale melodies harmonised
+    twice), so that no copy of a held-out tune sits in the train split; counted as skipped."""
+    seen: dict[bytes, str] = {}
+    kept = []
+    for m in mels:
+        key = m.tokens.tobytes() + repr(m.time_signature).encode()
+        if key in seen:
+            rep.skipped["duplicate"] = rep.skipped.get("duplicate", 0) + 1
+            rep.skipped_tunes.append((m.name, "duplicate", f"same tokens as {seen[key]}"))
+            continue
+        seen[key] = m.name
+        kept.append(m)
+    if len(kept) != len(mels):
+        rep.kept = len(kept)
+        rep.splits = {s: sum(m.split == s for m in kept) for s in SPLITS}
+    return kept
+
+
 def _load_source(source: str, limit: int | None, progress: bool) -> tuple[list[CorpusMelody], SourceReport]:
+    mels, rep = _load_or_extract(source, limit, progress)
+    return _drop_duplicates(mels, rep), rep
+
+
+def _load_or_extract(source: str, limit: int | None, progress: bool) -> tuple[list[CorpusMelody], SourceReport]:
     path = _cache_path(source, limit)
     if path.is_file():
         try:
