@@ -215,3 +215,15 @@ def test_cli_extract_and_stats(cache, qriff):
     assert r.returncode == 0 and "| all |" in r.stdout and "metres:" in r.stdout
     r = qriff("corpus", "extract", "--sources", "nowhere", env=env)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nowhere" in r.stderr
+
+
+def test_duplicates_keep_the_first():
+    def mel(name, split, first=14):
+        return corpus.CorpusMelody(tokens=np.array([first] + [1] * 31), time_signature=(4, 4), scale="major",
+                                   chords=["C", "C"], source="essen", name=name, split=split)
+
+    rep = corpus.SourceReport(source="essen", tunes=3, kept=3, splits={"train": 1, "valid": 1, "test": 1})
+    kept = corpus._drop_duplicates([mel("a", "train"), mel("b", "test"), mel("c", "valid", first=16)], rep)
+    assert [m.name for m in kept] == ["a", "c"]
+    assert rep.kept == 2 and rep.skipped == {"duplicate": 1} and rep.splits == {"train": 1, "valid": 1, "test": 0}
+    assert rep.skipped_tunes == [("b", "duplicate", "same tokens as a")]
