@@ -123,6 +123,7 @@ def synthetic_catalog(tracks: int, seed: int = 0) -> list[tuple[str, str, str, s
     20,000-word vocabulary (so some words are common, as "love" is), 5,000 artists, 30 genres."""
     rng = np.random.default_rng(seed)
     vocab = vocabulary(20_000, rng)
+    rng.shuffle(vocab)  # word frequency must not follow alphabetical order
     p = 1.0 / np.arange(1, len(vocab) + 1)
     p /= p.sum()
     artists = [" ".join(rng.choice(vocab[:4000], 2)).title() for _ in range(5000)]

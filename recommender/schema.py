@@ -60,6 +60,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE TABLE rejections (source_id INTEGER NOT NULL REFERENCES sources(id), line INTEGER NOT NULL,
                                  reason TEXT NOT NULL);
     """),
+    (4, "prefix indexes for search-as-you-type (a 3-letter prefix took 85 ms on 50,000 tracks)", """
+        DROP TABLE tracks_fts;
+        CREATE VIRTUAL TABLE tracks_fts USING fts5(
+            title, artist, album, tags, content='tracks', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2', prefix='1 2 3 4');
+        INSERT INTO tracks_fts(tracks_fts) VALUES ('rebuild');
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
