@@ -79,7 +79,7 @@ def register_rec(subparsers: Any) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=bounded_int(1, 10_000), default=10, help="passes over the data (default 10)")
     g.add_argument("--batch-size", type=bounded_int(1, 65_536), default=128, help="windows per step (default 128)")
-    g.add_argument("--lr", type=bounded_float(1e-6, 1.0), default=1e-3, help="Adam learning rate (default 1e-3)")
+    g.add_argument("--lr", type=bounded_float(1e-6, 1.0), default=2e-3, help="Adam learning rate (default 2e-3)")
     g.add_argument("--gamma", type=bounded_float(0.0, 0.99), default=0.5, help="discount (default 0.5)")
     g.add_argument("--q-weight", type=bounded_float(0.0, 100.0), default=1.0,
                    help="weight of the Q-learning loss; 0 = supervised only (default 1)")

@@ -57,8 +57,8 @@ class TrainConfig:
     """Passes over every user's history (10 train MovieLens-100K in a few CPU minutes)."""
     batch_size: int = 128
     """Windows per gradient step."""
-    lr: float = 1e-3
-    """Adam learning rate."""
+    lr: float = 2e-3
+    """Adam learning rate (at 1e-3, 10 epochs leave the GRU4Rec baseline at popularity level)."""
     weight_decay: float = 0.0
     """Adam weight decay."""
     gamma: float = 0.5
