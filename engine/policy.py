@@ -465,14 +465,18 @@ class Policy:
         else:
             batch = observation.MelodyBatch.create(contexts)
             obs = observation.observe(batch)
-        any_forced = (forced >= 0).any(axis=1)
+        if fast:
+            # The builder updates one observation array in place: bind it (and an output
+            # buffer) to the session once, so each step is a bare run with no conversions.
+            run_step = self._bound_runner(builder.obs, b)
+        any_forced = (forced >= 0).any(axis=1).tolist()
         for t in range(n):
             if any_forced[t] and (forced[t] >= 0).all():
                 act = forced[t]
             else:
-                q = run(out_name, {in_name: obs})[0]
+                q = run_step() if fast else run(out_name, {in_name: obs})[0]
                 if noise is not None:
-                    q += noise[t]
+                    q = q + noise[t]
                 act = q.argmax(axis=1)
                 if any_forced[t]:
                     act = np.where(forced[t] >= 0, forced[t], act)
@@ -484,6 +488,34 @@ class Policy:
                     batch.append(act)
                     obs = observation.observe(batch)
         return seqs
+
+    def _bound_runner(self, obs: np.ndarray, b: int) -> Any:
+        """A zero-argument function running the model on ``obs`` (float32 ``[b, D]``, updated
+        in place by the caller) and returning the Q-values ``[b, 38]`` (a reused buffer).
+
+        Uses onnxruntime's I/O binding on the arrays' memory (no per-step conversion or
+        allocation); falls back to ``session.run`` where the binding API is unavailable.
+        """
+        import onnxruntime as ort
+
+        q = np.zeros((b, tokens.N_ACTIONS), np.float32)
+        sess = getattr(self.session, "_sess", None)
+        try:
+            binding = self.session.io_binding()
+            binding.bind_input(self._input, "cpu", 0, np.float32, list(obs.shape), obs.ctypes.data)
+            binding.bind_output(self._output, "cpu", 0, np.float32, list(q.shape), q.ctypes.data)
+            raw, opts = binding._iobinding, ort.RunOptions()
+        except (AttributeError, TypeError, RuntimeError):
+            sess = None
+        if sess is None or not hasattr(sess, "run_with_iobinding"):
+            run, out, inp = self.session.run, [self._output], self._input
+            return lambda: run(out, {inp: obs})[0]
+
+        def step() -> np.ndarray:
+            sess.run_with_iobinding(raw, opts)
+            return q
+
+        return step
 
     def _primer_tokens(self, primer: Clip | str | os.PathLike[str] | None, tonic: int, spb: int,
                        ts: tuple[int, int], roles: tuple[str, ...]) -> tuple[dict[str, np.ndarray], int]:
