@@ -49,13 +49,13 @@ MAX_WEIGHT = 5.0
 #: Named presets. Missing terms weigh 0.
 PRESETS: dict[str, dict[str, float]] = {
     # Default: real folk-like melodies, the corpus prior leads, theory keeps it clean.
-    "folk": {"prior": 1.0, "key": 1.0, "chord": 0.5, "cadence": 1.0, "leap": 1.0, "repetition": 1.0,
+    "folk": {"prior": 1.0, "key": 1.0, "chord": 0.5, "cadence": 1.0, "leap": 2.0, "repetition": 1.0,
              "intervals": 0.3, "range": 0.3},
     # RL Tuner's aesthetic: dense, motif-driven, repeated hooks. Judged by RL Tuner's
     # metrics, so their terms weigh most (near the 5 maximum: at sampling temperature 1 a
     # rule is only obeyed when breaking it costs several nats).
-    "hook": {"prior": 0.2, "key": 5.0, "chord": 0.5, "cadence": 4.0, "leap": 5.0, "repetition": 5.0,
-             "autocorr": 4.0, "motif": 3.0, "repeat_motif": 5.0, "intervals": 0.5, "range": 5.0, "density": 0.5},
+    "hook": {"prior": 0.2, "key": 5.0, "chord": 0.5, "cadence": 5.0, "leap": 5.0, "repetition": 5.0,
+             "autocorr": 5.0, "motif": 2.0, "repeat_motif": 2.0, "intervals": 0.5, "range": 5.0, "density": 0.5},
     # Bach-chorale-like soprano lines: chord tones, stepwise motion, longer notes.
     "chorale": {"prior": 0.8, "key": 1.5, "chord": 1.5, "cadence": 1.5, "leap": 1.5, "repetition": 1.0,
                 "intervals": 1.0, "contour": 0.5, "density": -0.5},
