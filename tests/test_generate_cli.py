@@ -139,3 +139,17 @@ def test_render_writes_stems(model, tmp_path, capsys):
     assert code == 0, err
     stems = sorted(p.name for p in (out / "clip-0000").iterdir())
     assert any(s.endswith(".wav") for s in stems), stems
+
+
+def test_shipped_model_generates_with_no_flags(tmp_path, capsys, monkeypatch):
+    from engine.policy import DEFAULT_MODEL_PATH, Policy
+
+    if not DEFAULT_MODEL_PATH.is_file():
+        pytest.skip("no shipped model in this checkout")
+    assert DEFAULT_MODEL_PATH.stat().st_size < 5_000_000
+    info = Policy.load().info
+    assert info.metadata["train_command"].startswith("qriff train") and info.train_metrics["env_steps"] > 0
+    monkeypatch.chdir(tmp_path)
+    code, err = _main(["generate"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "qriff-clips" / "clip-0000.mid").is_file()
