@@ -38,9 +38,9 @@ def default_dqn_config() -> Any:
 
 
 def gru4rec_config(dqn: Any) -> Any:
-    """The supervised baseline: the DQN's encoder size and budget, no Q head, ids only."""
-    return replace(dqn, q_weight=0.0, rank_by="sqn", net=replace(dqn.net, encoder="gru", use_outcomes=False,
-                                                                   id_dropout=0.0))
+    """The supervised baseline: the DQN's encoder size, budget and regularisation (dropout and
+    id dropout: without the latter it stays below ALS on MovieLens-100K), no Q head, ids only."""
+    return replace(dqn, q_weight=0.0, rank_by="sqn", net=replace(dqn.net, encoder="gru", use_outcomes=False))
 
 
 @dataclass
