@@ -85,6 +85,8 @@ class ObservationBuilder:
     """
 
     SUPPORTED_VERSION = 1
+    #: Batches of at least this many rows keep their state in arrays.
+    VECTOR_ROWS = 40
     _DYNAMIC = ("history", "last_pitch", "note_age", "last_interval", "pending_leap", "stats")
     _LAYOUT_HEAD = ["history", "last_pitch", "note_age", "last_interval", "pending_leap"]
 
@@ -129,6 +131,15 @@ class ObservationBuilder:
         # per row: last pitch, previous pitch, last onset, max, min, max count, min count, onsets, rests, holds
         self._state = [[-1, -1, -1, -1, -1, 0, 0, 0, 0, 0] for _ in range(b)]
         self._win: list[list[int]] = [[] for _ in range(b)]
+        # From VECTOR_ROWS rows on, the same state lives in arrays (a fixed number of numpy
+        # operations a step instead of Python work per row).
+        self._vec = b >= self.VECTOR_ROWS
+        if self._vec:
+            self._rows = np.arange(b)
+            self._v = {k: np.full(b, -1, np.int64) for k in ("lp", "pp", "lo", "mx", "mn")}
+            self._v.update(mxc=np.zeros(b, np.int64), mnc=np.zeros(b, np.int64))
+            self._cnt = np.zeros((b, 3), np.int64)
+            self._vwin = np.full((b, 8), -1, np.int64)
 
     @classmethod
     def static_table(cls, ctx: observation.MelodyContext) -> np.ndarray:
@@ -151,6 +162,8 @@ class ObservationBuilder:
 
         The returned array is updated in place by the next call: copy it to keep it.
         """
+        if self._vec:
+            return self._append_vector(np.asarray(actions, np.int64))
         t = self.step
         s = t + 1
         mid_idx, ages, stats = [], [], []
@@ -205,7 +218,56 @@ class ObservationBuilder:
         return self.obs
 
 
+    def _append_vector(self, a: np.ndarray) -> np.ndarray:
+        """:meth:`append` for many rows: the same arithmetic on arrays."""
+        t = self.step
+        s = t + 1
+        v = self._v
+        lp, pp, lo, mx, mn, mxc, mnc = v["lp"], v["pp"], v["lo"], v["mx"], v["mn"], v["mxc"], v["mnc"]
+        isp = a >= tokens.FIRST_PITCH
+        if isp.any():
+            np.copyto(pp, lp, where=isp)
+            np.copyto(lp, a, where=isp)
+            lo[isp] = t
+            up = isp & (a > mx)
+            mxc += isp & (a == mx)
+            np.copyto(mx, a, where=up)
+            mxc[up] = 1
+            down = isp & ((mn < 0) | (a < mn))
+            mnc += isp & (a == mn)
+            np.copyto(mn, a, where=down)
+            mnc[down] = 1
+        self._cnt[self._rows, _CATEGORY[a]] += 1
+        win = self._vwin
+        win[:, :-1] = win[:, 1:]
+        win[:, -1] = a
+        mid = np.maximum(lp - 1, 0) * 26 + np.where(pp >= 0, np.clip(lp - pp, -12, 12) + 13, 0)
+        age = np.where(lo >= 0, np.minimum(s - lo, 16) / 16.0, 1.0)
+        seen = mx >= 0
+        srt = np.sort(np.where(win >= tokens.FIRST_PITCH, win, -1), axis=1)
+        distinct = ((srt[:, 1:] != srt[:, :-1]) & (srt[:, 1:] >= 0)).sum(axis=1) + (srt[:, 0] >= 0)
+        h, m0, m1, s0, s1 = self._h, self._m0, self._m1, self._s0, self._s1
+        o = self.obs
+        o[:, :h - tokens.N_ACTIONS] = o[:, tokens.N_ACTIONS:h]
+        o[:, h - tokens.N_ACTIONS:h] = _EYE[a]
+        o[:, m0:m1] = self._mid[mid]
+        o[:, m0 + 37] = age
+        if s < self.n_steps:
+            o[:, m1:s0] = self._static[s]
+        st = o[:, s0:s1]
+        st[:, 0] = np.where(seen, mx, 0) / 37.0
+        st[:, 1] = np.where(seen, mn, 0) / 37.0
+        st[:, 2] = seen & (mxc == 1)
+        st[:, 3] = seen & (mnc == 1)
+        st[:, 4:7] = self._cnt / s
+        st[:, 7] = distinct / 8.0
+        self.step = s
+        return o
+
+
 _EYE = np.eye(tokens.N_ACTIONS, dtype=np.float32)
+#: Column of the onset / rest / hold counters for each token.
+_CATEGORY = np.array([1, 2] + [0] * tokens.N_PITCHES, np.int64)
 _MIDDLE: list[np.ndarray] = []
 
 

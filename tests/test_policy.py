@@ -40,14 +40,15 @@ def policy(model_path):
 
 @pytest.mark.parametrize("ts", [(4, 4), (3, 4), (6, 8), (2, 4)])
 @pytest.mark.parametrize("bars", [1, 3])
-def test_builder_matches_observe_at_every_step(ts, bars):
-    rng = np.random.default_rng(bars * 10 + ts[0])
+@pytest.mark.parametrize("n_rows", [1, 3, 41])  # per-row Python state below VECTOR_ROWS (40), arrays above
+def test_builder_matches_observe_at_every_step(ts, bars, n_rows):
+    rng = np.random.default_rng(bars * 10 + ts[0] + 100 * n_rows)
     sv = styles.style_vector(styles.parse_style("hook,density=-1"), TERMS)
     lead = observation.MelodyContext.from_music(key="D", scale="dorian", bars=bars, time_signature=ts,
                                                 chords="i IV", role="lead", style=sv)
     bass = observation.MelodyContext.from_music(key="D", scale="dorian", bars=bars, time_signature=ts,
                                                 chords="i IV", role="bass", style=sv)
-    rows = [lead, bass, lead, lead]
+    rows = ([lead, bass, lead] * 14)[:n_rows]
     builder = ObservationBuilder(rows)
     batch = observation.MelodyBatch.create(rows)
     # a vocabulary that exercises holds after rests, repeated extremes and big leaps
