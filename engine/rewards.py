@@ -513,7 +513,7 @@ class RewardFunction:
     def _prior(self, batch: MelodyBatch, actions: np.ndarray, obs: np.ndarray | None) -> np.ndarray:
         if self.prior is None:
             if not self._warned:
-                log.warning("no corpus prior loaded: the 'prior' reward term is 0 (train one with `qriff train prior`)")
+                log.warning("no corpus prior loaded: the 'prior' reward term is 0 (train one with `qriff corpus prior`)")
                 self._warned = True
             return np.zeros(batch.size, np.float32)
         if obs is None:
