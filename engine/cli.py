@@ -80,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    _single_thread_blas()
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
@@ -94,6 +95,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"qriff {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _single_thread_blas() -> None:
+    """Limit numpy's BLAS to one thread for the whole command.
+
+    qriff's matrices are small (the prior and Q-network MLPs, ALS factors): on two cores
+    a second BLAS thread made them 10-20x slower, and implicit recommends the same.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # threadpoolctl comes with implicit; without it, keep BLAS as is
+        return
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def _other_package_errors() -> tuple[type[BaseException], ...]:
