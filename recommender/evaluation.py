@@ -38,9 +38,11 @@ def default_dqn_config() -> Any:
 
 
 def gru4rec_config(dqn: Any) -> Any:
-    """The supervised baseline: the DQN's encoder size, budget and regularisation (dropout and
-    id dropout: without the latter it stays below ALS on MovieLens-100K), no Q head, ids only."""
-    return replace(dqn, q_weight=0.0, rank_by="sqn", net=replace(dqn.net, encoder="gru", use_outcomes=False))
+    """The supervised baseline: a GRU with the DQN's size, budget, regularisation and inputs
+    (item ids and each event's outcome), trained by full-softmax cross-entropy alone: no Q
+    head, no item features, no taste vector. Without the outcomes it scored NDCG@10 0.054 on
+    MovieLens-100K here, below ALS; with them it is the strongest supervised baseline we had."""
+    return replace(dqn, q_weight=0.0, rank_by="sqn", net=replace(dqn.net, encoder="gru"))
 
 
 @dataclass
