@@ -115,6 +115,13 @@ def evaluate(data: Interactions, name: str, dqn_config: Any = None, cand_config:
             cfg = dqn_config or default_dqn_config()
             if model == "gru4rec":
                 cfg = gru4rec_config(cfg)
+                if train.item_features.shape[1]:  # the same baseline given the content features the DQN sees
+                    t1 = time.perf_counter()
+                    net = Trainer(replace(train), cfg, progress=progress).run(resume=False)
+                    b = train.bounds
+                    seqs = [train.item[b[u]:b[u + 1]] for u in users]
+                    outs = [train.outcome[b[u]:b[u + 1]].astype(np.int64) for u in users]
+                    record("gru4rec + item features", score_users(net, cfg, seqs, outs), t1)
                 part = replace(train, item_features=np.zeros((train.n_items + 1, 0), np.float32))
             else:
                 part = replace(train)
