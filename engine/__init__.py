@@ -6,12 +6,23 @@ The runtime path (``Policy``, clips, rendering) never imports torch.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 from typing import TYPE_CHECKING, Any
 
 from engine.clip import Clip, Note, Track, load_clip
 from engine.errors import EngineError
 
 __version__ = "0.1.0"
+
+if os.environ.get("CI"):
+    # pyfluidsynth (imported by pretty_midi) prints where it found libfluidsynth to
+    # stdout when CI is set, which would corrupt qriff's own output there. Import it
+    # once, quietly; later imports reuse the module.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(ImportError, OSError):
+        import fluidsynth  # noqa: F401
+
 __all__ = ["Clip", "EngineError", "Note", "Policy", "Track", "__version__", "load_clip"]
 
 if TYPE_CHECKING:
