@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.ableton import LIVE_PORT, LIVE_REPLY_PORT
+from engine.commands.options import bounded_int
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +33,6 @@ def _port(allow_zero: bool) -> Any:
         return value
 
     parse.__name__ = "port"
-    return parse
-
-
-def _bounded(lo: int, hi: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer (allowed: {lo}-{hi})") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{value} is out of range (allowed: {lo}-{hi})")
-        return value
-
-    parse.__name__ = "int"
     return parse
 
 
@@ -90,11 +77,11 @@ def register(subparsers: Any) -> None:
                    help="folder for .mid/.json clips and stems (default: the user data folder, e.g. "
                         "~/.local/share/qriff/clips)")
     p.add_argument("--model", default=None, help="ONNX model file (default: the model shipped with qriff)")
-    p.add_argument("--queue", type=_bounded(1, 4096), default=64,
+    p.add_argument("--queue", type=bounded_int(1, 4096), default=64,
                    help="generate/render jobs allowed to wait, 1-4096; beyond that requests get "
                         "/qriff/error id busy (default: 64)")
-    p.add_argument("--workers", type=_bounded(1, 16), default=1, help="threads running generate/render jobs, 1-16 (default: 1)")
-    p.add_argument("--writers", type=_bounded(1, 16), default=4,
+    p.add_argument("--workers", type=bounded_int(1, 16), default=1, help="threads running generate/render jobs, 1-16 (default: 1)")
+    p.add_argument("--writers", type=bounded_int(1, 16), default=4,
                    help="threads writing clip files while the next clips are generated, 1-16 (default: 4)")
     p.add_argument("--address-table", action="store_true", help="print the OSC address table (markdown) and exit")
     live = p.add_argument_group("Ableton Live (AbletonOSC)")

@@ -44,3 +44,12 @@ def run_qriff(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedPro
 @pytest.fixture
 def qriff():
     return run_qriff
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A private corpus cache folder (``QRIFF_CACHE_DIR``) for one test module."""
+    path = tmp_path_factory.mktemp("qriff-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QRIFF_CACHE_DIR", str(path))
+        yield path

@@ -15,19 +15,6 @@ from engine.errors import CorpusError
 R, H = 0, 1
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """A private cache dir for this module (QRIFF_CACHE_DIR), restored afterwards."""
-    path = tmp_path_factory.mktemp("qriff-cache")
-    old = os.environ.get("QRIFF_CACHE_DIR")
-    os.environ["QRIFF_CACHE_DIR"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("QRIFF_CACHE_DIR", None)
-    else:
-        os.environ["QRIFF_CACHE_DIR"] = old
-
-
 def extract(abc: str, source: str = "essen"):
     job = corpus._Job(source=source, key="test.abc#1", title="test", text=abc, path="test.abc")
     return corpus._extract(job)

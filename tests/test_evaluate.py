@@ -20,18 +20,6 @@ MEL = np.array([14, H, 18, H, 21, H, 18, H, 16, H, H, H, 21, R, 19, H,
                 18, H, 16, H, 14, H, H, H, 16, 18, 19, 21, 14, H, H, H])
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("qriff-cache")
-    old = os.environ.get("QRIFF_CACHE_DIR")
-    os.environ["QRIFF_CACHE_DIR"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("QRIFF_CACHE_DIR", None)
-    else:
-        os.environ["QRIFF_CACHE_DIR"] = old
-
-
 def tiny_prior(seed=0) -> prior.PriorModel:
     rng = np.random.default_rng(seed)
     d0 = observation.obs_dim(0)

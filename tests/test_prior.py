@@ -4,7 +4,6 @@ and the shipped model."""
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 
 import numpy as np
@@ -22,18 +21,6 @@ def tiny_model(hidden=(8, 6), seed=0) -> prior.PriorModel:
     weights = [(rng.normal(0, 0.1, (a, b)).astype(np.float32), rng.normal(0, 0.1, b).astype(np.float32))
                for a, b in zip(widths, widths[1:])]
     return prior.PriorModel(weights, {"config": {"hidden": list(hidden)}, "metrics": {"test_nll": 1.0}})
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("qriff-cache")
-    old = os.environ.get("QRIFF_CACHE_DIR")
-    os.environ["QRIFF_CACHE_DIR"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("QRIFF_CACHE_DIR", None)
-    else:
-        os.environ["QRIFF_CACHE_DIR"] = old
 
 
 def melody_obs(seq, scale="major", ts=(4, 4), chords=None):
