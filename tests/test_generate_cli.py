@@ -132,13 +132,29 @@ def test_help_lists_every_flag(capsys):
 
 
 def test_render_writes_stems(model, tmp_path, capsys):
-    pytest.importorskip("engine.render")
     out = tmp_path / "r"
     code, err = _main(["generate", "--model", model, "--out", str(out), "--bars", "1", "--seed", "3", "--render",
                        "--roles", "lead,bass"], capsys)
     assert code == 0, err
     stems = sorted(p.name for p in (out / "clip-0000").iterdir())
-    assert any(s.endswith(".wav") for s in stems), stems
+    assert stems == ["bass.wav", "lead.wav", "mix.wav", "pianoroll.png"], stems
+
+
+def test_render_takes_the_render_commands_audio_options(model, tmp_path, capsys):
+    out = tmp_path / "r"
+    code, err = _main(["generate", "--model", model, "--out", str(out), "--bars", "1", "--seed", "3", "--count", "2",
+                       "--render", "--audio-format", "flac", "--bit-depth", "16", "--instrument", "lead=pluck",
+                       "--pad", "--no-pianoroll", "--preset", "lofi"], capsys)
+    assert code == 0, err
+    for i in range(2):
+        assert sorted(p.name for p in (out / f"clip-{i:04d}").iterdir()) == ["lead.flac", "mix.flac", "pad.flac"]
+
+
+@pytest.mark.parametrize("flag, value", [("--sample-rate", "8000"), ("--bit-depth", "32"), ("--preset", "nope")])
+def test_bad_audio_option_is_one_line(qriff, model, tmp_path, flag, value):
+    proc = qriff("generate", "--model", model, "--out", str(tmp_path / "o"), "--render", flag, value)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and value in proc.stderr, proc.stderr
 
 
 def test_shipped_model_generates_with_no_flags(tmp_path, capsys, monkeypatch):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from engine import theory
 from engine.commands.options import MAX_COUNT, MAX_TEMPERATURE, add_music_options, bounded_float, bounded_int
+from engine.commands.render import add_render_options, render_options
 from engine.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,6 @@ def roles_type(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list of roles: allowed are {', '.join(tokens.ROLES)}, "
                                          "comma-separated, each once (e.g. lead,bass)")
     return roles
-
-
-def instrument_type(text: str) -> tuple[str, str]:
-    """``ROLE=PATH`` (a .vst3 plugin or .sf2 SoundFont)."""
-    role, sep, path = text.partition("=")
-    if not sep or not role.strip() or not path.strip():
-        raise argparse.ArgumentTypeError(f"{text!r} is not ROLE=PATH (e.g. lead=/path/synth.vst3 or bass=/path/gm.sf2)")
-    return role.strip(), path.strip()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -90,15 +83,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="write .mid, clip .json or both (default: mid)")
     o.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default: ./{DEFAULT_OUT})")
     o.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    r = p.add_argument_group("audio (with --render)")
-    r.add_argument("--render", action="store_true", help="also render audio stems into DIR/clip-0000/ (see qriff render)")
-    r.add_argument("--preset", default="studio", help="effect preset of the render (default: studio)")
-    r.add_argument("--instrument", type=instrument_type, action="append", default=None, metavar="ROLE=PATH",
-                   help="instrument for a role: a .vst3 plugin or .sf2 SoundFont (repeatable)")
-    r.add_argument("--sample-rate", type=bounded_int(8000, 192000), default=44100, help="Hz (default: 44100)")
-    r.add_argument("--audio-format", choices=("wav", "flac"), default="wav", help="stem file format (default: wav)")
-    r.add_argument("--bit-depth", choices=("16", "24", "32"), default="24", help="bits per sample (default: 24)")
-    r.add_argument("--pad", action="store_true", help="add a voice-led chord pad track from the clip's chords")
+    p.add_argument("--render", action="store_true",
+                   help="also render each clip to audio stems, a mix and a piano roll in DIR/clip-0000/ "
+                        "(the audio options below are qriff render's)")
+    add_render_options(p, format_flag="--audio-format")
     p.set_defaults(func=run)
 
 
@@ -131,10 +119,8 @@ def run(args: argparse.Namespace) -> int:
         if args.format in ("json", "both"):
             written.append(clip.write_json(base.with_suffix(".json")))
         if render_clip is not None:
-            result = render_clip(clip, base, preset=args.preset, instruments=dict(args.instrument or []),
-                                 sample_rate=args.sample_rate, fmt=args.audio_format, bit_depth=args.bit_depth,
-                                 pad=args.pad, quiet=True)
-            written.extend(_stem_paths(result))
+            result = render_clip(clip, base, **{**render_options(args), "quiet": True})
+            written.extend([*result.stems.values(), result.mix])
         if not args.quiet:
             n_notes = sum(len(t.notes) for t in clip.tracks)
             print(f"{', '.join(str(w) for w in written)}  ({clip.key} {clip.scale}, {clip.bars} bars, "
@@ -148,16 +134,3 @@ def _renderer():
     except ImportError as exc:
         raise EngineError(f"--render needs the audio renderer (engine.render), which is not available: {exc}") from None
     return render_clip
-
-
-def _stem_paths(result: object) -> list[Path]:
-    """Paths written by a render, whatever shape the render result has."""
-    for attr in ("paths", "stems", "files"):
-        value = getattr(result, attr, None)
-        if isinstance(value, dict):
-            return [Path(v) for v in value.values()]
-        if isinstance(value, (list, tuple)):
-            return [Path(v) for v in value]
-    if isinstance(result, dict):
-        return [Path(v) for v in result.values()]
-    return []
