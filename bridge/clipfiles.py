@@ -16,9 +16,8 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
 
-from engine.clip import CLIP_FORMAT, Clip
+from engine.clip import Clip
 
 
 def atomic_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -51,19 +50,6 @@ def atomic_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return final
 
 
-def clip_dict(clip: Clip) -> dict[str, Any]:
-    """The clip JSON object (equal to ``clip.to_dict()``)."""
-    return {
-        "qriff_clip": CLIP_FORMAT, "key": clip.key, "scale": clip.scale, "tempo": float(clip.tempo),
-        "time_signature": list(clip.time_signature), "bars": int(clip.bars),
-        "steps_per_beat": int(clip.steps_per_beat), "seed": clip.seed, "model": clip.model,
-        "style": dict(clip.style), "chords": list(clip.chords),
-        "tracks": [{"role": t.role, "program": int(t.program),
-                    "notes": [{"pitch": n.pitch, "start": n.start, "duration": n.duration, "velocity": n.velocity}
-                              for n in t.notes]} for t in clip.tracks],
-    }
-
-
 def write_clip_json(clip: Clip, path: str | os.PathLike[str]) -> Path:
     """Write the clip JSON atomically (compact); returns the path."""
-    return atomic_bytes(path, (json.dumps(clip_dict(clip), separators=(",", ":")) + "\n").encode("utf-8"))
+    return atomic_bytes(path, (json.dumps(clip.to_dict(), separators=(",", ":")) + "\n").encode("utf-8"))

@@ -99,8 +99,11 @@ class Clip:
             "time_signature": list(self.time_signature), "bars": int(self.bars),
             "steps_per_beat": int(self.steps_per_beat), "seed": self.seed, "model": self.model,
             "style": dict(self.style), "chords": list(self.chords),
+            # A literal per note: dataclasses.asdict deep-copies and costs ~10x more, which
+            # the OSC bridge pays on every clip it writes.
             "tracks": [{"role": t.role, "program": int(t.program),
-                        "notes": [asdict(n) for n in t.notes]} for t in self.tracks],
+                        "notes": [{"pitch": n.pitch, "start": n.start, "duration": n.duration, "velocity": n.velocity}
+                                  for n in t.notes]} for t in self.tracks],
         }
 
     def to_json(self, indent: int | None = 1) -> str:
