@@ -32,6 +32,7 @@ ENGINE_COMMANDS = (
     "engine.commands.export",
     "engine.commands.render",
     "engine.commands.corpus",
+    "engine.commands.batch",
 )
 
 
