@@ -42,8 +42,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from engine.clip import atomic_write
 from engine.errors import EngineError
+from engine.music.clip import atomic_write
 from engine.scaleout import ScaleoutError, connect, node_id
 
 TOP_KEYS = ("count", "seed", "presets", "format", "sample_rate", "bit_depth", "pad", "pianoroll", "instruments",
@@ -101,10 +101,10 @@ def _slug(text: str) -> str:
 def load_batch(path: str | Path) -> BatchSpec:
     """Parse a batch spec and check every setting by generating its first clip (so an
     impossible setting fails here, before any worker starts) and every preset by loading it."""
-    from engine.effects import load_preset
-    from engine.instruments import parse_instrument_arg
-    from engine.policy import Policy
-    from engine.render import FORMATS, SAMPLE_RATES
+    from engine.audio.effects import load_preset
+    from engine.audio.instruments import parse_instrument_arg
+    from engine.audio.render import FORMATS, SAMPLE_RATES
+    from engine.runtime.policy import Policy
 
     path = Path(path)
     try:
@@ -183,9 +183,9 @@ def make_unit(job: dict[str, Any], unit: Unit) -> dict[str, Any]:
     Runs in a Ray worker (or in-process with ``--local``); the loaded policy is kept per
     process, so a worker loads the model once.
     """
-    from engine.clip import load_clip
-    from engine.policy import Policy
-    from engine.render import render_clip
+    from engine.audio.render import render_clip
+    from engine.music.clip import load_clip
+    from engine.runtime.policy import Policy
 
     model = job["model"]
     if model not in _POLICIES:
