@@ -88,7 +88,8 @@ def connect(address: str | None = None, workers: int | None = None, *, flag: str
         check_reachable(address, timeout)
         kwargs["address"] = address
     else:
-        kwargs["num_cpus"] = workers or os.cpu_count() or 1
+        # "local": a Ray of our own, even when another one (a 'ray start', a test cluster) runs on this machine.
+        kwargs.update(address="local", num_cpus=workers or os.cpu_count() or 1)
     try:
         ray.init(**kwargs)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:

@@ -1,7 +1,7 @@
 """Sweeps and batches on a simulated two-node Ray cluster (``ray.cluster_utils.Cluster``).
 
-One module-scoped cluster (a head and a worker node, one CPU each) keeps Ray's start-up
-out of every other test. The kill tests add a third node and take it down mid-run.
+One module-scoped cluster (tests/ray_cluster.py: a head and a worker node, one CPU each)
+keeps Ray's start-up out of every other test. The kill tests add a third node and take it down mid-run.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import pytest
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("torch")
-from ray.cluster_utils import Cluster  # noqa: E402
 
 from engine.scaleout.batch import load_batch, run_batch  # noqa: E402
+from tests.ray_cluster import alive_nodes, two_node_cluster  # noqa: E402
 
 pytestmark = pytest.mark.slow
+cluster = two_node_cluster()
 
 BATCH = """\
 count = {count}
@@ -31,23 +32,6 @@ key = "A"
 scale = "minor"
 bars = 1
 """
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    c.add_node(num_cpus=1)
-    c.wait_for_nodes()
-    ray.init(address=c.address, logging_level="ERROR", log_to_driver=False)
-    try:
-        yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
-
-
-def alive_nodes() -> set[str]:
-    return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
 
 
 def kill_when(cluster, node, ready, timeout: float = 300) -> threading.Thread:
