@@ -98,6 +98,10 @@ def register_rec(subparsers: Any) -> None:
     r.add_argument("--reward-completed", type=bounded_float(-100, 100), default=1.0, help="default 1")
     r.add_argument("--reward-skipped", type=bounded_float(-100, 100), default=0.0, help="default 0")
     r.add_argument("--reward-unknown", type=bounded_float(-100, 100), default=0.5, help="default 0.5")
+    from engine.cli.sweep import add_ray_options
+
+    add_ray_options(p, workers_help="data-parallel workers on Ray Train, each one CPU (default: one process, "
+                                    "no Ray; 2 or more, or --ray-address, trains on Ray)")
     p.set_defaults(func=run_train)
 
     for name, helptext in (("next", "the next tracks for a listener"),
@@ -179,8 +183,13 @@ def run_train(args: argparse.Namespace) -> int:
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
                          q_weight=args.q_weight, rank_by=args.rank_by, seed=args.seed)
     cand = CandidateConfig(kind=args.candidates, factors=args.factors, seed=args.seed)
+    fit = None
+    if args.ray_address or (args.workers or 1) > 1:
+        from recommender.distributed import data_parallel_fit
+
+        fit = data_parallel_fit(args.workers or 2, args.ray_address)
     art = train_database(_db(args), args.model, config, cand, progress=False if args.quiet or args.json else None,
-                         resume=not args.no_resume, lock_timeout=args.lock_timeout)
+                         resume=not args.no_resume, lock_timeout=args.lock_timeout, fit=fit)
     from recommender.artifact import default_model_path
 
     path = args.model or default_model_path(_db(args))

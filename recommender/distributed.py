@@ -134,3 +134,20 @@ def fit_data_parallel(data: Any, config: Any, *, workers: int = 2, address: str 
     net.load_state_dict(state)
     net.eval()
     return net, history
+
+
+def data_parallel_fit(workers: int, address: str | None = None) -> Any:
+    """``fit(data, config)`` for :func:`recommender.train.train_database`: :func:`fit_data_parallel` there.
+
+    Checks that Ray is installed and the address answers before any data is loaded.
+    """
+    from engine.scaleout import check_reachable, require_ray
+
+    require_ray("--ray-address/--workers" if address else "--workers")
+    if address:
+        check_reachable(address)
+
+    def fit(data: Any, config: Any) -> tuple[Any, list[dict[str, float]]]:
+        return fit_data_parallel(data, config, workers=workers, address=address)
+
+    return fit

@@ -374,10 +374,12 @@ def prepare_features(data: Interactions, candidates: Any) -> None:
 
 def train_database(db: str | Path, model_path: str | Path | None = None, config: TrainConfig | None = None,
                    cand_config: Any = None, progress: bool | None = None, resume: bool = True,
-                   lock_timeout: float = 10.0) -> Any:
+                   lock_timeout: float = 10.0, fit: Any = None) -> Any:
     """Train on every event of database ``db`` and write the model file; returns the ModelArtifact.
 
-    The checkpoint (resumable) lives beside the model file, in ``<model>.ckpt/``.
+    The checkpoint (resumable) lives beside the model file, in ``<model>.ckpt/``. ``fit``:
+    ``fit(data, config) -> (net, epoch log)`` trains the network instead of this process's
+    :class:`Trainer` (the candidates are fitted here either way).
     """
     from datetime import datetime
 
@@ -403,13 +405,16 @@ def train_database(db: str | Path, model_path: str | Path | None = None, config:
     show = sys.stderr.isatty() if progress is None else progress
     cands = fit_candidates(data, cand_config, config.reward, show)
     prepare_features(data, cands)
-    trainer = Trainer(data, config, model_path.with_name(model_path.name + ".ckpt"), progress=show)
-    net = trainer.run(resume=resume)
+    if fit is None:
+        trainer = Trainer(data, config, model_path.with_name(model_path.name + ".ckpt"), progress=show)
+        net, history = trainer.run(resume=resume), trainer.history
+    else:  # e.g. recommender.distributed's data-parallel training on Ray
+        net, history = fit(data, config)
     popularity = np.bincount(data.item, minlength=data.n_items + 1).astype(np.float32)
     popularity[0] = 0
     info = {"created": datetime.now(UTC).isoformat(timespec="seconds"), "train_config": asdict(config),
             "users": data.n_users, "tracks": data.n_items, "events": len(data),
-            "seconds": round(time.perf_counter() - t0, 2), "history": trainer.history}
+            "seconds": round(time.perf_counter() - t0, 2), "history": history}
     art = ModelArtifact(export_weights(net, config.to_json()), track_ids, list(data.user_names),
                         cands.user_factors, cands.item_factors, popularity, asdict(cand_config), info)
     art.save(model_path)

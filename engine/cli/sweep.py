@@ -396,15 +396,16 @@ def _sort_key(label: str) -> tuple[int, float, str]:
 
 # --------------------------------------------------------------------- command line
 
-def add_ray_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+def add_ray_options(parser: argparse.ArgumentParser,
+                    workers_help: str = "CPUs of the local Ray (default: all cores); ignored with --ray-address"
+                    ) -> argparse._ArgumentGroup:
     """``--ray-address`` and ``--workers``: where the work runs."""
     g = parser.add_argument_group("scale-out (Ray; pip install 'qriff[ray]')")
     g.add_argument("--ray-address", default=None, metavar="HOST:PORT",
                    help="join a running Ray cluster (HOST:PORT of 'ray start --head', ray://HOST:PORT or auto); "
                         f"an address that does not answer within {CONNECT_TIMEOUT_S:g} s is an error. "
                         "Default: start a local Ray")
-    g.add_argument("--workers", type=bounded_int(1, 4096), default=None, metavar="N",
-                   help="CPUs of the local Ray (default: all cores); ignored with --ray-address")
+    g.add_argument("--workers", type=bounded_int(1, 4096), default=None, metavar="N", help=workers_help)
     return g
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import socket
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -83,3 +87,37 @@ def test_ray_train_on_two_nodes_learns_the_next_track(cluster, tmp_path):
     assert history[-1]["loss"] < history[0]["loss"]
     scores = score_users(net, cfg, [np.array([3, 4, 5]), np.array([11, 12])], [np.ones(3, np.int64)] * 2)
     assert scores[:, 1:].argmax(axis=1).tolist() == [5, 0]  # items 6 and 1, as single-process training learns
+
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "rec"
+
+
+def _ingested(qriff, tmp_path) -> Path:
+    db = tmp_path / "t.db"
+    assert qriff("rec", "ingest", *map(str, sorted(FIX.iterdir())), "--db", str(db), "--quiet").returncode == 0
+    return db
+
+
+def test_unreachable_ray_address_exits_2_before_training(qriff, tmp_path):
+    pytest.importorskip("ray")
+    db = _ingested(qriff, tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = qriff("rec", "train", "--db", str(db), "--ray-address", f"127.0.0.1:{port}", "--model", str(tmp_path / "m.npz"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"--ray-address '127.0.0.1:{port}' is not reachable" in r.stderr
+    assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.slow
+def test_rec_train_joins_a_cluster_by_address(cluster, qriff, tmp_path):
+    db = _ingested(qriff, tmp_path)
+    r = qriff("rec", "train", "--db", str(db), "--ray-address", cluster.address, "--workers", "2", "--epochs", "2",
+              "--dim", "8", "--max-history", "4", "--factors", "4", "--json", "--model", str(tmp_path / "m.npz"),
+              timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    assert Path(out["model"]).exists() and [h["epoch"] for h in out["history"]] == [1, 2]
+    nxt = qriff("rec", "next", "--db", str(db), "--model", str(tmp_path / "m.npz"), "--user", "me", "--json")
+    assert nxt.returncode == 0, nxt.stderr
