@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.corpus.prior import PriorModel  # noqa: E402
 from engine.evaluation import evaluate  # noqa: E402
-from engine.runtime.policy import Policy  # noqa: E402
+from engine.runtime import Policy  # noqa: E402
 
 MINOR_CHORDS = "i iv VII III"
 

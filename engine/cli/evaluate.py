@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from engine.cli.options import MAX_BARS, bounded_int, scale_type, time_signature_type
+from engine.cli.options import bounded_int, scale_type, time_signature_type
+from engine.music.limits import MAX_BARS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

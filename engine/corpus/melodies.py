@@ -48,8 +48,9 @@ from typing import Any
 import numpy as np
 
 from engine.errors import CorpusError
+from engine.files import atomic_write
 from engine.music import theory, tokens
-from engine.music.clip import Note, atomic_write, notes_to_tokens
+from engine.music.clip import Note, notes_to_tokens
 
 log = logging.getLogger(__name__)
 

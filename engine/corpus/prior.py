@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 
 from engine.errors import EngineError, ModelError
+from engine.files import atomic_write
 from engine.mdp import observation
 from engine.music import theory, tokens
-from engine.music.clip import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,10 @@ import numpy as np
 
 from engine.errors import ClipError, EngineError
 from engine.evaluation import metrics
+from engine.files import atomic_write
 from engine.mdp import observation
 from engine.music import theory, tokens
-from engine.music.clip import Clip, atomic_write, load_clip, notes_to_tokens
+from engine.music.clip import Clip, load_clip, notes_to_tokens
 
 log = logging.getLogger(__name__)
 

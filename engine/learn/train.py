@@ -40,11 +40,11 @@ import numpy as np
 import torch
 
 from engine.errors import EngineError
+from engine.files import atomic_write
 from engine.learn import rl
 from engine.learn.model import ModelConfig, QNetwork
 from engine.mdp import styles
 from engine.music import tokens
-from engine.music.clip import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +340,7 @@ def sample_tokens(net: QNetwork, n_clips: int, *, style: str, style_terms: tuple
                   temperature: float = 1.0, role: str = "lead") -> np.ndarray:
     """``n_clips`` melodies ``int64 [n_clips, T]`` sampled from softmax(Q/T) of the torch network."""
     from engine.mdp import observation
-    from engine.runtime.policy import ObservationBuilder
+    from engine.runtime import ObservationBuilder
 
     svec = styles.style_vector(styles.parse_style(style, style_terms), style_terms)
     ctx = observation.MelodyContext.from_music(key=key, scale=scale, bars=bars, chords=chords, role=role, style=svec)

@@ -19,7 +19,7 @@ import pytest
 
 from engine.mdp import observation, styles
 from engine.music.clip import Clip
-from engine.runtime.policy import DEFAULT_MODEL_PATH, Policy
+from engine.runtime import DEFAULT_MODEL_PATH, Policy
 from tests.bridge.support import Peer
 from tests.bridge.test_peers import pd_lines, run_pd
 from tests.conftest import IN_CI, ROOT

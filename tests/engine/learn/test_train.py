@@ -14,7 +14,7 @@ from engine.errors import EngineError  # noqa: E402
 from engine.learn.model import ModelConfig, QNetwork  # noqa: E402
 from engine.learn.train import TrainConfig, TrainError, init_from_prior, preset_config, train  # noqa: E402
 from engine.mdp import observation, styles  # noqa: E402
-from engine.runtime.policy import Policy  # noqa: E402
+from engine.runtime import Policy  # noqa: E402
 
 FAST = {"eval_corpus": False, "quiet": True}
 
