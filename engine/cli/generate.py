@@ -131,8 +131,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _renderer():
-    try:
-        from engine.audio.render import render_clip
-    except ImportError as exc:
-        raise EngineError(f"--render needs the audio renderer (engine.audio.render), which is not available: {exc}") from None
+    from engine.audio.render import render_clip
+
     return render_clip

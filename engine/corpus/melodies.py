@@ -328,10 +328,8 @@ def _check_sources(sources: Sequence[str] | str | None) -> list[str]:
 
 
 def _corpus_root() -> Path:
-    try:
-        import music21
-    except ImportError as exc:  # pragma: no cover - music21 is a dependency
-        raise CorpusError(f"music21 is not installed ({exc}): install qriff's dependencies with pip install -e .") from None
+    import music21
+
     return Path(music21.__file__).parent / "corpus"
 
 

@@ -22,7 +22,6 @@ Ctrl-C writes a checkpoint first; ``resume=True`` continues from it.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import functools
@@ -212,11 +211,9 @@ def preset_config(name: str, **overrides: Any) -> TrainConfig:
 
 def make_env(cfg: TrainConfig, seed: int) -> Any:
     """The vectorised melody MDP of ``engine.mdp.env`` with the rewards of ``engine.mdp.rewards``."""
-    try:
-        from engine.mdp.env import EnvConfig, VecMelodyEnv
-        from engine.mdp.rewards import RewardFunction
-    except ImportError as exc:
-        raise TrainError(f"training needs engine.mdp.env and engine.mdp.rewards, which are not available: {exc}") from None
+    from engine.mdp.env import EnvConfig, VecMelodyEnv
+    from engine.mdp.rewards import RewardFunction
+
     fields = {f.name for f in dataclasses.fields(EnvConfig)}
     unknown = sorted(set(cfg.env) - fields)
     if unknown:
@@ -368,14 +365,9 @@ def evaluate_network(net: QNetwork, cfg: TrainConfig, style_terms: tuple[str, ..
 
 def sequence_metrics(seqs: np.ndarray, corpus: bool = True) -> dict[str, float]:
     """Metrics of C-major 4/4 token sequences: ``engine.evaluation.evaluate``'s suite (RL Tuner's table, corpus
-    overlap, prior log-likelihood, diversity) when present, else a few token statistics."""
-    try:
-        from engine.evaluation.evaluate import evaluate_sequences
-    except ImportError:
-        pitch = seqs >= 2
-        in_key = np.isin((seqs - 14) % 12, [0, 2, 4, 5, 7, 9, 11]) | ~pitch
-        return {"not_in_key": float(1 - in_key.mean()), "onset_share": float(pitch.mean()),
-                "distinct_clips": float(len({s.tobytes() for s in seqs}) / max(len(seqs), 1))}
+    overlap, prior log-likelihood, diversity)."""
+    from engine.evaluation.evaluate import evaluate_sequences
+
     metrics = evaluate_sequences(list(seqs), reference=_corpus_reference() if corpus else None, prior=_load_prior())
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.floating))}
 
@@ -547,15 +539,13 @@ class TrainResult:
 
 
 def one_blas_thread() -> Any:
-    """Context limiting numpy's BLAS to one thread (threadpoolctl, when installed).
+    """Context limiting numpy's BLAS to one thread.
 
     The reward's prior term and the cached prior log-probs are small numpy matmuls; on a
     busy 2-core machine OpenBLAS's second thread makes them ~20x slower (spin-waiting).
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(limits=1, user_api="blas")
 
 
