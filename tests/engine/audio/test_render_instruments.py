@@ -171,12 +171,15 @@ def test_vst3_effect_in_a_preset_changes_the_level_exactly(tmp_path, vst3_plugin
     np.testing.assert_allclose(wet[:, :n], dry[:, :n] * 10 ** (-6 / 20), atol=1e-5)
 
 
-def test_vst3_instrument_hides_dpf_midi_cc_parameters(vst3_plugins):
-    from engine.audio.instruments import load_vst3
+def test_vst3_instrument_hides_dpf_midi_cc_parameters_while_qriff_uses_it(vst3_plugins):
+    from engine.audio.instruments import InstrumentError, load_vst3, midi_cc_parameters_hidden, set_plugin_parameters
 
     path = vst3_plugins["instrument"].resolve()
     plugin = load_vst3.__wrapped__(str(path), path.stat().st_mtime)  # a fresh load, not the cached one
-    assert sorted(plugin.parameters) == ["level", "release_ms"], "the 2,080 'MIDI Ch. N CC M' are hidden"
+    with midi_cc_parameters_hidden():
+        assert sorted(plugin.parameters) == ["level", "release_ms"], "the 2,080 'MIDI Ch. N CC M' are hidden"
+    with pytest.raises(InstrumentError, match=r"no parameter 'midi_ch_1_cc_7': it has level, release_ms$"):
+        set_plugin_parameters(plugin, {"midi_ch_1_cc_7": 1.0}, "plugin")
 
 
 def test_vst3_instrument_parameters_by_name(sine_vst3):
