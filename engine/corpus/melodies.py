@@ -218,7 +218,7 @@ def load_corpus_with_report(split: str = "all", sources: Sequence[str] | None = 
     """Like :func:`load_corpus`, also returning the :class:`CorpusReport`."""
     if split not in (*SPLITS, "heldout", "all"):
         raise CorpusError(f"split {split!r} is not known: allowed are {', '.join(SPLITS)}, heldout (valid + test), all")
-    names = _check_sources(sources)
+    names = check_sources(sources)
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise CorpusError(f"limit {limit!r} is not valid: give a positive number of tunes per source, or None for all")
     t0 = time.perf_counter()
@@ -315,7 +315,9 @@ class _Job:
     path: str
 
 
-def _check_sources(sources: Sequence[str] | str | None) -> list[str]:
+def check_sources(sources: Sequence[str] | str | None) -> list[str]:
+    """Source names (``None``: all; a string may list several, comma or space separated),
+    each once; CorpusError naming an unknown one."""
     if sources is None:
         return list(SOURCES)
     if isinstance(sources, str):
