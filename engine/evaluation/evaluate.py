@@ -6,10 +6,10 @@ lays any number of such results beside RL Tuner's published columns. Sets to sco
 come from a folder of clips (:func:`clip_set`), from the held-out corpus
 (:func:`corpus_set`) or from a uniform-random policy (:func:`random_set`).
 
-Protocol (anchors.md): corpus likeness compares against held-out corpus tunes of the
-same metre and scale, whole tunes: the ``heldout`` split (valid + test, never trained
-on). The corpus row takes the opening bars of tunes drawn from the same held-out
-tunes, as anchors.md measured real openings against whole tunes.
+Protocol: corpus likeness compares against held-out corpus tunes of the same metre
+and scale, whole tunes: the ``heldout`` split (valid + test, never trained on). The
+corpus row takes the opening bars of tunes drawn from the same held-out tunes, so real
+openings are measured against whole tunes, as generated clips are.
 """
 
 from __future__ import annotations

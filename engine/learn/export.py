@@ -1,10 +1,10 @@
 """Export a trained Q-network to one self-contained ONNX file, and check it.
 
 The file has one input ``obs`` float32 ``[batch, D]`` and one output ``q_values``
-float32 ``[batch, 38]`` with a dynamic batch axis, and the metadata_props of
-design.md (``qriff_model``, ``obs_version``, ``obs_layout``, ``actions``,
-``style_terms``, ``roles``, ``scales``, ``train_config``, ``train_metrics``,
-``created``) plus ``model_id``, ``model_config`` and ``train_command``.
+float32 ``[batch, 38]`` with a dynamic batch axis, and the metadata_props described
+in ``docs/onnx-metadata.md`` (``qriff_model``, ``model_id``, ``obs_version``,
+``obs_layout``, ``actions``, ``style_terms``, ``roles``, ``scales``, ``model_config``,
+``train_config``, ``train_metrics``, ``train_command``, ``created``).
 
 :func:`parity_check` compares torch and onnxruntime on random and real observations
 (max absolute difference of the Q-values) and on whole greedy melodies (identical

@@ -55,7 +55,7 @@ _TS_LIST = tuple(theory.TIME_SIGNATURES)
 #: A melodic interval of this many semitones or more is a leap (RL Tuner: a fifth).
 LEAP_SEMITONES = 7
 #: Leaping back resolves a leap only when it comes more than this many steps after the
-#: last leap (as ``engine.evaluation.metrics`` counts it, after anchors.md).
+#: last leap (as ``engine.evaluation.metrics`` counts it).
 LEAP_BACK_MIN_STEPS = 6
 #: Context tables larger than this many float32 cells are not built (rows are then
 #: computed step by step, with the same result).

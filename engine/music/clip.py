@@ -104,7 +104,7 @@ class Clip:
 
     # ---------------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
-        """The clip JSON object of design.md."""
+        """The clip JSON object (``docs/clip-json.md``)."""
         return {
             "qriff_clip": CLIP_FORMAT, "key": self.key, "scale": self.scale, "tempo": float(self.tempo),
             "time_signature": list(self.time_signature), "bars": int(self.bars),
