@@ -216,13 +216,18 @@ class VecMelodyEnv:
         self._obs = observe(self.batch)
         return self._obs
 
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Append one token per row; see the class docstring for what comes back."""
+    def step(self, actions: Any, prior_log_probs: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Append one token per row; see the class docstring for what comes back.
+
+        ``prior_log_probs`` (optional): the reward's prior on the current observations
+        (float32 ``[N, 38]``), when the caller has computed it already.
+        """
         if self.batch is None or self._obs is None:
             raise EngineError("VecMelodyEnv.step called before reset(): call reset() first")
         batch = self.batch
         a = _check_actions(actions, self.n_envs)
-        total, raw = self.reward(batch, a, self.weights, obs=self._obs)
+        total, raw = self.reward(batch, a, self.weights, obs=self._obs, prior_log_probs=prior_log_probs)
         batch.append(a)
         self._returns += total
         done = batch.step >= batch.n_steps

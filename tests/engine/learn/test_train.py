@@ -74,11 +74,11 @@ def test_ctrl_c_writes_a_checkpoint(tmp_path, monkeypatch):
         env = real(cfg, seed)
         step, calls = env.step, {"n": 0}
 
-        def interrupting(actions):
+        def interrupting(actions, **kw):
             calls["n"] += 1
             if calls["n"] == 60:
                 raise KeyboardInterrupt
-            return step(actions)
+            return step(actions, **kw)
 
         env.step = interrupting
         return env
@@ -165,7 +165,7 @@ def test_prior_branch_run_uses_the_style_prior_weight(tmp_path, monkeypatch):
     import engine.learn.train as tr
 
     prior = _fake_prior()
-    monkeypatch.setattr(tr, "_load_prior", lambda: prior)
+    monkeypatch.setattr(tr, "load_prior", lambda: prior)
     result = train(tiny(tmp_path, eval_clips=0, total_steps=200, prior_branch=True))
     ck = torch.load(result.checkpoint, weights_only=False)
     cfg = ModelConfig.from_dict(ck["model_config"])
