@@ -65,10 +65,10 @@ def note_samples(track: Track, tempo: float, sample_rate: int) -> tuple[np.ndarr
     A note at ``b`` beats starts at sample ``round(b * 60 / tempo * sample_rate)``, so
     every instrument places onsets identically. Arrays are int64, sorted by start.
     """
-    spb = 60.0 / float(tempo) * sample_rate
+    samples_per_beat = 60.0 / float(tempo) * sample_rate
     notes = sorted(track.notes, key=lambda n: (n.start, n.pitch))
-    starts = np.array([int(round(n.start * spb)) for n in notes], dtype=np.int64)
-    ends = np.array([int(round((n.start + n.duration) * spb)) for n in notes], dtype=np.int64)
+    starts = np.array([int(round(n.start * samples_per_beat)) for n in notes], dtype=np.int64)
+    ends = np.array([int(round((n.start + n.duration) * samples_per_beat)) for n in notes], dtype=np.int64)
     pitches = np.array([n.pitch for n in notes], dtype=np.int64)
     vels = np.array([n.velocity for n in notes], dtype=np.int64)
     return starts, np.maximum(1, ends - starts), pitches, vels

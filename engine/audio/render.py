@@ -363,17 +363,17 @@ def render_audio(clip: Clip, *, preset: str | Preset = limits.DEFAULT_PRESET,
         inst = resolve_instrument(spec) if spec is not None else default_instrument(track.role)
         plan.append((name, track, inst, settings))
 
-    spb = 60.0 / clip.tempo
+    seconds_per_beat = 60.0 / clip.tempo
     end_beats = max([clip.length_beats] + [t.end_beat for t in tracks])
     tail = max(inst.tail_for(track, sample_rate) + chain_tail_seconds(s.effects, clip.tempo)
                for _, track, inst, s in plan)
     tail += chain_tail_seconds(preset_obj.master.effects, clip.tempo)
-    total_beats = math.ceil(end_beats + tail / spb - 1e-9)
-    n_total = int(round(total_beats * spb * sample_rate))
+    total_beats = math.ceil(end_beats + tail / seconds_per_beat - 1e-9)
+    n_total = int(round(total_beats * seconds_per_beat * sample_rate))
     if n_total > MAX_SECONDS * sample_rate:
         raise RenderError(f"clip would render to {n_total / sample_rate / 60:.1f} minutes of audio: the limit is "
                           f"{MAX_SECONDS // 60} minutes (fewer bars, a faster tempo, or a shorter tail)")
-    clip_samples = int(round(clip.length_beats * spb * sample_rate))
+    clip_samples = int(round(clip.length_beats * seconds_per_beat * sample_rate))
 
     premaster = np.zeros((2, n_total), dtype=np.float32)
     stems: dict[str, np.ndarray] = {}

@@ -131,9 +131,9 @@ class CorpusMelody:
 
     def segment(self, start_bar: int, bars: int) -> CorpusMelody:
         """The melody's bars ``start_bar .. start_bar + bars - 1`` (clipped to the tune)."""
-        spb = self.steps_per_bar
+        steps_per_bar = self.steps_per_bar
         end = min(self.bars, start_bar + bars)
-        return CorpusMelody(tokens=self.tokens[start_bar * spb:end * spb].copy(), time_signature=self.time_signature,
+        return CorpusMelody(tokens=self.tokens[start_bar * steps_per_bar:end * steps_per_bar].copy(), time_signature=self.time_signature,
                             scale=self.scale, chords=self.chords[start_bar:end], source=self.source,
                             name=f"{self.name} [bars {start_bar + 1}-{end}]", split=self.split, key=self.key,
                             transpose=self.transpose)
@@ -271,19 +271,19 @@ def estimate_chords(seq: np.ndarray, scale: str, time_signature: tuple[int, int]
     root, -0.5 when it is not. Ties go to I, V, IV, vi, ii, iii, vii in that order; an
     empty bar keeps the previous chord (I at the start).
     """
-    spb = theory.steps_per_bar(time_signature)
+    steps_per_bar = theory.steps_per_bar(time_signature)
     seq = np.asarray(seq, np.int64)
     triads = diatonic_triads(scale)
-    n_bars = len(seq) // spb
+    n_bars = len(seq) // steps_per_bar
     # pitch class sounding at every step (-1 = silence): onsets, carried through holds
     is_pitch = seq >= tokens.FIRST_PITCH
     idx = np.where(is_pitch | (seq == tokens.REST), np.arange(len(seq)), -1)
     last = np.maximum.accumulate(idx) if len(seq) else idx
     src = seq[np.maximum(last, 0)]
     sounding = np.where((last >= 0) & (src >= tokens.FIRST_PITCH), (src - tokens.TONIC_TOKEN) % 12, -1)
-    weight = np.array([(1.0, 1.5, 1.75, 2.0)[theory.beat_strength(s, time_signature)] for s in range(spb)])
+    weight = np.array([(1.0, 1.5, 1.75, 2.0)[theory.beat_strength(s, time_signature)] for s in range(steps_per_bar)])
     # per bar: metrical weight sounding on each pitch class, [bars, 12]
-    pcs = sounding[:n_bars * spb].reshape(n_bars, spb)
+    pcs = sounding[:n_bars * steps_per_bar].reshape(n_bars, steps_per_bar)
     w = np.zeros((n_bars, 12))
     rows, cols = np.nonzero(pcs >= 0)
     np.add.at(w, (rows, pcs[rows, cols]), weight[cols])
@@ -502,8 +502,8 @@ def _melody_from_score(score: Any, job: _Job, notes_log: list[str]) -> dict[str,
     rel = np.array([ev[0] - tonic for ev in events])
     shift = _octave_shift(rel)
     notes = [Note(pitch=int(ev[0] - tonic + shift), start=ev[1], duration=ev[2]) for ev in events]
-    spb = theory.steps_per_bar(ts)
-    seq = notes_to_tokens(notes, bars * spb, tonic_pc=0, role="lead")
+    steps_per_bar = theory.steps_per_bar(ts)
+    seq = notes_to_tokens(notes, bars * steps_per_bar, tonic_pc=0, role="lead")
     chords = estimate_chords(seq, scale, ts)
     return {"tokens": seq.astype(np.int8), "time_signature": ts, "scale": scale, "chords": chords,
             "source": job.source, "name": f"{job.key} {job.title}".strip(), "split": split_of(job.source, job.key),

@@ -206,12 +206,12 @@ def prior_log_likelihood(seqs: Sequence[np.ndarray], ctxs: Sequence[SequenceCont
 
     contexts = []
     for s, c in zip(seqs, ctxs):
-        spb = theory.steps_per_bar(c.time_signature)
-        if len(s) % spb:
+        steps_per_bar = theory.steps_per_bar(c.time_signature)
+        if len(s) % steps_per_bar:
             raise EngineError(f"a melody of {len(s)} steps is not a whole number of {c.time_signature[0]}/"
-                              f"{c.time_signature[1]} bars ({spb} steps each)")
+                              f"{c.time_signature[1]} bars ({steps_per_bar} steps each)")
         contexts.append(observation.MelodyContext.from_music(
-            key=c.key, scale=c.scale, bars=len(s) // spb, time_signature=c.time_signature, chords=c.chords,
+            key=c.key, scale=c.scale, bars=len(s) // steps_per_bar, time_signature=c.time_signature, chords=c.chords,
             role="lead", style=np.zeros((0,), np.float32)))
     data = StepData(contexts=contexts, sequences=[np.asarray(s, np.int64) for s in seqs])
     total, n = 0.0, 0
@@ -281,8 +281,8 @@ def clip_tokens(clip: Clip, source: str = "clip") -> np.ndarray:
     if len(notes) > 1 and overlap / (len(notes) - 1) > 0.25:
         raise ClipError(f"{source} is not a melody: {overlap} of {len(notes)} notes of track {track.role!r} start "
                         "while another sounds (chords); qriff evaluates monophonic lead lines")
-    spb = theory.steps_per_bar(clip.time_signature)
-    return notes_to_tokens(notes, clip.bars * spb, tonic_pc=theory.parse_key(clip.key), role="lead",
+    steps_per_bar = theory.steps_per_bar(clip.time_signature)
+    return notes_to_tokens(notes, clip.bars * steps_per_bar, tonic_pc=theory.parse_key(clip.key), role="lead",
                            steps_per_beat=clip.steps_per_beat)
 
 

@@ -258,8 +258,8 @@ def term_cadence(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.nd
     last = _is_last(batch)
     lasts = (actions == tokens.HOLD) & (feats["silence"] == 0) & (feats["last_pitch"] >= 0)
     end = np.where(tonic, 1.0, np.where(on_root, 0.5, -0.5)) + np.where(has & (tonic | on_root) & lasts, 0.5, 0.0)
-    spb = batch.steps_per_bar
-    bar_end = (step % spb == spb - 1) & ((step // spb) % 4 == 3) & ~last
+    steps_per_bar = batch.steps_per_bar
+    bar_end = (step % steps_per_bar == steps_per_bar - 1) & ((step // steps_per_bar) % 4 == 3) & ~last
     phrase = np.where(tonic | on_root, 0.5, 0.0)
     return np.where(first, start, 0.0).astype(np.float32) + np.where(last, end, np.where(bar_end, phrase, 0.0)
                                                                     ).astype(np.float32)

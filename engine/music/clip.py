@@ -188,7 +188,7 @@ class Clip:
             raise ClipError(f"{path} is not a readable MIDI file: {exc}") from None
         _, tempi = pm.get_tempo_changes()
         tempo = float(tempi[0]) if len(tempi) else 120.0
-        spb = 60.0 / tempo
+        seconds_per_beat = 60.0 / tempo
         ts = (4, 4)
         if pm.time_signature_changes:
             cand = (pm.time_signature_changes[0].numerator, pm.time_signature_changes[0].denominator)
@@ -202,7 +202,7 @@ class Clip:
         for idx, inst in enumerate(insts):
             role = inst.name.strip().lower() if inst.name.strip().lower() in (*tokens.ROLES, "pad") else None
             role = role or ("lead" if idx == 0 else ("bass" if idx == len(insts) - 1 else f"part{idx}"))
-            notes = [Note(pitch=n.pitch, start=round(n.start / spb, 6), duration=round((n.end - n.start) / spb, 6),
+            notes = [Note(pitch=n.pitch, start=round(n.start / seconds_per_beat, 6), duration=round((n.end - n.start) / seconds_per_beat, 6),
                           velocity=max(1, n.velocity)) for n in sorted(inst.notes, key=lambda n: (n.start, -n.pitch))]
             tracks.append(Track(role=role, program=inst.program, notes=[n for n in notes if n.duration > 0]))
         if key is None or scale is None:

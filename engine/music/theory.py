@@ -332,9 +332,9 @@ def steps_per_bar(time_signature: tuple[int, int]) -> int:
 def beat_strength(step_in_bar: int, time_signature: tuple[int, int]) -> int:
     """Metrical weight of a 16th-note position: 3 downbeat, 2 strong beat, 1 beat, 0 off-beat."""
     num, den = parse_time_signature(time_signature)
-    spb = TIME_SIGNATURES[(num, den)]
-    if not 0 <= step_in_bar < spb:
-        raise TheoryError(f"step {step_in_bar!r} is outside a bar of {num}/{den} (allowed: 0-{spb - 1})")
+    steps_in_bar = TIME_SIGNATURES[(num, den)]
+    if not 0 <= step_in_bar < steps_in_bar:
+        raise TheoryError(f"step {step_in_bar!r} is outside a bar of {num}/{den} (allowed: 0-{steps_in_bar - 1})")
     if step_in_bar == 0:
         return 3
     if den == 8:  # compound metre: beats are dotted quarters (6 steps)

@@ -369,7 +369,7 @@ class Policy:
         tonic = theory.parse_key(key)
         scale = theory.parse_scale(scale)
         ts = theory.parse_time_signature(time_signature)
-        spb = theory.steps_per_bar(ts)
+        steps_per_bar = theory.steps_per_bar(ts)
         roles = tuple(roles)
         if not roles or len(set(roles)) != len(roles) or any(r not in self.info.roles for r in roles):
             raise EngineError(f"roles {list(roles)} are not valid: give one or more of "
@@ -380,12 +380,12 @@ class Policy:
         weights = self.resolve_style(style, valence, arousal)
         svec = styles.style_vector(weights, self.info.style_terms)
 
-        primer_tokens, primer_bars = self._primer_tokens(primer, tonic, spb, ts, roles)
+        primer_tokens, primer_bars = self._primer_tokens(primer, tonic, steps_per_bar, ts, roles)
         total_bars = primer_bars + bars
         if total_bars > MAX_BARS:
             raise EngineError(f"primer ({primer_bars} bars) plus {bars} new bars makes {total_bars} bars, allowed are "
                               f"at most {MAX_BARS}: ask for fewer bars or give a shorter primer")
-        n = total_bars * spb
+        n = total_bars * steps_per_bar
         frames = {r: self._context(tonic, scale, total_bars, ts, chords, r, svec) for r in roles}
         row_ctx = [frames[r][0] for _ in range(count) for r in roles]
         row_tables = [frames[r][1] for _ in range(count) for r in roles]
@@ -501,7 +501,7 @@ class Policy:
 
         return step
 
-    def _primer_tokens(self, primer: Clip | str | os.PathLike[str] | None, tonic: int, spb: int,
+    def _primer_tokens(self, primer: Clip | str | os.PathLike[str] | None, tonic: int, steps_per_bar: int,
                        ts: tuple[int, int], roles: tuple[str, ...]) -> tuple[dict[str, np.ndarray], int]:
         """Primer tokens per role (relative to the requested key) and the primer's length in bars."""
         if primer is None:
@@ -509,7 +509,7 @@ class Policy:
         clip = primer if isinstance(primer, Clip) else load_clip(primer)
         if not any(t.notes for t in clip.tracks):
             raise EngineError("primer has no notes: give a MIDI or clip file with a melody to continue")
-        beats_per_bar = spb / 4.0
+        beats_per_bar = steps_per_bar / 4.0
         end = max(t.end_beat for t in clip.tracks)
         bars = max(1, math.ceil(end / beats_per_bar - 1e-6))
         if bars > MAX_BARS:
@@ -520,7 +520,7 @@ class Policy:
             if track is None and r == "lead":
                 track = max((t for t in clip.tracks if t.notes), key=lambda t: np.mean([n.pitch for n in t.notes]))
             if track is not None:
-                out[r] = notes_to_tokens(track.notes, bars * spb, tonic, r)
+                out[r] = notes_to_tokens(track.notes, bars * steps_per_bar, tonic, r)
         return out, bars
 
 

@@ -98,15 +98,15 @@ def test_onsets_within_1ms_and_silence_between_notes(spec):
     audio = render_audio(lead_clip([Note(69, b, 0.3, 100) for b in beats], tempo=tempo), preset="dry",
                          instruments={"lead": spec})
     x = np.abs(audio.stems["lead"]).max(axis=0)
-    spb = 60.0 / tempo * SR
-    assert not x[:int(round(beats[0] * spb))].any()
+    samples_per_beat = 60.0 / tempo * SR
+    assert not x[:int(round(beats[0] * samples_per_beat))].any()
     for i, b in enumerate(beats):
-        expected = int(round(b * spb))
+        expected = int(round(b * samples_per_beat))
         assert x[max(0, expected - int(0.05 * SR)):expected].max(initial=0) < 1e-4, f"sound before note {i}"
         onset = expected + int(np.argmax(x[expected:] > 1e-3 * x.max()))
         assert abs(onset - expected) / SR <= 0.001, f"note {i} starts {1000 * (onset - expected) / SR:.2f} ms off"
         if i + 1 < len(beats):
-            quiet = x[int(round((b + 0.3) * spb + 0.3 * SR)):int(round(beats[i + 1] * spb))]
+            quiet = x[int(round((b + 0.3) * samples_per_beat + 0.3 * SR)):int(round(beats[i + 1] * samples_per_beat))]
             assert quiet.max() < 1e-4, f"not silent between note {i} and the next"
 
 
