@@ -24,6 +24,8 @@ from tests.bridge.support import Peer
 from tests.bridge.test_peers import pd_lines, run_pd
 from tests.conftest import IN_CI, ROOT
 
+pytestmark = pytest.mark.slow  # qriff serve subprocesses with the real model
+
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):

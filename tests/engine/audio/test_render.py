@@ -315,6 +315,7 @@ def test_stem_names_are_unique_and_file_safe():
 
 # ------------------------------------------------------------------------- CLI
 
+@pytest.mark.slow  # qriff render in subprocesses
 def test_cli_render_json_and_midi(tmp_path, qriff):
     clip = make_clip()
     clip.write_json(tmp_path / "c.json")

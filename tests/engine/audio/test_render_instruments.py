@@ -33,6 +33,8 @@ from engine.music.clip import Clip, Note, Track
 from tests.conftest import ROOT, missing
 from tests.engine.audio.test_voices import fundamental_cents
 
+pytestmark = pytest.mark.slow  # builds the VST3 fixtures with cmake on first use
+
 SR = 44100
 VST3_DIR = ROOT / "tests" / "fixtures" / "vst3"
 

@@ -194,6 +194,7 @@ def test_bad_arguments(kwargs, match):
         corpus.load_corpus(**kwargs)
 
 
+@pytest.mark.slow  # extracts a corpus in subprocesses
 def test_cli_extract_and_stats(cache, qriff):
     env = {**os.environ, "QRIFF_CACHE_DIR": str(cache)}
     r = qriff("corpus", "extract", "--sources", "essen", "--limit", str(LIMIT), "-q", env=env)

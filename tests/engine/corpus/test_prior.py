@@ -143,6 +143,7 @@ def test_unigram():
 
 # ------------------------------------------------------------------- training
 
+@pytest.mark.slow  # trains a prior on real tunes
 def test_train_tiny(cache):
     pytest.importorskip("torch")
     from engine.learn.prior_training import PriorConfig, train_prior

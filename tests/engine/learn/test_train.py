@@ -23,6 +23,7 @@ def tiny(tmp_path, name="run", **kw):
     return preset_config("tiny", out_dir=str(tmp_path / name), **{**FAST, **kw})
 
 
+@pytest.mark.slow  # a real training run
 def test_tiny_run_writes_everything(tmp_path):
     cfg = tiny(tmp_path)
     result = train(cfg)
@@ -44,6 +45,7 @@ def test_tiny_run_writes_everything(tmp_path):
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # a real training run
 def test_same_seed_same_network(tmp_path):
     kw = {"eval_clips": 0, "export": False, "save_replay": False, "total_steps": 200}
     a = train(tiny(tmp_path, "a", **kw))
@@ -54,6 +56,7 @@ def test_same_seed_same_network(tmp_path):
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
+@pytest.mark.slow  # a real training run
 def test_resume_continues_counters_and_log(tmp_path):
     first = train(tiny(tmp_path, total_steps=200, eval_clips=0, export=False))
     assert first.env_steps == 200
@@ -65,6 +68,7 @@ def test_resume_continues_counters_and_log(tmp_path):
         train(tiny(tmp_path, total_steps=600, eval_clips=0, export=False, resume=True, gamma=0.5))
 
 
+@pytest.mark.slow  # a real training run
 def test_ctrl_c_writes_a_checkpoint(tmp_path, monkeypatch):
     import engine.learn.train as tr
 
@@ -129,6 +133,7 @@ def test_init_from_prior_makes_softmax_q_the_prior():
     assert not init_from_prior(QNetwork(ModelConfig(obs_dim=d, hidden=(8,))), weights)
 
 
+@pytest.mark.slow  # a real training run
 def test_cli_train_and_export(tmp_path, capsys):
     from engine.cli import main
 
@@ -161,6 +166,7 @@ def _fake_prior(hidden=8, seed=0):
     return PriorModel(weights, {"format": 1})
 
 
+@pytest.mark.slow  # a real training run
 def test_prior_branch_run_uses_the_style_prior_weight(tmp_path, monkeypatch):
     import engine.learn.train as tr
 
