@@ -178,6 +178,11 @@ class TrainConfig:
             raise TrainError(f"epsilon {self.explore_start} -> {self.explore_end} is out of range (allowed: 0-1)")
         for s in self.eval_styles:
             styles.parse_style(s)
+        fields = {f.name for f in dataclasses.fields(EnvConfig)}
+        unknown = sorted(set(self.env) - fields)
+        if unknown:
+            raise TrainError(f"train config env has unknown field(s) {', '.join(unknown)}: allowed are "
+                             f"{', '.join(sorted(fields))}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -230,11 +235,6 @@ def load_prior() -> PriorModel | None:
 
 def make_env(cfg: TrainConfig, seed: int) -> VecMelodyEnv:
     """The vectorised melody MDP of ``engine.mdp.env``; its reward is the one training learns."""
-    fields = {f.name for f in dataclasses.fields(EnvConfig)}
-    unknown = sorted(set(cfg.env) - fields)
-    if unknown:
-        raise TrainError(f"train config env has unknown field(s) {', '.join(unknown)}: allowed are "
-                         f"{', '.join(sorted(fields))}")
     env_cfg = EnvConfig(**{k: _tupled(v) for k, v in cfg.env.items()}).validated()
     reward = RewardFunction(env_cfg.terms, prior=load_prior(), theory_scale=cfg.theory_scale)
     return VecMelodyEnv(cfg.n_envs, env_cfg, reward=reward, seed=seed)

@@ -104,13 +104,14 @@ def test_config_validation_names_the_field(field, value, message):
         TrainConfig(**{field: value}).validate()
 
 
-def test_unknown_fields_and_presets():
+def test_unknown_fields_and_presets(tmp_path):
     with pytest.raises(TrainError, match="unknown train config field"):
         TrainConfig.from_dict({"gama": 0.9})
     with pytest.raises(TrainError, match="preset 'huge'"):
         preset_config("huge")
     with pytest.raises(TrainError, match="env has unknown field"):
-        train(preset_config("tiny", env={"barz": 2}, **FAST))
+        train(preset_config("tiny", env={"barz": 2}, out_dir=str(tmp_path / "bad"), **FAST))
+    assert not (tmp_path / "bad").exists(), "a bad config is refused before anything is written"
 
 
 def test_init_from_prior_makes_softmax_q_the_prior():
