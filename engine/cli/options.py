@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from engine.errors import TheoryError
+from engine.errors import EngineError
 from engine.music import limits, theory
 
 
@@ -45,21 +45,24 @@ def bounded_float(lo: float, hi: float) -> Callable[[str], float]:
     return parse
 
 
-def _theory_type(fn: Callable[[str], object]) -> Callable[[str], object]:
-    def parse(text: str) -> object:
+def checked_text(check: Callable[[str], object], name: str | None = None) -> Callable[[str], str]:
+    """An argparse type that keeps the text once ``check(text)`` accepts it; the
+    EngineError ``check`` raises becomes argparse's one-line error."""
+
+    def parse(text: str) -> str:
         try:
-            fn(text)
-        except TheoryError as exc:
+            check(text)
+        except EngineError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
         return text
 
-    parse.__name__ = fn.__name__
+    parse.__name__ = name or check.__name__
     return parse
 
 
-key_type = _theory_type(theory.parse_key)
-scale_type = _theory_type(theory.parse_scale)
-time_signature_type = _theory_type(theory.parse_time_signature)
+key_type = checked_text(theory.parse_key)
+scale_type = checked_text(theory.parse_scale)
+time_signature_type = checked_text(theory.parse_time_signature)
 
 def _default_chords_help() -> str:
     by_progression: dict[str, list[str]] = {}

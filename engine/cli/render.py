@@ -10,18 +10,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from engine.cli.options import checked_text
 from engine.errors import EngineError
 from engine.music import limits
 
 
-def _instrument_arg(text: str) -> str:
-    from engine.audio.instruments import InstrumentError, parse_instrument_arg
+def _check_instrument(text: str) -> None:
+    from engine.audio.instruments import parse_instrument_arg  # on use: --help stays fast
 
-    try:
-        parse_instrument_arg(text)
-    except InstrumentError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+    parse_instrument_arg(text)
+
+
+_instrument_arg = checked_text(_check_instrument, "instrument")
 
 
 def add_render_options(parser: argparse.ArgumentParser, format_flag: str = "--format") -> None:
