@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from engine.cli.options import bounded_float, bounded_int
+from engine.cli.options import add_ray_options, bounded_float, bounded_int
 from recommender.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,6 @@ def register_rec(subparsers: Any) -> None:
     r.add_argument("--reward-completed", type=bounded_float(-100, 100), default=1.0, help="default 1")
     r.add_argument("--reward-skipped", type=bounded_float(-100, 100), default=0.0, help="default 0")
     r.add_argument("--reward-unknown", type=bounded_float(-100, 100), default=0.5, help="default 0.5")
-    from engine.cli.sweep import add_ray_options
-
     add_ray_options(p, workers_help="data-parallel workers on Ray Train, each one CPU (default: one process, "
                                     "no Ray; 2 or more, or --ray-address, trains on Ray)")
     p.set_defaults(func=run_train)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from engine.cli.sweep import add_ray_options
+    from engine.cli.options import add_ray_options
 
     p = subparsers.add_parser(
         "batch", help="generate and render many clips across Ray workers (sample packs, datasets)",

@@ -40,10 +40,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from engine.cli.options import bounded_int
+from engine.cli.options import add_ray_options
 from engine.errors import EngineError
 from engine.music.clip import atomic_write
-from engine.scaleout import CONNECT_TIMEOUT_S, ScaleoutError, cluster_cpus, connect, node_id, require_ray
+from engine.scaleout import ScaleoutError, cluster_cpus, connect, node_id, require_ray
 
 log = logging.getLogger(__name__)
 
@@ -395,19 +395,6 @@ def _sort_key(label: str) -> tuple[int, float, str]:
 
 
 # --------------------------------------------------------------------- command line
-
-def add_ray_options(parser: argparse.ArgumentParser,
-                    workers_help: str = "CPUs of the local Ray (default: all cores); ignored with --ray-address"
-                    ) -> argparse._ArgumentGroup:
-    """``--ray-address`` and ``--workers``: where the work runs."""
-    g = parser.add_argument_group("scale-out (Ray; pip install 'qriff[ray]')")
-    g.add_argument("--ray-address", default=None, metavar="HOST:PORT",
-                   help="join a running Ray cluster (HOST:PORT of 'ray start --head', ray://HOST:PORT or auto); "
-                        f"an address that does not answer within {CONNECT_TIMEOUT_S:g} s is an error. "
-                        "Default: start a local Ray")
-    g.add_argument("--workers", type=bounded_int(1, 4096), default=None, metavar="N", help=workers_help)
-    return g
-
 
 def add_sweep_options(parser: argparse.ArgumentParser) -> None:
     g = add_ray_options(parser)

@@ -64,7 +64,7 @@ class Unit:
     setting: str
     seed: int
     generate: dict[str, Any]
-    """Keyword arguments of :meth:`engine.policy.Policy.generate` (count=1, this seed)."""
+    """Keyword arguments of :meth:`engine.runtime.Policy.generate` (count=1, this seed)."""
 
     @property
     def folder(self) -> str:
@@ -103,8 +103,9 @@ def load_batch(path: str | Path) -> BatchSpec:
     impossible setting fails here, before any worker starts) and every preset by loading it."""
     from engine.audio.effects import load_preset
     from engine.audio.instruments import parse_instrument_arg
-    from engine.audio.render import FORMATS, SAMPLE_RATES
-    from engine.runtime.policy import Policy
+    from engine.music.limits import AUDIO_FORMATS as FORMATS
+    from engine.music.limits import DEFAULT_AUDIO_FORMAT, DEFAULT_BIT_DEPTH, DEFAULT_SAMPLE_RATE, SAMPLE_RATES
+    from engine.runtime import Policy
 
     path = Path(path)
     try:
@@ -124,7 +125,8 @@ def load_batch(path: str | Path) -> BatchSpec:
     presets = doc.get("presets", ["studio"])
     if not isinstance(presets, list) or not presets or len(set(map(str, presets))) != len(presets):
         raise _fail(path, f"presets {presets!r} is not a non-empty list of distinct preset names or files")
-    fmt, rate, depth = doc.get("format", "wav"), doc.get("sample_rate", 44100), str(doc.get("bit_depth", "24"))
+    fmt, rate = doc.get("format", DEFAULT_AUDIO_FORMAT), doc.get("sample_rate", DEFAULT_SAMPLE_RATE)
+    depth = str(doc.get("bit_depth", DEFAULT_BIT_DEPTH))
     if fmt not in FORMATS:
         raise _fail(path, f"format {fmt!r} is not allowed: {', '.join(FORMATS)}")
     if rate not in SAMPLE_RATES:
@@ -185,7 +187,7 @@ def make_unit(job: dict[str, Any], unit: Unit) -> dict[str, Any]:
     """
     from engine.audio.render import render_clip
     from engine.music.clip import load_clip
-    from engine.runtime.policy import Policy
+    from engine.runtime import Policy
 
     model = job["model"]
     if model not in _POLICIES:

@@ -54,6 +54,7 @@ def _rank(rank: int, world: int, store: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # subprocesses
 def test_two_ranks_take_the_single_process_step(tmp_path):
     """Averaged gradients of two half batches are the whole batch's gradient in one process.
 
@@ -98,6 +99,7 @@ def _ingested(qriff, tmp_path) -> Path:
     return db
 
 
+@pytest.mark.slow  # subprocesses
 def test_unreachable_ray_address_exits_2_before_training(qriff, tmp_path):
     pytest.importorskip("ray")
     db = _ingested(qriff, tmp_path)

@@ -134,6 +134,7 @@ def test_impossible_batch_specs_fail_before_any_work(tmp_path, text, message):
         load_batch(write(tmp_path, "b.toml", text))
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_local_batch_resumes_and_matches_one_by_one(tmp_path, qriff):
     spec = load_batch(write(tmp_path, "b.toml", BATCH))
     assert len(spec.units) == 4
@@ -174,6 +175,7 @@ def test_local_batch_resumes_and_matches_one_by_one(tmp_path, qriff):
 
 # ------------------------------------------------------------------ bad input, CLI
 
+@pytest.mark.slow  # CLI subprocesses
 def test_bad_batch_spec_exits_2_without_a_manifest(qriff, tmp_path):
     spec = write(tmp_path, "b.toml", BATCH.replace("bars = 1\n[[setting]]", "bars = 40\n[[setting]]"))
     r = qriff("batch", str(spec), "--out", str(tmp_path / "o"), "--local")
@@ -182,6 +184,7 @@ def test_bad_batch_spec_exits_2_without_a_manifest(qriff, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_unknown_sweep_key_exits_2(qriff, tmp_path):
     pytest.importorskip("ray")
     spec = write(tmp_path, "s.toml", 'preset = "tiny"\nmetric = "folk.not_in_key"\n[grid]\ngama = [0.8]\n')
@@ -196,6 +199,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_unreachable_ray_address_exits_2_quickly(qriff, tmp_path):
     pytest.importorskip("ray")
     port = _closed_port()
@@ -230,6 +234,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # CLI subprocesses
 @pytest.mark.parametrize("argv", [["batch", "SPEC"], ["train", "--sweep", "SPEC"]])
 def test_without_the_ray_extra_exits_2_with_the_install_hint(tmp_path, argv):
     from tests.conftest import ROOT
