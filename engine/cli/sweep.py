@@ -237,7 +237,6 @@ def _run_trial(config: dict[str, Any]) -> None:
 def run_sweep(spec: SweepSpec, *, address: str | None = None, workers: int | None = None,
               quiet: bool = False) -> dict[str, Any]:
     """Run every trial of ``spec`` on Ray Tune; write the results; return the results document."""
-    spec.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     # Tune's own tables and hints would interleave with the progress bar: the results table says it all.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -247,6 +246,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, workers: int | Non
         if cluster_cpus(ray) < spec.cpus_per_trial:
             raise ScaleoutError(f"the Ray cluster has {cluster_cpus(ray)} CPUs, fewer than cpus_per_trial="
                                 f"{spec.cpus_per_trial:g}")
+        spec.out.mkdir(parents=True, exist_ok=True)  # only once Ray is there: a bad address leaves nothing
         bar = _ProgressBar(len(spec.trials), quiet)
         tuner = tune.Tuner(
             tune.with_resources(_run_trial, {"cpu": spec.cpus_per_trial}),

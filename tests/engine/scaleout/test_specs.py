@@ -185,12 +185,16 @@ def test_bad_batch_spec_exits_2_without_a_manifest(qriff, tmp_path):
 
 
 @pytest.mark.slow  # CLI subprocesses
-def test_unknown_sweep_key_exits_2(qriff, tmp_path):
+def test_unknown_sweep_key_and_unreachable_address_exit_2(qriff, tmp_path):
     pytest.importorskip("ray")
     spec = write(tmp_path, "s.toml", 'preset = "tiny"\nmetric = "folk.not_in_key"\n[grid]\ngama = [0.8]\n')
     r = qriff("train", "--sweep", str(spec), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "unknown key 'grid.gama'" in r.stderr and not (tmp_path / "o").exists()
+    spec.write_text('preset = "tiny"\nmetric = "folk.not_in_key"\n')
+    r = qriff("train", "--sweep", str(spec), "--out", str(tmp_path / "o"), "--ray-address", f"127.0.0.1:{_closed_port()}")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "is not reachable" in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def _closed_port() -> int:
