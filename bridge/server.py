@@ -87,9 +87,11 @@ class ServerConfig:
     live_port: int = LIVE_PORT
     """AbletonOSC's listening port."""
     live_reply_port: int = LIVE_REPLY_PORT
-    """Port where AbletonOSC sends replies and /live/error."""
+    """Where AbletonOSC's replies arrive. AbletonOSC always answers on 11001: only tests change this."""
     live_timeout: float = 1.0
     """Seconds to wait for each AbletonOSC answer."""
+    live_create_scenes: bool = True
+    """Add a scene when the target track has no empty clip slot from the requested one."""
 
 
 @dataclass
@@ -135,7 +137,7 @@ class Server:
         self.config = config
         self.source = source
         self.live = live or LiveClient(config.live_host, config.live_port, config.live_reply_port,
-                                       config.live_timeout)
+                                       config.live_timeout, config.live_create_scenes)
         self.out_dir = Path(config.out_dir).expanduser().resolve()
         self.session: dict[str, Any] = protocol.defaults()
         self.session["reply_port"] = config.reply_port
