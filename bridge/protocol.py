@@ -27,7 +27,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.errors import BridgeError, RequestError
 from engine import __version__, styles, theory, tokens
@@ -86,13 +86,51 @@ class Property:
 
 @dataclass(frozen=True)
 class Method:
-    """A request address: fixed ``args`` after the id, then ``options`` as key/value pairs."""
+    """A request address: fixed ``args`` after the id, then ``options`` as key/value pairs.
+
+    ``handler(ctx, request)`` answers it (see :class:`Context`), as a handler given to
+    python-osc's ``Dispatcher.map`` answers its address.
+    """
 
     address: str
     doc: str
+    handler: Callable[[Context, Request], None]
     args: tuple[Arg, ...] = ()
     options: tuple[str, ...] = ()
     replies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as its handler sees it: the address, the id (and its OSC type tag), the
+    arguments after the id, the options parsed from them, who sent it and the reply port
+    it asked for (None: the session default, else the sender's port)."""
+
+    address: str
+    rid: Any
+    rtag: str
+    args: tuple[Any, ...]
+    options: dict[str, Any]
+    sender: tuple[str, int]
+    reply_port: int | None = None
+
+
+class Context(Protocol):
+    """What a handler may use of the server: its session defaults, replies and the job queue."""
+
+    session: dict[str, Any]
+
+    def reply(self, request: Request, address: str, *args: Any) -> None:
+        """Send ``address id args...`` to the requester."""
+
+    def read(self, name: str) -> Any:
+        """The value of a read-only property."""
+
+    def models(self) -> list[str]:
+        """Model ids for ``/qriff/list/models``."""
+
+    def enqueue(self, kind: str, request: Request, params: dict[str, Any]) -> None:
+        """Queue a generate, render or push job (BridgeError ``busy`` when the queue is full)."""
 
 
 @dataclass(frozen=True)
@@ -342,20 +380,83 @@ LISTS: dict[str, str] = {
 _ID = Arg("id", "*", "request id, echoed in every reply")
 _GEN_OPTIONS = tuple(p.name for p in PROPERTIES_RW if p.option) + ("primer",)
 
+# ------------------------------------------------------------------- handlers
+
+def check_chords(params: Mapping[str, Any]) -> None:
+    """Chords must fit the request's key and scale (they are parsed against them)."""
+    if params.get("chords"):
+        try:
+            theory.parse_progression(params["chords"], params["key"], params["scale"])
+        except EngineError as exc:
+            raise RequestError(f"chords: {exc}", code="bad_value") from None
+
+
+def _no_args(request: Request) -> None:
+    if request.args:
+        raise RequestError(f"{request.address} takes only the request id (and optionally reply_port N), "
+                           f"got {len(request.args)} more values")
+
+
+def ping(ctx: Context, request: Request) -> None:
+    """``/qriff/ping id`` -> ``/qriff/pong id version``."""
+    ctx.reply(request, f"{PREFIX}/pong", __version__)
+
+
+def generate(ctx: Context, request: Request) -> None:
+    """Options over the session defaults; chords checked now; the job waits for a worker."""
+    params = resolve(request.options, ctx.session)
+    check_chords(params)
+    ctx.enqueue("generate", request, params)
+
+
+def render(ctx: Context, request: Request) -> None:
+    ctx.enqueue("render", request, resolve(request.options, ctx.session))
+
+
+def live_push(ctx: Context, request: Request) -> None:
+    ctx.enqueue("push", request, resolve(request.options, ctx.session))
+
+
+def get_property(ctx: Context, request: Request, prop: Property) -> None:
+    """``/qriff/get/<name> id`` -> the same address with ``id value``."""
+    _no_args(request)
+    value = ctx.session[prop.name] if prop.writable else ctx.read(prop.name)
+    ctx.reply(request, request.address, value)
+
+
+def set_property(ctx: Context, request: Request, prop: Property) -> None:
+    """``/qriff/set/<name> id value``: checked, stored as the session default, echoed canonical."""
+    if len(request.args) != 1:
+        raise RequestError(f"{request.address} takes the id and one value, got {len(request.args)} values after "
+                           f"the id (e.g. {request.address} 1 {prop.default})")
+    assert prop.parse is not None
+    value = prop.parse(request.args[0])
+    if prop.name == "chords":
+        check_chords({**ctx.session, "chords": value})
+    ctx.session[prop.name] = value
+    ctx.reply(request, request.address, value)
+
+
+def list_property(ctx: Context, request: Request, name: str) -> None:
+    """``/qriff/list/<name> id`` -> ``id item item ...``."""
+    _no_args(request)
+    ctx.reply(request, request.address, *list_items(name, ctx.models()))
+
+
 #: Requests.
 METHODS: tuple[Method, ...] = (
-    Method(f"{PREFIX}/ping", "liveness check", options=("reply_port",), replies=(f"{PREFIX}/pong",)),
+    Method(f"{PREFIX}/ping", "liveness check", ping, options=("reply_port",), replies=(f"{PREFIX}/pong",)),
     Method(f"{PREFIX}/generate",
            "generate clips; every option falls back on the session default; primer = a clip file name in the "
            "output folder to continue from",
-           options=_GEN_OPTIONS,
+           generate, options=_GEN_OPTIONS,
            replies=(f"{PREFIX}/clip/begin", f"{PREFIX}/clip/track", f"{PREFIX}/clip/notes", f"{PREFIX}/clip/end",
                     f"{PREFIX}/live/pushed")),
     Method(f"{PREFIX}/render", "render a clip of the output folder to audio stems (default: the last clip)",
-           options=("clip", "preset", "format", "sample_rate", "reply_port"),
+           render, options=("clip", "preset", "format", "sample_rate", "reply_port"),
            replies=(f"{PREFIX}/render/stem", f"{PREFIX}/render/end")),
     Method(f"{PREFIX}/live/push", "put a clip of the output folder into an Ableton Live clip slot (via AbletonOSC)",
-           options=("clip", "track", "slot", "reply_port"), replies=(f"{PREFIX}/live/pushed",)),
+           live_push, options=("clip", "track", "slot", "reply_port"), replies=(f"{PREFIX}/live/pushed",)),
 )
 
 #: Replies, after the echoed id.

@@ -117,3 +117,19 @@ def test_readme_table_is_the_generated_one():
     table = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0]
     assert table.strip() == protocol.address_table_markdown().strip(), \
         "README's OSC table is stale: replace it with the output of 'qriff serve --address-table'"
+
+
+def test_dispatcher_routes_exactly_the_address_table():
+    from bridge import dispatch
+
+    d = dispatch.from_table()
+    assert sorted(d.addresses) == sorted(protocol.request_addresses())
+    for m in protocol.METHODS:
+        assert d.route(m.address).handler is m.handler
+    assert d.route("/qriff/set/key").args == (protocol.PROPERTIES["key"],)
+    for pattern in ("/qriff/set/*", "/qriff/get/{key,bars}", "/qriff/pin?"):  # no pattern fans out
+        with pytest.raises(RequestError) as info:
+            d.route(pattern)
+        assert info.value.code == "unknown_address"
+    with pytest.raises(ValueError, match="already mapped"):
+        d.map("/qriff/ping", protocol.ping)
