@@ -46,7 +46,7 @@ from typing import Any
 
 from bridge.datagrams import Message, chunks, decode, encode
 from bridge.errors import BridgeError, LiveError
-from engine.clip import Clip, Note
+from engine.music.clip import Clip, Note
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from bridge.jobs import Job
 from bridge.protocol import PREFIX
 from bridge.smf import write_smf
 from bridge.transport import send_burst
-from engine.clip import Clip
 from engine.errors import EngineError, ModelError
+from engine.music.clip import Clip
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from bridge import protocol
 from bridge.errors import BridgeError
 from bridge.source import ClipSource
-from engine.clip import Clip, load_clip
+from engine.music.clip import Clip, load_clip
 
 if TYPE_CHECKING:
     from bridge.delivery import Delivery
@@ -200,9 +200,9 @@ class Workers:
     # ------------------------------------------------------------ render, push
     def _render(self, job: Job) -> None:
         try:
-            from engine.render import render_clip
+            from engine.audio.render import render_clip
         except ImportError:
-            raise BridgeError("rendering is not available in this installation (engine.render is missing)",
+            raise BridgeError("rendering is not available in this installation (engine.audio.render is missing)",
                               code="render") from None
         name = self.delivery.default_clip(job)
         clip = load_clip(self.delivery.clip_path(name))
