@@ -365,6 +365,7 @@ def _free_port() -> int:
 def test_cli_help_and_address_table(qriff):
     r = qriff("serve", "--help")
     assert r.returncode == 0 and "--reply-port" in r.stdout and "--allow" in r.stdout
+    assert "--no-create-scenes" in r.stdout and "--live-reply-port" not in r.stdout  # AbletonOSC answers on 11001
     r = qriff("serve", "--address-table")
     assert r.returncode == 0 and r.stdout == protocol.address_table_markdown()
 
