@@ -320,3 +320,28 @@ def test_add_notes_messages(n):
     assert [tuple(m.args[2 + 5 * i:7 + 5 * i]) for m in back for i in range((len(m.args) - 2) // 5)] == \
         [(x.pitch, x.start, x.duration, x.velocity, False) for x in notes]
     assert all(len(m) < 65536 for m in msgs)
+
+
+def test_trailing_errors_of_a_failed_push_stay_with_it(tmp_path, make_peer):
+    """The clip vanishes while the notes go in: add/notes, set/name and get/name each fail on their own
+    tick. All three errors belong to that push; the push sent straight after sees none of them."""
+    peer = make_peer(LiveSet(["midi"], scenes=4), free_udp_port())
+
+    def delete(live: LiveSet) -> None:  # the user deletes the new clip just before the notes arrive
+        live.tracks[0].clip_slots[0].clip = None
+
+    peer.before["/live/clip/add/notes"] = delete
+    with live_server(tmp_path, peer) as srv:
+        client = Peer(srv.address)
+        failed = client.request("/qriff/generate", 1, "bars", 2, "seed", 1, "live_track", 0,
+                                until="/qriff/live/pushed")
+        ok = client.request("/qriff/generate", 2, "bars", 2, "seed", 2, "live_track", 0, until="/qriff/live/pushed")
+    addr, params = failed[-1]
+    assert addr == "/qriff/error" and "track 0 slot 0: Live reported an error while qriff wrote" in params[2]
+    assert params[2].count("'NoneType' object has no attribute") == 3
+    ticks = [tick for tick, _ in peer.errors()]
+    assert len(ticks) == 3 and len(set(ticks)) == 3  # one per tick, as AbletonOSC sends them
+    assert ok[0][0] == "/qriff/clip/begin" and ok[-1][0] == "/qriff/live/pushed"
+    assert not [a for a, _ in ok if a == "/qriff/error"] and ok[-1][1][2:4] == [0, 0]
+    end = next(p for a, p in ok if a == "/qriff/clip/end")
+    assert peer.live.clip(0, 0).notes == notes_of(Clip.from_json(open(end[4]).read()))
