@@ -87,6 +87,8 @@ GOOD = encode("/qriff/ping", (1,), "i")
     (b"/a\x00\x00,b\x00\x00" + struct.pack(">i", -4), "declares -4 bytes"),
     (b"/a\x00\x00,b\x00\x00" + struct.pack(">i", 1000) + b"abcd", "too short"),
     (b"#bundle\x00" + b"\x00" * 8 + struct.pack(">i", 3) + b"abc", "positive multiple of 4"),
+    # python-osc alone would loop forever on a negative element size
+    (b"#bundle\x00" + b"\x00" * 8 + struct.pack(">i", -4) + b"/a\x00\x00", "positive multiple of 4"),
     (b"#bundle\x00\x00\x00", "time tag"),
     (b"/" + b"a" * MAX_INCOMING, "too long"),
 ])
