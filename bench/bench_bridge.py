@@ -62,7 +62,7 @@ def osc(address: str, *args: object) -> bytes:
 
 def model_path(arg: str | None, tmp: Path) -> Path:
     """The model to serve: --model, the shipped one, or an exported untrained network."""
-    from engine.runtime.policy import DEFAULT_MODEL_PATH
+    from engine.runtime import DEFAULT_MODEL_PATH
 
     if arg:
         return Path(arg)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from engine.cli.options import MAX_BARS, bounded_int, scale_type, time_signature_type
+from engine.cli.options import bounded_int, scale_type, time_signature_type
+from engine.music.limits import MAX_BARS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,13 +50,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.cli import UsageError
-    from engine.corpus.melodies import _check_sources
+    from engine.corpus import check_sources
     from engine.evaluation import evaluate as ev
     from engine.music import theory
 
     if not args.folders and not args.corpus and not args.random:
         raise UsageError("nothing to evaluate: give a folder of clips, --corpus or --random (see qriff evaluate --help)")
-    sources = _check_sources(args.sources) if args.sources else None
+    sources = check_sources(args.sources) if args.sources else None
     ts = theory.parse_time_signature(args.time_signature)
     t0 = time.perf_counter()
     sets = [ev.clip_set(folder) for folder in args.folders]

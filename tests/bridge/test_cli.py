@@ -19,10 +19,12 @@ import pytest
 
 from engine.mdp import observation, styles
 from engine.music.clip import Clip
-from engine.runtime.policy import DEFAULT_MODEL_PATH, Policy
+from engine.runtime import DEFAULT_MODEL_PATH, Policy
 from tests.bridge.support import Peer
 from tests.bridge.test_peers import pd_lines, run_pd
 from tests.conftest import IN_CI, ROOT
+
+pytestmark = pytest.mark.slow  # qriff serve subprocesses with the real model
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from bridge import protocol
 from bridge.errors import ERROR_CODES, BridgeError, RequestError
-from engine.cli import options as cli_options
+from engine import limits
 from engine.mdp import styles
 from engine.music import theory
 from tests.conftest import IN_CI, ROOT
@@ -19,9 +19,9 @@ README_END = "<!-- qriff:osc-table:end -->"
 
 
 def test_limits_agree_with_the_cli():
-    assert protocol.MAX_BARS == cli_options.MAX_BARS
-    assert protocol.MAX_TEMPERATURE == cli_options.MAX_TEMPERATURE
-    assert protocol.MAX_VARIATIONS <= cli_options.MAX_COUNT
+    assert protocol.MAX_BARS == limits.MAX_BARS
+    assert protocol.MAX_TEMPERATURE == limits.MAX_TEMPERATURE
+    assert protocol.MAX_VARIATIONS <= limits.MAX_COUNT
 
 
 @pytest.mark.parametrize("prop", protocol.PROPERTIES_RW, ids=lambda p: p.name)
