@@ -26,8 +26,8 @@ from bridge.datagrams import MAX_DATAGRAM, NOTES_PER_CHUNK, chunks, encode
 from bridge.errors import BridgeError, RequestError
 from bridge.jobs import Job
 from bridge.protocol import PREFIX
-from bridge.smf import write_smf
 from bridge.transport import send_burst
+from engine import write_midi
 from engine.errors import EngineError, ModelError
 from engine.music.clip import Clip
 
@@ -195,7 +195,7 @@ class Delivery:
         # The two files are written at the same time: on a busy disk each costs milliseconds.
         # (A separate pool: its tasks never wait on anything, so no delivery can deadlock on it.)
         json_done = self._json_writers.submit(write_clip_json, clip, self.out_dir / f"{stem}.json")
-        midi = write_smf(clip, self.out_dir / f"{stem}.mid")
+        midi = write_midi(clip, self.out_dir / f"{stem}.mid")
         data = json_done.result()
         seconds = time.perf_counter() - t0
         total = sum(len(t.notes) for t in clip.tracks)

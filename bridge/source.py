@@ -76,8 +76,11 @@ class PolicySource:
         return str(self._policy.info.model_id)
 
     def models(self) -> list[str]:
-        # The model this server loaded; engine has no listing of installed models yet.
-        return [self.model_id]
+        """The loaded model first, then every other model engine.available_models() finds."""
+        from engine import available_models
+
+        ids = [self.model_id] + [entry.model_id for entry in available_models()]
+        return list(dict.fromkeys(ids))
 
     def generate(self, **kwargs: Any) -> list[Clip]:
         return list(self.policy.generate(**kwargs))

@@ -18,9 +18,22 @@ README_BEGIN = "<!-- qriff:osc-table:begin -->"
 README_END = "<!-- qriff:osc-table:end -->"
 
 
-def test_limits_agree_with_the_cli():
-    assert protocol.MAX_BARS == limits.MAX_BARS
-    assert protocol.MAX_TEMPERATURE == limits.MAX_TEMPERATURE
+def test_limits_are_the_engines():
+    """The clip and render limits are the engine's: each bound accepted, one step past it refused."""
+    bounds = {"bars": (1, limits.MAX_BARS, 1), "tempo": (limits.MIN_TEMPO, limits.MAX_TEMPO, 0.5),
+              "temperature": (0.0, limits.MAX_TEMPERATURE, 0.1)}
+    for name, (lo, hi, step) in bounds.items():
+        parse = protocol.PROPERTIES[name].parse
+        assert parse(lo) == lo and parse(hi) == hi
+        for bad in (lo - step, hi + step):
+            with pytest.raises(RequestError):
+                parse(bad)
+    assert [protocol.PROPERTIES["sample_rate"].parse(r) for r in limits.SAMPLE_RATES] == list(limits.SAMPLE_RATES)
+    assert [protocol.PROPERTIES["format"].parse(f) for f in limits.AUDIO_FORMATS] == list(limits.AUDIO_FORMATS)
+    defaults = protocol.defaults()
+    assert (defaults["bars"], defaults["tempo"], defaults["temperature"], defaults["key"], defaults["scale"]) == \
+        (limits.DEFAULT_BARS, limits.DEFAULT_TEMPO, limits.DEFAULT_TEMPERATURE, limits.DEFAULT_KEY,
+         limits.DEFAULT_SCALE)
     assert protocol.MAX_VARIATIONS <= limits.MAX_COUNT
 
 
