@@ -35,7 +35,9 @@ class CandidateConfig:
     regularization: float = 0.01
     """L2 regularisation of ALS/BPR."""
     alpha: float = 1.0
-    """ALS confidence scale: confidence = 1 + alpha * weight."""
+    """ALS confidence scale. implicit 0.7 uses ``alpha * weight`` itself as the confidence of an
+    observed pair (unobserved pairs have confidence 1, preference 0); a negative weight means
+    "disliked" (preference 0 with confidence ``alpha * |weight|``)."""
     iterations: int = 15
     """ALS sweeps (BPR: epochs, 100 is implicit's default)."""
     neighbours: int = 20

@@ -22,13 +22,17 @@ def test_ranks_filter_seen_items_and_count_ties_half():
     assert m["NDCG@10"] == pytest.approx((1 + 1 / np.log2(3) + 1 / np.log2(11)) / 4)
 
 
-def test_sampled_ranks_are_never_worse_than_full():
-    rng = np.random.default_rng(0)
-    scores = rng.normal(size=(50, 400))
-    targets = rng.integers(1, 400, 50)
-    seen = csr_matrix((50, 400), dtype=np.float32)
-    full, sampled = ranks_full(scores, targets, seen), ranks_sampled(scores, targets, seen, negatives=100)
-    assert (sampled <= full).all() and sampled.max() <= 100
+def test_sampled_ranks_draw_only_unseen_negatives_and_estimate_the_full_rank():
+    # user 0: the 5 best-scored items were seen in training; the target beats every unseen item
+    scores = np.tile(np.arange(400, dtype=np.float64)[::-1], (2, 1))  # item i scores 399 - i
+    seen = csr_matrix((np.ones(5, np.float32), ([0] * 5, [1, 2, 3, 4, 5])), shape=(2, 400))
+    targets = np.array([6, 201])
+    r = ranks_sampled(scores, targets, seen, negatives=100)
+    assert r[0] == 0  # a sampled seen item would outrank it
+    # user 1: 200 unseen items beat the target out of 398 unseen others; over many draws the sampled
+    # rank averages 100 * 200 / 398 (uniform without replacement), which a biased sampler misses
+    mean = np.mean([ranks_sampled(scores, targets, seen, negatives=100, seed=s)[1] for s in range(200)])
+    assert abs(mean - 100 * 200 / 398) < 1.0
 
 
 def _data(ts):
