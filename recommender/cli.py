@@ -115,17 +115,30 @@ def register_rec(subparsers: Any) -> None:
         _common(p, model=True)
         p.set_defaults(func=run_next if name == "next" else run_playlist)
 
-    p = sub.add_parser("evaluate", help="offline evaluation against baselines (HR/NDCG, full ranking)",
+    p = sub.add_parser("evaluate", help="offline evaluation against baselines and ablations (HR/NDCG, full ranking)",
                        description="Leave-last-out by timestamp, full ranking with seen items filtered, HR and NDCG "
-                                   "at 5/10/20 for most-popular, implicit ALS, item-kNN, a supervised GRU4Rec-style "
-                                   "model and the DQN, trained in the same run. Sampled metrics are shown beside.")
+                                   "at 5/10/20 for most-popular, implicit ALS, item-kNN, GRU4Rec (ids, and with the "
+                                   "DQN's inputs), the DQN and its ablations (gamma 0, no Q-loss, ranked by Q), "
+                                   "trained in the same run, mean and std over seeds. Sampled metrics are shown "
+                                   "beside. --tune picks every family's config on a validation split first; "
+                                   "--simulate adds the simulator's table.")
     p.add_argument("--dataset", default="movielens-100k",
                    help="'movielens-100k' (from the recbole==1.2.1 wheel) or an export file / .db to evaluate on")
     p.add_argument("--models", default="all",
                    help="comma-separated subset of most-popular,als,item-knn,gru4rec,dqn (default: all)")
     p.add_argument("--epochs", type=bounded_int(1, 10_000), default=None, help="training epochs (default: train's)")
     p.add_argument("--encoder", choices=("gru", "attention"), default=None, help="DQN encoder (default gru)")
-    p.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="first random seed (default 0)")
+    p.add_argument("--seeds", type=bounded_int(1, 100), default=1,
+                   help="seeds per row, reported as mean and std (default 1; the bench uses 3)")
+    p.add_argument("--tune", type=bounded_int(0, 100), default=0, metavar="TRIALS",
+                   help="trials per model family on a validation split before the test (default 0: defaults)")
+    p.add_argument("--simulate", action="store_true",
+                   help="also fit a simulator on the logs and play sessions with every policy")
+    p.add_argument("--sim-users", type=bounded_int(1, 1_000_000), default=200,
+                   help="listeners per simulated seed (default 200)")
+    p.add_argument("--rollout-sessions", type=bounded_int(0, 100), default=2,
+                   help="simulated sessions per user added to the DQN's training data (default 2)")
     p.add_argument("--out", type=Path, default=None, help="also write the table (.md) and metrics (.json) here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
@@ -252,7 +265,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         import torch  # noqa: F401
     except ImportError:
         raise ConfigError("evaluation trains models and needs torch: pip install 'qriff[train]'") from None
-    from recommender.evaluation import MODELS, default_dqn_config, evaluate
+    from recommender.evaluation import MODELS, default_dqn_config, evaluate, evaluate_simulator, tune
 
     models = MODELS if args.models == "all" else tuple(m.strip() for m in args.models.split(",") if m.strip())
     bad = [m for m in models if m not in MODELS]
@@ -265,16 +278,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.encoder:
         cfg.net.encoder = args.encoder
     cfg.seed = args.seed
-    res = evaluate(data, name, cfg, models=models, progress=not (args.quiet or args.json) and sys.stderr.isatty(),
-                   seed=args.seed)
-    res.notes.append(f"DQN config: {json.dumps(asdict(cfg), sort_keys=True)}")
+    progress = not (args.quiet or args.json) and sys.stderr.isatty()
+    tuned = tune(data, args.tune, seed=args.seed, progress=progress, dqn_config=cfg) if args.tune else None
+    res = evaluate(data, name, cfg, models=models, progress=progress, seed=args.seed, seeds=args.seeds, tuned=tuned)
+    res.notes.append(f"DQN config: {json.dumps(asdict(tuned.dqn if tuned and tuned.dqn else cfg), sort_keys=True)}")
+    out: dict[str, Any] = {"offline": res.to_dict()}
+    text = res.table()
+    if args.simulate:
+        sim = evaluate_simulator(data, cfg, eval_users=args.sim_users, seeds=args.seeds, seed=args.seed,
+                                 rollout_sessions=args.rollout_sessions, tuned=tuned, progress=progress)
+        out["simulator"] = sim.to_dict()
+        text += "\n\n" + sim.table()
     if args.out:
         from engine.clip import atomic_write
 
         base = Path(args.out)
-        atomic_write(base.with_suffix(".md"), lambda p: Path(p).write_text(res.table() + "\n"))
-        atomic_write(base.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(res.to_dict(), indent=2)))
-    _emit(args, res.to_dict(), res.table())
+        atomic_write(base.with_suffix(".md"), lambda p: Path(p).write_text(text + "\n"))
+        atomic_write(base.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(out, indent=2)))
+    _emit(args, out, text)
     return 0
 
 

@@ -214,22 +214,24 @@ def batch_loss(net: SeqQNet, target: SeqQNet, config: TrainConfig, items: torch.
     """
     c = config
     rewards_table = torch.tensor([c.reward.skipped, c.reward.completed, c.reward.unknown])
+    if c.q_weight <= 0 and c.sqn_weight <= 0:
+        raise ConfigError("q_weight and sqn_weight are both 0: nothing to train (allowed: either > 0)")
     h = net.encode(items, outcomes, users)  # [B, L+1, d]
     state = h[:, :-1]
     actions = items[:, 1:]  # the track played after each state
     valid = (items[:, :-1] > 0) & (actions > 0)
     ids, cols = action_set(net.n_items, actions, c, rng)
     vecs = net.item_vectors(ids)
-    pad_col = ids == 0
+    # column 0 of every action set is the padding item: it is sliced off rather than masked (no copies)
+    cols = cols[valid] - 1
     logs: dict[str, float] = {}
     loss = torch.zeros(())
     if c.sqn_weight > 0:
-        logits = net.sqn_logits(state[valid], vecs, ids).masked_fill(pad_col, float("-inf"))
-        ce = F.cross_entropy(logits, cols[valid])
+        ce = F.cross_entropy(net.sqn_logits(state[valid], vecs, ids)[:, 1:], cols)
         loss = loss + c.sqn_weight * ce
         logs["ce"] = ce.item()
     if c.q_weight > 0:
-        q_all = net.q_values(h, vecs, ids)  # [B, L+1, A]: states and next states in one product
+        q_all = net.q_values(h, vecs, ids)[..., 1:]  # [B, L+1, A]: states and next states in one product
         q = q_all[:, :-1][valid]  # [M, A]
         done = ends[:, 1:][valid]
         rewards = rewards_table[outcomes[:, 1:][valid]] + c.continue_bonus * (~done).float()
@@ -238,17 +240,15 @@ def batch_loss(net: SeqQNet, target: SeqQNet, config: TrainConfig, items: torch.
             h_t = target.q_proj(target.encode(items, outcomes, users)[:, 1:][valid])
 
             def target_value(best: torch.Tensor) -> torch.Tensor:  # the target net, only at a'
-                a = ids[best.squeeze(1)]
+                a = ids[best.squeeze(1) + 1]
                 return (h_t * target.item_vectors(a)).sum(-1) + target.q_bias[a]
 
         # double DQN (engine.rl): the online head picks a', the target head values it; no bootstrap past a session
-        y = rl.double_q_targets(q_next_online, target_value, rewards, c.gamma * (~done).float(),
-                                next_mask=~pad_col.expand_as(q_next_online))
-        td = rl.td_loss(q, cols[valid], y)
+        y = rl.double_q_targets(q_next_online, target_value, rewards, c.gamma * (~done).float())
+        td = rl.td_loss(q, cols, y)
         cql = torch.zeros(())
         if c.unshown_weight > 0:
-            q_sa = q.gather(1, cols[valid].unsqueeze(1)).squeeze(1)
-            cql = (torch.logsumexp(q.masked_fill(pad_col, float("-inf")), dim=1) - q_sa).mean()
+            cql = (torch.logsumexp(q, dim=1) - q.gather(1, cols.unsqueeze(1)).squeeze(1)).mean()
         loss = loss + c.q_weight * (td + c.unshown_weight * cql)
         logs["td"], logs["cql"] = td.item(), cql.item()
     logs["loss"] = loss.item()
