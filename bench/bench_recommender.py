@@ -58,48 +58,66 @@ def timed(fn, rounds: int) -> tuple[float, float]:
     return statistics.median(cpu), statistics.median(wall)
 
 
-# ------------------------------------------------------------------ 1. MovieLens
+# ------------------------------------------------------------------ 1-2. MovieLens and the simulator
 
-def bench_movielens(args) -> None:
-    from recommender.dataset import load_movielens_100k
-    from recommender.evaluation import default_dqn_config, evaluate
+def load_tuned(args, data):
+    """Every family's config, tuned on the validation split with ``--trials`` each (or read from ``--tuned``)."""
+    from recommender.evaluation import Tuned, default_dqn_config, tune
 
-    try:
-        data = load_movielens_100k()
-    except DatasetError as exc:
-        ROWS.append({"target": "MovieLens-100K", "measured": None, "need": "data set", "ok": False,
-                     "detail": str(exc)})
-        return
+    if args.tuned and args.tuned.exists():
+        return Tuned.from_dict(json.loads(args.tuned.read_text()))
     cfg = default_dqn_config()
-    if args.epochs:
-        cfg.epochs = args.epochs
     t0 = time.perf_counter()
-    res = evaluate(data, "MovieLens-100K", cfg, progress=sys.stderr.isatty())
+    tuned = tune(data, args.trials, seed=0, progress=sys.stderr.isatty(), dqn_config=cfg,
+                 epochs_at=tuple(int(e) for e in args.epochs_at.split(",")))
+    print(f"tuning: {args.trials} trials per family on the validation split ({time.perf_counter() - t0:.0f} s)")
+    for fam, trials in tuned.trials.items():
+        best = max(trials, key=lambda t: t["ndcg10"])
+        print(f"  {fam}: chosen {best['config']} (validation NDCG@10 {best['ndcg10']:.4f}, "
+              f"{len(trials)} scored points)")
+    print(flush=True)
+    if args.tuned:
+        args.tuned.write_text(json.dumps(tuned.to_dict(), indent=2))
+    return tuned
+
+
+def bench_movielens(args, data, tuned) -> None:
+    from recommender.evaluation import evaluate
+
+    t0 = time.perf_counter()
+    res = evaluate(data, "MovieLens-100K", models=("most-popular", "als", "item-knn", "gru4rec", "dqn"),
+                   progress=sys.stderr.isatty(), seeds=args.seeds, tuned=tuned)
     print(res.table(), f"\n(evaluation wall time {time.perf_counter() - t0:.0f} s)\n", flush=True)
-    full = {m: r["full"] for m, r in res.rows.items()}
-    dqn, als = full["dqn"]["NDCG@10"], full["als"]["NDCG@10"]
-    sup_name = max((m for m in full if m.startswith("gru4rec")), key=lambda m: full[m]["NDCG@10"])
-    sup = full[sup_name]["NDCG@10"]
-    check("ML-100K NDCG@10 DQN / ALS", dqn / als, 1.5, ">=", f"{dqn:.4f} / {als:.4f}")
-    check("ML-100K NDCG@10 DQN / best GRU4Rec", dqn / sup, 1.05, ">=", f"{dqn:.4f} / {sup:.4f} ({sup_name})")
+    n = {m: res.ndcg10(m) for m in res.rows}
+    sd = {m: r["full_std"]["NDCG@10"] for m, r in res.rows.items()}
+    dqn = n["dqn"]
+    for name, ref, need in (("tuned ALS", "als", 1.5), ("tuned GRU4Rec with the DQN's inputs", "gru4rec (DQN's inputs)",
+                                                           1.0), ("its gamma-0 ablation", "dqn, gamma 0", None),
+                            ("its no-Q-loss ablation", "dqn, no Q-loss", None)):
+        detail = f"{dqn:.4f} ± {sd['dqn']:.4f} / {n[ref]:.4f} ± {sd[ref]:.4f}, {len(res.seeds)} seeds"
+        if need is None:
+            print(f"ML-100K NDCG@10 DQN / {name}: {dqn / n[ref]:.3f} ({detail})")
+        else:
+            check(f"ML-100K NDCG@10 DQN / {name}", dqn / n[ref], need, ">=", detail)
     RESULTS["movielens"] = res.to_dict()
 
 
-# ------------------------------------------------------------------ 2. simulator
+def bench_simulator(args, data, tuned) -> None:
+    from recommender.evaluation import evaluate_simulator
 
-def bench_simulator(args) -> None:
-    from recommender.evaluation import default_dqn_config, evaluate_simulator
-    from recommender.simulator import SimConfig
-
-    cfg = default_dqn_config()
-    cfg.epochs = args.sim_epochs
-    sim = SimConfig(n_users=200, n_tracks=2000, sessions=10) if not args.quick else SimConfig(
-        n_users=60, n_tracks=600, n_artists=60, sessions=5)
     t0 = time.perf_counter()
-    res = evaluate_simulator(sim, cfg, steps=20, eval_users=100, progress=sys.stderr.isatty())
+    res = evaluate_simulator(data, steps=20, eval_users=args.sim_users, seeds=args.seeds, tuned=tuned,
+                             rollout_sessions=args.rollout_sessions, progress=sys.stderr.isatty())
     print(res.table(), f"\n(simulator wall time {time.perf_counter() - t0:.0f} s)\n", flush=True)
-    d, a = res.rewards["dqn"][0], res.rewards["greedy-als"][0]
-    check("simulator reward DQN / greedy ALS", d / a, 1.2, ">=", f"{d:.2f} / {a:.2f} per 20 tracks")
+    r = res.rewards
+    d = "dqn, by Q on ALS candidates"
+    for name, ref, need in (("greedy ALS", "greedy ALS", 1.2),
+                            ("tuned GRU4Rec re-ranking the same candidates",
+                             "GRU4Rec (DQN's inputs), re-ranking ALS candidates", 1.1),
+                            ("its gamma-0 ablation", "dqn, gamma 0", 1.1)):
+        check(f"simulator completed tracks, DQN / {name}", r[d]["mean"] / r[ref]["mean"], need, ">=",
+              f"{r[d]['mean']:.3f} ± {r[d]['std']:.3f} / {r[ref]['mean']:.3f} ± {r[ref]['std']:.3f}; oracle "
+              f"{r['oracle (knows the simulator)']['mean'] / r[ref]['mean']:.3f}x")
     RESULTS["simulator"] = res.to_dict()
 
 
@@ -293,8 +311,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run; targets still checked)")
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: movielens,simulator,latency,ingest")
-    ap.add_argument("--epochs", type=int, default=None, help="ML-100K training epochs (default: the train default)")
-    ap.add_argument("--sim-epochs", type=int, default=10, help="simulator training epochs (default 10)")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds per row, mean and std reported (default 3)")
+    ap.add_argument("--trials", type=int, default=3, help="tuning trials per model family (default 3)")
+    ap.add_argument("--epochs-at", default="10,20", help="epoch counts each neural trial is scored at (default 10,20)")
+    ap.add_argument("--tuned", type=Path, default=None,
+                    help="JSON of tuned configs: read when it exists (no tuning), else written after tuning")
+    ap.add_argument("--sim-users", type=int, default=200, help="listeners per simulated seed (default 200)")
+    ap.add_argument("--rollout-sessions", type=int, default=1,
+                    help="simulated sessions per user added to the DQN's training data (default 1)")
     ap.add_argument("--rounds", type=int, default=300, help="calls per latency median (default 300)")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
@@ -309,10 +333,21 @@ def main() -> int:
             bench_ingest(args, tmp)
         if "latency" not in skip:
             bench_latency(args, tmp)
-        if "simulator" not in skip:
-            bench_simulator(args)
-        if "movielens" not in skip:
-            bench_movielens(args)
+        if not {"simulator", "movielens"} <= skip:
+            from recommender.dataset import load_movielens_100k
+
+            try:
+                data = load_movielens_100k()
+            except DatasetError as exc:
+                ROWS.append({"target": "MovieLens-100K", "measured": None, "need": "data set", "ok": False,
+                             "detail": str(exc)})
+            else:
+                tuned = load_tuned(args, data)
+                RESULTS["tuned"] = tuned.to_dict()
+                if "movielens" not in skip:
+                    bench_movielens(args, data, tuned)
+                if "simulator" not in skip:
+                    bench_simulator(args, data, tuned)
     print("| target | measured | need | ok | detail |\n|---|---|---|---|---|")
     for r in ROWS:
         print(f"| {r['target']} | {r['measured']} | {r['need']} | {'yes' if r['ok'] else 'NO'} | {r['detail']} |")

@@ -73,6 +73,15 @@ class Tuned:
         out["trials"] = self.trials
         return out
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Tuned:
+        """The inverse of :meth:`to_dict` (a tuning run saved as JSON, reused)."""
+        from recommender.train import TrainConfig
+
+        cand = {k: CandidateConfig(**d[k]) if d.get(k) else None for k in ("als", "item-knn")}
+        net = {k: TrainConfig(**d[k]) if d.get(k) else None for k in ("gru4rec", "dqn")}
+        return cls(cand["als"], cand["item-knn"], net["gru4rec"], net["dqn"], dict(d.get("trials", {})))
+
 
 @dataclass
 class EvalResult:

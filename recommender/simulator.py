@@ -245,6 +245,13 @@ class FitConfig:
 
 
 COEF_NAMES = ("bias", "taste", "item", "fatigue", "repeat")
+#: Session positions (0-based) where the leaving probability changes: tracks 1-5, 6-20, 21 on.
+LEAVE_BUCKETS = np.array([5, 20])
+
+
+def _bucket_name(j: int) -> str:
+    lo = 1 if j == 0 else int(LEAVE_BUCKETS[j - 1]) + 1
+    return f"{lo}-{int(LEAVE_BUCKETS[j])}" if j < len(LEAVE_BUCKETS) else f"{lo}+"
 
 
 class LogSimulator:
@@ -254,7 +261,8 @@ class LogSimulator:
 
         P(complete) = sigmoid(w_0 + w_taste * z(U_u . V_i) + w_item * logit_i
                               + w_fatigue * sum_j decay^(age j) * cos(i, j) + w_repeat * [i played])
-        P(leave | skipped), P(leave | completed): the observed shares of session ends
+        P(leave | skipped), P(leave | completed): the observed shares of session ends, by position
+                                                  in the session (tracks 1-5, 6-20, 21 on)
 
     ``U, V`` are ALS factors of the logs (``z``: standardised), ``logit_i`` the track's
     smoothed observed completion log-odds, ``cos`` the cosine of content features (tags,
@@ -266,7 +274,7 @@ class LogSimulator:
     """
 
     def __init__(self, user_factors: np.ndarray, item_factors: np.ndarray, item_logit: np.ndarray,
-                 similarity_vectors: np.ndarray, coef: np.ndarray, p_leave: tuple[float, float],
+                 similarity_vectors: np.ndarray, coef: np.ndarray, p_leave: np.ndarray,
                  config: FitConfig, taste_scale: tuple[float, float]) -> None:
         self.U, self.V = user_factors, item_factors
         self.item_logit, self.sim_vecs = item_logit, similarity_vectors
@@ -305,9 +313,14 @@ class LogSimulator:
             played.append(pick)
             results.append(outcome)
             fatigue = d * fatigue + self.sim_vecs[pick]
-            if rng.random() < self.p_leave[int(done)]:
+            if rng.random() < self.leave_probability(int(done), len(played) - 1):
                 break
         return played, results
+
+    def leave_probability(self, completed: int, position: int) -> float:
+        """P(the listener leaves after the track at 0-based ``position`` of the session), by its outcome."""
+        p = np.asarray(self.p_leave, np.float64).reshape(2, -1)
+        return float(p[completed, int(np.searchsorted(LEAVE_BUCKETS, position, side="right"))])
 
     def rollout(self, policy: Policy, history: Interactions, steps: int = 20, users: np.ndarray | None = None,
                 seed: int = 123) -> tuple[np.ndarray, np.ndarray]:
@@ -335,7 +348,9 @@ class LogSimulator:
 
     def summary(self) -> dict[str, Any]:
         return {"coefficients": dict(zip(COEF_NAMES, (round(float(c), 4) for c in self.coef))),
-                "p_leave": {"after a skip": round(self.p_leave[0], 4), "after a completion": round(self.p_leave[1], 4)},
+                "p_leave": {f"after a {kind}, tracks {_bucket_name(j)}": round(float(v), 4)
+                            for i, kind in enumerate(("skip", "completion"))
+                            for j, v in enumerate(np.asarray(self.p_leave).reshape(2, -1)[i])},
                 "calibration": self.calibration}
 
 
@@ -436,9 +451,14 @@ def fit_simulator(data: Interactions, config: FitConfig = FitConfig(), steps: in
     fat, rep = _fatigue_features(data.item, starts, vecs, c.fatigue_decay)
     x = np.stack([np.ones(len(data)), (taste - scale[0]) / scale[1], loo_logit, fat, rep], axis=1)
     coef = _logistic(x[sel], y[sel], c.l2)
-    # leaving: the share of session ends after skips and after completions (fitted part)
-    p_leave = tuple(float(ends[fit & known & (y == v)].mean()) if (fit & known & (y == v)).any() else 0.0
-                    for v in (0.0, 1.0))
+    # leaving: the share of session ends after skips and after completions, by position in the session
+    pos = np.arange(len(data)) - np.maximum.accumulate(np.where(starts, np.arange(len(data)), 0))
+    bucket = np.searchsorted(LEAVE_BUCKETS, pos, side="right")
+    p_leave = np.zeros((2, len(LEAVE_BUCKETS) + 1))
+    for v in (0, 1):
+        for j in range(p_leave.shape[1]):
+            m = fit & known & (y == v) & (bucket == j)
+            p_leave[v, j] = float(ends[m].mean()) if m.any() else float(ends[fit & known].mean())
     sim = LogSimulator(np.asarray(U, np.float64), np.asarray(V, np.float64), item_logit, vecs, coef, p_leave, c,
                        scale)
     sim.calibration = _calibrate(sim, data, held & known, x, y, sess_id, held, ends)
@@ -467,9 +487,9 @@ def _calibrate(sim: LogSimulator, data: Interactions, sel: np.ndarray, x: np.nda
         z = xs[a:b] @ sim.coef
         n = 0
         for zz in z:
-            n += 1
             done = rng.random() < 1.0 / (1.0 + np.exp(-zz))
-            if rng.random() < sim.p_leave[int(done)]:
+            n += 1
+            if rng.random() < sim.leave_probability(int(done), n - 1):
                 break
         simulated.append(n)
     out["session_length_real"] = round(float(np.mean(real)), 3)

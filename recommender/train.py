@@ -12,7 +12,7 @@ and the loss is
 
     sqn_weight * CE(sqn_logits(s_t), a_t)                                          (SQN's supervised head)
   + q_weight  * [ TD(Q(s_t, a_t), r_t + gamma * (1 - done_t) * Q_tgt(s_{t+1}, argmax_a Q(s_{t+1}, a)))  (double DQN)
-                + unshown_weight * (logsumexp_a Q(s_t, a) - Q(s_t, a_t)) ]                            (CQL)
+                + unshown_weight * (logsumexp_{a in {a_t} + K drawn} Q(s_t, a) - Q(s_t, a_t)) ]           (CQL)
 
 Sessions have ends, so the discounted return is what a session still holds: more
 completed tracks and a listener who stays. A *skipped* track is a logged action with
@@ -84,6 +84,8 @@ class TrainConfig:
     unshown_weight: float = 0.1
     """Weight of the conservative (CQL) term that keeps Q of tracks the logs never tried in a
     state below the logged one (0: off). Not-shown tracks get no TD target."""
+    unshown_samples: int = 256
+    """Tracks drawn per batch for the conservative term's log-sum-exp (besides the logged one)."""
     continue_bonus: float = 0.5
     """Reward added to a step after which the listener stays in the session."""
     session_gap: float = 1800.0
@@ -110,7 +112,8 @@ class TrainConfig:
             self.net = NetConfig(**self.net)
         if isinstance(self.reward, dict):
             self.reward = RewardConfig(**self.reward)
-        checks = [("epochs", 1, 10_000), ("batch_size", 1, 65_536), ("sampled_actions", 1, 1_000_000), ("max_full_actions", 1, 10_000_000)]
+        checks = [("epochs", 1, 10_000), ("batch_size", 1, 65_536), ("unshown_samples", 1, 65_536),
+                  ("sampled_actions", 1, 1_000_000), ("max_full_actions", 1, 10_000_000)]
         for name, lo, hi in checks:
             v = getattr(self, name)
             if not lo <= v <= hi:
@@ -231,24 +234,31 @@ def batch_loss(net: SeqQNet, target: SeqQNet, config: TrainConfig, items: torch.
         loss = loss + c.sqn_weight * ce
         logs["ce"] = ce.item()
     if c.q_weight > 0:
-        q_all = net.q_values(h, vecs, ids)[..., 1:]  # [B, L+1, A]: states and next states in one product
-        q = q_all[:, :-1][valid]  # [M, A]
+        # Q with gradients only where the loss needs it: the logged action, and for CQL the logged
+        # action against ``unshown_samples`` tracks drawn for the batch; the argmax over every track
+        # at the next state needs no gradient (one forward product).
+        hq = net.q_proj(state[valid])  # [M, d]
+        a_ids = ids[cols + 1]
+        q_sa = (hq * vecs[cols + 1]).sum(-1) + net.q_bias[a_ids]
         done = ends[:, 1:][valid]
         rewards = rewards_table[outcomes[:, 1:][valid]] + c.continue_bonus * (~done).float()
         with torch.no_grad():
-            q_next_online = q_all[:, 1:][valid].detach()
+            q_next_online = net.q_values(h[:, 1:][valid], vecs, ids)[:, 1:]
             h_t = target.q_proj(target.encode(items, outcomes, users)[:, 1:][valid])
 
             def target_value(best: torch.Tensor) -> torch.Tensor:  # the target net, only at a'
                 a = ids[best.squeeze(1) + 1]
                 return (h_t * target.item_vectors(a)).sum(-1) + target.q_bias[a]
 
-        # double DQN (engine.rl): the online head picks a', the target head values it; no bootstrap past a session
-        y = rl.double_q_targets(q_next_online, target_value, rewards, c.gamma * (~done).float())
-        td = rl.td_loss(q, cols, y)
+            # double DQN (engine.rl): the online head picks a', the target head values it; no bootstrap past a session
+            y = rl.double_q_targets(q_next_online, target_value, rewards, c.gamma * (~done).float())
+        td = F.smooth_l1_loss(q_sa, y)
         cql = torch.zeros(())
         if c.unshown_weight > 0:
-            cql = (torch.logsumexp(q, dim=1) - q.gather(1, cols.unsqueeze(1)).squeeze(1)).mean()
+            cols_n = torch.from_numpy(rng.integers(1, len(ids), c.unshown_samples))
+            q_n = hq @ vecs[cols_n].T + net.q_bias[ids[cols_n]]  # [M, K]
+            q_n = q_n.masked_fill(cols_n.unsqueeze(0) == (cols + 1).unsqueeze(1), float("-inf"))
+            cql = (torch.logsumexp(torch.cat([q_sa.unsqueeze(1), q_n], dim=1), dim=1) - q_sa).mean()
         loss = loss + c.q_weight * (td + c.unshown_weight * cql)
         logs["td"], logs["cql"] = td.item(), cql.item()
     logs["loss"] = loss.item()

@@ -116,7 +116,7 @@ def test_fitted_sessions_reward_variety_and_end_when_the_listener_leaves():
     b, lb = sim.rollout(spread, logs, 20)
     assert b.mean() > a.mean() + 1
     assert (la <= 20).all() and (b <= lb).all()
-    sim.p_leave = (1.0, 1.0)  # a listener who always leaves hears one track
+    sim.p_leave = np.ones_like(sim.p_leave)  # a listener who always leaves hears one track
     _, one = sim.rollout(spread, logs, 20)
     assert (one == 1).all()
 

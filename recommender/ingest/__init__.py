@@ -239,6 +239,9 @@ def _ingest(conn: sqlite3.Connection, p: Path, reader: ModuleType, fmt: str, def
     if report.new_tracks:
         conn.execute("INSERT INTO tracks_fts (rowid, title, artist, album, tags) "
                      "SELECT id, title, artist, album, tags FROM tracks WHERE id >= ?", (first_new_track,))
+        from recommender.search import refresh_terms
+
+        refresh_terms(conn)
     if rejected:
         conn.executemany("INSERT INTO rejections (source_id, line, reason) VALUES (?, ?, ?)", rejected)
     conn.execute("UPDATE sources SET rows_in = ?, stored = ?, rejected = ? WHERE id = ?",
