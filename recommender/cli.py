@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from engine.commands.options import bounded_float, bounded_int
+from engine.cli.options import bounded_float, bounded_int
 from recommender.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -290,7 +290,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         out["simulator"] = sim.to_dict()
         text += "\n\n" + sim.table()
     if args.out:
-        from engine.clip import atomic_write
+        from engine.music.clip import atomic_write
 
         base = Path(args.out)
         atomic_write(base.with_suffix(".md"), lambda p: Path(p).write_text(text + "\n"))
