@@ -1,19 +1,29 @@
-"""Recommender benchmark (issue 6): quality and speed ratios, all measured in this one run.
+"""Recommender benchmark (issues 6 and 12): quality and speed ratios, all measured in one run.
 
-1. MovieLens-100K (recbole 1.2.1's copy), leave-last-out, full ranking: the DQN's NDCG@10
-   against implicit ALS (target >= 1.5x) and the supervised GRU4Rec-style model (>= 1.05x),
-   with most-popular and item-kNN beside them; sampled metrics printed beside full ones.
-2. Session simulator: mean cumulative reward of 20-track playlists, DQN vs greedy ALS
-   (target >= 1.2x), with the supervised model, random and an oracle for reference.
-3. Latency on a 50,000-track catalog: ``Recommender.next`` p50 against one
-   ``implicit`` recommend call p50 (target <= 3x), and ``search`` p50 (target < 5 ms).
-4. Ingest: CSV and Spotify JSON events per second into SQLite (target >= 100,000/s).
+1. Tuning: every model family (ALS, item-kNN, GRU4Rec, the DQN) gets ``--trials`` configs
+   scored on a validation split (each user's second-to-last event); the chosen configs are
+   printed (``--tuned PATH`` saves them, or reuses a saved set).
+2. MovieLens-100K (recbole 1.2.1's copy), leave-last-out, full ranking, ``--seeds`` seeds,
+   mean ± std: the DQN's NDCG@10 against tuned ALS (target >= 1.5x) and tuned GRU4Rec given
+   the DQN's inputs (>= 1.0x), beside its ablations (gamma 0, no Q-loss, ranked by Q),
+   most-popular, item-kNN and GRU4Rec over ids; sampled metrics printed beside full ones.
+3. A simulator fit from the same logs (ALS tastes, completion rates, fatigue, leaving;
+   calibration on held-out sessions printed): completed tracks per session of at most 20,
+   DQN by Q over ALS's candidates against greedy ALS (>= 1.2x), tuned GRU4Rec re-ranking the
+   same candidates (>= 1.1x) and its own gamma-0 ablation (>= 1.1x); oracle and random beside.
+4. Latency on a 50,000-track catalog: ``Recommender.next`` p50 against one ``implicit``
+   recommend call p50 (target <= 3x), and ``search`` p50 (target < 5 ms).
+5. Search quality: known-item MRR@10 on that catalog, typos and prefixes included (>= 0.9),
+   and on MovieLens-100K as a catalog, ambiguous queries (a genre word) ranked with the
+   listener's Q re-rank against bm25 alone, NDCG@10 of the movie rated next (>= 1.2x).
+6. Ingest: CSV and Spotify JSON events per second into SQLite (target >= 100,000/s).
 
 Speeds are medians of process CPU time (every case runs in this one thread), which a
-busy shared machine does not inflate; wall-clock figures are printed beside them.
+busy shared machine inflates less than wall time; wall-clock figures are printed beside.
 Prints a table, writes it as JSON with ``--out``, and exits 1 when a target is missed.
 
-    .venv/bin/python bench/bench_recommender.py [--quick] [--skip movielens,simulator,latency,ingest]
+    .venv/bin/python bench/bench_recommender.py [--quick] [--seeds 3] [--trials 3]
+        [--skip movielens,simulator,latency,search,ingest]
 """
 
 from __future__ import annotations
@@ -467,6 +477,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("recommender.evaluation").setLevel(logging.INFO)  # per-seed rows as they come
     import torch
 
     torch.set_num_threads(1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -90,7 +91,10 @@ class Candidates:
             from implicit.nearest_neighbours import CosineRecommender
 
             self.model = CosineRecommender(K=c.neighbours, num_threads=1)
-        self.model.fit(csr_matrix(user_items, dtype=np.float32), show_progress=show_progress)
+        with warnings.catch_warnings():
+            # implicit's CosineRecommender normalises our CSR into a COO matrix itself, then warns about it
+            warnings.filterwarnings("ignore", message="Method expects CSR input")
+            self.model.fit(csr_matrix(user_items, dtype=np.float32), show_progress=show_progress)
         self.n_items = user_items.shape[1]
         return self
 

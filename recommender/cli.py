@@ -72,15 +72,21 @@ def register_rec(subparsers: Any) -> None:
     p.set_defaults(func=run_ingest)
 
     p = sub.add_parser("train", help="train the DQN (and ALS candidates) on the database",
-                       description="Fit ALS candidates, then train the DQN offline (double Q-learning plus SQN's "
-                                   "supervised head) on every user's history. Seeded, checkpointed (resumes an "
+                       description="Fit ALS candidates, then train the DQN offline (double Q-learning with "
+                                   "session ends, CQL for tracks never shown, plus SQN's supervised head) on every "
+                                   "user's history. Seeded, checkpointed (resumes an "
                                    "interrupted run with the same config), progress bar.")
     _common(p, model=True)
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=bounded_int(1, 10_000), default=10, help="passes over the data (default 10)")
     g.add_argument("--batch-size", type=bounded_int(1, 65_536), default=128, help="windows per step (default 128)")
     g.add_argument("--lr", type=bounded_float(1e-6, 1.0), default=2e-3, help="Adam learning rate (default 2e-3)")
-    g.add_argument("--gamma", type=bounded_float(0.0, 0.99), default=0.5, help="discount (default 0.5)")
+    g.add_argument("--gamma", type=bounded_float(0.0, 0.99), default=0.8,
+                   help="discount within a session (default 0.8; 0 values only the next track)")
+    g.add_argument("--session-gap", type=bounded_float(1.0, 1e9), default=1800.0,
+                   help="seconds between plays that end a session: no value is carried past it (default 1800)")
+    g.add_argument("--unshown-weight", type=bounded_float(0.0, 100.0), default=0.1,
+                   help="weight of the conservative term for tracks the logs never tried (default 0.1)")
     g.add_argument("--q-weight", type=bounded_float(0.0, 100.0), default=1.0,
                    help="weight of the Q-learning loss; 0 = supervised only (default 1)")
     g.add_argument("--rank-by", choices=("q", "sqn", "blend"), default="sqn",
@@ -98,6 +104,8 @@ def register_rec(subparsers: Any) -> None:
     r.add_argument("--reward-completed", type=bounded_float(-100, 100), default=1.0, help="default 1")
     r.add_argument("--reward-skipped", type=bounded_float(-100, 100), default=0.0, help="default 0")
     r.add_argument("--reward-unknown", type=bounded_float(-100, 100), default=0.5, help="default 0.5")
+    r.add_argument("--continue-bonus", type=bounded_float(-100, 100), default=0.5,
+                   help="added when the listener stays in the session after a track (default 0.5)")
     p.set_defaults(func=run_train)
 
     for name, helptext in (("next", "the next tracks for a listener"),
@@ -190,7 +198,9 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(net=NetConfig(dim=args.dim, encoder=args.encoder, max_history=args.max_history),
                          reward=RewardConfig(args.reward_completed, args.reward_skipped, args.reward_unknown),
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
-                         q_weight=args.q_weight, rank_by=args.rank_by, seed=args.seed)
+                         q_weight=args.q_weight, rank_by=args.rank_by, seed=args.seed,
+                         session_gap=args.session_gap, unshown_weight=args.unshown_weight,
+                         continue_bonus=args.continue_bonus)
     cand = CandidateConfig(kind=args.candidates, factors=args.factors, seed=args.seed)
     art = train_database(_db(args), args.model, config, cand, progress=False if args.quiet or args.json else None,
                          resume=not args.no_resume, lock_timeout=args.lock_timeout)
