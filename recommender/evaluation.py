@@ -236,8 +236,15 @@ def evaluate(data: Interactions, name: str, dqn_config: Any = None, cand_config:
             "sampled": {k: float(np.mean([p[row][1][k] for p in per_seed])) for k in fulls[0]},
             "per_seed": [round(f["NDCG@10"], 5) for f in fulls],
             "seconds": float(np.mean([p[row][2] for p in per_seed]))}
+    a, b = res.rows.get("gru4rec (DQN's inputs)"), res.rows.get("dqn, no Q-loss")
+    if a and b and a["per_seed"] == b["per_seed"]:
+        res.notes.append("gru4rec (DQN's inputs) and dqn, no Q-loss have the same config here: one model, two rows")
     if tuned.trials:
         res.tuned = tuned.to_dict()
+        for fam, trials in tuned.trials.items():
+            best = max(trials, key=lambda t: t["ndcg10"])
+            res.notes.append(f"tuned {fam}: {json_line(best['config'])} (validation NDCG@10 {best['ndcg10']:.4f}, "
+                             f"best of {len(trials)} scored points)")
     return res
 
 
