@@ -371,7 +371,8 @@ def json_line(d: dict[str, Any]) -> str:
 def simulator_rollouts(sim: Any, data: Interactions, als_top: np.ndarray, sessions: int, steps: int,
                        seed: int) -> Interactions:
     """``data`` plus ``sessions`` simulated sessions per user under an exploring behaviour policy
-    (half the picks by softmax of ALS rank among the user's candidates, half uniform among them),
+    (half the picks with odds decaying exponentially down ALS's ranking of the user's candidates, half
+    uniform among them),
     a day apart after the user's last event; the simulator decides outcomes and leaving."""
     rng = np.random.default_rng(seed + 77)
     b = data.bounds
