@@ -140,7 +140,9 @@ def register_rec(subparsers: Any) -> None:
     p.add_argument("--seeds", type=bounded_int(1, 100), default=1,
                    help="seeds per row, reported as mean and std (default 1; the bench uses 3)")
     p.add_argument("--tune", type=bounded_int(0, 100), default=0, metavar="TRIALS",
-                   help="trials per model family on a validation split before the test (default 0: defaults)")
+                   help="configs tried per model family on a validation split (each user's second-to-last "
+                        "event) before the test; neural trials are read after 10, 20 and 30 epochs "
+                        "(default 0: no tuning, defaults)")
     p.add_argument("--simulate", action="store_true",
                    help="also fit a simulator on the logs and play sessions with every policy")
     p.add_argument("--sim-users", type=bounded_int(1, 1_000_000), default=200,
