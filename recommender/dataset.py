@@ -131,7 +131,8 @@ def leave_last_out(data: Interactions) -> Split:
 
 # ---------------------------------------------------------------- MovieLens-100K
 
-ML100K_HINT = "install it with: .venv/bin/pip install --no-deps recbole==1.2.1 (the bench extra does this)"
+ML100K_HINT = ("install it with: .venv/bin/pip install --no-deps recbole==1.2.1 (benchmarks only; --no-deps "
+               "keeps recbole's own training stack out)")
 
 
 def movielens_100k_dir() -> Path:
