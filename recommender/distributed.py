@@ -72,7 +72,7 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
     data, config = ray.get(cfg["data"]), cfg["config"]
     trainer = Trainer(data, config, checkpoint_dir=None, progress=False)
     # Same initial weights on every rank (the Trainer seeds torch); from here each rank draws
-    # its own dropout masks and negatives.
+    # its own dropout masks and sampled tracks.
     trainer.rng = np.random.default_rng([config.seed, rank])
     torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
     _average_gradients(trainer.net, world)
@@ -86,6 +86,7 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
         steps = shard_steps(n_win, config.batch_size, world, rank, epoch_rng.permutation(n_win))
         for idx in steps:
             logs = trainer.step(torch.from_numpy(trainer.win_items[idx]), torch.from_numpy(trainer.win_outs[idx]),
+                                torch.from_numpy(trainer.win_ends[idx]),
                                 trainer.user_feats[torch.from_numpy(trainer.win_users[idx])])
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -111,7 +112,7 @@ def fit_data_parallel(data: Any, config: Any, *, workers: int = 2, address: str 
     import torch
 
     from engine.scaleout import ScaleoutError, cluster_cpus, connect
-    from recommender.train import Trainer
+    from recommender.train import build_net
 
     with connect(address, workers) as ray, tempfile.TemporaryDirectory(prefix="qriff-rec-ray-") as tmp:
         from ray.train import RunConfig, ScalingConfig
@@ -130,7 +131,7 @@ def fit_data_parallel(data: Any, config: Any, *, workers: int = 2, address: str 
         with result.checkpoint.as_directory() as d:
             state = torch.load(Path(d) / STATE_FILE, weights_only=True)
         history = list(result.metrics["history"])
-    net = Trainer(data, config, checkpoint_dir=None, progress=False).net
+    net = build_net(data, config)
     net.load_state_dict(state)
     net.eval()
     return net, history

@@ -34,8 +34,8 @@ def test_shards_split_every_batch_once_and_take_the_same_steps():
 
 
 def _config() -> TrainConfig:
-    # No sampled negatives, no dropout: both sides then compute exactly the same losses.
-    return TrainConfig(net=NetConfig(dim=16, max_history=8, dropout=0.0, id_dropout=0.0), batch_size=16, negatives=0,
+    # No sampled unshown tracks (CQL), no dropout: both sides then compute exactly the same losses.
+    return TrainConfig(net=NetConfig(dim=16, max_history=8, dropout=0.0, id_dropout=0.0), batch_size=16, unshown_weight=0.0,
                        seed=3)
 
 
@@ -48,7 +48,7 @@ def _rank(rank: int, world: int, store: str, out: str) -> None:
         _average_gradients(tr.net, world)
         idx = np.array_split(np.arange(16), world)[rank]
         tr.step(torch.from_numpy(tr.win_items[idx]), torch.from_numpy(tr.win_outs[idx]),
-                tr.user_feats[torch.from_numpy(tr.win_users[idx])])
+                torch.from_numpy(tr.win_ends[idx]), tr.user_feats[torch.from_numpy(tr.win_users[idx])])
         torch.save({k: p.grad for k, p in tr.net.named_parameters() if p.grad is not None}, f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
@@ -67,7 +67,7 @@ def test_two_ranks_take_the_single_process_step(tmp_path):
     single = Trainer(cyclic_data(), _config(), progress=False)
     idx = np.arange(16)
     single.step(torch.from_numpy(single.win_items[idx]), torch.from_numpy(single.win_outs[idx]),
-                single.user_feats[torch.from_numpy(single.win_users[idx])])
+                torch.from_numpy(single.win_ends[idx]), single.user_feats[torch.from_numpy(single.win_users[idx])])
     ranks = [torch.load(f"{out}.{r}", weights_only=True) for r in range(2)]
     grads = {k: p.grad for k, p in single.net.named_parameters() if p.grad is not None}
     assert set(ranks[0]) == set(ranks[1]) == set(grads) and len(grads) > 5
