@@ -122,7 +122,10 @@ def test_sweep_spreads_over_both_nodes_and_trials_equal_plain_runs(cluster, tmp_
     spec = load_sweep(path, tmp_path / "sweep")
     doc = run_sweep(spec, quiet=True)
     assert all(r["error"] is None for r in doc["trials"]) and len(doc["trials"]) == 2
-    assert {r["node"] for r in doc["trials"]} == alive_nodes()
+    # Two trials, one CPU a node: each ran on a node of its own. (Compared by count: a node
+    # the previous test killed can still be listed alive until the GCS notices.)
+    nodes = {r["node"] for r in doc["trials"]}
+    assert len(nodes) == 2, nodes
     assert (tmp_path / "sweep" / "best.onnx").read_bytes() == \
         (tmp_path / "sweep" / "trials" / doc["best"] / "model.onnx").read_bytes()
     assert doc["trials"][0]["value"] <= doc["trials"][1]["value"]  # mode min: best first
