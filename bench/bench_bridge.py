@@ -68,7 +68,7 @@ def osc(address: str, *args: object) -> bytes:
 
 def model_path(arg: str | None, tmp: Path) -> Path:
     """The model to serve: --model, the shipped one, or an exported untrained network."""
-    from engine.policy import DEFAULT_MODEL_PATH
+    from engine.runtime.policy import DEFAULT_MODEL_PATH
 
     if arg:
         return Path(arg)
@@ -76,9 +76,9 @@ def model_path(arg: str | None, tmp: Path) -> Path:
         return DEFAULT_MODEL_PATH
     import torch
 
-    from engine import observation, styles
-    from engine.export import export_model
-    from engine.model import ModelConfig, QNetwork
+    from engine.learn.export import export_model
+    from engine.learn.model import ModelConfig, QNetwork
+    from engine.mdp import observation, styles
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -32,8 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import observation, styles  # noqa: E402
-from engine.policy import Policy  # noqa: E402
+from engine.mdp import observation, styles  # noqa: E402
+from engine.runtime.policy import Policy  # noqa: E402
 
 
 def torch_network(policy: Policy):
@@ -42,7 +42,7 @@ def torch_network(policy: Policy):
     import torch
     from onnx import numpy_helper
 
-    from engine.model import ModelConfig, QNetwork
+    from engine.learn.model import ModelConfig, QNetwork
 
     torch.set_num_threads(1)
     cfg = ModelConfig.from_dict(json.loads(policy.info.metadata["model_config"]))

@@ -1,7 +1,7 @@
 """Quality of the shipped model, by RL Tuner's protocol and against real melodies.
 
 Generates 1,000 clips per case through the runtime policy with fixed seeds (variation
-``i`` has seed ``i``) at the default temperature, scores them with ``engine.evaluate``
+``i`` has seed ``i``) at the default temperature, scores them with ``engine.evaluation.evaluate``
 and prints the tables beside RL Tuner's published columns, a held-out corpus column and
 a uniform-random column:
 
@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import evaluate  # noqa: E402
-from engine.policy import Policy  # noqa: E402
-from engine.prior import PriorModel  # noqa: E402
+from engine.corpus.prior import PriorModel  # noqa: E402
+from engine.evaluation import evaluate  # noqa: E402
+from engine.runtime.policy import Policy  # noqa: E402
 
 MINOR_CHORDS = "i iv VII III"
 

@@ -37,8 +37,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.clip import Clip, Note, Track  # noqa: E402
-from engine.render import chord_pad, render_audio, render_clip  # noqa: E402
+from engine.audio.render import chord_pad, render_audio, render_clip  # noqa: E402
+from engine.music.clip import Clip, Note, Track  # noqa: E402
 
 TEMPO = 120.0
 
@@ -78,7 +78,7 @@ MEMORY_SCRIPT = """
 import resource, sys, tempfile
 sys.path.insert(0, {root!r})
 from bench.bench_render import bench_clip
-from engine.render import render_clip
+from engine.audio.render import render_clip
 clip = bench_clip(bars=64)
 with tempfile.TemporaryDirectory() as d:
     r = render_clip(clip, d, preset="studio", pianoroll=False, quiet=True)

@@ -1,6 +1,6 @@
 """Training throughput of ``qriff train`` against Stable-Baselines3's DQN, side by side in one run.
 
-Both learn on the same melody MDP (``engine.env``: ours the vectorised ``VecMelodyEnv``
+Both learn on the same melody MDP (``engine.mdp.env``: ours the vectorised ``VecMelodyEnv``
 with ``qriff train``'s default environments, SB3 the gymnasium ``MelodyEnv``), with the same
 rewards (including the corpus prior), the same minibatch (128) and one torch thread each.
 SB3's MLP gets two hidden layers of 256: the size of our network's frozen prior branch
@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from engine.train import TrainConfig, _load_prior, one_blas_thread, train  # noqa: E402
+from engine.learn.train import TrainConfig, _load_prior, one_blas_thread, train  # noqa: E402
 
 
 def bench_ours(steps: int, warmup: int) -> dict[str, float]:
-    """Env and gradient steps per second of engine.train's loop, after ``warmup`` env steps."""
+    """Env and gradient steps per second of engine.learn.train's loop, after ``warmup`` env steps."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(total_steps=warmup + steps, learning_starts=warmup, log_every=warmup, eval_clips=0,
                           export=False, save_replay=False, checkpoint_every=10**12, quiet=True, out_dir=tmp)
@@ -56,8 +56,8 @@ def bench_sb3(steps: int, warmup: int) -> dict[str, float]:
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from engine.env import EnvConfig, MelodyEnv
-    from engine.rewards import RewardFunction
+    from engine.mdp.env import EnvConfig, MelodyEnv
+    from engine.mdp.rewards import RewardFunction
 
     cfg = EnvConfig()
     env = MelodyEnv(cfg, reward=RewardFunction(cfg.terms, prior=_load_prior()))

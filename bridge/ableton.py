@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from bridge.datagrams import MAX_DATAGRAM, Message, chunks, decode, encode
 from bridge.errors import BridgeError, LiveError
-from engine.clip import Clip, Note
+from engine.music.clip import Clip, Note
 
 log = logging.getLogger(__name__)
 

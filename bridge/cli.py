@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.ableton import LIVE_PORT, LIVE_REPLY_PORT
-from engine.commands.options import bounded_int
+from engine.cli.options import bounded_int
 
 log = logging.getLogger(__name__)
 

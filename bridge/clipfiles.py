@@ -1,11 +1,11 @@
 """Writing the server's clip files fast: an atomic write without directory probing, and the JSON.
 
-* :func:`atomic_bytes`: temporary file, then rename, like ``engine.clip.atomic_write``
+* :func:`atomic_bytes`: temporary file, then rename, like ``engine.music.clip.atomic_write``
   but without creating the parent folder on every call (the server creates its output
   folder once) and without ``mkstemp``'s retries: on a busy disk every directory
   operation costs milliseconds, and writer threads creating files in one folder queue
   up on its lock.
-* :func:`write_clip_json`: the same object as :meth:`engine.clip.Clip.to_dict` (the
+* :func:`write_clip_json`: the same object as :meth:`engine.music.clip.Clip.to_dict` (the
   design.md contract), built without ``dataclasses.asdict`` and serialized compactly by
   the C JSON encoder. tests/test_bridge_smf.py checks both give the same object.
 """
@@ -17,7 +17,7 @@ import os
 import threading
 from pathlib import Path
 
-from engine.clip import Clip
+from engine.music.clip import Clip
 
 
 def atomic_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

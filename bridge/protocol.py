@@ -30,8 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.errors import BridgeError, RequestError
-from engine import __version__, styles, theory, tokens
+from engine import __version__
 from engine.errors import EngineError
+from engine.mdp import styles
+from engine.music import theory, tokens
 
 PREFIX = "/qriff"
 
@@ -273,9 +275,9 @@ def _render_preset(value: Any) -> str:
 
 
 def render_presets() -> list[str]:
-    """Names of the shipped render presets (empty when engine.effects is not installed)."""
+    """Names of the shipped render presets (empty when engine.audio.effects is not installed)."""
     try:
-        from engine.effects import list_presets
+        from engine.audio.effects import list_presets
     except ImportError:
         return []
     return sorted(list_presets())

@@ -45,8 +45,8 @@ from bridge.smf import write_smf
 from bridge.source import ClipSource
 from bridge.transport import send_burst
 from engine import __version__
-from engine.clip import Clip, load_clip
 from engine.errors import EngineError, ModelError
+from engine.music.clip import Clip, load_clip
 
 log = logging.getLogger(__name__)
 
@@ -408,7 +408,7 @@ class Server:
     @staticmethod
     def _check_chords(params: dict[str, Any]) -> None:
         if params.get("chords"):
-            from engine import theory
+            from engine.music import theory
 
             try:
                 theory.parse_progression(params["chords"], params["key"], params["scale"])
@@ -671,9 +671,9 @@ class Server:
 
     def _run_render(self, job: Job) -> None:
         try:
-            from engine.render import render_clip
+            from engine.audio.render import render_clip
         except ImportError:
-            raise BridgeError("rendering is not available in this installation (engine.render is missing)",
+            raise BridgeError("rendering is not available in this installation (engine.audio.render is missing)",
                               code="render") from None
         name = self._default_clip(job)
         clip = load_clip(self._clip_path(name))
@@ -714,7 +714,7 @@ def _find_reply_port(pairs: Sequence[Any]) -> dict[str, int]:
 
 
 def _rendered_files(result: Any) -> list[tuple[str, str]]:
-    """(role, path) pairs from engine.render's result: its stems, then the mix."""
+    """(role, path) pairs from engine.audio.render's result: its stems, then the mix."""
     out: list[tuple[str, str]] = []
     stems = getattr(result, "stems", None)
     if isinstance(result, dict) and stems is None:

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 
 from bridge.clipfiles import atomic_bytes
-from engine import theory
-from engine.clip import Clip
+from engine.music import theory
+from engine.music.clip import Clip
 
 #: Ticks per quarter note.
 TICKS_PER_BEAT = 480

@@ -1,7 +1,7 @@
 """Where the bridge gets its clips: the :class:`ClipSource` protocol and the real policy.
 
 The server only needs an object with ``generate(...) -> list[Clip]`` (the signature of
-:meth:`engine.policy.Policy.generate`), a ``model_id`` and the list of models it can
+:meth:`engine.runtime.policy.Policy.generate`), a ``model_id`` and the list of models it can
 switch to. :class:`PolicySource` is the production source: the onnxruntime policy,
 loaded once (lazily, so ``qriff serve --help`` stays fast).
 """
@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from engine.clip import Clip
+from engine.music.clip import Clip
 
 log = logging.getLogger(__name__)
 
 
 @runtime_checkable
 class ClipSource(Protocol):
-    """Anything that generates clips with :meth:`engine.policy.Policy.generate`'s signature."""
+    """Anything that generates clips with :meth:`engine.runtime.policy.Policy.generate`'s signature."""
 
     @property
     def model_id(self) -> str:
@@ -68,7 +68,7 @@ class PolicySource:
 
     @property
     def policy(self) -> Any:
-        """The loaded :class:`engine.policy.Policy`."""
+        """The loaded :class:`engine.runtime.policy.Policy`."""
         if self._policy is None:
             self.load()
         return self._policy
@@ -83,7 +83,7 @@ class PolicySource:
 
     def models(self) -> list[str]:
         try:
-            from engine import policy as policy_module
+            from engine.runtime import policy as policy_module
         except ImportError:
             return [self.model_id]
         lister = getattr(policy_module, "available_models", None) or getattr(policy_module, "list_models", None)

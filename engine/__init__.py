@@ -11,10 +11,13 @@ import io
 import os
 from typing import TYPE_CHECKING, Any
 
-from engine.clip import Clip, Note, Track, load_clip
+from engine import _moved
 from engine.errors import EngineError
+from engine.music.clip import Clip, Note, Track, load_clip
 
 __version__ = "0.1.0"
+
+_moved.install()  # engine.env, engine.render, ...: the 0.1 paths still import
 
 if os.environ.get("CI"):
     # pyfluidsynth (imported by pretty_midi) prints where it found libfluidsynth to
@@ -26,13 +29,13 @@ if os.environ.get("CI"):
 __all__ = ["Clip", "EngineError", "Note", "Policy", "Track", "__version__", "load_clip"]
 
 if TYPE_CHECKING:
-    from engine.policy import Policy
+    from engine.runtime.policy import Policy
 
 
 def __getattr__(name: str) -> Any:
     # Policy pulls in onnxruntime: load it only when asked for.
     if name == "Policy":
-        from engine.policy import Policy
+        from engine.runtime.policy import Policy
 
         return Policy
     raise AttributeError(f"module 'engine' has no attribute {name!r}")

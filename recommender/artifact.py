@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.clip import atomic_write
+from engine.music.clip import atomic_write
 from recommender.errors import ModelMissingError
 
 ARTIFACT_VERSION = 1

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from engine.commands.options import bounded_float, bounded_int
+from engine.cli.options import bounded_float, bounded_int
 from recommender.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                    seed=args.seed)
     res.notes.append(f"DQN config: {json.dumps(asdict(cfg), sort_keys=True)}")
     if args.out:
-        from engine.clip import atomic_write
+        from engine.music.clip import atomic_write
 
         base = Path(args.out)
         atomic_write(base.with_suffix(".md"), lambda p: Path(p).write_text(res.table() + "\n"))

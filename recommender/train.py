@@ -33,8 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine import rl
-from engine.clip import atomic_write
+from engine.learn import rl
+from engine.music.clip import atomic_write
 from recommender.dataset import Interactions
 from recommender.errors import ConfigError
 from recommender.model import NetConfig, SeqQNet
@@ -255,7 +255,7 @@ class Trainer:
                     a = ids[best.squeeze(1)]
                     return (h_t * tgt.item_vectors(a)).sum(-1) + tgt.q_bias[a]
 
-            # double DQN (engine.rl): the online head picks a', the target head values it
+            # double DQN (engine.learn.rl): the online head picks a', the target head values it
             target = rl.double_q_targets(q_next_online, target_value, rewards, torch.full_like(rewards, c.gamma),
                                          next_mask=~pad_col.expand_as(q_next_online))
             td = rl.td_loss(q, cols[valid], target)

@@ -1,0 +1,144 @@
+"""``qriff corpus extract|stats|prior``: the melody corpus and the prior trained on it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+
+from engine.cli.options import bounded_int
+
+
+def _sources(text: str) -> list[str]:
+    from engine.corpus.melodies import SOURCES
+
+    names = [s for s in text.replace(",", " ").split() if s]
+    bad = [s for s in names if s not in SOURCES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"source {', '.join(bad) or repr(text)} is not known "
+                                         f"(allowed: {', '.join(SOURCES)})")
+    return names
+
+
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sources", type=_sources, default=None, metavar="NAMES",
+                   help="comma-separated sources: essen, oneill, ryans, aird, bach (default: all)")
+    p.add_argument("--limit", type=bounded_int(1, 100_000), default=None, metavar="N",
+                   help="take only the first N tunes of each source (default: all)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "corpus", help="extract the melody corpus from music21 and train the corpus prior",
+        description="Monophonic melodies from music21's installed corpus (Essen folk songs, O'Neill, Ryan's "
+                    "Mammoth, Aird's airs, Bach chorale soprano lines), transposed to C on the 16th-note grid "
+                    "and split train/valid/test by tune. Extraction is cached in the user cache directory "
+                    "(QRIFF_CACHE_DIR overrides it).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Examples: qriff corpus extract\n"
+               "          qriff corpus stats --sources essen\n"
+               "          qriff corpus prior --out engine/models/prior.npz")
+    sub = p.add_subparsers(dest="corpus_command", metavar="ACTION", parser_class=type(p))
+    ex = sub.add_parser("extract", help="extract (or load the cached) corpus and print what was kept and skipped",
+                        description="Extract every source (2 processes; a few minutes the first time) and print "
+                                    "tunes kept per split and skip reasons per source.")
+    _add_selection(ex)
+    ex.add_argument("--skipped", action="store_true", help="also list every skipped tune with its reason")
+    ex.set_defaults(func=run_extract)
+    st = sub.add_parser("stats", help="corpus statistics: metres, scales, lengths and token shares per split",
+                        description="Describe the extracted corpus: tunes per split, metre and scale, bars and "
+                                    "the share of rests, holds and onsets.")
+    _add_selection(st)
+    st.set_defaults(func=run_stats)
+    pr = sub.add_parser("prior", help="train the corpus prior (needs torch) and write it as .npz + .json",
+                        description="Train the next-token prior on the train split, early-stopped on valid, and "
+                                    "report held-out (test) NLL per step and accuracy beside a unigram baseline.")
+    _add_selection(pr)
+    pr.add_argument("--out", default=None, metavar="PATH.npz",
+                    help="where to write the model (default: the shipped engine/models/prior.npz)")
+    pr.add_argument("--epochs", type=bounded_int(1, 1000), default=None, help="most epochs (default: 15)")
+    pr.add_argument("--rows", type=bounded_int(0, 10**9), default=None, metavar="N",
+                    help="training steps sampled per epoch, 0 = all (default: 400000)")
+    pr.add_argument("--hidden", default=None, metavar="W,W",
+                    help="hidden layer widths (default: 256,256)")
+    pr.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="random seed (default: 0)")
+    pr.set_defaults(func=run_prior)
+    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    from engine.corpus.melodies import SKIP_REASONS, load_corpus_with_report
+
+    t0 = time.perf_counter()
+    _, report = load_corpus_with_report("all", args.sources, args.limit, progress=not args.quiet)
+    took = time.perf_counter() - t0
+    print(report.table())
+    print(f"\n{report.kept} tunes kept; loaded in {took:.2f} s (cache: {report.cache_dir})")
+    reasons = sorted({k for r in report.sources.values() for k in r.skipped})
+    if reasons:
+        print("skip reasons: " + "; ".join(f"{k} = {SKIP_REASONS.get(k, k)}" for k in reasons))
+    for r in report.sources.values():
+        if r.notes:
+            print(f"{r.source}: " + ", ".join(f"{k}: {v}" for k, v in r.notes.items()))
+        if args.skipped:
+            for name, reason, detail in r.skipped_tunes:
+                print(f"  skipped {name}: {reason} ({detail})")
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from engine.corpus.melodies import SPLITS, load_corpus
+
+    mels = load_corpus("all", args.sources, args.limit, progress=not args.quiet)
+    if not mels:
+        print("the corpus selection is empty", file=sys.stderr)
+        return 1
+    print("| split | tunes | bars (mean) | rests | holds | onsets |")
+    print("|---|---|---|---|---|---|")
+    for split in (*SPLITS, "all"):
+        sel = [m for m in mels if split == "all" or m.split == split]
+        if not sel:
+            continue
+        toks = np.concatenate([m.tokens for m in sel])
+        shares = [(toks == 0).mean(), (toks == 1).mean(), (toks >= 2).mean()]
+        print(f"| {split} | {len(sel)} | {np.mean([m.bars for m in sel]):.1f} | "
+              + " | ".join(f"{100 * s:.1f}%" for s in shares) + " |")
+    metres = Counter(f"{m.time_signature[0]}/{m.time_signature[1]}" for m in mels)
+    scales = Counter(m.scale for m in mels)
+    print("\nmetres: " + ", ".join(f"{k} {v}" for k, v in metres.most_common()))
+    print("scales: " + ", ".join(f"{k} {v}" for k, v in scales.most_common()))
+    return 0
+
+
+def run_prior(args: argparse.Namespace) -> int:
+    from engine.corpus.prior import DEFAULT_PATH, PriorConfig, train_prior
+    from engine.errors import EngineError
+
+    cfg = PriorConfig(seed=args.seed, sources=tuple(args.sources) if args.sources else None, limit=args.limit)
+    if args.epochs is not None:
+        cfg.epochs = args.epochs
+    if args.rows is not None:
+        cfg.rows_per_epoch = args.rows
+    if args.hidden:
+        try:
+            cfg.hidden = tuple(int(x) for x in args.hidden.replace(",", " ").split())
+        except ValueError:
+            cfg.hidden = ()
+        if not cfg.hidden or any(not 1 <= h <= 4096 for h in cfg.hidden):
+            raise EngineError(f"--hidden {args.hidden!r} is not valid: give layer widths 1-4096 like 256,256")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise EngineError("training the prior needs torch: pip install -e '.[train]'") from None
+    model, m = train_prior(cfg, progress=not args.quiet)
+    out = model.save(args.out or DEFAULT_PATH)
+    summary = {k: v for k, v in m.items() if k != "history"}
+    print(json.dumps(summary, indent=1))
+    print(f"test NLL {m['test_nll']:.3f} nats/step (unigram {m['unigram_test_nll']:.3f}), accuracy "
+          f"{100 * m['test_accuracy']:.1f}% (unigram {100 * m['unigram_test_accuracy']:.1f}%); wrote {out}")
+    return 0

@@ -1,0 +1,136 @@
+"""``qriff generate``: write melody clips (MIDI and/or clip JSON) from the DQN model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from engine.cli.options import MAX_COUNT, MAX_TEMPERATURE, add_music_options, bounded_float, bounded_int
+from engine.cli.render import add_render_options, render_options
+from engine.errors import EngineError
+from engine.music import theory
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT = "qriff-clips"
+
+
+def mood_type(text: str) -> tuple[float, float]:
+    """``VALENCE,AROUSAL``, each -1..1 (``0.5,-0.3``)."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        v, a = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not VALENCE,AROUSAL (two numbers -1 to 1, e.g. 0.5,-0.2)") from None
+    for name, x in (("valence", v), ("arousal", a)):
+        if not -1.0 <= x <= 1.0:
+            raise argparse.ArgumentTypeError(f"{name} {x:g} in {text!r} is out of range (allowed: -1 to 1)")
+    return v, a
+
+
+def roles_type(text: str) -> tuple[str, ...]:
+    """Comma-separated roles: ``lead`` or ``lead,bass``."""
+    from engine.music import tokens
+
+    roles = tuple(r.strip().lower() for r in text.split(",") if r.strip())
+    bad = [r for r in roles if r not in tokens.ROLES]
+    if not roles or bad or len(set(roles)) != len(roles):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of roles: allowed are {', '.join(tokens.ROLES)}, "
+                                         "comma-separated, each once (e.g. lead,bass)")
+    return roles
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "generate", help="write melody clips (.mid / .json) from the DQN model",
+        description="Generate melody clips with the trained Q-network (onnxruntime, no torch needed). "
+                    "Writes DIR/clip-0000.mid (and/or .json), one file per variation, and prints what it wrote.",
+        epilog="Examples: qriff generate --key D --scale dorian --bars 8 --style hook --count 4\n"
+               "          qriff generate --roles lead,bass --chords 'Am F C G' --mood 0.5,0.8 --format both\n"
+               "          qriff generate --primer riff.mid --bars 2 --render",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_music_options(p)
+    # Unset musical options fall back to the primer's (when given), then to the usual defaults.
+    p.set_defaults(key=None, scale=None, tempo=None, time_signature=None)
+    g = p.add_argument_group("generation")
+    g.add_argument("--style", default=None,
+                   help="style preset (folk, hook, chorale, ambient), term=weight pairs (motif=2,rests=0.5) or "
+                        "a preset with overrides (hook,prior=0.5); default: the folk-like default style")
+    g.add_argument("--temperature", type=bounded_float(0.0, MAX_TEMPERATURE), default=1.0,
+                   help=f"sampling temperature 0-{MAX_TEMPERATURE:g}: 0 always takes the best token, 1 samples "
+                        "softmax(Q), higher is wilder (default: 1.0)")
+    g.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=None,
+                   help="random seed 0-2147483647; variation i uses seed+i (default: a random seed, printed)")
+    g.add_argument("--count", type=bounded_int(1, MAX_COUNT), default=1,
+                   help=f"number of variations, 1-{MAX_COUNT} (default: 1)")
+    g.add_argument("--roles", type=roles_type, default=("lead",),
+                   help="tracks to write, comma-separated: lead, bass (default: lead)")
+    g.add_argument("--primer", default=None, metavar="FILE",
+                   help="a .mid or clip .json melody to continue: its bars come first and --bars new bars follow; "
+                        "key, scale, tempo and metre default to the primer's")
+    g.add_argument("--mood", type=mood_type, default=None, metavar="VALENCE,AROUSAL",
+                   help="mood dials, each -1..1: valence dark..bright, arousal calm..busy (e.g. 0.6,-0.3)")
+    g.add_argument("--valence", type=bounded_float(-1.0, 1.0), default=None, help="valence alone, -1 (dark) to 1 (bright)")
+    g.add_argument("--arousal", type=bounded_float(-1.0, 1.0), default=None, help="arousal alone, -1 (calm) to 1 (busy)")
+    g.add_argument("--model", default=None, metavar="PATH",
+                   help="an .onnx model written by 'qriff export' (default: the model shipped with qriff)")
+    o = p.add_argument_group("output")
+    o.add_argument("--format", choices=("mid", "json", "both"), default="mid",
+                   help="write .mid, clip .json or both (default: mid)")
+    o.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default: ./{DEFAULT_OUT})")
+    o.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--render", action="store_true",
+                   help="also render each clip to audio stems, a mix and a piano roll in DIR/clip-0000/ "
+                        "(the audio options below are qriff render's)")
+    add_render_options(p, format_flag="--audio-format")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.music.clip import load_clip
+    from engine.runtime.policy import Policy
+
+    if args.mood is not None and (args.valence is not None or args.arousal is not None):
+        raise EngineError("--mood and --valence/--arousal both given: use one or the other")
+    valence, arousal = args.mood if args.mood is not None else (args.valence or 0.0, args.arousal or 0.0)
+
+    primer = load_clip(args.primer) if args.primer else None
+    key = args.key or (primer.key if primer else "C")
+    scale = args.scale or (primer.scale if primer else "major")
+    tempo = args.tempo if args.tempo is not None else (primer.tempo if primer else 120.0)
+    ts = theory.parse_time_signature(args.time_signature or (primer.time_signature if primer else "4/4"))
+
+    policy = Policy.load(args.model)
+    clips = policy.generate(key=key, scale=scale, bars=args.bars, count=args.count, seed=args.seed,
+                            temperature=args.temperature, chords=args.chords, style=args.style, roles=args.roles,
+                            tempo=min(max(tempo, 20.0), 300.0), time_signature=ts, primer=primer,
+                            valence=valence, arousal=arousal)
+    out = Path(args.out)
+    render_clip = _renderer() if args.render else None
+    for i, clip in enumerate(clips):
+        base = out / f"clip-{i:04d}"
+        written = []
+        if args.format in ("mid", "both"):
+            written.append(clip.write_midi(base.with_suffix(".mid")))
+        if args.format in ("json", "both"):
+            written.append(clip.write_json(base.with_suffix(".json")))
+        if render_clip is not None:
+            result = render_clip(clip, base, **{**render_options(args), "quiet": True})
+            written.extend([*result.stems.values(), result.mix])
+        if not args.quiet:
+            n_notes = sum(len(t.notes) for t in clip.tracks)
+            print(f"{', '.join(str(w) for w in written)}  ({clip.key} {clip.scale}, {clip.bars} bars, "
+                  f"{n_notes} notes, seed {clip.seed})", file=sys.stdout)
+    return 0
+
+
+def _renderer():
+    try:
+        from engine.audio.render import render_clip
+    except ImportError as exc:
+        raise EngineError(f"--render needs the audio renderer (engine.audio.render), which is not available: {exc}") from None
+    return render_clip

@@ -1,1 +1,0 @@
-"""One module per ``qriff`` subcommand; each exposes ``register(subparsers)``."""

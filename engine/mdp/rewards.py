@@ -1,0 +1,563 @@
+"""The reward: named terms, each a small pure function of the melody so far and the action.
+
+A term has the signature :data:`TermFn`: it gets the batch *before* the action is
+appended, the actions (int64 ``[B]``) and :func:`engine.mdp.observation.melody_features`,
+and returns its raw, unweighted reward (float32 ``[B]``). Raw values are of order 1 so
+that style weights (``-5..5``, see :mod:`engine.mdp.styles`) are comparable across terms.
+The total reward of a step is ``sum_s weight_s * raw_s``.
+
+Built-in terms (names in :data:`engine.mdp.styles.BUILTIN_TERMS`). Several follow RL Tuner
+(Jaques et al. 2017) closely because its metrics are what a ``hook`` model is judged on:
+
+=============  ===============================================================================
+term           raw reward
+=============  ===============================================================================
+key            -1 for a pitch outside the scale (RL Tuner's "notes not in key").
+chord          on beats: the note sounding (new or held) is a chord tone +s, else -s, with
+               s = 1 downbeat, 0.75 strong beat, 0.5 other beats, 0 off-beats. A bass on a
+               downbeat: root +1, other chord tone +0.5, else -1.
+cadence        first step: +1 for the home tonic (token 14, "starts with tonic"), +0.5 for
+               another tonic. Last step: final note is the tonic +1, the last chord's root
+               +0.5, else -0.5; +0.5 more if that note is still held at the last step. Last
+               step of a mid-melody phrase (every 4th bar): +0.5 for the tonic or chord root.
+leap           +1 when a leap is resolved, -1 when a leap is doubled (RL Tuner's bookkeeping,
+               :func:`engine.mdp.observation.leap_update`); last step: -0.5 if a leap is pending.
+repetition     -1 when RL Tuner's "excessively repeated" test fires (exact rule).
+autocorr       -(sum over lags 1-3 of abs(rho) where abs(rho) > 0.15), rho the autocorrelation of
+               the token sequence including the action (RL Tuner's penalty / 3).
+motif          1 + 0.1 per distinct pitch beyond 3 when the last 8 tokens hold >= 3 distinct
+               pitches (RL Tuner's "notes in motif", reward / 3).
+repeat_motif   1 + 0.25 per distinct pitch beyond 3 when that 8-token motif also occurs earlier,
+               token for token (RL Tuner's "notes in repeated motif", reward / 4).
+intervals      per new note vs the last pitch: step (1-2 semitones) +0.4, third +0.45 (+0.75
+               when both notes are in the scale), fourth +0.35, tritone -0.5, fifth +0.1
+               (+0.5 from the tonic or the fifth), sixth +0.25, seventh -1.5, octave 0,
+               wider -2; unisons, rests and holds 0 (RL Tuner's preferred intervals x 5).
+range          last step: +1 if the highest pitch occurs once, +1 if the lowest does (RL
+               Tuner's unique max/min). Any step: -0.5 for a note that stretches the range
+               past an octave and a fifth (19 semitones).
+contour        -0.5 for a note extending a run in one direction to 5 or more intervals;
+               +0.5 for turning after a run of 2 or more; last step: +1 if the first
+               highest note lies in the middle half of the melody (an arch).
+density        +0.5 for a new note, -0.5 for a rest or hold (weight > 0: busier; < 0: sparser).
+rests          +0.5 for a silent step (rest, or hold while silent) in a silence of up to 4
+               steps, -0.5 once a silence passes 8 steps (weight > 0: breathing space).
+register       new note: (token - 19.5) / 12 clipped to [-1, 1] (weight > 0: higher).
+prior          log p(a|s) + log 38 under the corpus prior (0 for a uniform prior), floored
+               at -10; 0 (and a warning, once) when no prior is loaded.
+=============  ===============================================================================
+
+Custom terms: :func:`register_term` adds a named :data:`TermFn`; list it in
+``RewardFunction(terms=...)`` (and ``EnvConfig.terms``) and it gets its own style weight,
+its own column in the observation's style segment and its own reward column.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from engine.errors import EngineError
+from engine.mdp import styles
+from engine.mdp.observation import (
+    _BEATS,
+    MelodyBatch,
+    MelodyContext,
+    contour_update,
+    leap_update,
+    obs_dim,
+    observe,
+)
+from engine.music import tokens
+
+log = logging.getLogger(__name__)
+
+TermFn = Callable[[MelodyBatch, np.ndarray, "dict[str, np.ndarray]"], np.ndarray]
+"""(batch before appending, actions int64 ``[B]``, features) -> raw reward float32 ``[B]``."""
+
+
+class RewardError(EngineError, ValueError):
+    """A reward term is unknown, badly registered or returned a bad value."""
+
+
+class Prior(Protocol):
+    """What the ``prior`` term needs: log-probabilities of the 38 actions."""
+
+    def log_probs(self, obs: np.ndarray) -> np.ndarray:
+        """``obs`` float32 ``[B, obs_dim(0)]`` (no style) -> log p(a|s) float32 ``[B, 38]``."""
+        ...
+
+
+@dataclass(frozen=True)
+class Term:
+    """A registered reward term."""
+
+    name: str
+    fn: TermFn
+    doc: str
+    builtin: bool
+
+
+_REGISTRY: dict[str, Term] = {}
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+#: RL Tuner: an action whose last 8 tokens hold this many distinct pitches is a motif.
+MOTIF_LEN = 8
+MOTIF_MIN_PITCHES = 3
+#: Autocorrelation magnitudes above this are penalised (lags 1-3).
+AUTOCORR_LIMIT = 0.15
+#: Range (semitones) beyond which a new note is penalised by the range term.
+RANGE_LIMIT = 19
+_BEAT_WEIGHT = np.array([0.0, 0.5, 0.75, 1.0], np.float32)
+_LOG_N_ACTIONS = math.log(tokens.N_ACTIONS)
+PRIOR_FLOOR = -10.0
+
+
+def register_term(name: str, fn: TermFn, *, doc: str = "", replace: bool = False) -> None:
+    """Register a custom reward term under ``name`` (lower case, digits, ``_``; max 32 chars).
+
+    ``fn(batch, actions, features)`` gets the batch before appending, the actions int64
+    ``[B]`` and :func:`engine.mdp.observation.melody_features`; it must return a finite
+    float array ``[B]`` of order 1. Re-registering a custom name needs ``replace=True``;
+    built-in terms cannot be replaced.
+    """
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise RewardError(f"reward term name {name!r} is not valid: use 1-32 lower-case letters, digits or _, "
+                          "starting with a letter (e.g. 'syncopation')")
+    if not callable(fn):
+        raise RewardError(f"reward term {name!r}: {fn!r} is not callable; give fn(batch, actions, features) -> [B]")
+    old = _REGISTRY.get(name)
+    if old is not None and old.builtin:
+        raise RewardError(f"reward term {name!r} is built in and cannot be replaced: choose another name")
+    if old is not None and not replace:
+        raise RewardError(f"reward term {name!r} is already registered: pass replace=True to replace it")
+    _REGISTRY[name] = Term(name, fn, doc or (fn.__doc__ or "").strip(), builtin=False)
+
+
+def unregister_term(name: str) -> None:
+    """Remove a custom term (built-in terms stay)."""
+    term = _REGISTRY.get(name)
+    if term is None or term.builtin:
+        raise RewardError(f"reward term {name!r} is not a registered custom term: custom terms are "
+                          f"{', '.join(t for t in _REGISTRY if not _REGISTRY[t].builtin) or 'none'}")
+    del _REGISTRY[name]
+
+
+def available_terms() -> tuple[str, ...]:
+    """Built-in terms (in :data:`engine.mdp.styles.BUILTIN_TERMS` order), then custom ones."""
+    return tuple(_REGISTRY)
+
+
+def term_doc(name: str) -> str:
+    """One-line description of a term."""
+    return _get(name).doc
+
+
+def _get(name: str) -> Term:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise RewardError(f"reward term {name!r} is not known: available are {', '.join(_REGISTRY)} "
+                          "(register custom terms with engine.mdp.rewards.register_term)") from None
+
+
+def _builtin(name: str, doc: str) -> Callable[[TermFn], TermFn]:
+    def deco(fn: TermFn) -> TermFn:
+        _REGISTRY[name] = Term(name, fn, doc, builtin=True)
+        return fn
+
+    return deco
+
+
+# ------------------------------------------------------------------------ helpers
+
+def _rows(batch: MelodyBatch) -> np.ndarray:
+    return np.arange(batch.size)
+
+
+def _pc(tok: np.ndarray) -> np.ndarray:
+    """Pitch class relative to the tonic (garbage for rests/holds: mask them)."""
+    return (tok - tokens.TONIC_TOKEN) % 12
+
+
+def _in_scale(batch: MelodyBatch, tok: np.ndarray) -> np.ndarray:
+    return batch.scale_mask[_rows(batch), _pc(tok)] > 0
+
+
+def _window(batch: MelodyBatch, actions: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The last ``width`` tokens of each melody with the action appended: int64 ``[B, width]``
+    (oldest first) and a validity mask (False before the melody's start)."""
+    src = batch.step[:, None] - np.arange(width - 1, 0, -1)[None, :]
+    ok = src >= 0
+    prev = batch.tokens[_rows(batch)[:, None], np.maximum(src, 0)]
+    win = np.concatenate([np.where(ok, prev, -1), actions[:, None]], axis=1)
+    return win, np.concatenate([ok, np.ones((batch.size, 1), bool)], axis=1)
+
+
+def _distinct_pitches(win: np.ndarray) -> np.ndarray:
+    """Distinct pitch tokens per row of ``win`` (entries < 2 ignored)."""
+    srt = np.sort(np.where(win >= tokens.FIRST_PITCH, win, -1), axis=1)
+    return ((srt[:, 1:] != srt[:, :-1]) & (srt[:, 1:] >= 0)).sum(axis=1) + (srt[:, 0] >= 0)
+
+
+def _is_last(batch: MelodyBatch) -> np.ndarray:
+    return batch.step == batch.n_steps - 1
+
+
+def _final_pitch(actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    """The last pitch played once the action is appended (-1 if none)."""
+    return np.where(actions >= tokens.FIRST_PITCH, actions, feats["last_pitch"])
+
+
+# --------------------------------------------------------------------------- terms
+
+@_builtin("key", "-1 for a pitch outside the scale")
+def term_key(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    out = (actions >= tokens.FIRST_PITCH) & ~_in_scale(batch, actions)
+    return -out.astype(np.float32)
+
+
+@_builtin("chord", "chord tones on beats, weighted by beat strength (bass: root on the downbeat)")
+def term_chord(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    rows = _rows(batch)
+    step = np.minimum(batch.step, batch.n_steps - 1)
+    beat = _BEATS[batch.ts_index, step % batch.steps_per_bar]
+    weight = _BEAT_WEIGHT[beat]
+    sounding_hold = (actions == tokens.HOLD) & (feats["silence"] == 0) & (feats["last_pitch"] >= 0)
+    pitch = np.where(actions >= tokens.FIRST_PITCH, actions, np.where(sounding_hold, feats["last_pitch"], -1))
+    has = pitch >= 0
+    pc = _pc(pitch)
+    tone = batch.chord_mask[rows, step, pc] > 0
+    value = np.where(tone, weight, -weight)
+    bass_down = (batch.role == tokens.ROLES.index("bass")) & (beat == 3)
+    root = pc == batch.chord_root[rows, step]
+    value = np.where(bass_down, np.where(root, 1.0, np.where(tone, 0.5, -1.0)), value)
+    return np.where(has, value, 0.0).astype(np.float32)
+
+
+@_builtin("cadence", "home tonic first; tonic or chord root at phrase ends and at the end")
+def term_cadence(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    rows = _rows(batch)
+    step = batch.step
+    first = step == 0
+    start = np.where(actions == tokens.TONIC_TOKEN, 1.0,
+                     np.where((actions >= tokens.FIRST_PITCH) & (_pc(actions) == 0), 0.5, 0.0))
+    final = _final_pitch(actions, feats)
+    cur = np.minimum(step, batch.n_steps - 1)
+    root = batch.chord_root[rows, cur]
+    has = final >= 0
+    tonic = has & (_pc(final) == 0)
+    on_root = has & (_pc(final) == root)
+    last = _is_last(batch)
+    lasts = (actions == tokens.HOLD) & (feats["silence"] == 0) & (feats["last_pitch"] >= 0)
+    end = np.where(tonic, 1.0, np.where(on_root, 0.5, -0.5)) + np.where(has & (tonic | on_root) & lasts, 0.5, 0.0)
+    spb = batch.steps_per_bar
+    bar_end = (step % spb == spb - 1) & ((step // spb) % 4 == 3) & ~last
+    phrase = np.where(tonic | on_root, 0.5, 0.0)
+    return np.where(first, start, 0.0).astype(np.float32) + np.where(last, end, np.where(bar_end, phrase, 0.0)
+                                                                    ).astype(np.float32)
+
+
+@_builtin("leap", "leaps resolved +1, doubled -1; a leap left pending at the end -0.5")
+def term_leap(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    outcome, new_dir, _, _ = leap_update(feats, actions, batch.step > 0)
+    pending_end = _is_last(batch) & (new_dir != 0)
+    return (outcome - 0.5 * pending_end).astype(np.float32)
+
+
+def excessive_repetition(batch: MelodyBatch, actions: np.ndarray) -> np.ndarray:
+    """RL Tuner's "excessively repeated" test for appending ``actions``: bool ``[B]``.
+
+    Count backwards over the melody while tokens equal the action or are rests/holds:
+    flagged when the action is a rest and more than 1 copy was seen, or more than 4
+    copies with no rest or hold between, or more than 6 with rests or holds between.
+    """
+    m = int(batch.step.max(initial=0))
+    if m == 0:
+        return np.zeros(batch.size, bool)
+    seq = batch.tokens[:, :m]
+    a = actions[:, None]
+    idx = np.arange(m)[None, :]
+    valid = idx < batch.step[:, None]
+    same = seq == a
+    inset = same | (seq <= tokens.HOLD)
+    stop = np.where(valid & ~inset, idx, -1).max(axis=1)
+    seg = valid & (idx > stop[:, None])
+    count = (seg & same).sum(axis=1)
+    gaps = (seg & ~same).any(axis=1)  # a rest or hold that is not the action itself
+    return ((actions == tokens.REST) & (count > 1)) | (~gaps & (count > 4)) | (gaps & (count > 6))
+
+
+@_builtin("repetition", "-1 when RL Tuner's excessive-repetition rule fires")
+def term_repetition(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    return -excessive_repetition(batch, actions).astype(np.float32)
+
+
+def autocorrelation(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    """Autocorrelation at lags 1, 2, 3 of each token sequence with the action appended.
+
+    RL Tuner's definition: ``sum(x[t+lag] * x[t]) / n / var(x)`` with ``x`` mean-centred
+    over the ``n`` tokens. Returns float64 ``[B, 3]``, NaN where the variance is 0.
+    """
+    rows = _rows(batch)[:, None]
+    t = batch.step
+    n = (t + 1).astype(np.float64)
+    a = actions.astype(np.float64)
+    s = feats["tok_sum"] + a
+    mean = s / n
+    var = (feats["tok_sq"] + a * a) / n - mean * mean
+    last_col = batch.tokens.shape[1] - 1
+    # x[t], x[t-1], x[t-2], x[t-3] of the new sequence (0 before its start)
+    back = t[:, None] - np.arange(4)[None, :]
+    recent = np.where(back >= 0, batch.tokens[rows, np.clip(back, 0, last_col)], 0).astype(np.float64)
+    recent[:, 0] = a
+    # x[0], x[1], x[2] of the new sequence (0 past its end)
+    head_pos = np.arange(3)[None, :]
+    head = np.where(head_pos < t[:, None], batch.tokens[:, :3], 0).astype(np.float64)
+    head = np.where(head_pos == t[:, None], a[:, None], head)
+    lags = np.arange(1, 4)[None, :]
+    prod = np.stack([feats["lag1"], feats["lag2"], feats["lag3"]], axis=1) + a[:, None] * recent[:, 1:]
+    first = np.cumsum(head, axis=1)          # sum of x[0..lag-1]
+    last = np.cumsum(recent[:, :3], axis=1)  # sum of x[n-lag..n-1]
+    nn, mm, ss = n[:, None], mean[:, None], s[:, None]
+    cov = prod - mm * ((ss - first) + (ss - last)) + np.maximum(nn - lags, 0) * mm * mm
+    cov = np.where(nn > lags, cov, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(var[:, None] > 1e-9, cov / nn / var[:, None], np.nan)
+
+
+@_builtin("autocorr", "-sum of |autocorrelation| above 0.15 at lags 1-3")
+def term_autocorr(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    rho = np.abs(autocorrelation(batch, actions, feats))
+    over = np.where(rho > AUTOCORR_LIMIT, rho, 0.0)  # NaN compares False
+    return -over.sum(axis=1).astype(np.float32)
+
+
+def _motif(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray] | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(is motif bool [B], distinct pitches [B], window int64 [B, 8]); memoised in ``feats``
+    (a per-call copy made by :class:`RewardFunction`) so motif and repeat_motif share it."""
+    if feats is not None and "_motif" in feats:
+        return feats["_motif"]  # type: ignore[return-value]
+    win, _ = _window(batch, actions, MOTIF_LEN)
+    distinct = _distinct_pitches(win)
+    full = batch.step + 1 >= MOTIF_LEN
+    out = (full & (distinct >= MOTIF_MIN_PITCHES), distinct, win)
+    if feats is not None:
+        feats["_motif"] = out  # type: ignore[assignment]
+    return out
+
+
+@_builtin("motif", "1 (+0.1 per pitch beyond 3) when the last 8 tokens hold >= 3 distinct pitches")
+def term_motif(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    is_motif, distinct, _ = _motif(batch, actions, feats)
+    return np.where(is_motif, 1.0 + 0.1 * (distinct - MOTIF_MIN_PITCHES), 0.0).astype(np.float32)
+
+
+def repeated_motif(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """RL Tuner's repeated motif: the 8-token window ending with the action is a motif and
+    occurs token for token before the window. Returns (bool ``[B]``, distinct pitches ``[B]``)."""
+    is_motif, distinct, win = _motif(batch, actions, feats)
+    found = np.zeros(batch.size, bool)
+    m = int(batch.step.max(initial=0)) + 1 - MOTIF_LEN  # length of the longest prefix before the window
+    if m >= MOTIF_LEN and is_motif.any():
+        views = sliding_window_view(batch.tokens[:, :m], MOTIF_LEN, axis=1)  # [B, m - 7, 8]
+        hit = (views == win[:, None, :]).all(axis=2)
+        start_ok = np.arange(views.shape[1])[None, :] + MOTIF_LEN <= (batch.step + 1 - MOTIF_LEN)[:, None]
+        found = (hit & start_ok).any(axis=1)
+    return is_motif & found, distinct
+
+
+@_builtin("repeat_motif", "1 (+0.25 per pitch beyond 3) when the current motif repeats an earlier one")
+def term_repeat_motif(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    rep, distinct = repeated_motif(batch, actions, feats)
+    return np.where(rep, 1.0 + 0.25 * (distinct - MOTIF_MIN_PITCHES), 0.0).astype(np.float32)
+
+
+# semitones 0..12 -> reward; wider than an octave: _WIDE
+_INTERVAL_REWARD = np.array([0.0, 0.4, 0.4, 0.45, 0.45, 0.35, -0.5, 0.1, 0.25, 0.25, -1.5, -1.5, 0.0], np.float32)
+_WIDE = -2.0
+
+
+@_builtin("intervals", "preferred melodic intervals: steps and consonant leaps up, sevenths and wide leaps down")
+def term_intervals(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    last = feats["last_pitch"]
+    note = (actions >= tokens.FIRST_PITCH) & (last >= 0)
+    iv = np.abs(actions - last)
+    value = np.where(iv > 12, _WIDE, _INTERVAL_REWARD[np.minimum(iv, 12)])
+    both_in = _in_scale(batch, actions) & _in_scale(batch, np.maximum(last, tokens.FIRST_PITCH))
+    value = np.where(((iv == 3) | (iv == 4)) & both_in, 0.75, value)
+    from_stable = (_pc(last) == 0) | (_pc(last) == 7)
+    value = np.where((iv == 7) & from_stable, 0.5, value)
+    return np.where(note, value, 0.0).astype(np.float32)
+
+
+@_builtin("range", "unique highest and lowest note at the end; no span beyond 19 semitones")
+def term_range(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    a = actions
+    is_pitch = a >= tokens.FIRST_PITCH
+    mx, mn = feats["max_tok"], feats["min_tok"]
+    new_mx = np.where(is_pitch & (a > mx), a, mx)
+    new_mn = np.where(is_pitch & ((mn < 0) | (a < mn)), a, mn)
+    mx_count = np.where(is_pitch & (a > mx), 1, feats["max_count"] + (a == mx))
+    mn_count = np.where(is_pitch & ((mn < 0) | (a < mn)), 1, feats["min_count"] + (a == mn))
+    seen = new_mx >= 0
+    end = (seen & (mx_count == 1)).astype(np.float32) + (seen & (mn_count == 1))
+    stretch = is_pitch & (mn >= 0) & (new_mx - new_mn > RANGE_LIMIT) & ((a > mx) | (a < mn))
+    return (np.where(_is_last(batch), end, 0.0) - 0.5 * stretch).astype(np.float32)
+
+
+@_builtin("contour", "turn after runs, avoid long runs, an arch-shaped melody")
+def term_contour(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    new_dir, new_len = contour_update(feats, actions)
+    moved = (actions >= tokens.FIRST_PITCH) & (feats["last_pitch"] >= 0) & (actions != feats["last_pitch"])
+    turned = moved & (feats["run_dir"] != 0) & (new_dir != feats["run_dir"]) & (feats["run_len"] >= 2)
+    long_run = moved & (new_dir == feats["run_dir"]) & (new_len >= 5)
+    value = 0.5 * turned - 0.5 * long_run
+    a, mx = actions, feats["max_tok"]
+    peak = np.where((a >= tokens.FIRST_PITCH) & (a > mx), batch.step, feats["max_pos"])
+    n = batch.n_steps
+    arch = (peak >= 0) & (4 * peak >= n) & (4 * peak < 3 * n)
+    return (value + np.where(_is_last(batch) & arch, 1.0, 0.0)).astype(np.float32)
+
+
+@_builtin("density", "+0.5 a new note, -0.5 a rest or hold (positive weight: busier)")
+def term_density(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    return np.where(actions >= tokens.FIRST_PITCH, 0.5, -0.5).astype(np.float32)
+
+
+@_builtin("rests", "+0.5 a silent step in a short silence (<= 4 steps), -0.5 past 8 steps")
+def term_rests(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    silence = feats["silence"]
+    silent = (actions == tokens.REST) | ((actions == tokens.HOLD) & ((silence > 0) | (feats["last_pitch"] < 0)))
+    run = silence + 1
+    return np.where(silent, np.where(run <= 4, 0.5, np.where(run > 8, -0.5, 0.0)), 0.0).astype(np.float32)
+
+
+@_builtin("register", "new note: (token - 19.5) / 12 in [-1, 1] (positive weight: higher)")
+def term_register(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    value = np.clip((actions - 19.5) / 12.0, -1.0, 1.0)
+    return np.where(actions >= tokens.FIRST_PITCH, value, 0.0).astype(np.float32)
+
+
+@_builtin("prior", "log p(a|s) + log 38 under the corpus prior, floored at -10")
+def term_prior_placeholder(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    # The real computation needs the prior model, which the RewardFunction holds.
+    return np.zeros(batch.size, np.float32)
+
+
+if tuple(_REGISTRY) != styles.BUILTIN_TERMS:  # pragma: no cover - guards edits to this module
+    raise RuntimeError(f"built-in reward terms {tuple(_REGISTRY)} differ from styles.BUILTIN_TERMS")
+
+
+# ------------------------------------------------------------------ reward function
+
+class RewardFunction:
+    """The weighted sum of a fixed, ordered list of terms.
+
+    ``terms`` are names from :func:`available_terms` (their order is the order of the
+    style weights); ``prior`` is an object with ``log_probs(obs_no_style)`` (e.g.
+    ``engine.corpus.prior.PriorModel``) or None, in which case the ``prior`` term is 0.
+    """
+
+    def __init__(self, terms: Sequence[str] = styles.BUILTIN_TERMS, prior: Prior | Any | None = None) -> None:
+        terms = tuple(terms)
+        if not terms:
+            raise RewardError("a reward needs at least one term: available are " + ", ".join(available_terms()))
+        if len(set(terms)) != len(terms):
+            dup = sorted({t for t in terms if terms.count(t) > 1})
+            raise RewardError(f"reward terms {dup} are listed twice in {list(terms)}")
+        self._fns = [_get(t).fn for t in terms]
+        self.terms: tuple[str, ...] = terms
+        self.prior = prior
+        self._prior_col = terms.index("prior") if "prior" in terms else -1
+        self._warned = False
+
+    def __repr__(self) -> str:
+        return f"RewardFunction(terms={self.terms!r}, prior={type(self.prior).__name__ if self.prior else None})"
+
+    def raw(self, batch: MelodyBatch, actions: np.ndarray, obs: np.ndarray | None = None) -> np.ndarray:
+        """Raw per-term rewards float32 ``[B, S]`` for appending ``actions`` (int ``[B]``).
+
+        ``obs`` (optional) is ``observe(batch)``, reused by the prior term if given.
+        """
+        actions = np.asarray(actions, np.int64).reshape(-1)
+        b = batch.size
+        if actions.shape[0] != b:
+            raise RewardError(f"got {actions.shape[0]} actions for a batch of {b} melodies")
+        if b and (actions.min() < 0 or actions.max() >= tokens.N_ACTIONS):
+            bad = actions[(actions < 0) | (actions >= tokens.N_ACTIONS)][0]
+            raise RewardError(f"action {int(bad)} is out of range: allowed are 0-{tokens.N_ACTIONS - 1} "
+                              "(0 rest, 1 hold, 2-37 pitches)")
+        feats = dict(batch.features(reward=True))  # a per-call copy: terms may memoise shared work in it
+        out = np.zeros((b, len(self.terms)), np.float32)
+        for j, (name, fn) in enumerate(zip(self.terms, self._fns)):
+            if j == self._prior_col:
+                out[:, j] = self._prior(batch, actions, obs)
+                continue
+            value = np.asarray(fn(batch, actions, feats), dtype=np.float32)
+            if value.shape != (b,):
+                raise RewardError(f"reward term {name!r} returned shape {value.shape}, expected ({b},)")
+            if not np.isfinite(value).all():
+                raise RewardError(f"reward term {name!r} returned a non-finite value: terms must return finite floats")
+            out[:, j] = value
+        return out
+
+    def _prior(self, batch: MelodyBatch, actions: np.ndarray, obs: np.ndarray | None) -> np.ndarray:
+        if self.prior is None:
+            if not self._warned:
+                log.warning("no corpus prior loaded: the 'prior' reward term is 0 (train one with `qriff corpus prior`)")
+                self._warned = True
+            return np.zeros(batch.size, np.float32)
+        if obs is None:
+            obs = observe(batch)
+        lp = np.asarray(self.prior.log_probs(obs[:, :obs_dim(0)]), np.float32)
+        if lp.shape != (batch.size, tokens.N_ACTIONS):
+            raise RewardError(f"prior.log_probs returned shape {lp.shape}, expected ({batch.size}, {tokens.N_ACTIONS})")
+        value = lp[np.arange(batch.size), actions] + np.float32(_LOG_N_ACTIONS)
+        return np.maximum(value, np.float32(PRIOR_FLOOR))
+
+    def __call__(self, batch: MelodyBatch, actions: np.ndarray, weights: np.ndarray,
+                 obs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Reward for appending ``actions[b]`` to row ``b`` (``batch`` not yet appended).
+
+        ``weights``: float32 ``[B, S]`` raw style weights (not the /5 scaled observation
+        vector). Returns total float32 ``[B]`` = ``sum_s weights * raw`` and raw per-term
+        float32 ``[B, S]``.
+        """
+        weights = np.asarray(weights, np.float32)
+        if weights.shape != (batch.size, len(self.terms)):
+            raise RewardError(f"weights have shape {weights.shape}, expected ({batch.size}, {len(self.terms)}) "
+                              f"for terms {', '.join(self.terms)}")
+        raw = self.raw(batch, actions, obs)
+        return (raw * weights).sum(axis=1, dtype=np.float32), raw
+
+    def score(self, context: MelodyContext, seq: Sequence[int] | np.ndarray,
+              weights: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Score a whole melody step by step: (total float32 ``[n]``, raw float32 ``[n, S]``).
+
+        ``seq`` holds ``context.n_steps`` tokens; ``weights`` maps terms to weights
+        (missing terms 0; default: all 1).
+        """
+        seq = np.asarray(seq, np.int64).reshape(-1)
+        if seq.shape[0] != context.n_steps:
+            raise RewardError(f"melody has {seq.shape[0]} tokens but its context {context.n_steps} steps")
+        w = np.ones(len(self.terms), np.float32) if weights is None else \
+            np.array([weights.get(t, 0.0) for t in self.terms], np.float32)
+        batch = MelodyBatch.create([context])
+        totals, raws = [], []
+        for tok in seq:
+            a = np.array([tok], np.int64)
+            total, raw = self(batch, a, w[None, :])
+            totals.append(total[0])
+            raws.append(raw[0])
+            batch.append(a)
+        return np.array(totals, np.float32), np.array(raws, np.float32).reshape(len(seq), len(self.terms))

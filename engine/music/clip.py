@@ -1,0 +1,343 @@
+"""The clip: what qriff generates, writes as JSON and MIDI, renders and sends over OSC.
+
+Times are in beats (quarter notes) from the clip start; pitches are MIDI numbers. The
+JSON layout is the contract in design.md (``"qriff_clip": 1``). Conversions between
+notes and the 16th-note token grid live here too, so the evaluation suite and the
+policy agree on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import ClipError
+from engine.music import theory, tokens
+
+CLIP_FORMAT = 1
+
+
+@dataclass
+class Note:
+    """One note. ``start`` and ``duration`` in beats, ``pitch`` MIDI 0-127, ``velocity`` 1-127."""
+
+    pitch: int
+    start: float
+    duration: float
+    velocity: int = 96
+
+
+@dataclass
+class Track:
+    """A monophonic or polyphonic part with a role (``lead``, ``bass``, ``pad``...) and GM program."""
+
+    role: str
+    program: int = 0
+    notes: list[Note] = field(default_factory=list)
+
+    @property
+    def end_beat(self) -> float:
+        """Beat at which the last note of the track ends (0 for an empty track)."""
+        return max((n.start + n.duration for n in self.notes), default=0.0)
+
+
+@dataclass
+class Clip:
+    """A generated (or imported) clip with its musical context.
+
+    ``bars`` counts bars of ``time_signature``; ``chords`` holds one symbol per bar of
+    the looping progression; ``style`` maps style term names to weights.
+    """
+
+    key: str = "C"
+    scale: str = "major"
+    tempo: float = 120.0
+    time_signature: tuple[int, int] = (4, 4)
+    bars: int = 2
+    steps_per_beat: int = 4
+    seed: int | None = None
+    model: str = ""
+    style: dict[str, float] = field(default_factory=dict)
+    chords: list[str] = field(default_factory=list)
+    tracks: list[Track] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def beats_per_bar(self) -> float:
+        """Quarter-note beats in one bar (3.0 for 6/8)."""
+        num, den = self.time_signature
+        return num * 4.0 / den
+
+    @property
+    def length_beats(self) -> float:
+        """Clip length in beats."""
+        return self.bars * self.beats_per_bar
+
+    @property
+    def length_seconds(self) -> float:
+        """Clip length in seconds at the clip's tempo."""
+        return self.length_beats * 60.0 / self.tempo
+
+    def track(self, role: str) -> Track:
+        """The first track with ``role``; ClipError if there is none."""
+        for t in self.tracks:
+            if t.role == role:
+                return t
+        raise ClipError(f"clip has no track with role {role!r}: it has {', '.join(t.role for t in self.tracks) or 'none'}")
+
+    # ---------------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        """The clip JSON object of design.md."""
+        return {
+            "qriff_clip": CLIP_FORMAT, "key": self.key, "scale": self.scale, "tempo": float(self.tempo),
+            "time_signature": list(self.time_signature), "bars": int(self.bars),
+            "steps_per_beat": int(self.steps_per_beat), "seed": self.seed, "model": self.model,
+            "style": dict(self.style), "chords": list(self.chords),
+            # A literal per note: dataclasses.asdict deep-copies and costs ~10x more, which
+            # the OSC bridge pays on every clip it writes.
+            "tracks": [{"role": t.role, "program": int(t.program),
+                        "notes": [{"pitch": n.pitch, "start": n.start, "duration": n.duration, "velocity": n.velocity}
+                                  for n in t.notes]} for t in self.tracks],
+        }
+
+    def to_json(self, indent: int | None = 1) -> str:
+        """Serialize to the clip JSON text."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "clip") -> Clip:
+        """Build a clip from its JSON object; ClipError naming the field on bad data."""
+        if not isinstance(data, dict) or data.get("qriff_clip") != CLIP_FORMAT:
+            raise ClipError(f"{source} is not a qriff clip: expected a JSON object with \"qriff_clip\": {CLIP_FORMAT}")
+        try:
+            ts = tuple(int(x) for x in data.get("time_signature", (4, 4)))
+            theory.parse_time_signature(ts)
+            tracks = []
+            for t in data.get("tracks", []):
+                notes = [Note(pitch=int(n["pitch"]), start=float(n["start"]), duration=float(n["duration"]),
+                              velocity=int(n.get("velocity", 96))) for n in t.get("notes", [])]
+                for n in notes:
+                    if not (0 <= n.pitch <= 127 and n.duration > 0 and n.start >= 0 and 1 <= n.velocity <= 127):
+                        raise ClipError(f"{source}: note {asdict(n)} is out of range (pitch 0-127, start >= 0, "
+                                        "duration > 0, velocity 1-127)")
+                tracks.append(Track(role=str(t["role"]), program=int(t.get("program", 0)), notes=notes))
+            clip = cls(key=str(data.get("key", "C")), scale=str(data.get("scale", "major")),
+                       tempo=float(data.get("tempo", 120.0)), time_signature=ts,  # type: ignore[arg-type]
+                       bars=int(data.get("bars", 1)), steps_per_beat=int(data.get("steps_per_beat", 4)),
+                       seed=data.get("seed"), model=str(data.get("model", "")),
+                       style={str(k): float(v) for k, v in dict(data.get("style", {})).items()},
+                       chords=[str(c) for c in data.get("chords", [])], tracks=tracks)
+        except ClipError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ClipError(f"{source} has a malformed field: {exc}") from None
+        theory.parse_key(clip.key)
+        theory.parse_scale(clip.scale)
+        if not (10.0 <= clip.tempo <= 400.0):
+            raise ClipError(f"{source}: tempo {clip.tempo} is out of range 10-400 bpm")
+        return clip
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "clip") -> Clip:
+        """Parse clip JSON text."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ClipError(f"{source} is not valid JSON: {exc}") from None
+        return cls.from_dict(data, source)
+
+    # ---------------------------------------------------------------------- MIDI
+    def to_pretty_midi(self) -> Any:
+        """A ``pretty_midi.PrettyMIDI`` with the tracks, tempo, time and key signature."""
+        import pretty_midi
+
+        pm = pretty_midi.PrettyMIDI(initial_tempo=float(self.tempo))
+        spb = 60.0 / self.tempo
+        pm.time_signature_changes.append(pretty_midi.TimeSignature(*self.time_signature, 0.0))
+        tonic = theory.parse_key(self.key)
+        minor = theory.is_minor_scale(self.scale)
+        pm.key_signature_changes.append(pretty_midi.KeySignature(tonic + (12 if minor else 0), 0.0))
+        for t in self.tracks:
+            drum = t.role == "drums"
+            inst = pretty_midi.Instrument(program=int(t.program) % 128, is_drum=drum, name=t.role)
+            for n in t.notes:
+                inst.notes.append(pretty_midi.Note(velocity=int(n.velocity), pitch=int(n.pitch),
+                                                   start=n.start * spb, end=(n.start + n.duration) * spb))
+            pm.instruments.append(inst)
+        return pm
+
+    def write_midi(self, path: str | os.PathLike[str]) -> Path:
+        """Write a standard MIDI file atomically; returns the path."""
+        pm = self.to_pretty_midi()
+        return atomic_write(path, lambda tmp: pm.write(tmp))
+
+    def write_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write the clip JSON atomically; returns the path."""
+        text = self.to_json()
+        return atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
+
+    @classmethod
+    def from_midi(cls, path: str | os.PathLike[str], key: str | None = None, scale: str | None = None) -> Clip:
+        """Read a MIDI file. Key and scale come from its key signature, or are estimated.
+
+        Each non-drum instrument becomes a track; roles are taken from track names when
+        they are known roles (``lead``, ``bass``...), else ``lead`` for the highest part.
+        """
+        import pretty_midi
+
+        try:
+            pm = pretty_midi.PrettyMIDI(str(path))
+        except Exception as exc:  # pretty_midi raises many kinds on corrupt files
+            raise ClipError(f"{path} is not a readable MIDI file: {exc}") from None
+        _, tempi = pm.get_tempo_changes()
+        tempo = float(tempi[0]) if len(tempi) else 120.0
+        spb = 60.0 / tempo
+        ts = (4, 4)
+        if pm.time_signature_changes:
+            cand = (pm.time_signature_changes[0].numerator, pm.time_signature_changes[0].denominator)
+            if cand in theory.TIME_SIGNATURES:
+                ts = cand
+        insts = [i for i in pm.instruments if not i.is_drum and i.notes]
+        if not insts:
+            raise ClipError(f"{path} holds no pitched notes: a melody needs at least one non-drum track with notes")
+        tracks = []
+        insts.sort(key=lambda i: -float(np.mean([n.pitch for n in i.notes])))
+        for idx, inst in enumerate(insts):
+            role = inst.name.strip().lower() if inst.name.strip().lower() in (*tokens.ROLES, "pad") else None
+            role = role or ("lead" if idx == 0 else ("bass" if idx == len(insts) - 1 else f"part{idx}"))
+            notes = [Note(pitch=n.pitch, start=round(n.start / spb, 6), duration=round((n.end - n.start) / spb, 6),
+                          velocity=max(1, n.velocity)) for n in sorted(inst.notes, key=lambda n: (n.start, -n.pitch))]
+            tracks.append(Track(role=role, program=inst.program, notes=[n for n in notes if n.duration > 0]))
+        if key is None or scale is None:
+            if pm.key_signature_changes:
+                num = pm.key_signature_changes[0].key_number
+                est_key, est_scale = theory.PC_NAMES[num % 12], ("natural_minor" if num >= 12 else "major")
+            else:
+                est_key, est_scale = estimate_key([n for t in tracks for n in t.notes])
+            key, scale = key or est_key, scale or est_scale
+        beats_per_bar = ts[0] * 4.0 / ts[1]
+        end = max(t.end_beat for t in tracks)
+        bars = max(1, int(np.ceil(end / beats_per_bar - 1e-6)))
+        return cls(key=key, scale=scale, tempo=tempo, time_signature=ts, bars=bars, tracks=tracks,
+                   model=f"midi:{Path(path).name}")
+
+
+def load_clip(path: str | os.PathLike[str]) -> Clip:
+    """Read a clip from ``.json`` or ``.mid``/``.midi``; ClipError with the path on failure."""
+    p = Path(path)
+    if not p.is_file():
+        raise ClipError(f"clip file {str(p)!r} does not exist")
+    suffix = p.suffix.lower()
+    if suffix == ".json":
+        return Clip.from_json(p.read_text(), source=str(p))
+    if suffix in (".mid", ".midi"):
+        return Clip.from_midi(p)
+    raise ClipError(f"clip file {str(p)!r} has an unknown type {suffix!r}: allowed are .json, .mid, .midi")
+
+
+# Krumhansl-Kessler key profiles, for MIDI files without a key signature.
+_KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def estimate_key(notes: list[Note]) -> tuple[str, str]:
+    """Estimate (key, scale) from duration-weighted pitch classes (Krumhansl-Schmuckler)."""
+    hist = np.zeros(12)
+    for n in notes:
+        hist[n.pitch % 12] += n.duration
+    if hist.sum() == 0:
+        return "C", "major"
+    best = (-2.0, 0, "major")
+    for tonic in range(12):
+        rolled = np.roll(hist, -tonic)
+        for profile, name in ((_KK_MAJOR, "major"), (_KK_MINOR, "natural_minor")):
+            r = float(np.corrcoef(rolled, profile)[0, 1])
+            if r > best[0]:
+                best = (r, tonic, name)
+    return theory.PC_NAMES[best[1]], best[2]
+
+
+# ------------------------------------------------------------ token <-> notes
+
+def tokens_to_notes(seq: np.ndarray | list[int], tonic_pc: int, role: str = "lead", steps_per_beat: int = 4,
+                    velocity: int | np.ndarray = 96, offset_beats: float = 0.0) -> list[Note]:
+    """Notes of a token sequence. A pitch token starts a note that holds through HOLD tokens.
+
+    A HOLD before any note, or after a rest, is silence. ``velocity`` may be an array
+    with one value per step (the velocity of the step a note starts on is used).
+    """
+    step = 1.0 / steps_per_beat
+    notes: list[Note] = []
+    cur: list[int] | None = None  # [pitch, start_step, length, velocity]
+    vel = np.broadcast_to(np.asarray(velocity), (len(seq),))
+    for i, tok in enumerate(seq):
+        tok = int(tok)
+        if tok == tokens.HOLD and cur is not None:
+            cur[2] += 1
+            continue
+        if cur is not None:
+            notes.append(Note(cur[0], offset_beats + cur[1] * step, cur[2] * step, cur[3]))
+            cur = None
+        if tok >= tokens.FIRST_PITCH:
+            cur = [int(tokens.token_to_midi(tok, tonic_pc, role)), i, 1, int(vel[i])]
+    if cur is not None:
+        notes.append(Note(cur[0], offset_beats + cur[1] * step, cur[2] * step, cur[3]))
+    return notes
+
+
+def notes_to_tokens(notes: list[Note], n_steps: int, tonic_pc: int, role: str = "lead",
+                    steps_per_beat: int = 4) -> np.ndarray:
+    """Quantize notes to the 16th-note grid as tokens (int64 array of ``n_steps``).
+
+    Polyphony is reduced to the highest note starting on a step (skyline). A note's
+    pitch is folded by octaves into the role's 36-token range.
+    """
+    seq = np.full(n_steps, tokens.REST, dtype=np.int64)
+    owner = np.full(n_steps, -1, dtype=np.int64)
+    for idx, n in sorted(enumerate(notes), key=lambda x: (x[1].start, -x[1].pitch)):
+        s = int(round(n.start * steps_per_beat))
+        e = max(s + 1, int(round((n.start + n.duration) * steps_per_beat)))
+        if s >= n_steps:
+            continue
+        if owner[s] != -1 and seq[s] >= tokens.FIRST_PITCH and notes[owner[s]].pitch >= n.pitch \
+                and abs(notes[owner[s]].start * steps_per_beat - s) < 0.5:
+            continue  # a higher note already starts here
+        seq[s] = tokens.midi_to_token(n.pitch, tonic_pc, role)
+        owner[s] = idx
+        for j in range(s + 1, min(e, n_steps)):
+            if owner[j] != -1 and seq[j] >= tokens.FIRST_PITCH:
+                break
+            seq[j] = tokens.HOLD
+            owner[j] = idx
+    return seq
+
+
+# --------------------------------------------------------------------- writing
+
+def atomic_write(path: str | os.PathLike[str], write: Any) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
+
+    An interrupted write leaves nothing under the final name.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    os.close(fd)
+    # mkstemp creates 0600 files; give the final file the permissions open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        write(tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return final

@@ -1,0 +1,620 @@
+"""The runtime policy: an exported Q-network run by onnxruntime (no torch, ever).
+
+>>> from engine import Policy
+>>> policy = Policy.load()                      # the shipped model
+>>> clips = policy.generate(key="D", scale="dorian", bars=4, count=4, seed=7, style="hook")
+>>> clips[0].write_midi("riff.mid")
+
+Each step every requested melody (``count`` variations x ``roles``) goes through one
+``session.run`` together; the token is drawn from ``softmax(Q / temperature)``
+(temperature 0 = greedy) with Gumbel noise drawn up front from a per-variation seed, so
+variation ``i`` of ``generate(seed=s, count=n)`` is exactly ``generate(seed=s + i,
+count=1)`` and its clip records ``seed = s + i``.
+
+Observations are those of :func:`engine.mdp.observation.observe`, built incrementally by
+:class:`ObservationBuilder` (a few array writes per step instead of recomputing the
+whole history); a test checks the two agree bit for bit at every step.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.cli.options import MAX_BARS, MAX_COUNT, MAX_TEMPERATURE
+from engine.errors import EngineError, ModelError
+from engine.mdp import observation, styles
+from engine.music import theory, tokens
+from engine.music.clip import Clip, Track, load_clip, notes_to_tokens, tokens_to_notes
+
+log = logging.getLogger(__name__)
+
+#: Format version of the ONNX files this policy reads (metadata ``qriff_model``).
+MODEL_FORMAT = "1"
+#: The model shipped inside the package.
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "default.onnx"
+
+
+#: Velocity of a note by the metrical strength of the step it starts on (0 off-beat .. 3 downbeat).
+_ACCENT = np.array([80, 88, 94, 102], np.int64)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What an ONNX model's metadata says about it."""
+
+    model_id: str
+    obs_version: int
+    obs_dim: int
+    style_terms: tuple[str, ...]
+    roles: tuple[str, ...]
+    scales: tuple[str, ...]
+    train_config: dict[str, Any]
+    train_metrics: dict[str, Any]
+    created: str
+    metadata: dict[str, str]
+
+
+def _chord_name(chord: theory.Chord) -> str:
+    """A chord symbol for a parsed chord (``Am``, ``G7``), for the clip JSON."""
+    for suffix in ("", "m", "7", "maj7", "m7", "dim", "aug", "dim7", "m7b5", "sus4", "sus2", "6", "m6", "9", "5"):
+        if theory.CHORD_QUALITIES[suffix] == chord.intervals:
+            return theory.key_name(chord.root) + suffix
+    return chord.symbol
+
+
+class ObservationBuilder:
+    """Builds :func:`engine.mdp.observation.observe`'s rows step by step, cheaply.
+
+    All rows share one length; rows may differ in role (and so in their context). The
+    position/context columns are computed once per (role, step) by ``observe`` itself;
+    the melody-dependent segments are kept as a few Python integers per row and
+    written with five array operations a step, whatever the batch size. Only valid for
+    the observation version it was written against; for any other layout
+    :class:`Policy` falls back to calling ``observe`` every step.
+    """
+
+    SUPPORTED_VERSION = 1
+    #: Batches of at least this many rows keep their state in arrays.
+    VECTOR_ROWS = 40
+    _DYNAMIC = ("history", "last_pitch", "note_age", "last_interval", "pending_leap", "stats")
+    _LAYOUT_HEAD = ["history", "last_pitch", "note_age", "last_interval", "pending_leap"]
+
+    @classmethod
+    def supports(cls, n_style: int) -> bool:
+        """True when this builder reproduces ``observe`` for the current layout."""
+        names = [n for n, _ in observation.layout(n_style)]
+        return (observation.OBS_VERSION == cls.SUPPORTED_VERSION and names[:5] == cls._LAYOUT_HEAD
+                and names[-2:] == ["stats", "style"] and layout_widths_ok(n_style))
+
+    def __init__(self, contexts: Sequence[observation.MelodyContext],
+                 tables: Sequence[np.ndarray] | None = None) -> None:
+        """``contexts``: one per row, all of the same length. ``tables`` (optional): each
+        row's :meth:`static_table`, when the caller keeps them cached."""
+        b = len(contexts)
+        self.n_steps = contexts[0].n_steps
+        n_style = len(contexts[0].style)
+        self.dim = observation.obs_dim(n_style)
+        widths = dict(observation.layout(n_style))
+        self._h = widths["history"]                       # 608
+        self._m0 = self._h                                # last_pitch .. pending_leap block
+        self._m1 = self._m0 + 66
+        self._s1 = self.dim - n_style                     # end of the stats segment
+        self._s0 = self._s1 - widths["stats"]
+        if tables is None:
+            # one table per distinct context object
+            uniq: dict[int, np.ndarray] = {}
+            for c in contexts:
+                if id(c) not in uniq:
+                    uniq[id(c)] = self.static_table(c)
+            tables = [uniq[id(c)] for c in contexts]
+        self._static = np.ascontiguousarray(np.stack(tables, axis=1))  # [T, B, w]
+        style = np.stack([c.style for c in contexts]).astype(np.float32)
+        self.obs = np.zeros((b, self.dim), np.float32)
+        self.obs[:, self._s1:] = style
+        self.obs[:, self._m1:self._s0] = self._static[0]
+        self.obs[:, self._m0:self._m1] = _middle_table()[0]
+        self.obs[:, self._m0 + 37] = 1.0  # note age: no onset yet
+        self._row = self.obs[0]
+        self._mid = _middle_table()
+        self.step = 0
+        # per row: last pitch, previous pitch, last onset, max, min, max count, min count, onsets, rests, holds
+        self._state = [[-1, -1, -1, -1, -1, 0, 0, 0, 0, 0] for _ in range(b)]
+        self._win: list[list[int]] = [[] for _ in range(b)]
+        # From VECTOR_ROWS rows on, the same state lives in arrays (a fixed number of numpy
+        # operations a step instead of Python work per row).
+        self._vec = b >= self.VECTOR_ROWS
+        if self._vec:
+            self._rows = np.arange(b)
+            self._v = {k: np.full(b, -1, np.int64) for k in ("lp", "pp", "lo", "mx", "mn")}
+            self._v.update(mxc=np.zeros(b, np.int64), mnc=np.zeros(b, np.int64))
+            self._cnt = np.zeros((b, 3), np.int64)
+            self._vwin = np.full((b, 8), -1, np.int64)
+
+    @classmethod
+    def static_table(cls, ctx: observation.MelodyContext) -> np.ndarray:
+        """The columns that depend only on the context and the step (``bar_pos`` .. ``metre``)
+        for every step of ``ctx``: float32 ``[n_steps, W]``, computed by ``observation`` itself."""
+        n_style = len(ctx.style)
+        d = observation.obs_dim(n_style)
+        lo = sum(w for name, w in observation.layout(n_style)[:5])
+        hi = d - n_style - dict(observation.layout(n_style))["stats"]
+        small = observation.MelodyBatch.create([ctx])
+        table = small.context_table() if hasattr(small, "context_table") else None
+        if table is not None and table.shape[2] == hi - lo:
+            return np.ascontiguousarray(table[0, : ctx.n_steps])
+        probe = observation.MelodyBatch.create([ctx] * ctx.n_steps)
+        probe.step = np.arange(ctx.n_steps, dtype=np.int64)
+        return np.ascontiguousarray(observation.observe(probe)[:, lo:hi])
+
+    def append(self, actions: np.ndarray) -> np.ndarray:
+        """Write one token per row (int ``[B]``); returns the next step's observations ``float32 [B, D]``.
+
+        The returned array is updated in place by the next call: copy it to keep it.
+        """
+        if self._vec:
+            return self._append_vector(np.asarray(actions, np.int64))
+        t = self.step
+        s = t + 1
+        mid_idx, ages, stats = [], [], []
+        for row, win, a in zip(self._state, self._win, actions.tolist()):
+            lp, pp, lo, mx, mn, mxc, mnc, non, nre, nho = row
+            if a >= 2:
+                pp, lp, lo = lp, a, t
+                if a > mx:
+                    mx, mxc = a, 1
+                elif a == mx:
+                    mxc += 1
+                if mn < 0 or a < mn:
+                    mn, mnc = a, 1
+                elif a == mn:
+                    mnc += 1
+                non += 1
+            elif a == 0:
+                nre += 1
+            else:
+                nho += 1
+            row[:] = lp, pp, lo, mx, mn, mxc, mnc, non, nre, nho
+            win.append(a)
+            if len(win) > 8:
+                del win[0]
+            iv = 0 if pp < 0 else min(max(lp - pp, -12), 12) + 13
+            mid_idx.append((lp - 1 if lp >= 0 else 0) * 26 + iv)
+            ages.append(min(s - lo, 16) / 16.0 if lo >= 0 else 1.0)
+            seen = mx >= 0
+            stats.append((mx / 37.0 if seen else 0.0, mn / 37.0 if seen else 0.0, float(seen and mxc == 1),
+                          float(seen and mnc == 1), non / s, nre / s, nho / s,
+                          len({x for x in win if x >= 2}) / 8.0))
+        h, m0, m1, s0 = self._h, self._m0, self._m1, self._s0
+        if len(mid_idx) == 1:  # one melody: 1-D row views and scalar writes, no fancy indexing
+            r = self._row
+            r[:h - tokens.N_ACTIONS] = r[tokens.N_ACTIONS:h]
+            r[h - tokens.N_ACTIONS:h] = _EYE[a]
+            r[m0:m1] = self._mid[mid_idx[0]]
+            r[m0 + 37] = ages[0]
+            if s < self.n_steps:
+                r[m1:s0] = self._static[s, 0]
+            r[s0:self._s1] = stats[0]
+        else:
+            o = self.obs
+            o[:, :h - tokens.N_ACTIONS] = o[:, tokens.N_ACTIONS:h]
+            o[:, h - tokens.N_ACTIONS:h] = _EYE[actions]
+            o[:, m0:m1] = self._mid[mid_idx]
+            o[:, m0 + 37] = ages
+            if s < self.n_steps:
+                o[:, m1:s0] = self._static[s]
+            o[:, s0:self._s1] = stats
+        self.step = s
+        return self.obs
+
+
+    def _append_vector(self, a: np.ndarray) -> np.ndarray:
+        """:meth:`append` for many rows: the same arithmetic on arrays."""
+        t = self.step
+        s = t + 1
+        v = self._v
+        lp, pp, lo, mx, mn, mxc, mnc = v["lp"], v["pp"], v["lo"], v["mx"], v["mn"], v["mxc"], v["mnc"]
+        isp = a >= tokens.FIRST_PITCH
+        if isp.any():
+            np.copyto(pp, lp, where=isp)
+            np.copyto(lp, a, where=isp)
+            lo[isp] = t
+            up = isp & (a > mx)
+            mxc += isp & (a == mx)
+            np.copyto(mx, a, where=up)
+            mxc[up] = 1
+            down = isp & ((mn < 0) | (a < mn))
+            mnc += isp & (a == mn)
+            np.copyto(mn, a, where=down)
+            mnc[down] = 1
+        self._cnt[self._rows, _CATEGORY[a]] += 1
+        win = self._vwin
+        win[:, :-1] = win[:, 1:]
+        win[:, -1] = a
+        mid = np.maximum(lp - 1, 0) * 26 + np.where(pp >= 0, np.clip(lp - pp, -12, 12) + 13, 0)
+        age = np.where(lo >= 0, np.minimum(s - lo, 16) / 16.0, 1.0)
+        seen = mx >= 0
+        srt = np.sort(np.where(win >= tokens.FIRST_PITCH, win, -1), axis=1)
+        distinct = ((srt[:, 1:] != srt[:, :-1]) & (srt[:, 1:] >= 0)).sum(axis=1) + (srt[:, 0] >= 0)
+        h, m0, m1, s0, s1 = self._h, self._m0, self._m1, self._s0, self._s1
+        o = self.obs
+        o[:, :h - tokens.N_ACTIONS] = o[:, tokens.N_ACTIONS:h]
+        o[:, h - tokens.N_ACTIONS:h] = _EYE[a]
+        o[:, m0:m1] = self._mid[mid]
+        o[:, m0 + 37] = age
+        if s < self.n_steps:
+            o[:, m1:s0] = self._static[s]
+        st = o[:, s0:s1]
+        st[:, 0] = np.where(seen, mx, 0) / 37.0
+        st[:, 1] = np.where(seen, mn, 0) / 37.0
+        st[:, 2] = seen & (mxc == 1)
+        st[:, 3] = seen & (mnc == 1)
+        st[:, 4:7] = self._cnt / s
+        st[:, 7] = distinct / 8.0
+        self.step = s
+        return o
+
+
+_EYE = np.eye(tokens.N_ACTIONS, dtype=np.float32)
+#: Column of the onset / rest / hold counters for each token.
+_CATEGORY = np.array([1, 2] + [0] * tokens.N_PITCHES, np.int64)
+_MIDDLE: list[np.ndarray] = []
+
+
+def _middle_table() -> np.ndarray:
+    """Rows for the 66 columns last_pitch(37) | note_age(1, left 0) | last_interval(26) | pending_leap(2).
+
+    Row index: (last pitch token - 1, or 0 for none) * 26 + (clipped interval + 13, or 0 for none).
+    """
+    if not _MIDDLE:
+        tab = np.zeros((tokens.N_PITCHES + 1, 26, 66), np.float32)
+        tab[0, :, tokens.N_PITCHES] = 1
+        for tok in range(tokens.FIRST_PITCH, tokens.N_ACTIONS):
+            tab[tok - 1, :, tok - tokens.FIRST_PITCH] = 1
+        tab[:, 0, 38 + 25] = 1
+        for iv in range(-12, 13):
+            tab[:, iv + 13, 38 + iv + 12] = 1
+            tab[:, iv + 13, 64] = iv >= observation_leap()
+            tab[:, iv + 13, 65] = iv <= -observation_leap()
+        _MIDDLE.append(tab.reshape(-1, 66))
+    return _MIDDLE[0]
+
+
+def observation_leap() -> int:
+    """Semitones that make a leap in the observation's pending_leap flags."""
+    return int(getattr(observation, "LEAP_SEMITONES", 7))
+
+
+def layout_widths_ok(n_style: int) -> bool:
+    """The widths the builder hard-codes (66-column middle block, 8 stats) match the layout."""
+    w = dict(observation.layout(n_style))
+    return (w["history"] == observation.HISTORY * tokens.N_ACTIONS and w["last_pitch"] == 37
+            and w["note_age"] == 1 and w["last_interval"] == 26 and w["pending_leap"] == 2 and w["stats"] == 8)
+
+
+class Policy:
+    """A loaded qriff model. Build with :meth:`load`; generate clips with :meth:`generate`."""
+
+    def __init__(self, session: Any, info: ModelInfo, path: Path) -> None:
+        self.session = session
+        self.info = info
+        self.path = path
+        self._input = session.get_inputs()[0].name
+        self._output = session.get_outputs()[0].name
+        # (tonic, scale, bars, metre, chords, role, style bytes) -> (context, static table):
+        # a DAW asking again for the same frame skips parsing and tabulating it.
+        self._contexts: OrderedDict[tuple, tuple[observation.MelodyContext, np.ndarray | None]] = OrderedDict()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> Policy:
+        """Load an ONNX model (``None``: the shipped default model).
+
+        Raises ModelError when the file is missing, is not an ONNX model, has the wrong
+        inputs/outputs, or its metadata does not match this version of qriff.
+        """
+        import onnxruntime as ort
+
+        p = Path(path) if path is not None else DEFAULT_MODEL_PATH
+        if not p.is_file():
+            if path is None:
+                raise ModelError(f"the shipped model {str(p)!r} is missing: reinstall qriff, or train one with "
+                                 "'qriff train' and pass it with --model PATH")
+            raise ModelError(f"model file {str(p)!r} does not exist: give the path of a .onnx file written by "
+                             "'qriff export' (or leave --model out for the shipped model)")
+        data = p.read_bytes()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"model file {str(p)!r} is not a valid ONNX model ({first[:200]}): "
+                             "re-export it with 'qriff export'") from None
+        info = cls._check(session, p, hashlib.sha256(data).hexdigest()[:12])
+        log.debug("loaded model %s (%s) from %s", info.model_id, info.created, p)
+        return cls(session, info, p)
+
+    @staticmethod
+    def _check(session: Any, path: Path, digest: str) -> ModelInfo:
+        meta = dict(session.get_modelmeta().custom_metadata_map)
+        where = f"model {str(path)!r}"
+        hint = "re-export it with 'qriff export' from this version of qriff"
+        if meta.get("qriff_model") != MODEL_FORMAT:
+            raise ModelError(f"{where} is not a qriff model of format {MODEL_FORMAT} "
+                             f"(metadata qriff_model={meta.get('qriff_model')!r}): {hint}")
+        try:
+            style_terms = tuple(json.loads(meta["style_terms"]))
+            roles = tuple(json.loads(meta["roles"]))
+            scales = tuple(json.loads(meta["scales"]))
+            actions = list(json.loads(meta["actions"]))
+            obs_version = int(meta["obs_version"])
+            train_config = json.loads(meta.get("train_config", "{}"))
+            train_metrics = json.loads(meta.get("train_metrics", "{}"))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelError(f"{where} has missing or malformed metadata ({exc}): {hint}") from None
+        if obs_version != observation.OBS_VERSION:
+            raise ModelError(f"{where} was trained on observation version {obs_version}, this qriff builds "
+                             f"version {observation.OBS_VERSION}: {hint} or retrain it")
+        if meta.get("obs_layout") != observation.layout_string(len(style_terms)):
+            raise ModelError(f"{where} has observation layout {meta.get('obs_layout')!r}, expected "
+                             f"{observation.layout_string(len(style_terms))!r}: {hint} or retrain it")
+        if actions != tokens.action_names():
+            raise ModelError(f"{where} has {len(actions)} actions that differ from this qriff's "
+                             f"{tokens.N_ACTIONS} tokens: {hint}")
+        bad_roles = [r for r in roles if r not in tokens.ROLES]
+        if bad_roles or not roles:
+            raise ModelError(f"{where} lists roles {list(roles)}, allowed are {', '.join(tokens.ROLES)}: {hint}")
+        d = observation.obs_dim(len(style_terms))
+        ins, outs = session.get_inputs(), session.get_outputs()
+        if len(ins) != 1 or ins[0].name != "obs" or ins[0].type != "tensor(float)" or len(ins[0].shape) != 2 \
+                or ins[0].shape[1] != d:
+            got = ", ".join(f"{i.name} {i.type} {i.shape}" for i in ins)
+            raise ModelError(f"{where} has inputs [{got}], expected one input 'obs' tensor(float) [batch, {d}]: {hint}")
+        if len(outs) != 1 or outs[0].name != "q_values" or len(outs[0].shape) != 2 \
+                or outs[0].shape[1] != tokens.N_ACTIONS:
+            got = ", ".join(f"{o.name} {o.type} {o.shape}" for o in outs)
+            raise ModelError(f"{where} has outputs [{got}], expected one output 'q_values' "
+                             f"[batch, {tokens.N_ACTIONS}]: {hint}")
+        model_id = meta.get("model_id") or f"{path.stem}-{digest}"
+        return ModelInfo(model_id=model_id, obs_version=obs_version, obs_dim=d, style_terms=style_terms,
+                         roles=roles, scales=scales, train_config=train_config, train_metrics=train_metrics,
+                         created=meta.get("created", ""), metadata=meta)
+
+    # ---------------------------------------------------------------- inference
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        """Q-values ``float32 [B, 38]`` for observations ``float32 [B, D]``."""
+        return self.session.run([self._output], {self._input: np.asarray(obs, np.float32)})[0]
+
+    def resolve_style(self, style: str | Mapping[str, float] | None = None, valence: float = 0.0,
+                      arousal: float = 0.0) -> dict[str, float]:
+        """Style weights over this model's terms (preset / ``term=w`` / mapping, then the mood dials)."""
+        weights = styles.parse_style(style, self.info.style_terms)
+        return styles.apply_mood(weights, valence, arousal)
+
+    def generate(self, key: str = "C", scale: str = "major", bars: int = 4, count: int = 1, seed: int | None = 0,
+                 temperature: float = 1.0, chords: str | Sequence[str] | None = None,
+                 style: str | Mapping[str, float] | None = None, roles: Sequence[str] = ("lead",),
+                 tempo: float = 120.0, time_signature: tuple[int, int] | str = (4, 4),
+                 primer: Clip | str | os.PathLike[str] | None = None, valence: float = 0.0,
+                 arousal: float = 0.0) -> list[Clip]:
+        """Generate ``count`` clip variations.
+
+        Args:
+            key: tonic name (``C``, ``F#``, ``Bb``).
+            scale: scale or mode name (:data:`engine.music.theory.SCALE_NAMES` or an alias).
+            bars: bars to generate, 1-16 (after the primer, if any).
+            count: variations, 1-64; variation ``i`` uses seed ``seed + i``.
+            seed: integer >= 0; ``None`` draws one (recorded in the clips).
+            temperature: 0 (greedy) to 5; 1 samples from ``softmax(Q)``.
+            chords: progression, one chord per bar, looping (``"C G Am F"`` or ``"I V vi IV"``);
+                ``None`` for the scale's default.
+            style: preset name, ``term=weight`` pairs or a mapping; ``None`` for the default style.
+            roles: tracks to write, each by the same network in that role (``("lead", "bass")``).
+            tempo: beats per minute, 20-300 (written to the clip, does not change the notes).
+            time_signature: ``(4, 4)``, ``"3/4"``, ``"6/8"``...
+            primer: a clip (or .mid/.json path) to continue: its bars come first, unchanged
+                (quantized to 16ths), and ``bars`` new bars follow.
+            valence, arousal: mood dials in [-1, 1] (see :func:`engine.mdp.styles.apply_mood`).
+
+        Returns:
+            ``count`` :class:`~engine.music.clip.Clip` objects, one track per role.
+        """
+        _check_range("bars", bars, 1, MAX_BARS, int)
+        _check_range("count", count, 1, MAX_COUNT, int)
+        _check_range("temperature", temperature, 0.0, MAX_TEMPERATURE, float)
+        _check_range("tempo", tempo, 20.0, 300.0, float)
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (2**31))
+        _check_range("seed", seed, 0, 2**63 - 1, int)
+        tonic = theory.parse_key(key)
+        scale = theory.parse_scale(scale)
+        ts = theory.parse_time_signature(time_signature)
+        spb = theory.steps_per_bar(ts)
+        roles = tuple(roles)
+        if not roles or len(set(roles)) != len(roles) or any(r not in self.info.roles for r in roles):
+            raise EngineError(f"roles {list(roles)} are not valid: give one or more of "
+                              f"{', '.join(self.info.roles)}, each once")
+        if chords is not None and not isinstance(chords, str):
+            chords = list(chords)
+        prog = (theory.parse_progression(chords, tonic, scale) if chords
+                else [theory.Chord((c.root + tonic) % 12, c.intervals, c.symbol)
+                      for c in theory.default_progression(scale)])
+        weights = self.resolve_style(style, valence, arousal)
+        svec = styles.style_vector(weights, self.info.style_terms)
+
+        primer_tokens, primer_bars = self._primer_tokens(primer, tonic, spb, ts, roles)
+        total_bars = primer_bars + bars
+        if total_bars > MAX_BARS:
+            raise EngineError(f"primer ({primer_bars} bars) plus {bars} new bars makes {total_bars} bars, allowed are "
+                              f"at most {MAX_BARS}: ask for fewer bars or give a shorter primer")
+        n = total_bars * spb
+        frames = {r: self._context(tonic, scale, total_bars, ts, chords, r, svec) for r in roles}
+        row_ctx = [frames[r][0] for _ in range(count) for r in roles]
+        row_tables = [frames[r][1] for _ in range(count) for r in roles]
+        b = len(row_ctx)
+        # Per-row Gumbel noise from (seed + variation, role): variations are independent of count.
+        if temperature > 0:
+            noise = np.empty((n, b, tokens.N_ACTIONS), np.float32)
+            for i in range(count):
+                for j, r in enumerate(roles):
+                    rng = np.random.default_rng([seed + i, tokens.ROLES.index(r)])
+                    noise[:, i * len(roles) + j] = rng.gumbel(size=(n, tokens.N_ACTIONS))
+            noise *= temperature  # argmax(q / T + g) == argmax(q + T g)
+        forced = np.full((n, b), -1, np.int64)
+        for j, r in enumerate(roles):
+            if r in primer_tokens:
+                forced[: len(primer_tokens[r]), j::len(roles)] = primer_tokens[r][:, None]
+
+        seqs = self._rollout(row_ctx, n, forced, noise if temperature > 0 else None, row_tables)
+
+        chord_names = (list(chords) if isinstance(chords, list) else
+                       [c.symbol for c in prog] if chords else [_chord_name(c) for c in prog])
+        velocity = _ACCENT[np.tile(_beat_strengths(ts), total_bars)]
+        clips = []
+        for i in range(count):
+            tracks = []
+            for j, r in enumerate(roles):
+                notes = tokens_to_notes(seqs[i * len(roles) + j], tonic, r, velocity=velocity)
+                tracks.append(Track(role=r, program=tokens.ROLE_PROGRAMS.get(r, 0), notes=notes))
+            clips.append(Clip(key=key.strip()[:1].upper() + key.strip()[1:],
+                              scale=scale, tempo=float(tempo), time_signature=ts, bars=total_bars, seed=seed + i,
+                              model=self.info.model_id, style={k: round(v, 4) for k, v in weights.items() if v},
+                              chords=chord_names, tracks=tracks))
+        return clips
+
+    def _context(self, tonic: int, scale: str, bars: int, ts: tuple[int, int], chords: str | list[str] | None,
+                 role: str, svec: np.ndarray) -> tuple[observation.MelodyContext, np.ndarray | None]:
+        """The (cached) context of one role and, when the builder applies, its static table."""
+        key = (tonic, scale, bars, ts, chords if chords is None or isinstance(chords, str) else tuple(chords),
+               role, svec.tobytes())
+        hit = self._contexts.get(key)
+        if hit is not None:
+            self._contexts.move_to_end(key)
+            return hit
+        ctx = observation.MelodyContext.from_music(key=tonic, scale=scale, bars=bars, time_signature=ts,
+                                                   chords=chords, role=role, style=svec)
+        table = ObservationBuilder.static_table(ctx) if ObservationBuilder.supports(len(svec)) else None
+        self._contexts[key] = (ctx, table)
+        if len(self._contexts) > 64:
+            self._contexts.popitem(last=False)
+        return ctx, table
+
+    def _rollout(self, contexts: list[observation.MelodyContext], n: int, forced: np.ndarray,
+                 noise: np.ndarray | None, tables: list[np.ndarray | None] | None = None) -> np.ndarray:
+        """Tokens ``int64 [B, n]``: one session call per step for all rows; ``forced`` >= 0 overrides."""
+        b = len(contexts)
+        seqs = np.zeros((b, n), np.int64)
+        run, out_name, in_name = self.session.run, [self._output], self._input
+        fast = ObservationBuilder.supports(len(self.info.style_terms))
+        if fast:
+            builder = ObservationBuilder(contexts, tables if tables and all(t is not None for t in tables) else None)
+            obs = builder.obs
+        else:
+            batch = observation.MelodyBatch.create(contexts)
+            obs = observation.observe(batch)
+        if fast:
+            # The builder updates one observation array in place: bind it (and an output
+            # buffer) to the session once, so each step is a bare run with no conversions.
+            run_step = self._bound_runner(builder.obs, b)
+        any_forced = (forced >= 0).any(axis=1).tolist()
+        for t in range(n):
+            if any_forced[t] and (forced[t] >= 0).all():
+                act = forced[t]
+            else:
+                q = run_step() if fast else run(out_name, {in_name: obs})[0]
+                if noise is not None:
+                    q = q + noise[t]
+                act = q.argmax(axis=1)
+                if any_forced[t]:
+                    act = np.where(forced[t] >= 0, forced[t], act)
+            seqs[:, t] = act
+            if t + 1 < n:
+                if fast:
+                    obs = builder.append(act)
+                else:
+                    batch.append(act)
+                    obs = observation.observe(batch)
+        return seqs
+
+    def _bound_runner(self, obs: np.ndarray, b: int) -> Any:
+        """A zero-argument function running the model on ``obs`` (float32 ``[b, D]``, updated
+        in place by the caller) and returning the Q-values ``[b, 38]`` (a reused buffer).
+
+        Uses onnxruntime's I/O binding on the arrays' memory (no per-step conversion or
+        allocation); falls back to ``session.run`` where the binding API is unavailable.
+        """
+        import onnxruntime as ort
+
+        q = np.zeros((b, tokens.N_ACTIONS), np.float32)
+        sess = getattr(self.session, "_sess", None)
+        try:
+            binding = self.session.io_binding()
+            binding.bind_input(self._input, "cpu", 0, np.float32, list(obs.shape), obs.ctypes.data)
+            binding.bind_output(self._output, "cpu", 0, np.float32, list(q.shape), q.ctypes.data)
+            raw, opts = binding._iobinding, ort.RunOptions()
+        except (AttributeError, TypeError, RuntimeError):
+            sess = None
+        if sess is None or not hasattr(sess, "run_with_iobinding"):
+            run, out, inp = self.session.run, [self._output], self._input
+            return lambda: run(out, {inp: obs})[0]
+
+        def step() -> np.ndarray:
+            sess.run_with_iobinding(raw, opts)
+            return q
+
+        return step
+
+    def _primer_tokens(self, primer: Clip | str | os.PathLike[str] | None, tonic: int, spb: int,
+                       ts: tuple[int, int], roles: tuple[str, ...]) -> tuple[dict[str, np.ndarray], int]:
+        """Primer tokens per role (relative to the requested key) and the primer's length in bars."""
+        if primer is None:
+            return {}, 0
+        clip = primer if isinstance(primer, Clip) else load_clip(primer)
+        if not any(t.notes for t in clip.tracks):
+            raise EngineError("primer has no notes: give a MIDI or clip file with a melody to continue")
+        beats_per_bar = spb / 4.0
+        end = max(t.end_beat for t in clip.tracks)
+        bars = max(1, math.ceil(end / beats_per_bar - 1e-6))
+        if bars > MAX_BARS:
+            raise EngineError(f"primer is {bars} bars long, allowed are at most {MAX_BARS}: trim it to its last bars")
+        out = {}
+        for r in roles:
+            track = next((t for t in clip.tracks if t.role == r and t.notes), None)
+            if track is None and r == "lead":
+                track = max((t for t in clip.tracks if t.notes), key=lambda t: np.mean([n.pitch for n in t.notes]))
+            if track is not None:
+                out[r] = notes_to_tokens(track.notes, bars * spb, tonic, r)
+        return out, bars
+
+
+@functools.lru_cache(maxsize=8)
+def _beat_strengths(ts: tuple[int, int]) -> np.ndarray:
+    """Metrical strength (0-3) of every 16th-note step of one bar of ``ts``."""
+    return np.array([theory.beat_strength(s, ts) for s in range(theory.steps_per_bar(ts))], np.int64)
+
+
+def _check_range(name: str, value: Any, lo: float, hi: float, kind: type) -> None:
+    """EngineError unless ``lo <= value <= hi`` (and an int when ``kind`` is int)."""
+    if kind is int:
+        ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+            and math.isfinite(float(value))
+    if not ok or not lo <= value <= hi:
+        raise EngineError(f"{name} {value!r} is out of range (allowed: {lo:g} to {hi:g})")

@@ -1,0 +1,283 @@
+"""The Max and Pd patches: structure, OSC addresses against the address table, and a live run.
+
+The .maxpat cannot be opened without Max, so it is checked structurally: every
+patchline joins existing boxes through existing inlets/outlets, the inlet/outlet counts
+of each object match Max's, and every OSC message it sends is a request of the
+address table with valid options whose values have the right kinds. The Pd patches are
+checked the same way and then run headless against a real server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bridge import protocol
+from tests.bridge.support import free_udp_port, running_server
+
+ROOT = Path(__file__).resolve().parents[2]
+MAXPAT = ROOT / "max_patches" / "qriff.maxpat"
+M4L = ROOT / "max_patches" / "qriff_m4l.maxpat"
+MAXPATS = pytest.mark.parametrize("path", [MAXPAT, M4L], ids=["qriff.maxpat", "qriff_m4l.maxpat"])
+PD_USER = ROOT / "max_patches" / "qriff.pd"
+PD_TEST = ROOT / "tests" / "pd" / "generate.pd"
+
+# Max objects used by the patch: (inlets, outlets), from Max's reference (n = number of arguments).
+MAX_OBJECTS = {
+    "loadbang": lambda n: (1, 1), "i": lambda n: (2, 1), "+": lambda n: (2, 1), "*": lambda n: (2, 1),
+    "!/": lambda n: (2, 1), "==": lambda n: (2, 1), "&&": lambda n: (2, 1), "pack": lambda n: (max(n, 2), 1),
+    "unpack": lambda n: (1, max(n, 2)), "route": lambda n: (2, n + 1), "prepend": lambda n: (1, 1),
+    "zl": lambda n: (2, 2), "gate": lambda n: (2, 1 if n else 1), "pipe": lambda n: (n, n - 1),
+    "makenote": lambda n: (3, 2), "noteout": lambda n: (3, 0), "udpsend": lambda n: (1, 0),
+    "udpreceive": lambda n: (1, 1), "js": lambda n: (1, 1), "midiin": lambda n: (1, 1), "midiout": lambda n: (1, 0),
+}
+MAX_UI = {"message": (2, 1), "comment": (1, 0), "button": (1, 1), "toggle": (1, 1), "number": (1, 2),
+          "flonum": (1, 2), "dial": (1, 1), "umenu": (1, 3)}
+
+# Pd vanilla objects: (inlets, outlets).
+PD_OBJECTS = {
+    "r": lambda n: (0, 1), "loadbang": lambda n: (1, 1), "unpack": lambda n: (1, n), "pack": lambda n: (n, 1),
+    "netsend": lambda n: (1, 2), "netreceive": lambda n: (1, 2), "oscformat": lambda n: (1, 1),
+    "oscparse": lambda n: (1, 1), "print": lambda n: (1, 0), "t": lambda n: (1, n), "delay": lambda n: (2, 1),
+    "f": lambda n: (2, 1), "+": lambda n: (2, 1), "*": lambda n: (2, 1), "/": lambda n: (2, 1),
+    "==": lambda n: (2, 1), "spigot": lambda n: (2, 1), "swap": lambda n: (2, 2), "pipe": lambda n: (n, n - 1),
+    "makenote": lambda n: (3, 2), "noteout": lambda n: (3, 0), "hradio": lambda n: (1, 1), "hsl": lambda n: (1, 1),
+    "bng": lambda n: (1, 1), "tgl": lambda n: (1, 1),
+}
+PD_LIST = {"trim": (1, 1), "prepend": (2, 1), "append": (2, 1), "split": (2, 3)}
+
+
+# ----------------------------------------------------------------------- OSC checks
+
+def kind_ok(prop_kind: str, value_kind: str) -> bool:
+    """Whether a value of ``value_kind`` (i, f, s) is accepted by a property of ``prop_kind``."""
+    return {"i": value_kind == "i", "f": value_kind in "if", "s": value_kind == "s",
+            "n": value_kind in "is"}[prop_kind]
+
+
+def check_request(address: str, args: list[str], slot_kinds: dict[int, str]) -> None:
+    """Assert that ``address args`` is a valid request; ``$N`` args take the kind in ``slot_kinds``."""
+    table = protocol.request_addresses()
+    assert address in table, f"{address} is not in the address table"
+    assert args, f"{address}: the request id is missing"
+    method = protocol.method(address)
+    rest = args[1:]
+    if method is None:
+        assert len(rest) == len(table[address]), (address, args)
+        return
+    assert len(rest) % 2 == 0, f"{address}: options must be key/value pairs: {rest}"
+    for name, value in zip(rest[::2], rest[1::2]):
+        assert name in method.options, f"{address}: option {name!r} is not in {method.options}"
+        prop = protocol.PROPERTIES.get(name)
+        if value.startswith("$"):
+            kind = slot_kinds[int(value[1:])]
+            if prop is not None:
+                assert kind_ok(prop.kind, kind), f"{address} {name}: a {kind} goes into a {prop.kind} option"
+            else:
+                assert kind == "i", f"{address} {name}: a {kind} value"
+        else:
+            literal: object = int(value) if re.fullmatch(r"-?\d+", value) else value
+            protocol._OPTION_PARSERS[name](literal)
+
+
+# ------------------------------------------------------------------------------ Max
+
+def max_boxes(path=MAXPAT):
+    data = json.loads(path.read_text())
+    boxes = {b["box"]["id"]: b["box"] for b in data["patcher"]["boxes"]}
+    lines = [ln["patchline"] for ln in data["patcher"]["lines"]]
+    return data, boxes, lines
+
+
+@MAXPATS
+def test_maxpat_is_valid_patcher_json(path):
+    data, boxes, lines = max_boxes(path)
+    assert len(boxes) == len(data["patcher"]["boxes"]), "box ids must be unique"
+    assert len(boxes) > 40 and len(lines) > 40
+    for box in boxes.values():
+        assert {"id", "maxclass", "numinlets", "numoutlets", "patching_rect"} <= set(box)
+        assert len(box["patching_rect"]) == 4
+        if box["numoutlets"]:
+            assert len(box["outlettype"]) == box["numoutlets"]
+
+
+@MAXPATS
+def test_maxpat_lines_join_existing_boxes_through_existing_ports(path):
+    _, boxes, lines = max_boxes(path)
+    for line in lines:
+        (src, outlet), (dst, inlet) = line["source"], line["destination"]
+        assert src in boxes and dst in boxes, line
+        assert 0 <= outlet < boxes[src]["numoutlets"], line
+        assert 0 <= inlet < boxes[dst]["numinlets"], line
+
+
+@MAXPATS
+def test_maxpat_port_counts_match_max_objects(path):
+    _, boxes, _ = max_boxes(path)
+    for box in boxes.values():
+        if box["maxclass"] == "newobj":
+            name, *args = box["text"].split()
+            assert name in MAX_OBJECTS, f"object {name!r} is not in the reference table"
+            expect = MAX_OBJECTS[name](len(args))
+        else:
+            expect = MAX_UI[box["maxclass"]]
+        assert (box["numinlets"], box["numoutlets"]) == expect, box
+
+
+@MAXPATS
+def test_maxpat_sends_only_requests_of_the_address_table(path):
+    _, boxes, lines = max_boxes(path)
+    feeders = {}
+    for line in lines:
+        feeders.setdefault((line["destination"][0], line["destination"][1]), []).append(line["source"][0])
+    sent = []
+    for box in boxes.values():
+        if box["maxclass"] == "message" and box["text"].startswith("/qriff/"):
+            address, *args = box["text"].split()
+            kinds: dict[int, str] = {}
+            for src in feeders.get((box["id"], 0), []):
+                name, *pack_args = boxes[src].get("text", "").split() or [""]
+                if name != "pack":
+                    assert boxes[src]["maxclass"] == "newobj" and name == "loadbang", boxes[src]
+                    continue
+                kinds = {i + 1: ("f" if "." in a else "i" if re.fullmatch(r"-?\d+", a) else "s")
+                         for i, a in enumerate(pack_args)}
+            check_request(address, args, kinds)
+            sent.append(address)
+    assert {"/qriff/generate", "/qriff/ping", "/qriff/render"} <= set(sent)
+    assert ("/qriff/live/push" in sent) == (path == MAXPAT)  # the device writes clips itself
+    # replies are routed by addresses the server sends, to the port every request names
+    routes = [b["text"].split()[1:] for b in boxes.values()
+              if b.get("text", "").startswith("route /")]
+    assert routes and all(a in protocol.REPLY_ADDRESSES for r in routes for a in r)
+    texts = [b.get("text", "") for b in boxes.values()]
+    recv_port = next(t.split()[1] for t in texts if t.startswith("udpreceive"))
+    assert all(f"reply_port {recv_port}" in t for t in texts if t.startswith("/qriff/"))
+    assert any(t == "udpsend 127.0.0.1 9000" for t in texts)
+
+
+@MAXPATS
+def test_maxpat_has_the_controls_a_musician_needs(path):
+    _, boxes, lines = max_boxes(path)
+    classes = [b["maxclass"] for b in boxes.values()]
+    assert classes.count("umenu") == 3 and "dial" in classes and classes.count("number") >= 3
+    menus = [b["items"] for b in boxes.values() if b["maxclass"] == "umenu"]
+    items = [[x for x in m if x != ","] for m in menus]
+    assert items[0] == protocol.list_items("keys")
+    assert items[1] == protocol.list_items("scales")
+    assert items[2] == protocol.list_items("styles")
+    texts = [b.get("text", "") for b in boxes.values()]
+    if path == MAXPAT:
+        assert "noteout" in texts and any(t.startswith("makenote") for t in texts)
+    else:
+        assert "js qriff_live.js" in texts and "midiin" in texts and "midiout" in texts
+
+
+def test_patches_are_what_the_builder_writes():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_patches", ROOT / "max_patches" / "build_patches.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["build_patches"] = mod  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        del sys.modules["build_patches"]
+    assert json.loads(MAXPAT.read_text()) == mod.build_max(), "run python max_patches/build_patches.py"
+    assert json.loads(M4L.read_text()) == mod.build_max(device=True), "run python max_patches/build_patches.py"
+    assert PD_USER.read_text() == mod.build_pd(), "run python max_patches/build_patches.py"
+    assert mod.KEYS == protocol.list_items("keys") and mod.SCALES == protocol.list_items("scales")
+    assert mod.STYLES == protocol.list_items("styles")
+
+
+# ------------------------------------------------------------------------------- Pd
+
+def parse_pd(path: Path):
+    """Objects (kind, tokens) in creation order and connections of the top-level canvas."""
+    text = path.read_text()
+    records = [r.strip().replace("\n", " ") for r in re.split(r"(?<!\\);", text) if r.strip()]
+    objects, connects = [], []
+    for rec in records:
+        parts = rec.split()
+        if parts[0] == "#X" and parts[1] in ("obj", "msg", "text", "floatatom", "symbolatom"):
+            objects.append((parts[1], parts[4:]))
+        elif parts[0] == "#X" and parts[1] == "connect":
+            connects.append(tuple(int(x) for x in parts[2:6]))
+        elif parts[0] == "#N":
+            assert parts[1] == "canvas"
+    return objects, connects
+
+
+def pd_ports(kind: str, tokens: list[str]) -> tuple[int, int]:
+    if kind == "msg":
+        return 1, 1
+    if kind == "text":
+        return 0, 0
+    if kind == "floatatom":
+        return 1, 1
+    name, args = tokens[0], tokens[1:]
+    if name == "list":
+        return PD_LIST[args[0]]
+    if name == "route":
+        return (2 if len(args) == 1 else 1), len(args) + 1
+    assert name in PD_OBJECTS, f"object {name!r} is not in the reference table"
+    return PD_OBJECTS[name](len(args))
+
+
+@pytest.mark.parametrize("path", [PD_USER, PD_TEST], ids=["qriff.pd", "tests/pd/generate.pd"])
+def test_pd_patch_structure_and_addresses(path):
+    objects, connects = parse_pd(path)
+    for src, outlet, dst, inlet in connects:
+        assert 0 <= src < len(objects) and 0 <= dst < len(objects)
+        assert outlet < pd_ports(*objects[src])[1], (objects[src], outlet)
+        assert inlet < pd_ports(*objects[dst])[0], (objects[dst], inlet)
+    # every [oscformat a b c] is a request address; the message feeding it carries valid options
+    formats = [i for i, (k, t) in enumerate(objects) if k == "obj" and t[0] == "oscformat"]
+    assert formats
+    for i in formats:
+        address = "/" + "/".join(objects[i][1][1:])
+        feeding = [s for s, _, d, _ in connects if d == i]
+        for s in feeding:
+            kind, tokens = objects[s]
+            if kind == "msg":
+                args = [t.replace("\\", "") for t in tokens]
+                kinds = {n: "i" for n in range(1, 10)}  # Pd sends floats: integral ones are accepted as ints
+                check_request(address, args, kinds)
+            else:
+                assert tokens[:2] == ["list", "append"]  # the test patch appends reply_port to what -send gives
+    # replies are split by [route] chains that spell addresses the server sends
+    known = {a.lstrip("/").split("/")[i] for a in protocol.REPLY_ADDRESSES for i in range(len(a.split("/")) - 1)}
+    for kind, tokens in objects:
+        if kind == "obj" and tokens[0] == "route":
+            assert set(tokens[1:]) <= known, tokens
+
+
+def test_pd_user_patch_makes_a_clip_headless(require_tool, tmp_path):
+    pd = require_tool("pd")
+    with running_server(tmp_path) as srv:
+        proc = subprocess.Popen([pd, "-nogui", "-noaudio", "-nomidi", "-stderr", "-open", str(PD_USER),
+                                 "-send", f"qriff-connect {srv.address[1]} {free_udp_port()}",
+                                 "-send", "qriff-generate bang"], stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        deadline = time.monotonic() + 30
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                lines.append(line.strip())
+                if "clip-ready" in line or time.monotonic() > deadline:
+                    break
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    ready = [x for x in lines if "clip-ready" in x]
+    assert ready, lines
+    midi = ready[0].split()[-2]
+    assert Path(midi).is_file() and Path(midi).parent == srv.out_dir
+    assert any("connected" in x for x in lines)
+    assert not [x for x in lines if "error" in x.lower() or "couldn't create" in x], lines

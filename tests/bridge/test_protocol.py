@@ -1,0 +1,120 @@
+"""The address table: one definition, consistent with the engine's limits and with README."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+from bridge import protocol
+from bridge.errors import ERROR_CODES, BridgeError, RequestError
+from engine.cli import options as cli_options
+from engine.mdp import styles
+from engine.music import theory
+from tests.conftest import IN_CI, ROOT
+
+README_BEGIN = "<!-- qriff:osc-table:begin -->"
+README_END = "<!-- qriff:osc-table:end -->"
+
+
+def test_limits_agree_with_the_cli():
+    assert protocol.MAX_BARS == cli_options.MAX_BARS
+    assert protocol.MAX_TEMPERATURE == cli_options.MAX_TEMPERATURE
+    assert protocol.MAX_VARIATIONS <= cli_options.MAX_COUNT
+
+
+@pytest.mark.parametrize("prop", protocol.PROPERTIES_RW, ids=lambda p: p.name)
+def test_every_writable_default_passes_its_own_check(prop):
+    assert prop.parse(prop.default) == prop.default
+
+
+def test_addresses_are_unique_and_namespaced():
+    table = protocol.request_addresses()
+    assert all(a.startswith("/qriff/") for a in table)
+    assert len(protocol.PROPERTIES) == len(protocol.PROPERTIES_R) + len(protocol.PROPERTIES_RW)
+    assert not set(table) & set(protocol.REPLY_ADDRESSES)
+
+
+@pytest.mark.parametrize("value,expect", [(3, 3), (3.0, 3), ("3", 3), (" 16 ", 16), (1, 1)])
+def test_as_int_accepts(value, expect):
+    assert protocol.as_int("bars", value, 1, 16) == expect
+
+
+@pytest.mark.parametrize("value", [0, 17, 3.5, math.nan, math.inf, -math.inf, "x", True, None, b"3", "1e400"])
+def test_as_int_refuses_with_name_value_and_range(value):
+    with pytest.raises(RequestError, match=r"bars .* allowed an integer 1\.\.16") as info:
+        protocol.as_int("bars", value, 1, 16)
+    assert info.value.code == "bad_value"
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, 5.5, -0.1, "hot", False])
+def test_as_float_refuses(value):
+    with pytest.raises(RequestError, match="temperature"):
+        protocol.as_float("temperature", value, 0.0, 5.0)
+
+
+@pytest.mark.parametrize("name,value,expect", [
+    ("key", "f#", "f#"), ("key", 10, "Bb"), ("key", 3.0, "Eb"), ("scale", "Dorian", "dorian"),
+    ("scale", "minor", "natural_minor"), ("scale", 11, "blues"), ("style", 1, "hook"),
+    ("style", "hook,prior=0.5", "hook,prior=0.5"), ("chords", "C|G|Am|F", "C|G|Am|F"), ("chords", "none", ""),
+    ("time_signature", " 6/8 ", "6/8"), ("roles", "Lead + bass", "lead+bass"), ("roles", "bass,lead", "bass+lead"),
+    ("temperature", 0, 0.0), ("seed", -1, -1), ("format", "FLAC", "flac"),
+])
+def test_property_parsers(name, value, expect):
+    assert protocol.PROPERTIES[name].parse(value) == expect
+
+
+@pytest.mark.parametrize("name,value,fragment", [
+    ("key", 12, "0..11"), ("key", "H", "key 'H'"), ("scale", 12, "0..11"), ("style", "polka", "presets are"),
+    ("chords", "C Q", "chords"), ("roles", "lead+lead", "each role at most once"), ("time_signature", "5/4", "5/4"),
+    ("format", "mp3", "wav, flac"),
+])
+def test_property_parsers_refuse_with_hints(name, value, fragment):
+    with pytest.raises(BridgeError, match=re.escape(fragment)):
+        protocol.PROPERTIES[name].parse(value)
+
+
+def test_parse_options_names_are_case_insensitive_with_aliases():
+    m = protocol.method("/qriff/generate")
+    got = protocol.parse_options(m.address, ["KEY", "D", "count", 3, "time-signature", "3/4"], m.options)
+    assert got == {"key": "D", "variations": 3, "time_signature": "3/4"}
+
+
+@pytest.mark.parametrize("name", ["../x.mid", "/etc/passwd", "a/b.json", ".hidden", "x" * 200, "", "a\\b.mid",
+                                  "clip..json"])
+def test_clip_names_cannot_leave_the_folder(name):
+    with pytest.raises(RequestError):
+        protocol.parse_clip_name(name)
+
+
+def test_lists_follow_the_engine():
+    assert protocol.list_items("styles") == list(styles.PRESETS)
+    assert protocol.list_items("scales") == list(theory.SCALE_NAMES)
+    assert protocol.list_items("properties") == list(protocol.PROPERTIES)
+    assert protocol.list_items("models", ["m1"]) == ["m1"]
+
+
+def test_markdown_table_lists_every_address_and_error_code():
+    md = protocol.address_table_markdown()
+    rows = [ln for ln in md.splitlines() if ln.startswith("| /qriff/")]
+    assert len(rows) == len(protocol.address_table())
+    for m in protocol.METHODS:
+        assert f"| {m.address} |" in md
+    for r in protocol.REPLIES:
+        assert f"| {r.address} |" in md
+    for code in ERROR_CODES:
+        assert f"`{code}`" in md
+    assert all(row.count(" | ") == 3 for row in rows), "a cell contains an unescaped |"
+
+
+def test_readme_table_is_the_generated_one():
+    readme = (ROOT / "README.md").read_text()
+    if README_BEGIN not in readme:
+        msg = f"README.md has no OSC address table between {README_BEGIN} and {README_END}"
+        if IN_CI:
+            pytest.fail(msg + " (paste the output of 'qriff serve --address-table')")
+        pytest.skip(msg)
+    table = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0]
+    assert table.strip() == protocol.address_table_markdown().strip(), \
+        "README's OSC table is stale: replace it with the output of 'qriff serve --address-table'"

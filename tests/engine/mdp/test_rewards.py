@@ -1,0 +1,499 @@
+"""Reward terms on hand-made melodies with hand-worked answers, RL Tuner's rules checked
+against a plain-Python transcription, the prior term and custom terms."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from engine.errors import EngineError
+from engine.mdp import observation, rewards, styles
+from engine.mdp.env import EnvConfig, VecMelodyEnv
+from engine.mdp.observation import MelodyBatch, MelodyContext
+from engine.mdp.rewards import RewardError, RewardFunction
+from engine.music import tokens
+
+R, H = 0, 1
+C4, D4, E4, F4, Fs4, G4, Gs4, A4, B4 = 14, 16, 18, 19, 20, 21, 22, 23, 25
+C5, D5 = 26, 28
+
+
+def ctx(bars: int = 2, ts=(4, 4), chords: str | None = "I V vi IV", role: str = "lead", scale: str = "major",
+        terms=styles.BUILTIN_TERMS) -> MelodyContext:
+    return MelodyContext.from_music(key="C", scale=scale, bars=bars, time_signature=ts, chords=chords, role=role,
+                                    style=np.zeros(len(terms), np.float32))
+
+
+def pad(seq: list[int], n: int, fill: int = H) -> list[int]:
+    return seq + [fill] * (n - len(seq))
+
+
+def raw_of(term: str, seq: list[int], context: MelodyContext | None = None) -> np.ndarray:
+    """Raw reward of ``term`` at every step of ``seq`` (padded with holds to the context)."""
+    context = context or ctx()
+    fn = RewardFunction(styles.BUILTIN_TERMS)
+    _, raw = fn.score(context, pad(seq, context.n_steps))
+    return raw[:, styles.BUILTIN_TERMS.index(term)]
+
+
+def test_builtin_terms_registered_in_order():
+    assert rewards.available_terms()[:len(styles.BUILTIN_TERMS)] == styles.BUILTIN_TERMS
+    for t in styles.BUILTIN_TERMS:
+        assert rewards.term_doc(t)
+
+
+# ----------------------------------------------------------------- hand-worked terms
+
+def test_key_penalises_pitches_outside_the_scale():
+    r = raw_of("key", [C4, D4, Fs4, R, H, Gs4, G4])
+    assert r[:7].tolist() == [0, 0, -1, 0, 0, -1, 0]
+    # the same F# is in G lydian's... C lydian scale
+    r = raw_of("key", [C4, Fs4], ctx(scale="lydian", chords=None))
+    assert r[:2].tolist() == [0, 0]
+
+
+def test_chord_tones_on_beats_weighted_by_strength():
+    # bar 0 is C major (C E G), bar 1 G major (G B D)
+    seq = [C4, H, H, H, F4, H, H, H, G4, H, H, H, H, H, H, H, R, H, H, H, B4, H, H, H, C4]
+    r = raw_of("chord", seq)
+    assert r[0] == 1.0      # downbeat, C in C
+    assert r[1] == 0.0      # off-beat
+    assert r[4] == -0.5     # beat, F not in C
+    assert r[8] == 0.75     # strong beat, G in C
+    assert r[12] == 0.5     # beat, G still held
+    assert r[16] == 0.0     # rest on the downbeat
+    assert r[20] == 0.5     # beat, B in G
+    assert r[24] == -0.75   # strong beat, C not in G
+
+
+def test_chord_in_three_four_and_for_bass():
+    r = raw_of("chord", [C4, H, H, H, A4, H, H, H, E4], ctx(ts=(3, 4)))
+    assert r[0] == 1.0 and r[4] == -0.5 and r[8] == 0.5
+    bass = ctx(role="bass")
+    assert raw_of("chord", [C4], bass)[0] == 1.0                   # root on the downbeat
+    assert raw_of("chord", [E4], bass)[0] == 0.5                   # other chord tone
+    assert raw_of("chord", [D4], bass)[0] == -1.0                  # not in the chord
+    assert raw_of("chord", [C4, H, H, H, D4], bass)[4] == -0.5     # later beats as for a lead
+
+
+@pytest.mark.parametrize("first,expected", [(C4, 1.0), (C5, 0.5), (2, 0.5), (E4, 0.0), (R, 0.0), (H, 0.0)])
+def test_cadence_first_step(first, expected):
+    assert raw_of("cadence", [first], ctx(bars=1, chords="I"))[0] == expected
+
+
+@pytest.mark.parametrize("tail,expected", [
+    ([C4, H], 1.5),   # tonic still held at the end
+    ([H, C4], 1.0),   # tonic struck on the last step
+    ([C4, R], 1.0),   # tonic, then a rest: not held
+    ([E4, G4], -0.5),  # G is neither the tonic nor the root of the last chord (F)
+    ([E4, F4], 0.5),  # root of the last chord (F) struck on the last step
+    ([F4, H], 1.0),   # root of the last chord, held
+])
+def test_cadence_last_step(tail, expected):
+    c = ctx(bars=2, chords="I IV")
+    seq = [E4] + [H] * (c.n_steps - 1 - len(tail)) + tail
+    r = raw_of("cadence", seq, c)
+    assert r[-1] == expected
+    assert (r[1:-1] == 0).all()
+
+
+def test_cadence_mid_phrase_end_every_fourth_bar():
+    c = ctx(bars=5, chords="I V vi IV")  # bar 3 is IV (F)
+    seq = [E4] + [H] * 62 + [C4]
+    r = raw_of("cadence", seq, c)
+    assert r[63] == 0.5     # last step of bar 3: tonic
+    seq = [E4] + [H] * 62 + [D4]
+    assert raw_of("cadence", seq, c)[63] == 0.0
+
+
+def test_leap_gradual_resolution_and_doubling():
+    # C4 -> A4 leaps up (9 semitones) from C4; stepping back down to C4 resolves it
+    r = raw_of("leap", [C4, A4, G4, F4, E4, D4, C4])
+    assert r[:7].tolist() == [0, 0, 0, 0, 0, 0, 1]
+    # two leaps up in a row: doubled
+    r = raw_of("leap", [C4, G4, D5, H])
+    assert r[:4].tolist() == [0, 0, -1, 0]
+
+
+@pytest.mark.parametrize("gap,expected", [(6, 1.0), (5, 0.0)])
+def test_leap_back_counts_only_more_than_six_steps_later(gap, expected):
+    seq = [C4, A4] + [H] * gap + [C4]  # the leap back comes gap + 1 steps after the leap
+    r = raw_of("leap", seq)
+    assert r[len(seq) - 1] == expected
+    # either way the leap is no longer pending: a later leap up starts afresh
+    r2 = raw_of("leap", seq + [A4])
+    assert r2[len(seq)] == 0.0
+
+
+def test_leap_pending_at_the_end():
+    c = ctx(bars=1, chords="I")
+    r = raw_of("leap", [C4] + [H] * 14 + [A4], c)
+    assert r[-1] == -0.5
+    r = raw_of("leap", [C4] + [H] * 14 + [D4], c)
+    assert r[-1] == 0.0
+
+
+@pytest.mark.parametrize("seq,flag_at", [
+    ([C4] * 6, [5]),                                         # 5 earlier copies, nothing between
+    ([C4, H] * 7 + [C4], [14]),                              # 7 copies with holds between
+    ([R, R, R], [2]),                                        # a rest after 2 rests
+    ([R, H, R, H, R], [4]),
+    ([C4, H, H, H, H, H, H], [6]),                           # a hold after 5 holds
+    ([C4, D4] * 8, []),
+])
+def test_repetition_rule(seq, flag_at):
+    r = raw_of("repetition", seq)
+    assert np.flatnonzero(r[:len(seq)] == -1).tolist() == flag_at
+
+
+def test_autocorrelation_hand_worked():
+    # x = 14 18 14 18: centred -2 2 -2 2, var 4; lag1 -12/4/4, lag2 8/4/4, lag3 -4/4/4
+    b = MelodyBatch.create([ctx()])
+    for tok in (C4, E4, C4):
+        b.append(np.array([tok]))
+    rho = rewards.autocorrelation(b, np.array([E4]), b.features())
+    np.testing.assert_allclose(rho[0], [-0.75, 0.5, -0.25])
+    r = raw_of("autocorr", [C4, E4, C4, E4])
+    assert r[3] == pytest.approx(-1.5)
+    assert r[0] == 0.0  # a single token has no variance
+
+
+def test_motif_and_repeated_motif():
+    motif = [C4, D4, E4, H, H, H, H, H]
+    r = raw_of("motif", motif + motif)
+    assert (r[:7] == 0).all() and (r[7:16] == 1.0).all()
+    assert raw_of("motif", [C4, D4, E4, F4, H, H, H, H])[7] == pytest.approx(1.1)
+    assert raw_of("motif", [C4, D4, C4, D4, H, H, H, H])[7] == 0.0
+    rr = raw_of("repeat_motif", motif + motif)
+    assert rr[:15].tolist() == [0.0] * 15 and rr[15] == 1.0
+    four = [C4, D4, E4, F4, H, H, H, H]
+    assert raw_of("repeat_motif", four + four)[15] == pytest.approx(1.25)
+
+
+@pytest.mark.parametrize("a,b,expected", [
+    (C4, D4, 0.4), (D4, F4, 0.75), (E4, Gs4, 0.45), (F4, B4, -0.5), (B4, C5, 0.4), (C5, C4, 0.0),
+    (C4, G4, 0.5), (D4, A4, 0.1), (C4, B4, -1.5), (C4, D5, -2.0), (C4, F4, 0.35), (C4, A4, 0.25), (C4, C4, 0.0),
+    (C4, R, 0.0), (C4, H, 0.0),
+])
+def test_intervals(a, b, expected):
+    assert raw_of("intervals", [a, b])[1] == pytest.approx(expected)
+
+
+def test_intervals_skip_rests_and_holds():
+    assert raw_of("intervals", [C4, R, H, D4])[3] == pytest.approx(0.4)
+    assert raw_of("intervals", [D4])[0] == 0.0
+
+
+def test_range_unique_extremes_and_span():
+    c = ctx(bars=1, chords="I")
+    r = raw_of("range", [C4, E4, G4, E4, C4], c)
+    assert r[-1] == 1.0                  # G once, C twice
+    r = raw_of("range", [C4, E4, G4, E4, D4], c)
+    assert r[-1] == 2.0
+    r = raw_of("range", [C4, 35, C4], c)  # A5 stretches the span to 21 semitones
+    assert r[1] == -0.5 and r[2] == 0.0
+
+
+def test_contour_runs_turns_and_arch():
+    r = raw_of("contour", [C4, D4, E4, F4, G4, A4, B4])
+    assert r[:7].tolist() == [0, 0, 0, 0, 0, -0.5, -0.5]
+    r = raw_of("contour", [C4, D4, E4, D4])
+    assert r[3] == 0.5
+    assert raw_of("contour", [C4, D4, C4])[2] == 0.0   # a run of 1 is not a run
+    c = ctx(bars=1, chords="I")
+    assert raw_of("contour", [C4, H, H, H, H, H, G4], c)[-1] == 1.0   # peak at step 6 of 16
+    assert raw_of("contour", [C4, G4], c)[-1] == 0.0                   # peak at step 1
+
+
+def test_density_rests_register():
+    assert raw_of("density", [C4, H, R])[:3].tolist() == [0.5, -0.5, -0.5]
+    r = raw_of("rests", [C4, R] + [H] * 9)
+    assert r[:11].tolist() == [0, 0.5, 0.5, 0.5, 0.5, 0, 0, 0, 0, -0.5, -0.5]
+    assert raw_of("rests", [H, H, C4, H])[:4].tolist() == [0.5, 0.5, 0, 0]
+    r = raw_of("register", [C5, 2, 37, H])
+    np.testing.assert_allclose(r[:4], [6.5 / 12, -1.0, 1.0, 0.0])
+
+
+# -------------------------------------------- RL Tuner's rules, transcribed plainly
+
+def ref_excessive(comp: list[int], a: int) -> bool:
+    count, breaks, held = 0, False, False
+    for tok in reversed(comp):
+        if tok == a:
+            count += 1
+        elif tok == R:
+            breaks = True
+        elif tok == H:
+            held = True
+        else:
+            break
+    if a == R and count > 1:
+        return True
+    if not held and not breaks:
+        return count > 4
+    return count > 6
+
+
+def ref_autocorr(seq: list[int], lag: int) -> float:
+    x = np.asarray(seq, float)
+    n = len(x)
+    var = x.var()
+    if var < 1e-9:
+        return float("nan")
+    xc = x - x.mean()
+    return float((xc[lag:] * xc[:n - lag]).sum() / n / var)
+
+
+def ref_leaps(seq: list[int]) -> tuple[list[int], bool]:
+    """Leap outcome per step (+1 resolved, -1 doubled) and whether a leap is pending at the end."""
+    out, direction, frm, leapt_at = [], 0, None, 0
+    for i, a in enumerate(seq):
+        if i == 0:
+            out.append(0)
+            continue
+        if a in (R, H):
+            out.append(0)
+            continue
+        prev = next((p for p in reversed(seq[:i]) if p >= 2), None)
+        iv = abs(a - prev) if prev is not None else 0
+        outcome = 0
+        if iv >= 7:
+            up = a > prev
+            d = 1 if up else -1
+            if direction != 0:
+                if direction != d:
+                    outcome = 1 if i - leapt_at > 6 else 0
+                    direction, frm = 0, None
+                else:
+                    outcome = -1
+            else:
+                direction, frm = d, prev
+            leapt_at = i
+        else:
+            if (direction == 1 and a <= frm) or (direction == -1 and a >= frm):
+                outcome = 1
+                direction, frm = 0, None
+        out.append(outcome)
+    return out, direction != 0
+
+
+def ref_repeated_motif(comp: list[int]) -> bool:
+    if len(comp) < 8:
+        return False
+    win = comp[-8:]
+    if len({t for t in win if t >= 2}) < 3:
+        return False
+    prev = comp[:-8]
+    return any(prev[i:i + 8] == win for i in range(len(prev) - 7))
+
+
+def random_melody(rng: np.random.Generator, n: int) -> list[int]:
+    """Melodies with plenty of repeats, rests, holds and leaps."""
+    pool = np.array([R, H, H, C4, D4, E4, G4, C5, 2, 35])
+    seq = rng.choice(pool, size=n).tolist()
+    for i in range(8, n - 8, 11):  # copy motifs forward so repeats occur
+        if rng.random() < 0.5:
+            seq[i:i + 8] = seq[i - 8:i]
+    return seq[:n]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_terms_match_rl_tuner_rules_on_random_melodies(seed):
+    rng = np.random.default_rng(seed)
+    c = ctx(bars=3)
+    seq = random_melody(rng, c.n_steps)
+    fn = RewardFunction(styles.BUILTIN_TERMS)
+    _, raw = fn.score(c, seq)
+    col = {t: raw[:, i] for i, t in enumerate(styles.BUILTIN_TERMS)}
+    leaps, pending = ref_leaps(seq)
+    for i in range(len(seq)):
+        comp, a = seq[:i], seq[i]
+        assert (col["repetition"][i] == -1) == ref_excessive(comp, a), i
+        rhos = [ref_autocorr(comp + [a], lag) for lag in (1, 2, 3)]
+        want = -sum(abs(r) for r in rhos if not np.isnan(r) and abs(r) > 0.15)
+        assert col["autocorr"][i] == pytest.approx(want, abs=1e-4), i
+        window = (comp + [a])[-8:]
+        distinct = len({t for t in window if t >= 2})
+        assert (col["motif"][i] > 0) == (i >= 7 and distinct >= 3), i
+        assert (col["repeat_motif"][i] > 0) == ref_repeated_motif(comp + [a]), i
+        leap_want = leaps[i] - (0.5 if i == len(seq) - 1 and pending else 0.0)
+        assert col["leap"][i] == leap_want, i
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_terms_count_what_the_evaluation_metrics_count(seed):
+    """The RL Tuner terms fire exactly where engine.evaluation.metrics (the yardstick) counts."""
+    metrics = pytest.importorskip("engine.evaluation.metrics")
+    rng = np.random.default_rng(100 + seed)
+    c = ctx(bars=2, chords="I")
+    seq = random_melody(rng, c.n_steps)
+    seq[-1] = H
+    _, raw = RewardFunction().score(c, seq)
+    col = {t: raw[:, i] for i, t in enumerate(styles.BUILTIN_TERMS)}
+    np.testing.assert_array_equal(col["repetition"] == -1, metrics.repeated_flags(seq))
+    np.testing.assert_array_equal(col["key"] == -1, metrics.not_in_key_flags(seq, "major"))
+    in_motif, repeated = metrics.motif_flags(seq)
+    np.testing.assert_array_equal(col["motif"] > 0, in_motif)
+    np.testing.assert_array_equal(col["repeat_motif"] > 0, repeated)
+    assert (int((col["leap"] >= 0.5).sum()), int((col["leap"] <= -1).sum())) == metrics.leap_outcomes(seq)
+    high, low = metrics.unique_extremes(seq)
+    assert col["range"][-1] == high + low
+    assert (col["cadence"][0] == 1.0) == (seq[0] == tokens.TONIC_TOKEN)
+    rho = [metrics.autocorrelation(seq, lag) for lag in (1, 2, 3)]
+    assert col["autocorr"][-1] == pytest.approx(-sum(abs(r) for r in rho if abs(r) > 0.15), abs=1e-4)
+
+
+def test_batch_rows_are_independent():
+    """Scoring rows together gives the same raw rewards as scoring each alone."""
+    rng = np.random.default_rng(3)
+    contexts = [ctx(bars=1), ctx(bars=2, ts=(3, 4)), ctx(bars=1, role="bass")]
+    seqs = [random_melody(rng, c.n_steps) for c in contexts]
+    fn = RewardFunction()
+    alone = [fn.score(c, s)[1] for c, s in zip(contexts, seqs)]
+    batch = MelodyBatch.create(contexts)
+    w = np.ones((3, len(fn.terms)), np.float32)
+    for t in range(max(c.n_steps for c in contexts)):
+        active = batch.step < batch.n_steps
+        acts = np.array([s[t] if t < len(s) else H for s in seqs])
+        total, raw = fn(batch, acts, w)
+        for r in np.flatnonzero(active):
+            np.testing.assert_array_equal(raw[r], alone[r][t])
+            assert total[r] == pytest.approx(raw[r].sum())
+        batch.append(acts, active)
+
+
+# ------------------------------------------------------------------ weights, prior
+
+def test_total_is_weighted_sum():
+    fn = RewardFunction(("key", "density"))
+    b = MelodyBatch.create([ctx(terms=("key", "density"))] * 2)
+    total, raw = fn(b, np.array([Fs4, C4]), np.array([[2.0, 1.0], [2.0, -1.0]], np.float32))
+    assert raw.tolist() == [[-1.0, 0.5], [0.0, 0.5]]
+    assert total.tolist() == [-1.5, -0.5]
+    assert total.dtype == np.float32 and raw.dtype == np.float32
+
+
+class UniformPrior:
+    def log_probs(self, obs):
+        assert obs.shape[1] == observation.obs_dim(0)
+        return np.full((obs.shape[0], 38), -np.log(38), np.float32)
+
+
+class PeakedPrior:
+    def log_probs(self, obs):
+        lp = np.full((obs.shape[0], 38), -30.0, np.float32)
+        lp[:, C4] = 0.0
+        return lp
+
+
+def test_prior_term():
+    b = MelodyBatch.create([ctx()] * 2)
+    w = np.ones((2, len(styles.BUILTIN_TERMS)), np.float32)
+    col = styles.BUILTIN_TERMS.index("prior")
+    _, raw = RewardFunction(prior=UniformPrior())(b, np.array([C4, R]), w)
+    np.testing.assert_allclose(raw[:, col], 0.0, atol=1e-6)
+    _, raw = RewardFunction(prior=PeakedPrior())(b, np.array([C4, R]), w)
+    np.testing.assert_allclose(raw[:, col], [np.log(38), rewards.PRIOR_FLOOR], rtol=1e-6)
+
+
+def test_missing_prior_warns_once(caplog):
+    fn = RewardFunction()
+    b = MelodyBatch.create([ctx()])
+    w = np.ones((1, len(fn.terms)), np.float32)
+    with caplog.at_level(logging.WARNING, logger="engine.mdp.rewards"):
+        fn(b, np.array([C4]), w)
+        fn(b, np.array([C4]), w)
+    assert sum("prior" in r.message for r in caplog.records) == 1
+
+
+# -------------------------------------------------------------------- bad input
+
+def test_bad_inputs_name_the_value():
+    fn = RewardFunction(("key",))
+    b = MelodyBatch.create([ctx(terms=("key",))])
+    with pytest.raises(RewardError, match="action 38 is out of range"):
+        fn(b, np.array([38]), np.ones((1, 1), np.float32))
+    with pytest.raises(RewardError, match=r"weights have shape \(1, 2\)"):
+        fn(b, np.array([3]), np.ones((1, 2), np.float32))
+    with pytest.raises(RewardError, match="got 2 actions"):
+        fn(b, np.array([3, 4]), np.ones((1, 1), np.float32))
+    with pytest.raises(RewardError, match="'nope' is not known"):
+        RewardFunction(("key", "nope"))
+    with pytest.raises(RewardError, match="listed twice"):
+        RewardFunction(("key", "key"))
+    with pytest.raises(RewardError, match="at least one term"):
+        RewardFunction(())
+    with pytest.raises(RewardError, match="melody has 3 tokens but its context 32 steps"):
+        fn.score(ctx(terms=("key",)), [C4, C4, C4])
+    assert issubclass(RewardError, EngineError)
+
+
+# ------------------------------------------------------------------ custom terms
+
+def high_c(batch, actions, feats):
+    """+1 for the tonic an octave up."""
+    return (actions == C5).astype(np.float32)
+
+
+@pytest.fixture
+def sparkle():
+    rewards.register_term("sparkle", high_c, doc="+1 for C5")
+    yield "sparkle"
+    rewards.unregister_term("sparkle")
+
+
+def test_custom_term_changes_reward_and_observation(sparkle):
+    assert "sparkle" in rewards.available_terms()
+    assert rewards.term_doc("sparkle") == "+1 for C5"
+    terms = styles.BUILTIN_TERMS + (sparkle,)
+    fn = RewardFunction(terms)
+    b = MelodyBatch.create([ctx(terms=terms)] * 2)
+    w = np.zeros((2, len(terms)), np.float32)
+    w[:, -1] = [2.0, 0.0]
+    total, raw = fn(b, np.array([C5, C5]), w)
+    assert raw[:, -1].tolist() == [1.0, 1.0]
+    assert total.tolist() == [2.0, 0.0]
+    # the style segment grows by one column, and the env carries the weight through
+    cfg = EnvConfig(terms=terms, style="folk,sparkle=3")
+    env = VecMelodyEnv(2, cfg, seed=1)
+    obs = env.reset()
+    assert env.obs_dim == observation.obs_dim(len(styles.BUILTIN_TERMS)) + 1 == obs.shape[1]
+    np.testing.assert_allclose(obs[:, -1], 3 / styles.MAX_WEIGHT)
+    _, reward, _, info = env.step(np.array([C5, D5]))
+    assert info["terms"][:, -1].tolist() == [1.0, 0.0]
+    np.testing.assert_allclose(reward, (info["terms"] * env.weights).sum(axis=1), rtol=1e-6)
+    # presets do not mention custom terms; random training styles do, half of the time
+    assert styles.parse_style("folk", terms)["sparkle"] == 0.0
+    rng = np.random.default_rng(0)
+    drawn = [styles.sample_style(rng, terms)["sparkle"] for _ in range(200)]
+    assert 0.3 < np.mean(np.array(drawn) > 0) < 0.7 and max(drawn) <= 2.0
+
+
+def test_register_term_errors(sparkle):
+    with pytest.raises(RewardError, match="already registered"):
+        rewards.register_term("sparkle", high_c)
+    rewards.register_term("sparkle", high_c, replace=True)
+    with pytest.raises(RewardError, match="built in"):
+        rewards.register_term("key", high_c, replace=True)
+    with pytest.raises(RewardError, match="name 'Bad Name' is not valid"):
+        rewards.register_term("Bad Name", high_c)
+    with pytest.raises(RewardError, match="not callable"):
+        rewards.register_term("other", 3)  # type: ignore[arg-type]
+    with pytest.raises(RewardError, match="not a registered custom term"):
+        rewards.unregister_term("key")
+
+
+def test_custom_term_bad_output():
+    rewards.register_term("broken", lambda b, a, f: np.zeros(3, np.float32))
+    rewards.register_term("nan_term", lambda b, a, f: np.full(b.size, np.nan, np.float32))
+    try:
+        b = MelodyBatch.create([ctx(terms=("broken",))])
+        with pytest.raises(RewardError, match=r"'broken' returned shape \(3,\)"):
+            RewardFunction(("broken",))(b, np.array([3]), np.ones((1, 1), np.float32))
+        with pytest.raises(RewardError, match="'nan_term' returned a non-finite"):
+            RewardFunction(("nan_term",))(b, np.array([3]), np.ones((1, 1), np.float32))
+    finally:
+        rewards.unregister_term("broken")
+        rewards.unregister_term("nan_term")

@@ -1,0 +1,131 @@
+"""``qriff rec ...`` and ``qriff search`` as a user runs them (subprocesses on the fixtures)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "rec"
+
+
+@pytest.fixture(scope="module")
+def trained_db(tmp_path_factory):
+    pytest.importorskip("torch")
+    from recommender.candidates import CandidateConfig
+    from recommender.ingest import ingest_files
+    from recommender.model import NetConfig
+    from recommender.train import TrainConfig, train_database
+
+    db = tmp_path_factory.mktemp("rec") / "music.db"
+    ingest_files(db, sorted(FIX.iterdir()), progress=False)
+    train_database(db, config=TrainConfig(net=NetConfig(dim=8, max_history=6), epochs=2, batch_size=8),
+                   cand_config=CandidateConfig(factors=4, iterations=3), progress=False)
+    return db
+
+
+def _json(proc):
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_ingest_json_and_text(qriff, tmp_path):
+    db = tmp_path / "x.db"
+    out = _json(qriff("rec", "ingest", *map(str, sorted(FIX.iterdir())), "--db", str(db), "--json"))
+    assert out["total"] == {"rows_in": 40, "stored": 27, "rejected": 13}
+    again = qriff("rec", "ingest", str(FIX / "generic_events.csv"), "--db", str(db))
+    assert again.returncode == 0
+    assert "13 rows in = 0 stored + 13 rejected" in again.stdout and "duplicate" in again.stdout
+
+
+def test_train_command_writes_model(qriff, tmp_path):
+    pytest.importorskip("torch")
+    db = tmp_path / "t.db"
+    assert qriff("rec", "ingest", str(FIX / "generic_events.csv"), "--db", str(db), "--quiet").returncode == 0
+    out = _json(qriff("rec", "train", "--db", str(db), "--epochs", "1", "--dim", "8", "--max-history", "4",
+                      "--factors", "4", "--json"))
+    assert Path(out["model"]).exists() and out["events"] == 8
+
+
+def test_next_for_known_user(qriff, trained_db):
+    out = _json(qriff("rec", "next", "--user", "ana.listens", "--n", "3", "--db", str(trained_db), "--json"))
+    assert out["cold_start"] is False and out["source"] == "model"
+    assert len(out["tracks"]) == 3 and all({"id", "title", "artist", "score"} <= set(t) for t in out["tracks"])
+    heard = {"Águas de Março", "Garota de Ipanema", "Chega de Saudade", "Wave", "Desafinado"}
+    assert not heard & {t["title"] for t in out["tracks"]}  # recent history is not repeated
+
+
+def test_cold_start_is_said(qriff, trained_db):
+    out = _json(qriff("rec", "next", "--user", "newcomer", "--db", str(trained_db), "--json"))
+    assert out["cold_start"] is True and out["source"] == "popularity" and out["tracks"]
+    text = qriff("rec", "next", "--user", "newcomer", "--db", str(trained_db))
+    assert text.returncode == 0 and "cold start (from popularity)" in text.stdout
+
+
+def test_unknown_history_ids_are_warned_and_ignored(qriff, trained_db):
+    out = _json(qriff("rec", "next", "--history", "trk-001", "no-such-track", "Radiohead - Kid A",
+                      "--db", str(trained_db), "--json"))
+    assert out["source"] == "history" and out["cold_start"] is True
+    assert any("no-such-track" in w for w in out["warnings"])
+    assert "Kid A" not in {t["title"] for t in out["tracks"]}
+
+
+def test_playlist_has_distinct_steps(qriff, trained_db):
+    out = _json(qriff("rec", "playlist", "--user", "dana", "--steps", "6", "--db", str(trained_db), "--json"))
+    ids = [t["id"] for t in out["tracks"]]
+    assert len(ids) == 6 and len(set(ids)) == 6
+
+
+def test_search_text_with_fts_syntax_is_safe(qriff, trained_db):
+    out = _json(qriff("search", 'AND "jazz NEAR(x', "--db", str(trained_db), "--json"))
+    assert {t["title"] for t in out["tracks"]} >= {"So What", "Blue in Green"}
+
+
+def test_search_finds_and_reranks(qriff, trained_db):
+    out = _json(qriff("search", "jobim", "--db", str(trained_db), "--json"))
+    assert [t["title"] for t in out["tracks"]] == ["Wave"]
+    out = _json(qriff("search", "radio", "--user", "rob_lb", "--db", str(trained_db), "--json"))
+    assert {t["artist"] for t in out["tracks"]} == {"Radiohead"} and out["cold_start"] is False
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["rec", "next", "--user", "dana", "--n", "0"], "--n: 0 is out of range (allowed: 1-1000)"),
+    (["rec", "playlist", "--user", "dana", "--steps", "9999"], "--steps: 9999 is out of range"),
+    (["rec", "next", "--history"], "--history is empty"),
+    (["rec", "ingest", "README.md"], "unknown format (allowed: spotify, listenbrainz, lastfm, csv)"),
+    (["rec", "ingest", "nope.json"], "no such file"),
+    (["rec", "ingest", "x.csv", "--format", "xml"], "invalid choice: 'xml'"),
+    (["search", "x", "--n", "-3"], "--n: -3 is out of range"),
+])
+def test_bad_input_exits_2_with_one_line(qriff, trained_db, args, needle):
+    proc = qriff(*args, "--db", str(trained_db))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_missing_db_and_model_are_clear(qriff, tmp_path):
+    proc = qriff("rec", "next", "--user", "x", "--db", str(tmp_path / "none.db"))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and "qriff rec ingest" in proc.stderr
+    db = tmp_path / "m.db"
+    qriff("rec", "ingest", str(FIX / "generic_events.csv"), "--db", str(db), "--quiet")
+    proc = qriff("rec", "next", "--user", "dana", "--db", str(db))
+    assert proc.returncode == 2 and "no trained model" in proc.stderr
+    out = _json(qriff("search", "jazz", "--db", str(db), "--json"))  # search works without a model
+    assert out["tracks"]
+
+
+def test_locked_db_exits_2(qriff, tmp_path):
+    db = tmp_path / "l.db"
+    qriff("rec", "ingest", str(FIX / "generic_events.csv"), "--db", str(db), "--quiet")
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        proc = qriff("rec", "ingest", str(FIX / "lastfm_1k_sample.tsv"), "--db", str(db), "--lock-timeout", "0.3")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert proc.returncode == 2 and "locked by another process (waited 0.3 s)" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -1,0 +1,177 @@
+"""Ingest of real export layouts into SQLite: accounting, idempotence, formats, locks, migrations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from recommender import rewards
+from recommender.errors import DatabaseError, IngestError
+from recommender.ingest import DUPLICATE, detect_format, ingest_files
+from recommender.schema import MIGRATIONS, SCHEMA_VERSION, connect, stats
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "rec"
+
+# file, format, rows in, stored, {reason prefix: [line numbers]}
+CASES = [
+    ("Streaming_History_Audio_2023.json", "spotify", 9, 6,
+     {"not a music track": [71], "bad timestamp": [117], "bad ms_played": [163]}),
+    ("listenbrainz_listens.jsonl", "listenbrainz", 9, 6,
+     {"bad timestamp": [5], "missing track_name": [6], "malformed JSON": [7]}),
+    ("lastfm_1k_sample.tsv", "lastfm", 9, 7, {"bad timestamp": [8], "expected 6 tab-separated": [9]}),
+    ("generic_events.csv", "csv", 13, 8,
+     {"bad ms_played": [8], "bad skipped": [9], "empty item": [10], "expected 10 columns": [12],
+      "bad timestamp": [13]}),
+]
+
+
+@pytest.mark.parametrize("name,fmt,rows,stored,reasons", CASES)
+def test_every_row_is_stored_or_rejected_with_reason_and_line(tmp_path, name, fmt, rows, stored, reasons):
+    (rep,) = ingest_files(tmp_path / "db.sqlite", [FIX / name], progress=False)
+    assert rep.format == fmt
+    assert (rep.rows_in, rep.stored) == (rows, stored)
+    assert rep.rows_in == rep.stored + rep.rejected
+    got = {r: rep.lines[r] for r in rep.reasons}
+    for prefix, lines in reasons.items():
+        match = [r for r in got if r.startswith(prefix)]
+        assert match, f"no rejection starting {prefix!r} in {list(got)}"
+        assert got[match[0]] == lines
+    assert sum(rep.reasons.values()) == rep.rejected
+    conn = connect(tmp_path / "db.sqlite")
+    assert stats(conn)["events"] == stored
+    assert conn.execute("SELECT count(*) FROM rejections").fetchone()[0] == rep.rejected
+
+
+@pytest.mark.parametrize("name,fmt", [(c[0], c[1]) for c in CASES])
+def test_format_is_detected(name, fmt):
+    assert detect_format(FIX / name) == fmt
+
+
+def test_reingest_adds_nothing_and_names_duplicate_lines(tmp_path):
+    db = tmp_path / "r.db"
+    files = sorted(FIX.iterdir())
+    first = ingest_files(db, files, progress=False)
+    before = stats(connect(db))
+    second = ingest_files(db, files, progress=False)
+    after = stats(connect(db))
+    assert before["events"] == after["events"] == sum(r.stored for r in first)
+    assert before["tracks"] == after["tracks"] and before["users"] == after["users"]
+    for a, b in zip(first, second):
+        assert b.stored == 0 and b.rows_in == a.rows_in == b.rejected
+        assert b.reasons[DUPLICATE] == a.stored
+    csv2 = next(r for r in second if r.format == "csv")
+    assert csv2.lines[DUPLICATE][:3] == [2, 3, 4]
+
+
+def test_same_song_from_two_services_is_one_track(tmp_path):
+    a = tmp_path / "a.tsv"
+    b = tmp_path / "b.jsonl"
+    a.write_text("u1\t2009-05-04T23:08:57Z\t\tBjörk\t\tJóga\n", encoding="utf-8")
+    b.write_text(json.dumps({"listened_at": 1677658266, "user_name": "u2",
+                             "track_metadata": {"artist_name": "BJÖRK ", "track_name": "jóga"}}) + "\n")
+    ingest_files(tmp_path / "db", [a, b], progress=False)
+    conn = connect(tmp_path / "db")
+    assert stats(conn) == {"users": 2, "tracks": 1, "events": 2, "sources": 2}
+
+
+def test_outcomes_and_metadata_are_stored(tmp_path):
+    ingest_files(tmp_path / "db", [FIX / "Streaming_History_Audio_2023.json", FIX / "generic_events.csv"],
+                 progress=False)
+    conn = connect(tmp_path / "db")
+    rows = dict(conn.execute("SELECT t.title || '/' || u.name, e.outcome FROM events e JOIN tracks t ON t.id = "
+                             "e.track_id JOIN users u ON u.id = e.user_id"))
+    assert rows["Garota de Ipanema/ana.listens"] == rewards.SKIPPED  # skipped: true
+    assert rows["Chega de Saudade/ana.listens"] == rewards.COMPLETED  # trackdone
+    assert rows["So What/dana"] == rewards.SKIPPED  # 40 s of 330 s
+    assert rows["Take Five/dana"] == rewards.SKIPPED  # skipped flag
+    assert rows["Naima/dana"] == rewards.COMPLETED
+    tags = conn.execute("SELECT tags FROM tracks WHERE title = 'Take Five'").fetchone()[0]
+    assert tags == "jazz, cool jazz"
+    title = conn.execute("SELECT title, artist FROM tracks WHERE key = 'i:trk-010'").fetchone()
+    assert title == ('Café "Quoted" Title', "Ménage à Trois")
+
+
+@pytest.mark.parametrize("skipped,reason,ms,duration,scrobble,expected", [
+    (True, None, None, None, False, rewards.SKIPPED),
+    (False, "fwdbtn", 10, None, False, rewards.COMPLETED),  # the explicit flag wins
+    (None, "trackdone", 1000, None, False, rewards.COMPLETED),
+    (None, "fwdbtn", 200_000, None, False, rewards.SKIPPED),
+    (None, None, 170_000, 200_000, False, rewards.COMPLETED),  # 85% >= 80%
+    (None, None, 150_000, 200_000, False, rewards.SKIPPED),
+    (None, None, 29_000, None, False, rewards.SKIPPED),  # under 30 s without a duration
+    (None, None, 31_000, None, False, rewards.COMPLETED),
+    (None, None, None, None, True, rewards.COMPLETED),  # a scrobble
+    (None, None, None, None, False, rewards.UNKNOWN),
+])
+def test_outcome_rules(skipped, reason, ms, duration, scrobble, expected):
+    assert rewards.classify(skipped, reason, ms, duration, scrobble=scrobble) == expected
+
+
+def test_reward_config_maps_outcomes_and_rejects_bad_values():
+    cfg = rewards.RewardConfig(completed=1.0, skipped=-0.5, unknown=0.25)
+    out = cfg.rewards([rewards.COMPLETED, rewards.SKIPPED, rewards.UNKNOWN])
+    assert out.tolist() == [1.0, -0.5, 0.25]
+    with pytest.raises(rewards.ConfigError, match="skipped=nan"):
+        rewards.RewardConfig(skipped=float("nan"))
+
+
+def test_unknown_format_names_the_formats(tmp_path):
+    p = tmp_path / "notes.txt"
+    p.write_text("hello\nworld\n")
+    with pytest.raises(IngestError, match="unknown format.*spotify, listenbrainz, lastfm, csv"):
+        ingest_files(tmp_path / "db", [p], progress=False)
+
+
+def test_missing_file_and_non_utf8(tmp_path):
+    with pytest.raises(IngestError, match="no such file"):
+        ingest_files(tmp_path / "db", [tmp_path / "nope.csv"], progress=False)
+    p = tmp_path / "latin1.csv"
+    p.write_bytes("user,item,timestamp,title\nu,1,1700000000,Caf\xe9\n".encode("latin-1"))
+    with pytest.raises(IngestError, match="not UTF-8"):
+        ingest_files(tmp_path / "db", [p], progress=False)
+
+
+def test_locked_database_waits_then_errors_clearly(tmp_path):
+    db = tmp_path / "locked.db"
+    connect(db).close()
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    try:
+        with pytest.raises(DatabaseError, match=r"locked by another process \(waited 0.2 s\)"):
+            ingest_files(db, [FIX / "generic_events.csv"], progress=False, lock_timeout=0.2)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    (rep,) = ingest_files(db, [FIX / "generic_events.csv"], progress=False)
+    assert rep.stored == 8
+
+
+def test_old_schema_is_migrated_and_newer_refused(tmp_path):
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.executescript(MIGRATIONS[0][2])
+    conn.execute("INSERT INTO users (name) VALUES ('kept')")
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    new = connect(db)
+    assert new.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert new.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert new.execute("SELECT name FROM users").fetchall() == [("kept",)]
+    new.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    new.close()
+    with pytest.raises(DatabaseError, match="newer than this qriff"):
+        connect(db)
+
+
+def test_large_file_progress_accounting(tmp_path):
+    p = tmp_path / "big.csv"
+    lines = ["user,item,timestamp,skipped"]
+    for i in range(30_000):
+        lines.append(f"u{i % 50},t{i % 700},{1_600_000_000 + i},{'true' if i % 7 == 0 else ''}")
+    lines.insert(500, "u1,t1,not-a-time,")
+    p.write_text("\n".join(lines) + "\n")
+    (rep,) = ingest_files(tmp_path / "db", [p], progress=False)
+    assert rep.rows_in == 30_001 and rep.stored == 30_000 and rep.lines[next(iter(rep.reasons))] == [501]
