@@ -307,7 +307,7 @@ def two_sample(evset: EvalSet, reference: EvalSet, seed: int = 0) -> Any:
     """Classifier two-sample test of ``evset`` against ``reference`` (held-out corpus
     openings of the same length): :class:`engine.twosample.TwoSampleResult`. Five folds,
     fewer when a side has under 10 melodies (at least 2 a fold)."""
-    from engine import twosample
+    from engine.evaluation import twosample
 
     a = twosample.feature_matrix(evset.sequences, steps_per_bar_of(evset))
     b = twosample.feature_matrix(reference.sequences, steps_per_bar_of(reference))
@@ -316,7 +316,7 @@ def two_sample(evset: EvalSet, reference: EvalSet, seed: int = 0) -> Any:
 
 def two_sample_calibration(reference: EvalSet, seed: int = 0) -> Any:
     """The two-sample test between two random halves of ``reference`` (what chance reads)."""
-    from engine import twosample
+    from engine.evaluation import twosample
 
     return twosample.calibration(twosample.feature_matrix(reference.sequences, steps_per_bar_of(reference)),
                                  seed=seed, folds=max(2, min(5, len(reference.sequences) // 4)))
