@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.music import tokens
 from engine.errors import EngineError
+from engine.music import tokens
 
 #: Share of a bar's steps that must match an earlier bar for a near repeat / phrase return.
 MATCH_SHARE = 0.75

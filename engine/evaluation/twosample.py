@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.evaluation import metrics, structure
 from engine.errors import EngineError
+from engine.evaluation import metrics, structure
 
 #: Interval size classes for bigrams: (label, lowest, highest) semitones, signed.
 INTERVAL_CLASSES: tuple[tuple[str, int, int], ...] = (

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from engine.evaluation import structure, twosample
 from engine.errors import EngineError
+from engine.evaluation import structure, twosample
 
 C, D, E, G = 14, 16, 18, 21
 BAR_A = [C, 1, D, 1, E, 1, 1, 1, G, 1, 1, 1, E, 1, 1, 1]          # 5 notes
