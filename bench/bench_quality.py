@@ -30,9 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from threadpoolctl import threadpool_limits  # noqa: E402
+
 from engine.corpus.prior import PriorModel  # noqa: E402
 from engine.evaluation import evaluate  # noqa: E402
-from engine.runtime.policy import Policy  # noqa: E402
+from engine.runtime import Policy  # noqa: E402
 
 MINOR_CHORDS = "i VI III VII"
 BARS = 8
@@ -119,9 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
     ap.add_argument("--out", default=None, help="also write quality.json, quality.md and histograms.png here")
     args = ap.parse_args(argv)
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1, user_api="blas")  # small matmuls: a second BLAS thread only spin-waits
+    # The prior's numpy matmuls: one BLAS thread (a second one only spin-waits on a busy box).
+    threadpool_limits(limits=1, user_api="blas")
 
     t0 = time.perf_counter()
     policy = Policy.load(args.model)

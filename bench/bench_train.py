@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from engine.learn.train import TrainConfig, _load_prior, one_blas_thread, train  # noqa: E402
+from engine.learn.train import TrainConfig, load_prior, one_blas_thread, train  # noqa: E402
 
 
 def bench_ours(steps: int, warmup: int) -> dict[str, float]:
@@ -60,7 +60,7 @@ def bench_sb3(steps: int, warmup: int) -> dict[str, float]:
     from engine.mdp.rewards import RewardFunction
 
     cfg = EnvConfig()
-    env = MelodyEnv(cfg, reward=RewardFunction(cfg.terms, prior=_load_prior()))
+    env = MelodyEnv(cfg, reward=RewardFunction(cfg.terms, prior=load_prior()))
     marks: dict[str, float] = {}
 
     class Clock(BaseCallback):

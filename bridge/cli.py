@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bridge.ableton import LIVE_PORT, LIVE_REPLY_PORT
+from bridge.ableton import LIVE_PORT
 from engine.cli.options import bounded_int
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,9 @@ def register(subparsers: Any) -> None:
     live = p.add_argument_group("Ableton Live (AbletonOSC)")
     live.add_argument("--live-host", default="127.0.0.1", help="host running Live with AbletonOSC (default: 127.0.0.1)")
     live.add_argument("--live-port", type=_port(False), default=LIVE_PORT, help="AbletonOSC's listening port (default: 11000)")
-    live.add_argument("--live-reply-port", type=_port(False), default=LIVE_REPLY_PORT,
-                      help="port where AbletonOSC sends its replies and /live/error (default: 11001)")
+    live.add_argument("--no-create-scenes", dest="create_scenes", action="store_false",
+                      help="when the target track has no empty clip slot from the requested one, report an error "
+                           "instead of adding a scene at the end of the set")
     live.add_argument("--live-timeout", type=_seconds, default=1.0, help="seconds to wait for each AbletonOSC answer, 0.05-30 (default: 1)")
     p.set_defaults(func=run)
 
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                           out_dir=args.out if args.out is not None else default_out_dir(), allow=tuple(args.allow),
                           queue_size=args.queue, workers=args.workers, writers=args.writers,
                           live_host=args.live_host,
-                          live_port=args.live_port, live_reply_port=args.live_reply_port,
+                          live_port=args.live_port, live_create_scenes=args.create_scenes,
                           live_timeout=args.live_timeout)
     source = PolicySource(args.model)
     server = Server(config, source)

@@ -1,24 +1,37 @@
-"""OSC 1.0 datagrams: a strict decoder, a small encoder, and note chunking.
+"""OSC datagrams through python-osc, with a thin strict layer for hostile input, and note chunking.
 
-The decoder never trusts its input: every length is checked against the datagram,
-strings must be NUL-terminated and padded to 4 bytes, and any problem raises
-:class:`~bridge.errors.MalformedDatagram` naming what was wrong and where. python-osc
-is used by clients and tests; the server uses this codec because python-osc's parser
-logs unknown type tags through the root logger and raises several exception types.
+Parsing and building are python-osc's (:class:`~pythonosc.osc_message.OscMessage`,
+:class:`~pythonosc.osc_message_builder.OscMessageBuilder` and the primitives of
+:mod:`pythonosc.parsing.osc_types`). python-osc is lenient where a server facing the
+network must not be, so :func:`decode` adds what it lacks, and nothing more:
+
+* a size bound, and a refusal of empty datagrams;
+* bundle framing walked here, before python-osc sees an element: every element size
+  must be a positive multiple of 4 inside the datagram (python-osc loops forever on a
+  negative size), nesting is bounded and so is the number of messages;
+* type tags python-osc does not know are refused (it logs them and skips, which
+  misreads every argument after them);
+* the arguments must fill the message exactly (python-osc ignores trailing bytes);
+* python-osc's three unrelated ``ParseError`` classes, and the ``UnicodeDecodeError``
+  it lets through, all become one :class:`~bridge.errors.MalformedDatagram` that says
+  what was wrong.
 
 Replies that carry notes are chunked so that no datagram exceeds
 :data:`MAX_DATAGRAM` bytes, a size Max's ``[udpreceive]`` and Pd's
-``[netreceive -u -b]`` accept without truncation (both read far larger packets; a
-small, fixed bound also keeps one lost datagram from losing a whole clip).
+``[netreceive -u -b]`` accept without truncation (a small, fixed bound also keeps one
+lost datagram from losing a whole clip).
 """
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from pythonosc import osc_bundle, osc_message
+from pythonosc.osc_message_builder import BuildError, OscMessageBuilder
+from pythonosc.parsing import osc_types
 
 from bridge.errors import MalformedDatagram
 
@@ -34,20 +47,20 @@ MAX_MESSAGES = 64
 
 _BUNDLE_TAG = b"#bundle\x00"
 _INT = struct.Struct(">i")
-_INT64 = struct.Struct(">q")
-_FLOAT = struct.Struct(">f")
-_DOUBLE = struct.Struct(">d")
 
-#: OSC type tags the decoder understands.
-SUPPORTED_TAGS = "ifsbhdtcTFNIS"
+#: OSC type tags python-osc parses (and so the bridge accepts); ``[`` ``]`` delimit arrays.
+SUPPORTED_TAGS = "ihfdsbrmtTFN[]"
+#: Bytes each fixed-size type occupies in a message.
+_FIXED_SIZE = {"i": 4, "f": 4, "r": 4, "m": 4, "h": 8, "d": 8, "t": 8, "T": 0, "F": 0, "N": 0, "[": 0, "]": 0}
 
 
 @dataclass(frozen=True)
 class Message:
     """One decoded OSC message: ``address``, decoded ``args`` and their OSC ``tags``.
 
-    ``tags`` has one character per argument (``i`` int32, ``f`` float32, ``s``
-    string...), so a reply can echo a request id with the type it arrived in.
+    ``tags`` has one character per top-level argument (``i`` int32, ``f`` float32,
+    ``s`` string...; an array counts as one argument tagged ``[``), so a reply can
+    echo a request id with the type it arrived in.
     """
 
     address: str
@@ -55,89 +68,98 @@ class Message:
     tags: str
 
 
-def _read_string(data: bytes, pos: int, what: str) -> tuple[str, int]:
-    end = data.find(b"\x00", pos)
-    if end < 0:
-        raise MalformedDatagram(f"{what} at byte {pos} is not NUL-terminated (datagram of {len(data)} bytes)")
-    nxt = (end + 4) & ~3
-    if nxt > len(data):
-        raise MalformedDatagram(f"{what} at byte {pos} is not padded to a multiple of 4 bytes")
-    try:
-        text = data[pos:end].decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedDatagram(f"{what} at byte {pos} is not valid UTF-8") from None
-    return text, nxt
+def _padded(size: int) -> int:
+    return (size + 3) & ~3
 
 
-def _need(data: bytes, pos: int, size: int, what: str) -> None:
-    if pos + size > len(data):
-        raise MalformedDatagram(f"{what} at byte {pos} needs {size} bytes but the datagram ends at {len(data)}")
+def _string_size(text: str) -> int:
+    return _padded(len(text.encode("utf-8")) + 1)
+
+
+def _check_layout(data: bytes, pos: int, tags: str, args: list[Any]) -> None:
+    """The arguments python-osc read from ``data[pos:]`` must fill it exactly, blobs as declared."""
+    flat: list[Any] = []
+
+    def walk(values: list[Any]) -> None:
+        for v in values:
+            if isinstance(v, list):
+                walk(v)
+            else:
+                flat.append(v)
+
+    walk(args)
+    values = iter(flat)
+    for tag in tags:
+        if tag in "[]":
+            continue
+        value = next(values) if tag not in "TFN" else None
+        if tag == "s":
+            pos += _string_size(value)
+        elif tag == "b":
+            declared = _INT.unpack_from(data, pos)[0] if pos + 4 <= len(data) else None
+            if declared != len(value):
+                raise MalformedDatagram(f"blob at byte {pos} declares {declared} bytes, which the datagram of "
+                                        f"{len(data)} bytes does not hold")
+            pos += 4 + _padded(len(value))
+        else:
+            pos += _FIXED_SIZE[tag]
+    if pos != len(data):
+        what = "left over after the last argument" if pos < len(data) else "missing at the end"
+        raise MalformedDatagram(f"{abs(len(data) - pos)} bytes {what} (type tags ',{tags}', "
+                                f"datagram of {len(data)} bytes)")
+
+
+def _top_level_tags(tags: str) -> str:
+    """One tag per top-level argument: an array ``[...]`` becomes ``[``."""
+    out, depth = [], 0
+    for tag in tags:
+        if tag == "[":
+            if depth == 0:
+                out.append("[")
+            depth += 1
+        elif tag == "]":
+            depth -= 1
+        elif depth == 0:
+            out.append(tag)
+    return "".join(out)
 
 
 def decode_message(data: bytes) -> Message:
-    """Decode one OSC message (not a bundle); MalformedDatagram on any defect."""
+    """Decode one OSC message (not a bundle) with python-osc; MalformedDatagram on any defect."""
     if not data.startswith(b"/"):
         raise MalformedDatagram("an OSC message must start with an address beginning with '/'")
-    address, pos = _read_string(data, 0, "address")
-    if pos == len(data):
-        return Message(address, (), "")  # OSC 1.0 allows a message without a type tag string
-    tags, pos = _read_string(data, pos, "type tag string")
-    if not tags.startswith(","):
-        raise MalformedDatagram(f"type tag string {tags[:16]!r} must start with ','")
-    tags = tags[1:]
-    args: list[Any] = []
-    for tag in tags:
-        if tag == "i":
-            _need(data, pos, 4, "int32")
-            args.append(_INT.unpack_from(data, pos)[0])
-            pos += 4
-        elif tag == "f":
-            _need(data, pos, 4, "float32")
-            args.append(_FLOAT.unpack_from(data, pos)[0])
-            pos += 4
-        elif tag in "sS":
-            text, pos = _read_string(data, pos, "string")
-            args.append(text)
-        elif tag == "b":
-            _need(data, pos, 4, "blob size")
-            size = _INT.unpack_from(data, pos)[0]
-            if size < 0:
-                raise MalformedDatagram(f"blob at byte {pos} has a negative size {size}")
-            pos += 4
-            _need(data, pos, size, "blob")
-            args.append(bytes(data[pos:pos + size]))
-            pos = (pos + size + 3) & ~3
-            if pos > len(data):
-                raise MalformedDatagram("blob is not padded to a multiple of 4 bytes")
-        elif tag == "h":
-            _need(data, pos, 8, "int64")
-            args.append(_INT64.unpack_from(data, pos)[0])
-            pos += 8
-        elif tag == "d":
-            _need(data, pos, 8, "float64")
-            args.append(_DOUBLE.unpack_from(data, pos)[0])
-            pos += 8
-        elif tag == "t":
-            _need(data, pos, 8, "time tag")
-            args.append(_INT64.unpack_from(data, pos)[0])
-            pos += 8
-        elif tag == "c":
-            _need(data, pos, 4, "char")
-            args.append(chr(_INT.unpack_from(data, pos)[0] & 0x7F))
-            pos += 4
-        elif tag == "T":
-            args.append(True)
-        elif tag == "F":
-            args.append(False)
-        elif tag == "N":
-            args.append(None)
-        elif tag == "I":
-            args.append(math.inf)
-        else:
-            raise MalformedDatagram(f"type tag {tag!r} is not supported: allowed are {', '.join(SUPPORTED_TAGS)}")
-    if pos != len(data):
-        raise MalformedDatagram(f"{len(data) - pos} bytes left over after the last argument")
-    return Message(address, tuple(args), tags)
+    if b"\x00" not in data:
+        raise MalformedDatagram(f"the address is not NUL-terminated (datagram of {len(data)} bytes)")
+    try:
+        address, pos = osc_types.get_string(data, 0)
+        tags = ""
+        if pos < len(data):
+            tags, _ = osc_types.get_string(data, pos)
+            if not tags.startswith(","):
+                raise MalformedDatagram(f"type tag string {tags[:16]!r} must start with ','")
+            tags = tags[1:]
+            unknown = sorted(set(tags) - set(SUPPORTED_TAGS))
+            if unknown:
+                raise MalformedDatagram(f"type tag {unknown[0]!r} is not supported: allowed are "
+                                        f"{', '.join(SUPPORTED_TAGS)}")
+        msg = osc_message.OscMessage(data)
+        args = msg.params
+    except UnicodeDecodeError:
+        raise MalformedDatagram("a string of the message is not valid UTF-8") from None
+    except (osc_message.ParseError, osc_types.ParseError) as exc:
+        raise MalformedDatagram(f"not a valid OSC message: {_reason(exc)}") from None
+    except (ValueError, OverflowError, IndexError, TypeError, struct.error) as exc:  # what python-osc lets escape
+        raise MalformedDatagram(f"not a valid OSC message: {type(exc).__name__}: {exc}") from None
+    _check_layout(data, _string_size(address) + (_string_size("," + tags) if tags or pos < len(data) else 0),
+                  tags, args)
+    return Message(address, tuple(args), _top_level_tags(tags))
+
+
+def _reason(exc: Exception) -> str:
+    """python-osc wraps its errors in each other; the innermost text says what was wrong."""
+    while exc.args and isinstance(exc.args[-1], Exception):
+        exc = exc.args[-1]
+    return str(exc.args[0]) if exc.args else type(exc).__name__
 
 
 def decode(data: bytes) -> list[Message]:
@@ -151,16 +173,21 @@ def decode(data: bytes) -> list[Message]:
     return out
 
 
+def _need(data: bytes, pos: int, size: int, what: str) -> None:
+    if pos + size > len(data):
+        raise MalformedDatagram(f"{what} at byte {pos} needs {size} bytes but the datagram ends at {len(data)}")
+
+
 def _decode_into(data: bytes, out: list[Message], depth: int) -> None:
-    if not data.startswith(_BUNDLE_TAG):
+    if not osc_bundle.OscBundle.dgram_is_bundle(data):
         if len(out) >= MAX_MESSAGES:
             raise MalformedDatagram(f"datagram holds more than {MAX_MESSAGES} messages")
         out.append(decode_message(data))
         return
     if depth >= MAX_BUNDLE_DEPTH:
         raise MalformedDatagram(f"bundles nested deeper than {MAX_BUNDLE_DEPTH}")
-    pos = 16  # "#bundle\0" + 8-byte time tag (ignored: requests run as soon as they arrive)
     _need(data, 8, 8, "bundle time tag")
+    pos = 16  # "#bundle\0" + 8-byte time tag (ignored: requests run as soon as they arrive)
     while pos < len(data):
         _need(data, pos, 4, "bundle element size")
         size = _INT.unpack_from(data, pos)[0]
@@ -174,77 +201,39 @@ def _decode_into(data: bytes, out: list[Message], depth: int) -> None:
 
 # ----------------------------------------------------------------------- encoding
 
-def _pad(raw: bytes) -> bytes:
-    return raw + b"\x00" * (4 - len(raw) % 4)
-
-
-def encode_string(text: str) -> bytes:
-    """An OSC string: UTF-8, NUL-terminated, padded to 4 bytes."""
-    return _pad(text.encode("utf-8"))
-
-
 def encode(address: str, args: Sequence[Any] = (), tags: str | None = None) -> bytes:
-    """Encode one OSC message.
+    """Build one OSC message with python-osc's OscMessageBuilder.
 
-    Types follow the Python values (bool ``T``/``F``, int ``i`` or ``h`` beyond 32
-    bits, float ``f``, str ``s``, bytes ``b``, None ``N``) unless ``tags`` gives one
-    character per argument (``i``, ``f``, ``s``, ``h``, ``d``, ``T``, ``F``...).
-    The body is packed with a single ``struct.pack`` call (a clip's note list is the
-    hot path of every reply).
+    Types follow the Python values (python-osc's guess: bool ``T``/``F``, int ``i`` or
+    ``h`` beyond 32 bits, float ``f``, str ``s``, bytes ``b``, None ``N``) unless
+    ``tags`` gives one character per argument.
     """
+    builder = OscMessageBuilder(address)
     if tags is None:
-        tags = "".join(_tag_of(v) for v in args)
-    elif len(tags) != len(args):
-        raise ValueError(f"{len(tags)} type tags for {len(args)} arguments")
-    fmt: list[str] = [">"]
-    values: list[Any] = []
-    for tag, value in zip(tags, args):
-        if tag == "i":
-            fmt.append("i")
-            values.append(int(value))
-        elif tag == "f":
-            fmt.append("f")
-            values.append(float(value))
-        elif tag in "sS":
-            raw = str(value).encode("utf-8")
-            fmt.append(f"{(len(raw) + 4) & ~3}s")  # NUL-terminated, padded to 4 bytes
-            values.append(raw)
-        elif tag == "h":
-            fmt.append("q")
-            values.append(int(value))
-        elif tag == "d":
-            fmt.append("d")
-            values.append(float(value))
-        elif tag == "b":
-            blob = bytes(value)
-            fmt.append(f"i{(len(blob) + 3) & ~3}s")
-            values += (len(blob), blob)
-        elif tag not in "TFNI":
-            raise ValueError(f"type tag {tag!r} cannot be encoded")
-    return encode_string(address) + encode_string("," + tags) + struct.pack("".join(fmt), *values)
-
-
-def _tag_of(value: Any) -> str:
-    if value is True:
-        return "T"
-    if value is False:
-        return "F"
-    if value is None:
-        return "N"
-    if isinstance(value, int):
-        return "i" if -(2**31) <= value < 2**31 else "h"
-    if isinstance(value, float):
-        return "f"
-    if isinstance(value, str):
-        return "s"
-    if isinstance(value, (bytes, bytearray)):
-        return "b"
-    raise TypeError(f"{type(value).__name__} {value!r} has no OSC type (allowed: bool, int, float, str, bytes, None)")
+        for value in args:
+            builder.add_arg(value)
+    else:
+        if len(tags) != len(args):
+            raise ValueError(f"{len(tags)} type tags for {len(args)} arguments")
+        for tag, value in zip(tags, args):
+            if tag == "i" or tag == "h":
+                value = int(value)
+            elif tag == "f" or tag == "d":
+                value = float(value)
+            elif tag == "s":
+                value = str(value)
+            elif tag in "TF":
+                value = tag == "T"
+            builder.add_arg(value, tag)
+    try:
+        return builder.build().dgram
+    except BuildError as exc:
+        raise ValueError(f"cannot build {address}: {exc}") from None
 
 
 def encode_bundle(messages: Sequence[bytes]) -> bytes:
     """A bundle (time tag "immediately") holding already encoded messages."""
-    parts = [_BUNDLE_TAG, _INT64.pack(1)]
+    parts = [_BUNDLE_TAG, struct.pack(">q", 1)]
     for m in messages:
         parts.append(_INT.pack(len(m)))
         parts.append(m)

@@ -27,26 +27,23 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.errors import BridgeError, RequestError
-from engine import __version__
+from engine import __version__, limits
 from engine.errors import EngineError
 from engine.mdp import styles
 from engine.music import theory, tokens
 
 PREFIX = "/qriff"
 
-# Limits shared with the CLI (engine/commands/options.py), repeated here so that the
-# bridge does not need argparse; test_bridge_protocol checks that they agree.
-MAX_BARS = 16
-MAX_TEMPERATURE = 5.0
-#: Variations per request, Magenta Studio's range (bounds the reply volume of one request).
+# Limits of clips and rendering are the engine's (engine.limits, shared with the CLI and
+# the Python API); these are the bridge's own.
+#: Variations per request, Magenta Studio's range (bounds the reply volume of one request;
+#: at most limits.MAX_COUNT).
 MAX_VARIATIONS = 16
 MAX_SEED = 2**31 - 1
 MAX_LIVE_INDEX = 999
-RENDER_FORMATS = ("wav", "flac")
-SAMPLE_RATES = (22050, 32000, 44100, 48000, 88200, 96000)
 #: A clip name from the network: a plain file name inside the output folder.
 CLIP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -88,13 +85,51 @@ class Property:
 
 @dataclass(frozen=True)
 class Method:
-    """A request address: fixed ``args`` after the id, then ``options`` as key/value pairs."""
+    """A request address: fixed ``args`` after the id, then ``options`` as key/value pairs.
+
+    ``handler(ctx, request)`` answers it (see :class:`Context`), as a handler given to
+    python-osc's ``Dispatcher.map`` answers its address.
+    """
 
     address: str
     doc: str
+    handler: Callable[[Context, Request], None]
     args: tuple[Arg, ...] = ()
     options: tuple[str, ...] = ()
     replies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as its handler sees it: the address, the id (and its OSC type tag), the
+    arguments after the id, the options parsed from them, who sent it and the reply port
+    it asked for (None: the session default, else the sender's port)."""
+
+    address: str
+    rid: Any
+    rtag: str
+    args: tuple[Any, ...]
+    options: dict[str, Any]
+    sender: tuple[str, int]
+    reply_port: int | None = None
+
+
+class Context(Protocol):
+    """What a handler may use of the server: its session defaults, replies and the job queue."""
+
+    session: dict[str, Any]
+
+    def reply(self, request: Request, address: str, *args: Any) -> None:
+        """Send ``address id args...`` to the requester."""
+
+    def read(self, name: str) -> Any:
+        """The value of a read-only property."""
+
+    def models(self) -> list[str]:
+        """Model ids for ``/qriff/list/models``."""
+
+    def enqueue(self, kind: str, request: Request, params: dict[str, Any]) -> None:
+        """Queue a generate, render or push job (BridgeError ``busy`` when the queue is full)."""
 
 
 @dataclass(frozen=True)
@@ -258,9 +293,10 @@ def _choice_parser(name: str, choices: Sequence[str]) -> Callable[[Any], str]:
 
 
 def _sample_rate(value: Any) -> int:
-    rate = as_int("sample_rate", value, min(SAMPLE_RATES), max(SAMPLE_RATES))
-    if rate not in SAMPLE_RATES:
-        raise _bad("sample_rate", value, "one of " + ", ".join(map(str, SAMPLE_RATES)))
+    rates = limits.SAMPLE_RATES
+    rate = as_int("sample_rate", value, min(rates), max(rates))
+    if rate not in rates:
+        raise _bad("sample_rate", value, "one of " + ", ".join(map(str, rates)))
     return rate
 
 
@@ -298,16 +334,19 @@ PROPERTIES_R: tuple[Property, ...] = (
 
 #: Writable properties: the session defaults that generate/render/push fall back on.
 PROPERTIES_RW: tuple[Property, ...] = (
-    Property("key", "n", "C", "tonic: C, C#/Db ... B, or pitch class 0-11", parse_key),
-    Property("scale", "n", "major", "scale or mode name, or its index in /qriff/list/scales", parse_scale),
-    Property("bars", "i", 4, f"clip length in bars, 1-{MAX_BARS}", _int_parser("bars", 1, MAX_BARS)),
-    Property("tempo", "f", 120.0, "beats per minute, 20-300", _float_parser("tempo", 20.0, 300.0)),
-    Property("time_signature", "s", "4/4", "metre: 4/4, 3/4, 2/4, 6/8", parse_time_signature),
+    Property("key", "n", limits.DEFAULT_KEY, "tonic: C, C#/Db ... B, or pitch class 0-11", parse_key),
+    Property("scale", "n", limits.DEFAULT_SCALE, "scale or mode name, or its index in /qriff/list/scales", parse_scale),
+    Property("bars", "i", limits.DEFAULT_BARS, f"clip length in bars, 1-{limits.MAX_BARS}",
+             _int_parser("bars", 1, limits.MAX_BARS)),
+    Property("tempo", "f", limits.DEFAULT_TEMPO, f"beats per minute, {limits.MIN_TEMPO:g}-{limits.MAX_TEMPO:g}",
+             _float_parser("tempo", limits.MIN_TEMPO, limits.MAX_TEMPO)),
+    Property("time_signature", "s", "{}/{}".format(*limits.DEFAULT_TIME_SIGNATURE), "metre: 4/4, 3/4, 2/4, 6/8", parse_time_signature),
     Property("chords", "s", "", "one chord per bar, looping: \"C G Am F\", C|G|Am|F, I-V-vi-IV; none = default",
              parse_chords),
     Property("style", "n", styles.DEFAULT_STYLE, "preset name or index, term=w pairs, or both", parse_style),
-    Property("temperature", "f", 1.0, f"sampling temperature, 0 (greedy) to {MAX_TEMPERATURE:g}",
-             _float_parser("temperature", 0.0, MAX_TEMPERATURE)),
+    Property("temperature", "f", limits.DEFAULT_TEMPERATURE,
+             f"sampling temperature, 0 (greedy) to {limits.MAX_TEMPERATURE:g}",
+             _float_parser("temperature", 0.0, limits.MAX_TEMPERATURE)),
     Property("seed", "i", -1, f"random seed 0-{MAX_SEED}; -1 = a new seed for every request (reported in begin)",
              _int_parser("seed", -1, MAX_SEED)),
     Property("variations", "i", 1, f"clips per request, 1-{MAX_VARIATIONS}",
@@ -321,11 +360,11 @@ PROPERTIES_RW: tuple[Property, ...] = (
              _int_parser("live_track", -1, MAX_LIVE_INDEX)),
     Property("live_slot", "i", 0, f"first Session clip slot (scene) to fill, 0-{MAX_LIVE_INDEX}",
              _int_parser("live_slot", 0, MAX_LIVE_INDEX)),
-    Property("preset", "s", "studio", "render preset (see /qriff/list/presets)", _render_preset, option=False),
-    Property("format", "s", "wav", "render file format: wav or flac", _choice_parser("format", RENDER_FORMATS),
-             option=False),
-    Property("sample_rate", "i", 44100, "render sample rate: " + ", ".join(map(str, SAMPLE_RATES)),
-             _sample_rate, option=False),
+    Property("preset", "s", limits.DEFAULT_PRESET, "render preset (see /qriff/list/presets)", _render_preset, option=False),
+    Property("format", "s", limits.DEFAULT_AUDIO_FORMAT, "render file format: " + " or ".join(limits.AUDIO_FORMATS),
+             _choice_parser("format", tuple(limits.AUDIO_FORMATS)), option=False),
+    Property("sample_rate", "i", limits.DEFAULT_SAMPLE_RATE,
+             "render sample rate: " + ", ".join(map(str, limits.SAMPLE_RATES)), _sample_rate, option=False),
 )
 
 PROPERTIES: dict[str, Property] = {p.name: p for p in (*PROPERTIES_R, *PROPERTIES_RW)}
@@ -344,20 +383,83 @@ LISTS: dict[str, str] = {
 _ID = Arg("id", "*", "request id, echoed in every reply")
 _GEN_OPTIONS = tuple(p.name for p in PROPERTIES_RW if p.option) + ("primer",)
 
+# ------------------------------------------------------------------- handlers
+
+def check_chords(params: Mapping[str, Any]) -> None:
+    """Chords must fit the request's key and scale (they are parsed against them)."""
+    if params.get("chords"):
+        try:
+            theory.parse_progression(params["chords"], params["key"], params["scale"])
+        except EngineError as exc:
+            raise RequestError(f"chords: {exc}", code="bad_value") from None
+
+
+def _no_args(request: Request) -> None:
+    if request.args:
+        raise RequestError(f"{request.address} takes only the request id (and optionally reply_port N), "
+                           f"got {len(request.args)} more values")
+
+
+def ping(ctx: Context, request: Request) -> None:
+    """``/qriff/ping id`` -> ``/qriff/pong id version``."""
+    ctx.reply(request, f"{PREFIX}/pong", __version__)
+
+
+def generate(ctx: Context, request: Request) -> None:
+    """Options over the session defaults; chords checked now; the job waits for a worker."""
+    params = resolve(request.options, ctx.session)
+    check_chords(params)
+    ctx.enqueue("generate", request, params)
+
+
+def render(ctx: Context, request: Request) -> None:
+    ctx.enqueue("render", request, resolve(request.options, ctx.session))
+
+
+def live_push(ctx: Context, request: Request) -> None:
+    ctx.enqueue("push", request, resolve(request.options, ctx.session))
+
+
+def get_property(ctx: Context, request: Request, prop: Property) -> None:
+    """``/qriff/get/<name> id`` -> the same address with ``id value``."""
+    _no_args(request)
+    value = ctx.session[prop.name] if prop.writable else ctx.read(prop.name)
+    ctx.reply(request, request.address, value)
+
+
+def set_property(ctx: Context, request: Request, prop: Property) -> None:
+    """``/qriff/set/<name> id value``: checked, stored as the session default, echoed canonical."""
+    if len(request.args) != 1:
+        raise RequestError(f"{request.address} takes the id and one value, got {len(request.args)} values after "
+                           f"the id (e.g. {request.address} 1 {prop.default})")
+    assert prop.parse is not None
+    value = prop.parse(request.args[0])
+    if prop.name == "chords":
+        check_chords({**ctx.session, "chords": value})
+    ctx.session[prop.name] = value
+    ctx.reply(request, request.address, value)
+
+
+def list_property(ctx: Context, request: Request, name: str) -> None:
+    """``/qriff/list/<name> id`` -> ``id item item ...``."""
+    _no_args(request)
+    ctx.reply(request, request.address, *list_items(name, ctx.models()))
+
+
 #: Requests.
 METHODS: tuple[Method, ...] = (
-    Method(f"{PREFIX}/ping", "liveness check", options=("reply_port",), replies=(f"{PREFIX}/pong",)),
+    Method(f"{PREFIX}/ping", "liveness check", ping, options=("reply_port",), replies=(f"{PREFIX}/pong",)),
     Method(f"{PREFIX}/generate",
            "generate clips; every option falls back on the session default; primer = a clip file name in the "
            "output folder to continue from",
-           options=_GEN_OPTIONS,
+           generate, options=_GEN_OPTIONS,
            replies=(f"{PREFIX}/clip/begin", f"{PREFIX}/clip/track", f"{PREFIX}/clip/notes", f"{PREFIX}/clip/end",
                     f"{PREFIX}/live/pushed")),
     Method(f"{PREFIX}/render", "render a clip of the output folder to audio stems (default: the last clip)",
-           options=("clip", "preset", "format", "sample_rate", "reply_port"),
+           render, options=("clip", "preset", "format", "sample_rate", "reply_port"),
            replies=(f"{PREFIX}/render/stem", f"{PREFIX}/render/end")),
     Method(f"{PREFIX}/live/push", "put a clip of the output folder into an Ableton Live clip slot (via AbletonOSC)",
-           options=("clip", "track", "slot", "reply_port"), replies=(f"{PREFIX}/live/pushed",)),
+           live_push, options=("clip", "track", "slot", "reply_port"), replies=(f"{PREFIX}/live/pushed",)),
 )
 
 #: Replies, after the echoed id.

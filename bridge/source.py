@@ -1,8 +1,8 @@
 """Where the bridge gets its clips: the :class:`ClipSource` protocol and the real policy.
 
 The server only needs an object with ``generate(...) -> list[Clip]`` (the signature of
-:meth:`engine.runtime.policy.Policy.generate`), a ``model_id`` and the list of models it can
-switch to. :class:`PolicySource` is the production source: the onnxruntime policy,
+:meth:`engine.runtime.policy.Policy.generate`), a ``model_id`` and the list of models it serves.
+:class:`PolicySource` is the production source: the onnxruntime policy,
 loaded once (lazily, so ``qriff serve --help`` stays fast).
 """
 
@@ -29,11 +29,7 @@ class ClipSource(Protocol):
         ...
 
     def models(self) -> list[str]:
-        """Model ids :meth:`select` accepts (``/qriff/list/models``)."""
-        ...
-
-    def select(self, model: str) -> None:
-        """Switch to another model from :meth:`models`; EngineError if it is unknown."""
+        """Model ids the server can generate with (``/qriff/list/models``)."""
         ...
 
     def generate(self, key: str = "C", scale: str = "major", bars: int = 4, count: int = 1, seed: int = 0,
@@ -77,34 +73,14 @@ class PolicySource:
     def model_id(self) -> str:
         if self._policy is None:
             return str(self._path or "default")
-        info = getattr(self._policy, "info", None)
-        value = getattr(info, "model_id", None) or getattr(self._policy, "model_id", None)
-        return str(value) if value else str(self._path or "default")
+        return str(self._policy.info.model_id)
 
     def models(self) -> list[str]:
-        try:
-            from engine.runtime import policy as policy_module
-        except ImportError:
-            return [self.model_id]
-        lister = getattr(policy_module, "available_models", None) or getattr(policy_module, "list_models", None)
-        if lister is None:
-            return [self.model_id]
-        found = [str(m) for m in lister()]
-        return found or [self.model_id]
+        """The loaded model first, then every other model engine.available_models() finds."""
+        from engine import available_models
 
-    def select(self, model: str) -> None:
-        from engine.errors import ModelError
-
-        if model not in self.models():
-            raise ModelError(f"model {model!r} is not known: allowed are {', '.join(self.models())} "
-                             "(see /qriff/list/models)")
-        if model == self.model_id:
-            return
-        from engine import Policy
-
-        with self._lock:
-            self._policy = Policy.load(model)
-            self._path = Path(model) if Path(model).exists() else self._path
+        ids = [self.model_id] + [entry.model_id for entry in available_models()]
+        return list(dict.fromkeys(ids))
 
     def generate(self, **kwargs: Any) -> list[Clip]:
         return list(self.policy.generate(**kwargs))

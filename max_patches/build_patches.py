@@ -49,20 +49,22 @@ class MaxPatch:
         return self.add("newobj", x, y, w or max(40, 7.5 * len(text) + 12), 22, text=text, inlets=inlets,
                         outlets=outlets)
 
-    def msg(self, text: str, x: float, y: float, w: float | None = None) -> str:
-        return self.add("message", x, y, w or max(40, 7 * len(text) + 12), 22, text=text, inlets=2, outlets=1)
+    def msg(self, text: str, x: float, y: float, w: float | None = None, **attrs: Any) -> str:
+        return self.add("message", x, y, w or max(40, 7 * len(text) + 12), 22, text=text, inlets=2, outlets=1,
+                        **attrs)
 
-    def comment(self, text: str, x: float, y: float, w: float = 300) -> str:
-        return self.add("comment", x, y, w, 20, text=text, inlets=1, outlets=0)
+    def comment(self, text: str, x: float, y: float, w: float = 300, **attrs: Any) -> str:
+        return self.add("comment", x, y, w, 20, text=text, inlets=1, outlets=0, **attrs)
 
     def connect(self, src: str, outlet: int, dst: str, inlet: int) -> None:
         self.lines.append({"patchline": {"source": [src, outlet], "destination": [dst, inlet]}})
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, presentation: bool = False) -> dict[str, Any]:
         return {"patcher": {
             "fileversion": 1,
             "appversion": {"major": 8, "minor": 5, "revision": 0, "architecture": "x64", "modernui": 1},
-            "classnamespace": "box", "rect": [80.0, 80.0, 1180.0, 760.0], "bglocked": 0, "openinpresentation": 0,
+            "classnamespace": "box", "rect": [80.0, 80.0, 1180.0, 760.0], "bglocked": 0,
+            "openinpresentation": int(presentation),
             "default_fontsize": 12.0, "default_fontface": 0, "default_fontname": "Arial", "gridonopen": 1,
             "gridsize": [15.0, 15.0], "gridsnaponopen": 1, "toolbarvisible": 1, "boxanimatetime": 200,
             "description": "qriff: generate melodies with qriff serve over OSC", "digest": "", "tags": "qriff osc",
@@ -83,51 +85,37 @@ def build_max(device: bool = False) -> dict[str, Any]:
     p.comment(f"Requests go to 127.0.0.1:{SERVER_PORT}; replies come back on port {REPLY_PORT}.", 20, 30, 520)
 
     # ---- controls -------------------------------------------------------------
-    p.comment("key", 20, 60, 60)
-    key = p.add("umenu", 20, 80, 70, 22, inlets=1, outlets=3, outlettype=["int", "", ""],
-                items=_menu_items(KEYS), parameter_enable=0)
-    p.comment("scale", 100, 60, 80)
-    scale = p.add("umenu", 100, 80, 130, 22, inlets=1, outlets=3, outlettype=["int", "", ""],
-                  items=_menu_items(SCALES), parameter_enable=0)
-    p.comment("style", 240, 60, 60)
-    style = p.add("umenu", 240, 80, 90, 22, inlets=1, outlets=3, outlettype=["int", "", ""],
-                  items=_menu_items(STYLES), parameter_enable=0)
-    p.comment("bars", 340, 60, 50)
-    bars = p.add("number", 340, 80, 50, 22, inlets=1, outlets=2, outlettype=["", "bang"], minimum=1, maximum=16)
-    p.comment("variations", 400, 60, 70)
-    variations = p.add("number", 400, 80, 50, 22, inlets=1, outlets=2, outlettype=["", "bang"], minimum=1,
-                       maximum=16)
-    p.comment("seed (-1 = new)", 470, 60, 100)
-    seed = p.add("number", 470, 80, 70, 22, inlets=1, outlets=2, outlettype=["", "bang"], minimum=-1)
-    p.comment("temperature 0-2", 560, 40, 110)
-    temp = p.add("dial", 570, 60, 40, 40, inlets=1, outlets=1, outlettype=["float"], size=201.0, mult=0.01,
-                 floatoutput=1)
-    temp_show = p.add("flonum", 620, 80, 50, 22, inlets=1, outlets=2, outlettype=["", "bang"], format=6)
-    p.connect(temp, 0, temp_show, 0)
-
+    if device:
+        key, scale, style, bars, variations, seed, temp = _live_controls(p)
+    else:
+        key, scale, style, bars, variations, seed, temp = _max_controls(p)
     load = p.obj("loadbang", 700, 60, 1, 1)
-    init = p.msg("0", 700, 90)
-    p.connect(load, 0, init, 0)
-    for menu in (key, scale, style):
-        p.connect(init, 0, menu, 0)
-    for box, value in ((bars, "4"), (variations, "1"), (seed, "-1"), (temp, "100")):
-        m = p.msg(value, 760 + 40 * (len(p.boxes) % 4), 90)
-        p.connect(load, 0, m, 0)
-        p.connect(m, 0, box, 0)
+    if not device:  # a device's parameters come back with the Live set (or their initial values)
+        init = p.msg("0", 700, 90)
+        p.connect(load, 0, init, 0)
+        for menu in (key, scale, style):
+            p.connect(init, 0, menu, 0)
+        for box, value in ((bars, "4"), (variations, "1"), (seed, "-1"), (temp, "100")):
+            m = p.msg(value, 760 + 40 * (len(p.boxes) % 4), 90)
+            p.connect(load, 0, m, 0)
+            p.connect(m, 0, box, 0)
 
     # ---- generate -------------------------------------------------------------
-    gen = p.add("button", 20, 140, 40, 40, inlets=1, outlets=1, outlettype=["bang"])
-    p.comment("generate", 65, 150, 80)
+    gen = p.add("button", 20, 140, 40, 40, inlets=1, outlets=1, outlettype=["bang"],
+                **_shown(device, 8, 100, 24, 24))
+    p.comment("generate", 65, 150, 80, **_shown(device, 36, 104, 60, 20))
     rid = p.obj("i", 20, 200, 2, 1)
     inc = p.obj("+ 1", 60, 230, 2, 1)
     p.connect(gen, 0, rid, 0)
     p.connect(rid, 0, inc, 0)
     p.connect(inc, 0, rid, 1)
-    pack = p.obj("pack 0 C major folk 4 1 -1 1.", 20, 270, 8, 1, w=560)
+    # a device sends menu indices (live.menu's left outlet), the Max patch the item names (umenu's middle one)
+    pack = p.obj("pack 0 0 0 0 4 1 -1 1." if device else "pack 0 C major folk 4 1 -1 1.", 20, 270, 8, 1, w=560)
     p.connect(rid, 0, pack, 0)
-    p.connect(key, 1, pack, 1)
-    p.connect(scale, 1, pack, 2)
-    p.connect(style, 1, pack, 3)
+    menu_out = 0 if device else 1
+    p.connect(key, menu_out, pack, 1)
+    p.connect(scale, menu_out, pack, 2)
+    p.connect(style, menu_out, pack, 3)
     p.connect(bars, 0, pack, 4)
     p.connect(variations, 0, pack, 5)
     p.connect(seed, 0, pack, 6)
@@ -155,7 +143,7 @@ def build_max(device: bool = False) -> dict[str, Any]:
               "/qriff/live/pushed", "/qriff/render/end", "/qriff/pong"]
     route = p.obj("route " + " ".join(routes), 20, 500, 2, len(routes) + 1, w=900)
     p.connect(recv, 0, route, 0)
-    status = p.msg("start qriff serve, then press generate", 20, 700, 640)
+    status = p.msg("start qriff serve, then press generate", 20, 700, 640, **_shown(device, 100, 100, 420, 22))
     p.comment("status", 670, 700, 60)
     for i, label in ((3, "clip ready"), (4, "error"), (5, "pushed to Live"), (6, "rendered"), (7, "connected")):
         pre = p.obj(f"prepend set {label}", 20 + 150 * (i - 3), 650, 1, 1)
@@ -165,7 +153,73 @@ def build_max(device: bool = False) -> dict[str, Any]:
         _live_api_section(p, route, status, load)
     else:
         _playback_section(p, route, load)
-    return p.to_json()
+    return p.to_json(presentation=device)
+
+
+def _shown(device: bool, x: float, y: float, w: float, h: float) -> dict[str, Any]:
+    """Attributes that put a box in the device's view (presentation mode); nothing for the Max patch."""
+    return {"presentation": 1, "presentation_rect": [float(x), float(y), float(w), float(h)]} if device else {}
+
+
+def _max_controls(p: MaxPatch) -> tuple[str, ...]:
+    """Max's own objects for the standalone patch: umenu, number, dial."""
+    p.comment("key", 20, 60, 60)
+    key = p.add("umenu", 20, 80, 70, 22, inlets=1, outlets=3, outlettype=["int", "", ""],
+                items=_menu_items(KEYS), parameter_enable=0)
+    p.comment("scale", 100, 60, 80)
+    scale = p.add("umenu", 100, 80, 130, 22, inlets=1, outlets=3, outlettype=["int", "", ""],
+                  items=_menu_items(SCALES), parameter_enable=0)
+    p.comment("style", 240, 60, 60)
+    style = p.add("umenu", 240, 80, 90, 22, inlets=1, outlets=3, outlettype=["int", "", ""],
+                  items=_menu_items(STYLES), parameter_enable=0)
+    p.comment("bars", 340, 60, 50)
+    bars = p.add("number", 340, 80, 50, 22, inlets=1, outlets=2, outlettype=["", "bang"], minimum=1, maximum=16)
+    p.comment("variations", 400, 60, 70)
+    variations = p.add("number", 400, 80, 50, 22, inlets=1, outlets=2, outlettype=["", "bang"], minimum=1,
+                       maximum=16)
+    p.comment("seed (-1 = new)", 470, 60, 100)
+    seed = p.add("number", 470, 80, 70, 22, inlets=1, outlets=2, outlettype=["", "bang"], minimum=-1)
+    p.comment("temperature 0-2", 560, 40, 110)
+    temp = p.add("dial", 570, 60, 40, 40, inlets=1, outlets=1, outlettype=["float"], size=201.0, mult=0.01,
+                 floatoutput=1)
+    temp_show = p.add("flonum", 620, 80, 50, 22, inlets=1, outlets=2, outlettype=["", "bang"], format=6)
+    p.connect(temp, 0, temp_show, 0)
+    return key, scale, style, bars, variations, seed, temp
+
+
+#: Live parameter types (``parameter_type``) and unit styles (``parameter_unitstyle``).
+_FLOAT, _INT, _ENUM = 0, 1, 2
+_UNIT_INT, _UNIT_FLOAT = 0, 1
+
+
+def _parameter(name: str, kind: int, initial: float, **valueof: Any) -> dict[str, Any]:
+    """A Live parameter: saved with the set, automatable, shown under ``name`` in Live."""
+    return {"parameter_enable": 1, "varname": name, "saved_attribute_attributes": {"valueof": {
+        "parameter_longname": name, "parameter_shortname": name, "parameter_type": kind,
+        "parameter_initial_enable": 1, "parameter_initial": [initial], **valueof}}}
+
+
+def _live_controls(p: MaxPatch) -> tuple[str, ...]:
+    """live.menu, live.numbox and live.dial with parameter_enable on: Live saves and automates them."""
+    boxes = []
+    for i, (name, items) in enumerate((("Key", KEYS), ("Scale", SCALES), ("Style", STYLES))):
+        x = 20 + 110 * i
+        boxes.append(p.add("live.menu", x, 80, 100, 15, inlets=1, outlets=3, outlettype=["", "", "float"],
+                           **_shown(True, 8 + 84 * i, 8, 80, 15),
+                           **_parameter(name, _ENUM, 0, parameter_enum=list(items), parameter_mmax=len(items) - 1)))
+    for i, (name, lo, hi, initial) in enumerate((("Bars", 1, 16, 4), ("Variations", 1, 16, 1),
+                                                 ("Seed", -1, 99999, -1))):
+        x = 360 + 70 * i
+        boxes.append(p.add("live.numbox", x, 80, 60, 15, inlets=1, outlets=2, outlettype=["", "float"],
+                           **_shown(True, 8 + 84 * i, 40, 80, 15),
+                           **_parameter(name, _INT, initial, parameter_mmin=lo, parameter_mmax=hi,
+                                        parameter_unitstyle=_UNIT_INT)))
+    boxes.append(p.add("live.dial", 580, 60, 44, 48, inlets=1, outlets=2, outlettype=["", "float"],
+                       **_shown(True, 260, 8, 44, 48),
+                       **_parameter("Temperature", _FLOAT, 1.0, parameter_mmin=0.0, parameter_mmax=2.0,
+                                    parameter_unitstyle=_UNIT_FLOAT)))
+    key, scale, style, bars, variations, seed, temp = boxes
+    return key, scale, style, bars, variations, seed, temp
 
 
 def _push_section(p: MaxPatch) -> str:
@@ -196,8 +250,8 @@ def _live_api_section(p: MaxPatch, route: str, status: str, load: str) -> None:
         pre = p.obj(f"prepend {selector}", 20 + 120 * outlet, 530, 1, 1)
         p.connect(route, outlet, pre, 0)
         p.connect(pre, 0, js, 0)
-    write = p.add("toggle", 520, 530, 24, 24, inlets=1, outlets=1, outlettype=["int"])
-    p.comment("write clips into Live", 548, 532, 150)
+    write = p.add("toggle", 520, 530, 24, 24, inlets=1, outlets=1, outlettype=["int"], **_shown(True, 8, 132, 18, 18))
+    p.comment("write clips into Live", 548, 532, 150, **_shown(True, 30, 131, 150, 20))
     on = p.msg("1", 520, 500)
     p.connect(load, 0, on, 0)
     p.connect(on, 0, write, 0)

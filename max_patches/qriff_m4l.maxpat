@@ -16,7 +16,7 @@
    760.0
   ],
   "bglocked": 0,
-  "openinpresentation": 0,
+  "openinpresentation": 1,
   "default_fontsize": 12.0,
   "default_fontface": 0,
   "default_fontname": "Arial",
@@ -65,328 +65,324 @@
    {
     "box": {
      "id": "obj-3",
-     "maxclass": "comment",
+     "maxclass": "live.menu",
      "numinlets": 1,
-     "numoutlets": 0,
+     "numoutlets": 3,
      "patching_rect": [
       20.0,
-      60.0,
-      60.0,
-      20.0
+      80.0,
+      100.0,
+      15.0
      ],
-     "text": "key"
+     "outlettype": [
+      "",
+      "",
+      "float"
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      8.0,
+      8.0,
+      80.0,
+      15.0
+     ],
+     "parameter_enable": 1,
+     "varname": "Key",
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Key",
+       "parameter_shortname": "Key",
+       "parameter_type": 2,
+       "parameter_initial_enable": 1,
+       "parameter_initial": [
+        0
+       ],
+       "parameter_enum": [
+        "C",
+        "Db",
+        "D",
+        "Eb",
+        "E",
+        "F",
+        "F#",
+        "G",
+        "Ab",
+        "A",
+        "Bb",
+        "B"
+       ],
+       "parameter_mmax": 11
+      }
+     }
     }
    },
    {
     "box": {
      "id": "obj-4",
-     "maxclass": "umenu",
+     "maxclass": "live.menu",
      "numinlets": 1,
      "numoutlets": 3,
      "patching_rect": [
-      20.0,
+      130.0,
       80.0,
-      70.0,
-      22.0
+      100.0,
+      15.0
      ],
      "outlettype": [
-      "int",
       "",
-      ""
+      "",
+      "float"
      ],
-     "items": [
-      "C",
-      ",",
-      "Db",
-      ",",
-      "D",
-      ",",
-      "Eb",
-      ",",
-      "E",
-      ",",
-      "F",
-      ",",
-      "F#",
-      ",",
-      "G",
-      ",",
-      "Ab",
-      ",",
-      "A",
-      ",",
-      "Bb",
-      ",",
-      "B"
+     "presentation": 1,
+     "presentation_rect": [
+      92.0,
+      8.0,
+      80.0,
+      15.0
      ],
-     "parameter_enable": 0
+     "parameter_enable": 1,
+     "varname": "Scale",
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Scale",
+       "parameter_shortname": "Scale",
+       "parameter_type": 2,
+       "parameter_initial_enable": 1,
+       "parameter_initial": [
+        0
+       ],
+       "parameter_enum": [
+        "major",
+        "natural_minor",
+        "harmonic_minor",
+        "melodic_minor",
+        "dorian",
+        "phrygian",
+        "lydian",
+        "mixolydian",
+        "locrian",
+        "major_pentatonic",
+        "minor_pentatonic",
+        "blues"
+       ],
+       "parameter_mmax": 11
+      }
+     }
     }
    },
    {
     "box": {
      "id": "obj-5",
-     "maxclass": "comment",
+     "maxclass": "live.menu",
      "numinlets": 1,
-     "numoutlets": 0,
+     "numoutlets": 3,
      "patching_rect": [
-      100.0,
-      60.0,
+      240.0,
       80.0,
-      20.0
+      100.0,
+      15.0
      ],
-     "text": "scale"
+     "outlettype": [
+      "",
+      "",
+      "float"
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      176.0,
+      8.0,
+      80.0,
+      15.0
+     ],
+     "parameter_enable": 1,
+     "varname": "Style",
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Style",
+       "parameter_shortname": "Style",
+       "parameter_type": 2,
+       "parameter_initial_enable": 1,
+       "parameter_initial": [
+        0
+       ],
+       "parameter_enum": [
+        "folk",
+        "hook",
+        "chorale",
+        "ambient"
+       ],
+       "parameter_mmax": 3
+      }
+     }
     }
    },
    {
     "box": {
      "id": "obj-6",
-     "maxclass": "umenu",
+     "maxclass": "live.numbox",
      "numinlets": 1,
-     "numoutlets": 3,
+     "numoutlets": 2,
      "patching_rect": [
-      100.0,
+      360.0,
       80.0,
-      130.0,
-      22.0
+      60.0,
+      15.0
      ],
      "outlettype": [
-      "int",
       "",
-      ""
+      "float"
      ],
-     "items": [
-      "major",
-      ",",
-      "natural_minor",
-      ",",
-      "harmonic_minor",
-      ",",
-      "melodic_minor",
-      ",",
-      "dorian",
-      ",",
-      "phrygian",
-      ",",
-      "lydian",
-      ",",
-      "mixolydian",
-      ",",
-      "locrian",
-      ",",
-      "major_pentatonic",
-      ",",
-      "minor_pentatonic",
-      ",",
-      "blues"
+     "presentation": 1,
+     "presentation_rect": [
+      8.0,
+      40.0,
+      80.0,
+      15.0
      ],
-     "parameter_enable": 0
+     "parameter_enable": 1,
+     "varname": "Bars",
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Bars",
+       "parameter_shortname": "Bars",
+       "parameter_type": 1,
+       "parameter_initial_enable": 1,
+       "parameter_initial": [
+        4
+       ],
+       "parameter_mmin": 1,
+       "parameter_mmax": 16,
+       "parameter_unitstyle": 0
+      }
+     }
     }
    },
    {
     "box": {
      "id": "obj-7",
-     "maxclass": "comment",
+     "maxclass": "live.numbox",
      "numinlets": 1,
-     "numoutlets": 0,
+     "numoutlets": 2,
      "patching_rect": [
-      240.0,
+      430.0,
+      80.0,
       60.0,
-      60.0,
-      20.0
+      15.0
      ],
-     "text": "style"
+     "outlettype": [
+      "",
+      "float"
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      92.0,
+      40.0,
+      80.0,
+      15.0
+     ],
+     "parameter_enable": 1,
+     "varname": "Variations",
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Variations",
+       "parameter_shortname": "Variations",
+       "parameter_type": 1,
+       "parameter_initial_enable": 1,
+       "parameter_initial": [
+        1
+       ],
+       "parameter_mmin": 1,
+       "parameter_mmax": 16,
+       "parameter_unitstyle": 0
+      }
+     }
     }
    },
    {
     "box": {
      "id": "obj-8",
-     "maxclass": "umenu",
+     "maxclass": "live.numbox",
      "numinlets": 1,
-     "numoutlets": 3,
+     "numoutlets": 2,
      "patching_rect": [
-      240.0,
+      500.0,
       80.0,
-      90.0,
-      22.0
+      60.0,
+      15.0
      ],
      "outlettype": [
-      "int",
       "",
-      ""
+      "float"
      ],
-     "items": [
-      "folk",
-      ",",
-      "hook",
-      ",",
-      "chorale",
-      ",",
-      "ambient"
+     "presentation": 1,
+     "presentation_rect": [
+      176.0,
+      40.0,
+      80.0,
+      15.0
      ],
-     "parameter_enable": 0
+     "parameter_enable": 1,
+     "varname": "Seed",
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Seed",
+       "parameter_shortname": "Seed",
+       "parameter_type": 1,
+       "parameter_initial_enable": 1,
+       "parameter_initial": [
+        -1
+       ],
+       "parameter_mmin": -1,
+       "parameter_mmax": 99999,
+       "parameter_unitstyle": 0
+      }
+     }
     }
    },
    {
     "box": {
      "id": "obj-9",
-     "maxclass": "comment",
+     "maxclass": "live.dial",
      "numinlets": 1,
-     "numoutlets": 0,
+     "numoutlets": 2,
      "patching_rect": [
-      340.0,
+      580.0,
       60.0,
-      50.0,
-      20.0
+      44.0,
+      48.0
      ],
-     "text": "bars"
+     "outlettype": [
+      "",
+      "float"
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      260.0,
+      8.0,
+      44.0,
+      48.0
+     ],
+     "parameter_enable": 1,
+     "varname": "Temperature",
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Temperature",
+       "parameter_shortname": "Temperature",
+       "parameter_type": 0,
+       "parameter_initial_enable": 1,
+       "parameter_initial": [
+        1.0
+       ],
+       "parameter_mmin": 0.0,
+       "parameter_mmax": 2.0,
+       "parameter_unitstyle": 1
+      }
+     }
     }
    },
    {
     "box": {
      "id": "obj-10",
-     "maxclass": "number",
-     "numinlets": 1,
-     "numoutlets": 2,
-     "patching_rect": [
-      340.0,
-      80.0,
-      50.0,
-      22.0
-     ],
-     "outlettype": [
-      "",
-      "bang"
-     ],
-     "minimum": 1,
-     "maximum": 16
-    }
-   },
-   {
-    "box": {
-     "id": "obj-11",
-     "maxclass": "comment",
-     "numinlets": 1,
-     "numoutlets": 0,
-     "patching_rect": [
-      400.0,
-      60.0,
-      70.0,
-      20.0
-     ],
-     "text": "variations"
-    }
-   },
-   {
-    "box": {
-     "id": "obj-12",
-     "maxclass": "number",
-     "numinlets": 1,
-     "numoutlets": 2,
-     "patching_rect": [
-      400.0,
-      80.0,
-      50.0,
-      22.0
-     ],
-     "outlettype": [
-      "",
-      "bang"
-     ],
-     "minimum": 1,
-     "maximum": 16
-    }
-   },
-   {
-    "box": {
-     "id": "obj-13",
-     "maxclass": "comment",
-     "numinlets": 1,
-     "numoutlets": 0,
-     "patching_rect": [
-      470.0,
-      60.0,
-      100.0,
-      20.0
-     ],
-     "text": "seed (-1 = new)"
-    }
-   },
-   {
-    "box": {
-     "id": "obj-14",
-     "maxclass": "number",
-     "numinlets": 1,
-     "numoutlets": 2,
-     "patching_rect": [
-      470.0,
-      80.0,
-      70.0,
-      22.0
-     ],
-     "outlettype": [
-      "",
-      "bang"
-     ],
-     "minimum": -1
-    }
-   },
-   {
-    "box": {
-     "id": "obj-15",
-     "maxclass": "comment",
-     "numinlets": 1,
-     "numoutlets": 0,
-     "patching_rect": [
-      560.0,
-      40.0,
-      110.0,
-      20.0
-     ],
-     "text": "temperature 0-2"
-    }
-   },
-   {
-    "box": {
-     "id": "obj-16",
-     "maxclass": "dial",
-     "numinlets": 1,
-     "numoutlets": 1,
-     "patching_rect": [
-      570.0,
-      60.0,
-      40.0,
-      40.0
-     ],
-     "outlettype": [
-      "float"
-     ],
-     "size": 201.0,
-     "mult": 0.01,
-     "floatoutput": 1
-    }
-   },
-   {
-    "box": {
-     "id": "obj-17",
-     "maxclass": "flonum",
-     "numinlets": 1,
-     "numoutlets": 2,
-     "patching_rect": [
-      620.0,
-      80.0,
-      50.0,
-      22.0
-     ],
-     "outlettype": [
-      "",
-      "bang"
-     ],
-     "format": 6
-    }
-   },
-   {
-    "box": {
-     "id": "obj-18",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -404,97 +400,7 @@
    },
    {
     "box": {
-     "id": "obj-19",
-     "maxclass": "message",
-     "numinlets": 2,
-     "numoutlets": 1,
-     "patching_rect": [
-      700.0,
-      90.0,
-      40.0,
-      22.0
-     ],
-     "outlettype": [
-      ""
-     ],
-     "text": "0"
-    }
-   },
-   {
-    "box": {
-     "id": "obj-20",
-     "maxclass": "message",
-     "numinlets": 2,
-     "numoutlets": 1,
-     "patching_rect": [
-      880.0,
-      90.0,
-      40.0,
-      22.0
-     ],
-     "outlettype": [
-      ""
-     ],
-     "text": "4"
-    }
-   },
-   {
-    "box": {
-     "id": "obj-21",
-     "maxclass": "message",
-     "numinlets": 2,
-     "numoutlets": 1,
-     "patching_rect": [
-      760.0,
-      90.0,
-      40.0,
-      22.0
-     ],
-     "outlettype": [
-      ""
-     ],
-     "text": "1"
-    }
-   },
-   {
-    "box": {
-     "id": "obj-22",
-     "maxclass": "message",
-     "numinlets": 2,
-     "numoutlets": 1,
-     "patching_rect": [
-      800.0,
-      90.0,
-      40.0,
-      22.0
-     ],
-     "outlettype": [
-      ""
-     ],
-     "text": "-1"
-    }
-   },
-   {
-    "box": {
-     "id": "obj-23",
-     "maxclass": "message",
-     "numinlets": 2,
-     "numoutlets": 1,
-     "patching_rect": [
-      840.0,
-      90.0,
-      40.0,
-      22.0
-     ],
-     "outlettype": [
-      ""
-     ],
-     "text": "100"
-    }
-   },
-   {
-    "box": {
-     "id": "obj-24",
+     "id": "obj-11",
      "maxclass": "button",
      "numinlets": 1,
      "numoutlets": 1,
@@ -506,12 +412,19 @@
      ],
      "outlettype": [
       "bang"
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      8.0,
+      100.0,
+      24.0,
+      24.0
      ]
     }
    },
    {
     "box": {
-     "id": "obj-25",
+     "id": "obj-12",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -521,12 +434,19 @@
       80.0,
       20.0
      ],
-     "text": "generate"
+     "text": "generate",
+     "presentation": 1,
+     "presentation_rect": [
+      36.0,
+      104.0,
+      60.0,
+      20.0
+     ]
     }
    },
    {
     "box": {
-     "id": "obj-26",
+     "id": "obj-13",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -544,7 +464,7 @@
    },
    {
     "box": {
-     "id": "obj-27",
+     "id": "obj-14",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -562,7 +482,7 @@
    },
    {
     "box": {
-     "id": "obj-28",
+     "id": "obj-15",
      "maxclass": "newobj",
      "numinlets": 8,
      "numoutlets": 1,
@@ -575,12 +495,12 @@
      "outlettype": [
       ""
      ],
-     "text": "pack 0 C major folk 4 1 -1 1."
+     "text": "pack 0 0 0 0 4 1 -1 1."
     }
    },
    {
     "box": {
-     "id": "obj-29",
+     "id": "obj-16",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -598,7 +518,7 @@
    },
    {
     "box": {
-     "id": "obj-30",
+     "id": "obj-17",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -616,7 +536,7 @@
    },
    {
     "box": {
-     "id": "obj-31",
+     "id": "obj-18",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -631,7 +551,7 @@
    },
    {
     "box": {
-     "id": "obj-32",
+     "id": "obj-19",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -649,7 +569,7 @@
    },
    {
     "box": {
-     "id": "obj-33",
+     "id": "obj-20",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 0,
@@ -664,7 +584,7 @@
    },
    {
     "box": {
-     "id": "obj-34",
+     "id": "obj-21",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -682,7 +602,7 @@
    },
    {
     "box": {
-     "id": "obj-35",
+     "id": "obj-22",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 9,
@@ -708,7 +628,7 @@
    },
    {
     "box": {
-     "id": "obj-36",
+     "id": "obj-23",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -721,12 +641,19 @@
      "outlettype": [
       ""
      ],
-     "text": "start qriff serve, then press generate"
+     "text": "start qriff serve, then press generate",
+     "presentation": 1,
+     "presentation_rect": [
+      100.0,
+      100.0,
+      420.0,
+      22.0
+     ]
     }
    },
    {
     "box": {
-     "id": "obj-37",
+     "id": "obj-24",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -741,7 +668,7 @@
    },
    {
     "box": {
-     "id": "obj-38",
+     "id": "obj-25",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -759,7 +686,7 @@
    },
    {
     "box": {
-     "id": "obj-39",
+     "id": "obj-26",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -777,7 +704,7 @@
    },
    {
     "box": {
-     "id": "obj-40",
+     "id": "obj-27",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -795,7 +722,7 @@
    },
    {
     "box": {
-     "id": "obj-41",
+     "id": "obj-28",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -813,7 +740,7 @@
    },
    {
     "box": {
-     "id": "obj-42",
+     "id": "obj-29",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -831,7 +758,7 @@
    },
    {
     "box": {
-     "id": "obj-43",
+     "id": "obj-30",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -849,7 +776,7 @@
    },
    {
     "box": {
-     "id": "obj-44",
+     "id": "obj-31",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -867,7 +794,7 @@
    },
    {
     "box": {
-     "id": "obj-45",
+     "id": "obj-32",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -885,7 +812,7 @@
    },
    {
     "box": {
-     "id": "obj-46",
+     "id": "obj-33",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -903,7 +830,7 @@
    },
    {
     "box": {
-     "id": "obj-47",
+     "id": "obj-34",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -921,7 +848,7 @@
    },
    {
     "box": {
-     "id": "obj-48",
+     "id": "obj-35",
      "maxclass": "toggle",
      "numinlets": 1,
      "numoutlets": 1,
@@ -933,12 +860,19 @@
      ],
      "outlettype": [
       "int"
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      8.0,
+      132.0,
+      18.0,
+      18.0
      ]
     }
    },
    {
     "box": {
-     "id": "obj-49",
+     "id": "obj-36",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -948,12 +882,19 @@
       150.0,
       20.0
      ],
-     "text": "write clips into Live"
+     "text": "write clips into Live",
+     "presentation": 1,
+     "presentation_rect": [
+      30.0,
+      131.0,
+      150.0,
+      20.0
+     ]
     }
    },
    {
     "box": {
-     "id": "obj-50",
+     "id": "obj-37",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -971,7 +912,7 @@
    },
    {
     "box": {
-     "id": "obj-51",
+     "id": "obj-38",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -989,7 +930,7 @@
    },
    {
     "box": {
-     "id": "obj-52",
+     "id": "obj-39",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1008,7 +949,7 @@
    },
    {
     "box": {
-     "id": "obj-53",
+     "id": "obj-40",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1026,7 +967,7 @@
    },
    {
     "box": {
-     "id": "obj-54",
+     "id": "obj-41",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1044,7 +985,7 @@
    },
    {
     "box": {
-     "id": "obj-55",
+     "id": "obj-42",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 0,
@@ -1059,7 +1000,7 @@
    },
    {
     "box": {
-     "id": "obj-56",
+     "id": "obj-43",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -1077,11 +1018,11 @@
    {
     "patchline": {
      "source": [
-      "obj-16",
+      "obj-11",
       0
      ],
      "destination": [
-      "obj-17",
+      "obj-13",
       0
      ]
     }
@@ -1089,115 +1030,7 @@
    {
     "patchline": {
      "source": [
-      "obj-18",
-      0
-     ],
-     "destination": [
-      "obj-19",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-19",
-      0
-     ],
-     "destination": [
-      "obj-4",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-19",
-      0
-     ],
-     "destination": [
-      "obj-6",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-19",
-      0
-     ],
-     "destination": [
-      "obj-8",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-18",
-      0
-     ],
-     "destination": [
-      "obj-20",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-20",
-      0
-     ],
-     "destination": [
-      "obj-10",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-18",
-      0
-     ],
-     "destination": [
-      "obj-21",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-21",
-      0
-     ],
-     "destination": [
-      "obj-12",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-18",
-      0
-     ],
-     "destination": [
-      "obj-22",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-22",
+      "obj-13",
       0
      ],
      "destination": [
@@ -1209,59 +1042,11 @@
    {
     "patchline": {
      "source": [
-      "obj-18",
+      "obj-14",
       0
      ],
      "destination": [
-      "obj-23",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-23",
-      0
-     ],
-     "destination": [
-      "obj-16",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-24",
-      0
-     ],
-     "destination": [
-      "obj-26",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-26",
-      0
-     ],
-     "destination": [
-      "obj-27",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-27",
-      0
-     ],
-     "destination": [
-      "obj-26",
+      "obj-13",
       1
      ]
     }
@@ -1269,12 +1054,24 @@
    {
     "patchline": {
      "source": [
-      "obj-26",
+      "obj-13",
       0
      ],
      "destination": [
-      "obj-28",
+      "obj-15",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-3",
+      0
+     ],
+     "destination": [
+      "obj-15",
+      1
      ]
     }
    },
@@ -1282,22 +1079,10 @@
     "patchline": {
      "source": [
       "obj-4",
-      1
+      0
      ],
      "destination": [
-      "obj-28",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-6",
-      1
-     ],
-     "destination": [
-      "obj-28",
+      "obj-15",
       2
      ]
     }
@@ -1305,12 +1090,72 @@
    {
     "patchline": {
      "source": [
-      "obj-8",
-      1
+      "obj-5",
+      0
      ],
      "destination": [
-      "obj-28",
+      "obj-15",
       3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-6",
+      0
+     ],
+     "destination": [
+      "obj-15",
+      4
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-7",
+      0
+     ],
+     "destination": [
+      "obj-15",
+      5
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-8",
+      0
+     ],
+     "destination": [
+      "obj-15",
+      6
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-9",
+      0
+     ],
+     "destination": [
+      "obj-15",
+      7
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-15",
+      0
+     ],
+     "destination": [
+      "obj-16",
+      0
      ]
     }
    },
@@ -1321,32 +1166,8 @@
       0
      ],
      "destination": [
-      "obj-28",
-      4
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-12",
+      "obj-19",
       0
-     ],
-     "destination": [
-      "obj-28",
-      5
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-14",
-      0
-     ],
-     "destination": [
-      "obj-28",
-      6
      ]
     }
    },
@@ -1357,31 +1178,151 @@
       0
      ],
      "destination": [
+      "obj-20",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-17",
+      0
+     ],
+     "destination": [
+      "obj-20",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-19",
+      0
+     ],
+     "destination": [
+      "obj-20",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-21",
+      0
+     ],
+     "destination": [
+      "obj-22",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-22",
+      3
+     ],
+     "destination": [
+      "obj-25",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-25",
+      0
+     ],
+     "destination": [
+      "obj-23",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-22",
+      4
+     ],
+     "destination": [
+      "obj-26",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-26",
+      0
+     ],
+     "destination": [
+      "obj-23",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-22",
+      5
+     ],
+     "destination": [
+      "obj-27",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-27",
+      0
+     ],
+     "destination": [
+      "obj-23",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-22",
+      6
+     ],
+     "destination": [
       "obj-28",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-28",
+      0
+     ],
+     "destination": [
+      "obj-23",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-22",
       7
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-28",
-      0
      ],
      "destination": [
       "obj-29",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-18",
-      0
-     ],
-     "destination": [
-      "obj-32",
       0
      ]
     }
@@ -1393,7 +1334,7 @@
       0
      ],
      "destination": [
-      "obj-33",
+      "obj-23",
       0
      ]
     }
@@ -1401,11 +1342,35 @@
    {
     "patchline": {
      "source": [
+      "obj-22",
+      0
+     ],
+     "destination": [
+      "obj-31",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-31",
+      0
+     ],
+     "destination": [
       "obj-30",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-22",
+      1
      ],
      "destination": [
-      "obj-33",
+      "obj-32",
       0
      ]
     }
@@ -1417,7 +1382,43 @@
       0
      ],
      "destination": [
+      "obj-30",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-22",
+      2
+     ],
+     "destination": [
       "obj-33",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-33",
+      0
+     ],
+     "destination": [
+      "obj-30",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-22",
+      3
+     ],
+     "destination": [
+      "obj-34",
       0
      ]
     }
@@ -1429,6 +1430,30 @@
       0
      ],
      "destination": [
+      "obj-30",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-10",
+      0
+     ],
+     "destination": [
+      "obj-37",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-37",
+      0
+     ],
+     "destination": [
       "obj-35",
       0
      ]
@@ -1438,7 +1463,7 @@
     "patchline": {
      "source": [
       "obj-35",
-      3
+      0
      ],
      "destination": [
       "obj-38",
@@ -1453,7 +1478,7 @@
       0
      ],
      "destination": [
-      "obj-36",
+      "obj-30",
       0
      ]
     }
@@ -1461,8 +1486,8 @@
    {
     "patchline": {
      "source": [
-      "obj-35",
-      4
+      "obj-30",
+      0
      ],
      "destination": [
       "obj-39",
@@ -1477,18 +1502,6 @@
       0
      ],
      "destination": [
-      "obj-36",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-35",
-      5
-     ],
-     "destination": [
       "obj-40",
       0
      ]
@@ -1501,19 +1514,7 @@
       0
      ],
      "destination": [
-      "obj-36",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-35",
-      6
-     ],
-     "destination": [
-      "obj-41",
+      "obj-23",
       0
      ]
     }
@@ -1525,223 +1526,7 @@
       0
      ],
      "destination": [
-      "obj-36",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-35",
-      7
-     ],
-     "destination": [
       "obj-42",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-42",
-      0
-     ],
-     "destination": [
-      "obj-36",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-35",
-      0
-     ],
-     "destination": [
-      "obj-44",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-44",
-      0
-     ],
-     "destination": [
-      "obj-43",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-35",
-      1
-     ],
-     "destination": [
-      "obj-45",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-45",
-      0
-     ],
-     "destination": [
-      "obj-43",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-35",
-      2
-     ],
-     "destination": [
-      "obj-46",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-46",
-      0
-     ],
-     "destination": [
-      "obj-43",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-35",
-      3
-     ],
-     "destination": [
-      "obj-47",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-47",
-      0
-     ],
-     "destination": [
-      "obj-43",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-18",
-      0
-     ],
-     "destination": [
-      "obj-50",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-50",
-      0
-     ],
-     "destination": [
-      "obj-48",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-48",
-      0
-     ],
-     "destination": [
-      "obj-51",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-51",
-      0
-     ],
-     "destination": [
-      "obj-43",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-43",
-      0
-     ],
-     "destination": [
-      "obj-52",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-52",
-      0
-     ],
-     "destination": [
-      "obj-53",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-53",
-      0
-     ],
-     "destination": [
-      "obj-36",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-54",
-      0
-     ],
-     "destination": [
-      "obj-55",
       0
      ]
     }

@@ -269,7 +269,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                    seed=args.seed)
     res.notes.append(f"DQN config: {json.dumps(asdict(cfg), sort_keys=True)}")
     if args.out:
-        from engine.music.clip import atomic_write
+        from engine import atomic_write
 
         base = Path(args.out)
         atomic_write(base.with_suffix(".md"), lambda p: Path(p).write_text(res.table() + "\n"))

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine import atomic_write
 from engine.learn import rl
-from engine.music.clip import atomic_write
 from recommender.dataset import Interactions
 from recommender.errors import ConfigError
 from recommender.model import NetConfig, SeqQNet

@@ -20,12 +20,15 @@ sample 0 is beat 0 of the clip. Three implementations:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import logging
 import os
 import re
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +65,10 @@ def note_samples(track: Track, tempo: float, sample_rate: int) -> tuple[np.ndarr
     A note at ``b`` beats starts at sample ``round(b * 60 / tempo * sample_rate)``, so
     every instrument places onsets identically. Arrays are int64, sorted by start.
     """
-    spb = 60.0 / float(tempo) * sample_rate
+    samples_per_beat = 60.0 / float(tempo) * sample_rate
     notes = sorted(track.notes, key=lambda n: (n.start, n.pitch))
-    starts = np.array([int(round(n.start * spb)) for n in notes], dtype=np.int64)
-    ends = np.array([int(round((n.start + n.duration) * spb)) for n in notes], dtype=np.int64)
+    starts = np.array([int(round(n.start * samples_per_beat)) for n in notes], dtype=np.int64)
+    ends = np.array([int(round((n.start + n.duration) * samples_per_beat)) for n in notes], dtype=np.int64)
     pitches = np.array([n.pitch for n in notes], dtype=np.int64)
     vels = np.array([n.velocity for n in notes], dtype=np.int64)
     return starts, np.maximum(1, ends - starts), pitches, vels
@@ -279,28 +282,54 @@ def load_vst3(path: str, mtime: float) -> Any:
 
     log.info("loading VST3 plugin %s", path)
     _quiet_plugin_teardown()
-    _hide_midi_cc_parameters()
     try:
-        return pedalboard.load_plugin(path)
+        with midi_cc_parameters_hidden():
+            return pedalboard.load_plugin(path)
     except Exception as exc:  # pedalboard raises ImportError or RuntimeError with JUCE's reason
         raise InstrumentError(f"VST3 plugin {path!r} could not be loaded: {str(exc).splitlines()[0]}") from None
 
 
-@functools.cache
-def _hide_midi_cc_parameters() -> None:
-    """Hide the 16 x 130 ``MIDI Ch. N CC M`` parameters that DPF-built instruments expose.
+#: The per-channel MIDI CC parameters DPF-built plugins expose (``MIDI Ch. 1 CC 0`` ...).
+MIDI_CC_PARAMETER = re.compile(r"MIDI Ch\. \d+ CC \d+$")
+#: pedalboard's module-level set of parameter-name patterns it does not wrap (0.9.x).
+PEDALBOARD_IGNORE_LIST = "PARAMETER_NAME_REGEXES_TO_IGNORE"
+_IGNORE_LOCK = threading.RLock()
 
-    pedalboard already skips JUCE's ``MIDI CC`` pseudo-parameters but wraps DPF's one by
-    one, which makes such an instrument take ~30 s to load; with them hidden it takes
-    about a second. Nobody sets a MIDI CC through a parameter here, so nothing is lost.
-    (This extends a pedalboard module-level list; without it loading is only slower.)
+
+@contextlib.contextmanager
+def midi_cc_parameters_hidden() -> Iterator[None]:
+    """Inside the block, pedalboard does not wrap DPF's 16 x 130 MIDI CC parameters.
+
+    VST3 instruments built with DPF (JUCE and others do the same) report every MIDI CC
+    of every channel as a parameter. pedalboard wraps each parameter of a plugin in a
+    Python object, probing its values, the first time the parameters are listed: for
+    these 2,080 that takes ~30 s; without them, about a second. pedalboard 0.9 has no
+    public option for this (``load_plugin`` takes a path, initial values, a plugin name
+    and a timeout); it skips names matching the patterns in the module-level set
+    ``pedalboard._pedalboard.PARAMETER_NAME_REGEXES_TO_IGNORE``, which holds JUCE's
+    ``MIDI CC`` but not DPF's form. So qriff adds its pattern to that set for the
+    duration of a load or a parameter change, and takes it out again, so that other
+    pedalboard users in the process see the set as pedalboard left it. qriff never sets
+    a MIDI CC through a parameter, so nothing is lost. If pedalboard renames the set,
+    loading still works (slowly), a warning says so, and
+    ``tests/engine/audio/test_pedalboard_workaround.py`` fails.
     """
-    try:
-        from pedalboard import _pedalboard
+    from pedalboard import _pedalboard
 
-        _pedalboard.PARAMETER_NAME_REGEXES_TO_IGNORE.add(re.compile(r"MIDI Ch\. \d+ CC \d+$"))
-    except (ImportError, AttributeError):
-        log.debug("pedalboard has no parameter ignore list: DPF instruments load slowly")
+    ignored = getattr(_pedalboard, PEDALBOARD_IGNORE_LIST, None)
+    if not isinstance(ignored, set):
+        log.warning("pedalboard %s has no %s: plugins with MIDI CC parameters load slowly",
+                    getattr(_pedalboard, "__version__", ""), PEDALBOARD_IGNORE_LIST)
+        yield
+        return
+    with _IGNORE_LOCK:
+        added = MIDI_CC_PARAMETER not in ignored
+        ignored.add(MIDI_CC_PARAMETER)
+        try:
+            yield
+        finally:
+            if added:
+                ignored.discard(MIDI_CC_PARAMETER)
 
 
 @functools.cache
@@ -343,16 +372,17 @@ def check_vst3_path(path: str | os.PathLike[str]) -> Path:
 
 def set_plugin_parameters(plugin: Any, params: dict[str, Any], what: str) -> None:
     """Set plugin parameters by pedalboard's snake_case names; InstrumentError naming the bad one."""
-    names = list(plugin.parameters)
-    for name, value in params.items():
-        if name not in plugin.parameters:
-            shown = [n for n in names if not n.startswith("midi_ch_")][:24]
-            raise InstrumentError(f"{what} has no parameter {name!r}: it has {', '.join(shown) or 'none'}"
-                                  + (" ..." if len(shown) < len(names) else ""))
-        try:
-            setattr(plugin, name, value)
-        except (ValueError, TypeError) as exc:
-            raise InstrumentError(f"{what}: parameter {name} = {value!r} is not allowed: {exc}") from None
+    with midi_cc_parameters_hidden():
+        names = list(plugin.parameters)
+        for name, value in params.items():
+            if name not in names:
+                shown = names[:24]
+                raise InstrumentError(f"{what} has no parameter {name!r}: it has {', '.join(shown) or 'none'}"
+                                      + (" ..." if len(shown) < len(names) else ""))
+            try:
+                setattr(plugin, name, value)
+            except (ValueError, TypeError) as exc:
+                raise InstrumentError(f"{what}: parameter {name} = {value!r} is not allowed: {exc}") from None
 
 
 class Vst3Instrument(Instrument):

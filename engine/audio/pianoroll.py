@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from engine.files import atomic_write
 from engine.music import theory
-from engine.music.clip import Clip, atomic_write
+from engine.music.clip import Clip
 
 #: Colours of the usual roles; other roles take the next colour of :data:`_CYCLE`.
 ROLE_COLOURS = {"lead": "#e4572e", "bass": "#2e86ab", "pad": "#59a96a"}
@@ -37,7 +38,6 @@ def draw_pianoroll(clip: Clip):  # noqa: ANN201 - a matplotlib Figure
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch, Rectangle
 
-    from engine.audio.render import clip_progression
 
     bars = max(1, int(clip.bars))
     width = min(22.0, max(7.0, 2.0 + 1.5 * bars))
@@ -68,7 +68,7 @@ def draw_pianoroll(clip: Clip):  # noqa: ANN201 - a matplotlib Figure
     for c in range(lo - lo % 12, hi + 1, 12):
         ax.axhline(c - 0.5, color="#eeeeee", linewidth=0.6, zorder=0)
     try:
-        chords = clip_progression(clip)
+        chords = clip.progression()
     except theory.TheoryError:
         chords = []
     if chords:

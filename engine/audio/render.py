@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,15 +32,12 @@ import numpy as np
 from engine.audio.effects import Preset, StemSettings, build_chain, chain_tail_seconds, load_preset
 from engine.audio.instruments import Instrument, default_instrument, parse_instrument_arg, resolve_instrument
 from engine.errors import EngineError
-from engine.music import theory
+from engine.files import StagedFiles
+from engine.music import limits
 from engine.music.clip import Clip, Note, Track
 
 log = logging.getLogger(__name__)
 
-#: Sample rates the renderer accepts (the CLI offers 44100 and 48000).
-SAMPLE_RATES = (22050, 32000, 44100, 48000, 88200, 96000)
-#: Output formats and the bit depths each supports.
-FORMATS = {"wav": ("16", "24", "32f"), "flac": ("16", "24")}
 #: Peak ceiling of the mix, in dBFS.
 CEILING_DB = -1.0
 #: Length of the fade at the very end of every file, in seconds (a cut tail never clicks).
@@ -127,14 +123,6 @@ class RenderResult:
 PAD_RANGE = (53, 72)
 
 
-def clip_progression(clip: Clip) -> list[theory.Chord]:
-    """The clip's chords (one per bar, looping), or the default progression in its key."""
-    if clip.chords:
-        return theory.parse_progression(list(clip.chords), clip.key, clip.scale)
-    numerals = "i VI III VII" if theory.is_minor_scale(clip.scale) else "I V vi IV"
-    return theory.parse_progression(numerals, clip.key, clip.scale)
-
-
 def voice_chord(pitch_classes: Sequence[int], previous: Sequence[int] | None,
                 low: int = PAD_RANGE[0], high: int = PAD_RANGE[1]) -> list[int]:
     """A voicing (sorted MIDI notes in ``[low, high]``) of up to four chord tones.
@@ -174,7 +162,7 @@ def chord_pad(clip: Clip, role: str = "pad", velocity: int = 70) -> Track:
     Notes shared by consecutive chords are tied into one long note, so the pad
     breathes only where the harmony moves. GM program 89 (warm pad).
     """
-    chords = clip_progression(clip)
+    chords = clip.progression()
     bar = clip.beats_per_bar
     sounding: dict[int, Note] = {}
     notes: list[Note] = []
@@ -265,14 +253,14 @@ def _bit_depth(value: str | int) -> str:
 
 
 def _check_options(sample_rate: int, fmt: str, bit_depth: str) -> None:
-    if int(sample_rate) not in SAMPLE_RATES:
+    if int(sample_rate) not in limits.SAMPLE_RATES:
         raise RenderError(f"sample rate {sample_rate} is not supported: allowed are "
-                          f"{', '.join(map(str, SAMPLE_RATES))} Hz")
-    if fmt not in FORMATS:
-        raise RenderError(f"format {fmt!r} is not supported: allowed are {', '.join(FORMATS)}")
-    if str(bit_depth) not in FORMATS[fmt]:
+                          f"{', '.join(map(str, limits.SAMPLE_RATES))} Hz")
+    if fmt not in limits.AUDIO_FORMATS:
+        raise RenderError(f"format {fmt!r} is not supported: allowed are {', '.join(limits.AUDIO_FORMATS)}")
+    if str(bit_depth) not in limits.AUDIO_FORMATS[fmt]:
         raise RenderError(f"bit depth {bit_depth!r} is not supported for {fmt}: allowed are "
-                          f"{', '.join(FORMATS[fmt])}" + (" (32f needs wav)" if fmt == "flac" else ""))
+                          f"{', '.join(limits.AUDIO_FORMATS[fmt])}" + (" (32f needs wav)" if fmt == "flac" else ""))
 
 
 def stem_names(tracks: Sequence[Track]) -> list[str]:
@@ -334,9 +322,9 @@ def _fade_end(audio: np.ndarray, sample_rate: int) -> None:
         audio[:, -n:] *= np.linspace(1.0, 0.0, n, dtype=np.float32)
 
 
-def render_audio(clip: Clip, *, preset: str | Preset = "studio",
+def render_audio(clip: Clip, *, preset: str | Preset = limits.DEFAULT_PRESET,
                  instruments: Mapping[str, str | Instrument] | Sequence[str] | None = None,
-                 sample_rate: int = 44100, pad: bool = False, quiet: bool = True,
+                 sample_rate: int = limits.DEFAULT_SAMPLE_RATE, pad: bool = False, quiet: bool = True,
                  on_stem: Callable[[str, np.ndarray], None] | None = None,
                  keep_premaster: bool = True) -> RenderedAudio:
     """Render ``clip`` to stems and a mix in memory (no files); see :func:`render_clip`.
@@ -348,8 +336,9 @@ def render_audio(clip: Clip, *, preset: str | Preset = "studio",
     """
     sample_rate = int(sample_rate)
     _check_options(sample_rate, "wav", "24")
-    if not 10.0 <= float(clip.tempo) <= 400.0:
-        raise RenderError(f"clip tempo {clip.tempo} bpm is out of range: allowed 10-400")
+    if not limits.MIN_FILE_TEMPO <= float(clip.tempo) <= limits.MAX_FILE_TEMPO:
+        raise RenderError(f"clip tempo {clip.tempo} bpm is out of range: allowed "
+                          f"{limits.MIN_FILE_TEMPO:g}-{limits.MAX_FILE_TEMPO:g}")
     chosen = _normalise_instruments(instruments)
     preset_obj = preset if isinstance(preset, Preset) else load_preset(preset)
     tracks = list(clip.tracks)
@@ -374,17 +363,17 @@ def render_audio(clip: Clip, *, preset: str | Preset = "studio",
         inst = resolve_instrument(spec) if spec is not None else default_instrument(track.role)
         plan.append((name, track, inst, settings))
 
-    spb = 60.0 / clip.tempo
+    seconds_per_beat = 60.0 / clip.tempo
     end_beats = max([clip.length_beats] + [t.end_beat for t in tracks])
     tail = max(inst.tail_for(track, sample_rate) + chain_tail_seconds(s.effects, clip.tempo)
                for _, track, inst, s in plan)
     tail += chain_tail_seconds(preset_obj.master.effects, clip.tempo)
-    total_beats = math.ceil(end_beats + tail / spb - 1e-9)
-    n_total = int(round(total_beats * spb * sample_rate))
+    total_beats = math.ceil(end_beats + tail / seconds_per_beat - 1e-9)
+    n_total = int(round(total_beats * seconds_per_beat * sample_rate))
     if n_total > MAX_SECONDS * sample_rate:
         raise RenderError(f"clip would render to {n_total / sample_rate / 60:.1f} minutes of audio: the limit is "
                           f"{MAX_SECONDS // 60} minutes (fewer bars, a faster tempo, or a shorter tail)")
-    clip_samples = int(round(clip.length_beats * spb * sample_rate))
+    clip_samples = int(round(clip.length_beats * seconds_per_beat * sample_rate))
 
     premaster = np.zeros((2, n_total), dtype=np.float32)
     stems: dict[str, np.ndarray] = {}
@@ -462,49 +451,35 @@ def _progress(total: int, quiet: bool):  # noqa: ANN202 - tqdm or None
 
 # ------------------------------------------------------------------------ output
 
-class _Staging:
-    """Files written under temporary names in ``out_dir``, renamed into place together."""
+class _OutputFolder(StagedFiles):
+    """The render's output folder: files staged in it appear together; on abort, a folder
+    this render created is removed again."""
 
-    def __init__(self, out_dir: Path):
-        self.out_dir = out_dir
-        self.created_dir = False
-        self.staged: list[tuple[Path, Path]] = []  # (temporary, final)
+    def __init__(self, folder: Path):
+        super().__init__(folder)
+        self.created = False
 
     def prepare(self) -> None:
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise RenderError(f"output folder {str(self.out_dir)!r} is a file: give a folder for the stems")
-        if not self.out_dir.exists():
+        if self.folder.exists() and not self.folder.is_dir():
+            raise RenderError(f"output folder {str(self.folder)!r} is a file: give a folder for the stems")
+        if not self.folder.exists():
             try:
-                self.out_dir.mkdir(parents=True)
+                self.folder.mkdir(parents=True)
             except OSError as exc:
-                raise RenderError(f"output folder {str(self.out_dir)!r} cannot be created: {exc.strerror}") from None
-            self.created_dir = True
-        if not os.access(self.out_dir, os.W_OK | os.X_OK):
+                raise RenderError(f"output folder {str(self.folder)!r} cannot be created: {exc.strerror}") from None
+            self.created = True
+        if not os.access(self.folder, os.W_OK | os.X_OK):
             self.abort()
-            raise RenderError(f"output folder {str(self.out_dir)!r} is not writable: choose another with --out")
-
-    def path(self, final_name: str) -> Path:
-        fd, tmp = tempfile.mkstemp(prefix=f".{final_name}.", suffix=".part", dir=self.out_dir)
-        os.close(fd)
-        final = self.out_dir / final_name
-        self.staged.append((Path(tmp), final))
-        return Path(tmp)
-
-    def commit(self) -> None:
-        for tmp, final in self.staged:
-            os.replace(tmp, final)
-        self.staged.clear()
+            raise RenderError(f"output folder {str(self.folder)!r} is not writable: choose another with --out")
 
     def abort(self) -> None:
-        for tmp, _ in self.staged:
-            tmp.unlink(missing_ok=True)
-        self.staged.clear()
-        if self.created_dir:
-            shutil.rmtree(self.out_dir, ignore_errors=True)
+        super().abort()
+        if self.created:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int, fmt: str = "wav",
-                bit_depth: str = "24") -> None:
+def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int,
+                fmt: str = limits.DEFAULT_AUDIO_FORMAT, bit_depth: str = limits.DEFAULT_BIT_DEPTH) -> None:
     """Write float32 ``(channels, samples)`` audio as WAV/FLAC (16/24-bit PCM or 32-bit float WAV).
 
     Writes to exactly ``path`` (the format comes from ``fmt``, not the file name); long
@@ -525,9 +500,10 @@ def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: in
                 f.write(np.ascontiguousarray(audio[:, i:i + step]))
 
 
-def render_clip(clip: Clip, out_dir: str | os.PathLike[str], *, preset: str | Preset = "studio",
+def render_clip(clip: Clip, out_dir: str | os.PathLike[str], *, preset: str | Preset = limits.DEFAULT_PRESET,
                 instruments: Mapping[str, str | Instrument] | Sequence[str] | None = None,
-                sample_rate: int = 44100, fmt: str = "wav", bit_depth: str = "24", pad: bool = False,
+                sample_rate: int = limits.DEFAULT_SAMPLE_RATE, fmt: str = limits.DEFAULT_AUDIO_FORMAT,
+                bit_depth: str = limits.DEFAULT_BIT_DEPTH, pad: bool = False,
                 quiet: bool = False, pianoroll: bool = True) -> RenderResult:
     """Render ``clip`` to ``out_dir/<role>.<fmt>`` per track, ``out_dir/mix.<fmt>`` and a piano roll.
 
@@ -547,14 +523,14 @@ def render_clip(clip: Clip, out_dir: str | os.PathLike[str], *, preset: str | Pr
     bit_depth = _bit_depth(bit_depth)
     _check_options(int(sample_rate), fmt, bit_depth)
     preset_obj = preset if isinstance(preset, Preset) else load_preset(preset)
-    staging = _Staging(Path(out_dir).expanduser())
+    staging = _OutputFolder(Path(out_dir).expanduser())
     staging.prepare()
     stem_files: dict[str, Path] = {}
     try:
         def write_stem(name: str, audio: np.ndarray) -> None:
             tmp = staging.path(f"{name}.{fmt}")
             write_audio(tmp, audio, sample_rate, fmt, bit_depth)
-            stem_files[name] = staging.out_dir / f"{name}.{fmt}"
+            stem_files[name] = staging.folder / f"{name}.{fmt}"
 
         audio = render_audio(clip, preset=preset_obj, instruments=instruments, sample_rate=sample_rate, pad=pad,
                              quiet=quiet, on_stem=write_stem, keep_premaster=False)
@@ -565,13 +541,13 @@ def render_clip(clip: Clip, out_dir: str | os.PathLike[str], *, preset: str | Pr
 
             rolled = dataclasses.replace(clip, tracks=audio.tracks)
             write_pianoroll(rolled, staging.path(PIANOROLL_NAME))
-            roll = staging.out_dir / PIANOROLL_NAME
+            roll = staging.folder / PIANOROLL_NAME
         staging.commit()
     except BaseException:
         staging.abort()
         raise
     sr = int(sample_rate)
-    return RenderResult(stems=stem_files, mix=staging.out_dir / f"{MIX_NAME}.{fmt}", pianoroll=roll,
+    return RenderResult(stems=stem_files, mix=staging.folder / f"{MIX_NAME}.{fmt}", pianoroll=roll,
                         loudness_lufs=audio.loudness_lufs, peak_dbfs=audio.peak_dbfs,
                         clip_seconds=clip.length_seconds, duration_seconds=audio.samples / sr, sample_rate=sr,
                         samples=audio.samples, preset=preset_obj.name, instruments=audio.instruments)

@@ -60,13 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=QriffArgumentParser)
     for name in ENGINE_COMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # the command is not part of this build yet
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     for ep in sorted(entry_points(group="qriff.commands"), key=lambda e: e.name):
         try:
             ep.load()(sub)
@@ -109,10 +103,8 @@ def _single_thread_blas() -> None:
     qriff's matrices are small (the prior and Q-network MLPs, ALS factors): on two cores
     a second BLAS thread made them 10-20x slower, and implicit recommends the same.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # threadpoolctl comes with implicit; without it, keep BLAS as is
-        return
+    from threadpoolctl import threadpool_limits
+
     threadpool_limits(limits=1, user_api="blas")
 
 

@@ -116,9 +116,13 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_prior(args: argparse.Namespace) -> int:
-    from engine.corpus.prior import DEFAULT_PATH, PriorConfig, train_prior
+    from engine.corpus.prior import DEFAULT_PATH
     from engine.errors import EngineError
 
+    try:
+        from engine.learn.prior_training import PriorConfig, train_prior
+    except ImportError as exc:
+        raise EngineError(f"training the prior needs torch: pip install -e '.[train]' ({exc})") from None
     cfg = PriorConfig(seed=args.seed, sources=tuple(args.sources) if args.sources else None, limit=args.limit)
     if args.epochs is not None:
         cfg.epochs = args.epochs
@@ -131,10 +135,6 @@ def run_prior(args: argparse.Namespace) -> int:
             cfg.hidden = ()
         if not cfg.hidden or any(not 1 <= h <= 4096 for h in cfg.hidden):
             raise EngineError(f"--hidden {args.hidden!r} is not valid: give layer widths 1-4096 like 256,256")
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise EngineError("training the prior needs torch: pip install -e '.[train]'") from None
     model, m = train_prior(cfg, progress=not args.quiet)
     out = model.save(args.out or DEFAULT_PATH)
     summary = {k: v for k, v in m.items() if k != "history"}

@@ -6,7 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from engine.cli.options import MAX_BARS, bounded_int, scale_type, time_signature_type
+from engine.cli.options import bounded_int, scale_type, time_signature_type
+from engine.music.limits import MAX_BARS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,14 +59,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.cli import UsageError
-    from engine.corpus.melodies import _check_sources
+    from engine.corpus import check_sources
     from engine.evaluation import evaluate as ev
     from engine.music import theory
 
     if not args.folders and not args.corpus and not args.random and not args.prior_sample:
         raise UsageError("nothing to evaluate: give a folder of clips, --corpus, --random or --prior-sample "
                          "(see qriff evaluate --help)")
-    sources = _check_sources(args.sources) if args.sources else None
+    sources = check_sources(args.sources) if args.sources else None
     ts = theory.parse_time_signature(args.time_signature)
     t0 = time.perf_counter()
     sets = [ev.clip_set(folder) for folder in args.folders]
@@ -144,7 +145,7 @@ def _openings_like(evset, corpus_row, args: argparse.Namespace, sources):
     from engine.evaluation import evaluate as ev
     from engine.music import theory
 
-    frames = {(len(s), c.time_signature, ev._scale_family(c.scale)) for s, c in zip(evset.sequences, evset.contexts)}
+    frames = {(len(s), c.time_signature, ev.scale_family(c.scale)) for s, c in zip(evset.sequences, evset.contexts)}
     if len(frames) != 1:
         return None
     steps, ts, fam = frames.pop()
@@ -152,7 +153,7 @@ def _openings_like(evset, corpus_row, args: argparse.Namespace, sources):
     if steps % spb:
         return None
     first = corpus_row.contexts[0]
-    if (len(corpus_row.sequences[0]), first.time_signature, ev._scale_family(first.scale)) == (steps, ts, fam):
+    if (len(corpus_row.sequences[0]), first.time_signature, ev.scale_family(first.scale)) == (steps, ts, fam):
         return corpus_row
     return ev.corpus_set(steps // spb, fam, ts, args.n, args.split, sources, args.seed, limit=args.limit,
                          progress=not args.quiet)

@@ -7,10 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
-from engine.cli.options import MAX_COUNT, MAX_TEMPERATURE, add_music_options, bounded_float, bounded_int
+from engine.cli.options import add_music_options, bounded_float, bounded_int
 from engine.cli.render import add_render_options, render_options
 from engine.errors import EngineError
-from engine.music import theory
+from engine.music import limits, theory
+from engine.music.limits import MAX_COUNT, MAX_TEMPERATURE
 
 log = logging.getLogger(__name__)
 
@@ -92,22 +93,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.music.clip import load_clip
-    from engine.runtime.policy import Policy
+    from engine.runtime import Policy
 
     if args.mood is not None and (args.valence is not None or args.arousal is not None):
         raise EngineError("--mood and --valence/--arousal both given: use one or the other")
     valence, arousal = args.mood if args.mood is not None else (args.valence or 0.0, args.arousal or 0.0)
 
     primer = load_clip(args.primer) if args.primer else None
-    key = args.key or (primer.key if primer else "C")
-    scale = args.scale or (primer.scale if primer else "major")
-    tempo = args.tempo if args.tempo is not None else (primer.tempo if primer else 120.0)
-    ts = theory.parse_time_signature(args.time_signature or (primer.time_signature if primer else "4/4"))
+    key = args.key or (primer.key if primer else limits.DEFAULT_KEY)
+    scale = args.scale or (primer.scale if primer else limits.DEFAULT_SCALE)
+    tempo = args.tempo if args.tempo is not None else (primer.tempo if primer else limits.DEFAULT_TEMPO)
+    ts = theory.parse_time_signature(args.time_signature or (primer.time_signature if primer
+                                                             else limits.DEFAULT_TIME_SIGNATURE))
 
     policy = Policy.load(args.model)
     clips = policy.generate(key=key, scale=scale, bars=args.bars, count=args.count, seed=args.seed,
                             temperature=args.temperature, chords=args.chords, style=args.style, roles=args.roles,
-                            tempo=min(max(tempo, 20.0), 300.0), time_signature=ts, primer=primer,
+                            tempo=min(max(tempo, limits.MIN_TEMPO), limits.MAX_TEMPO), time_signature=ts, primer=primer,
                             valence=valence, arousal=arousal)
     out = Path(args.out)
     render_clip = _renderer() if args.render else None
@@ -129,8 +131,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _renderer():
-    try:
-        from engine.audio.render import render_clip
-    except ImportError as exc:
-        raise EngineError(f"--render needs the audio renderer (engine.audio.render), which is not available: {exc}") from None
+    from engine.audio.render import render_clip
+
     return render_clip

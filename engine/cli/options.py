@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from engine.errors import TheoryError
-from engine.music import theory
+from engine.errors import EngineError
+from engine.music import limits, theory
 
 
 def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
@@ -45,38 +45,46 @@ def bounded_float(lo: float, hi: float) -> Callable[[str], float]:
     return parse
 
 
-def _theory_type(fn: Callable[[str], object]) -> Callable[[str], object]:
-    def parse(text: str) -> object:
+def checked_text(check: Callable[[str], object], name: str | None = None) -> Callable[[str], str]:
+    """An argparse type that keeps the text once ``check(text)`` accepts it; the
+    EngineError ``check`` raises becomes argparse's one-line error."""
+
+    def parse(text: str) -> str:
         try:
-            fn(text)
-        except TheoryError as exc:
+            check(text)
+        except EngineError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
         return text
 
-    parse.__name__ = fn.__name__
+    parse.__name__ = name or check.__name__
     return parse
 
 
-key_type = _theory_type(theory.parse_key)
-scale_type = _theory_type(theory.parse_scale)
-time_signature_type = _theory_type(theory.parse_time_signature)
+key_type = checked_text(theory.parse_key)
+scale_type = checked_text(theory.parse_scale)
+time_signature_type = checked_text(theory.parse_time_signature)
 
-#: Limits that every front end (CLI, OSC, Python API) enforces.
-MAX_BARS = 16
-MAX_COUNT = 64
-MAX_TEMPERATURE = 5.0
+def _default_chords_help() -> str:
+    by_progression: dict[str, list[str]] = {}
+    for scale, numerals in theory.DEFAULT_PROGRESSIONS.items():
+        by_progression.setdefault(numerals, []).append(scale)
+    return "; ".join(f"{numerals} in {', '.join(scales)}" for numerals, scales in by_progression.items())
 
 
 def add_music_options(parser: argparse.ArgumentParser) -> None:
     """Key, scale, bars, tempo, metre and chords: the musical context of a clip."""
     g = parser.add_argument_group("music")
-    g.add_argument("--key", default="C", type=key_type, help="tonic: C, C#/Db, ... B (default: C)")
-    g.add_argument("--scale", default="major", type=scale_type,
-                   help=f"scale or mode: {', '.join(theory.SCALE_NAMES)} (default: major)")
-    g.add_argument("--bars", default=4, type=bounded_int(1, MAX_BARS), help=f"clip length in bars, 1-{MAX_BARS} (default: 4)")
-    g.add_argument("--tempo", default=120.0, type=bounded_float(20, 300), help="beats per minute, 20-300 (default: 120)")
-    g.add_argument("--time-signature", default="4/4", type=time_signature_type,
-                   help="metre: " + ", ".join(f"{a}/{b}" for a, b in theory.TIME_SIGNATURES) + " (default: 4/4)")
+    num, den = limits.DEFAULT_TIME_SIGNATURE
+    g.add_argument("--key", default=limits.DEFAULT_KEY, type=key_type,
+                   help=f"tonic: C, C#/Db, ... B (default: {limits.DEFAULT_KEY})")
+    g.add_argument("--scale", default=limits.DEFAULT_SCALE, type=scale_type,
+                   help=f"scale or mode: {', '.join(theory.SCALE_NAMES)} (default: {limits.DEFAULT_SCALE})")
+    g.add_argument("--bars", default=limits.DEFAULT_BARS, type=bounded_int(1, limits.MAX_BARS),
+                   help=f"clip length in bars, 1-{limits.MAX_BARS} (default: {limits.DEFAULT_BARS})")
+    g.add_argument("--tempo", default=limits.DEFAULT_TEMPO, type=bounded_float(limits.MIN_TEMPO, limits.MAX_TEMPO),
+                   help=f"beats per minute, {limits.MIN_TEMPO:g}-{limits.MAX_TEMPO:g} (default: {limits.DEFAULT_TEMPO:g})")
+    g.add_argument("--time-signature", default=f"{num}/{den}", type=time_signature_type,
+                   help="metre: " + ", ".join(f"{a}/{b}" for a, b in theory.TIME_SIGNATURES) + f" (default: {num}/{den})")
     g.add_argument("--chords", default=None,
                    help="progression, one chord per bar, looping: symbols 'C G Am F' or numerals 'I V vi IV' "
-                        "(default: I V vi IV in major-like scales, i VI III VII in minor)")
+                        f"(default, by scale: {_default_chords_help()})")

@@ -10,21 +10,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from engine.cli.options import checked_text
 from engine.errors import EngineError
-
-FORMATS = ("wav", "flac")
-BIT_DEPTHS = ("16", "24", "32f")
-SAMPLE_RATES = (44100, 48000)
+from engine.music import limits
 
 
-def _instrument_arg(text: str) -> str:
-    from engine.audio.instruments import InstrumentError, parse_instrument_arg
+def _check_instrument(text: str) -> None:
+    from engine.audio.instruments import parse_instrument_arg  # on use: --help stays fast
 
-    try:
-        parse_instrument_arg(text)
-    except InstrumentError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+    parse_instrument_arg(text)
+
+
+_instrument_arg = checked_text(_check_instrument, "instrument")
 
 
 def add_render_options(parser: argparse.ArgumentParser, format_flag: str = "--format") -> None:
@@ -36,18 +33,21 @@ def add_render_options(parser: argparse.ArgumentParser, format_flag: str = "--fo
     from engine.audio.voices import VOICES
 
     g = parser.add_argument_group("audio")
-    g.add_argument("--preset", default="studio", metavar="NAME|FILE",
-                   help="effect preset: dry, studio, lofi, ambient, or a .toml/.json preset file (default: studio)")
+    g.add_argument("--preset", default=limits.DEFAULT_PRESET, metavar="NAME|FILE",
+                   help="effect preset: dry, studio, lofi, ambient, or a .toml/.json preset file "
+                        f"(default: {limits.DEFAULT_PRESET})")
     g.add_argument("--instrument", action="append", default=[], type=_instrument_arg, metavar="ROLE=SPEC",
                    help="instrument for one track role, repeatable. SPEC is a built-in voice "
                         f"({', '.join(VOICES)}), 'gm' (bundled General MIDI SoundFont, ':program=N' to pick a "
                         "program), PATH.sf2[:program=N,bank=N] or PATH.vst3[:PARAM=VALUE,...,preset=FILE]. "
                         "Default: the preset's choice, else lead-saw/saw-bass/soft-pad by role")
-    g.add_argument("--sample-rate", type=int, choices=SAMPLE_RATES, default=44100, metavar="HZ",
-                   help="44100 or 48000 (default: 44100)")
-    g.add_argument(format_flag, dest="audio_format", choices=FORMATS, default="wav",
+    g.add_argument("--sample-rate", type=int, choices=limits.SAMPLE_RATES, default=limits.DEFAULT_SAMPLE_RATE,
+                   metavar="HZ", help=f"{', '.join(map(str, limits.SAMPLE_RATES))} "
+                                      f"(default: {limits.DEFAULT_SAMPLE_RATE})")
+    g.add_argument(format_flag, dest="audio_format", choices=tuple(limits.AUDIO_FORMATS),
+                   default=limits.DEFAULT_AUDIO_FORMAT,
                    help="audio file format: wav or flac (default: wav)")
-    g.add_argument("--bit-depth", choices=BIT_DEPTHS, default="24",
+    g.add_argument("--bit-depth", choices=limits.BIT_DEPTHS, default=limits.DEFAULT_BIT_DEPTH,
                    help="16, 24 (PCM) or 32f (float, wav only) (default: 24)")
     g.add_argument("--pad", action="store_true",
                    help="add a voice-led chord pad track from the clip's chords (role 'pad')")

@@ -13,6 +13,7 @@ from engine.corpus.melodies import (
     CorpusReport,
     SourceReport,
     cache_dir,
+    check_sources,
     diatonic_triads,
     estimate_chords,
     load_corpus,
@@ -20,5 +21,5 @@ from engine.corpus.melodies import (
     split_of,
 )
 
-__all__ = ["SKIP_REASONS", "SOURCES", "SPLITS", "CorpusMelody", "CorpusReport", "SourceReport", "cache_dir",
+__all__ = ["SKIP_REASONS", "SOURCES", "SPLITS", "CorpusMelody", "CorpusReport", "SourceReport", "cache_dir", "check_sources",
            "diatonic_triads", "estimate_chords", "load_corpus", "load_corpus_with_report", "split_of"]

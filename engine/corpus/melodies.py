@@ -48,8 +48,9 @@ from typing import Any
 import numpy as np
 
 from engine.errors import CorpusError
+from engine.files import atomic_write
 from engine.music import theory, tokens
-from engine.music.clip import Note, atomic_write, notes_to_tokens
+from engine.music.clip import Note, notes_to_tokens
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +131,9 @@ class CorpusMelody:
 
     def segment(self, start_bar: int, bars: int) -> CorpusMelody:
         """The melody's bars ``start_bar .. start_bar + bars - 1`` (clipped to the tune)."""
-        spb = self.steps_per_bar
+        steps_per_bar = self.steps_per_bar
         end = min(self.bars, start_bar + bars)
-        return CorpusMelody(tokens=self.tokens[start_bar * spb:end * spb].copy(), time_signature=self.time_signature,
+        return CorpusMelody(tokens=self.tokens[start_bar * steps_per_bar:end * steps_per_bar].copy(), time_signature=self.time_signature,
                             scale=self.scale, chords=self.chords[start_bar:end], source=self.source,
                             name=f"{self.name} [bars {start_bar + 1}-{end}]", split=self.split, key=self.key,
                             transpose=self.transpose)
@@ -217,7 +218,7 @@ def load_corpus_with_report(split: str = "all", sources: Sequence[str] | None = 
     """Like :func:`load_corpus`, also returning the :class:`CorpusReport`."""
     if split not in (*SPLITS, "heldout", "all"):
         raise CorpusError(f"split {split!r} is not known: allowed are {', '.join(SPLITS)}, heldout (valid + test), all")
-    names = _check_sources(sources)
+    names = check_sources(sources)
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise CorpusError(f"limit {limit!r} is not valid: give a positive number of tunes per source, or None for all")
     t0 = time.perf_counter()
@@ -270,19 +271,19 @@ def estimate_chords(seq: np.ndarray, scale: str, time_signature: tuple[int, int]
     root, -0.5 when it is not. Ties go to I, V, IV, vi, ii, iii, vii in that order; an
     empty bar keeps the previous chord (I at the start).
     """
-    spb = theory.steps_per_bar(time_signature)
+    steps_per_bar = theory.steps_per_bar(time_signature)
     seq = np.asarray(seq, np.int64)
     triads = diatonic_triads(scale)
-    n_bars = len(seq) // spb
+    n_bars = len(seq) // steps_per_bar
     # pitch class sounding at every step (-1 = silence): onsets, carried through holds
     is_pitch = seq >= tokens.FIRST_PITCH
     idx = np.where(is_pitch | (seq == tokens.REST), np.arange(len(seq)), -1)
     last = np.maximum.accumulate(idx) if len(seq) else idx
     src = seq[np.maximum(last, 0)]
     sounding = np.where((last >= 0) & (src >= tokens.FIRST_PITCH), (src - tokens.TONIC_TOKEN) % 12, -1)
-    weight = np.array([(1.0, 1.5, 1.75, 2.0)[theory.beat_strength(s, time_signature)] for s in range(spb)])
+    weight = np.array([(1.0, 1.5, 1.75, 2.0)[theory.beat_strength(s, time_signature)] for s in range(steps_per_bar)])
     # per bar: metrical weight sounding on each pitch class, [bars, 12]
-    pcs = sounding[:n_bars * spb].reshape(n_bars, spb)
+    pcs = sounding[:n_bars * steps_per_bar].reshape(n_bars, steps_per_bar)
     w = np.zeros((n_bars, 12))
     rows, cols = np.nonzero(pcs >= 0)
     np.add.at(w, (rows, pcs[rows, cols]), weight[cols])
@@ -314,7 +315,9 @@ class _Job:
     path: str
 
 
-def _check_sources(sources: Sequence[str] | str | None) -> list[str]:
+def check_sources(sources: Sequence[str] | str | None) -> list[str]:
+    """Source names (``None``: all; a string may list several, comma or space separated),
+    each once; CorpusError naming an unknown one."""
     if sources is None:
         return list(SOURCES)
     if isinstance(sources, str):
@@ -327,10 +330,8 @@ def _check_sources(sources: Sequence[str] | str | None) -> list[str]:
 
 
 def _corpus_root() -> Path:
-    try:
-        import music21
-    except ImportError as exc:  # pragma: no cover - music21 is a dependency
-        raise CorpusError(f"music21 is not installed ({exc}): install qriff's dependencies with pip install -e .") from None
+    import music21
+
     return Path(music21.__file__).parent / "corpus"
 
 
@@ -501,8 +502,8 @@ def _melody_from_score(score: Any, job: _Job, notes_log: list[str]) -> dict[str,
     rel = np.array([ev[0] - tonic for ev in events])
     shift = _octave_shift(rel)
     notes = [Note(pitch=int(ev[0] - tonic + shift), start=ev[1], duration=ev[2]) for ev in events]
-    spb = theory.steps_per_bar(ts)
-    seq = notes_to_tokens(notes, bars * spb, tonic_pc=0, role="lead")
+    steps_per_bar = theory.steps_per_bar(ts)
+    seq = notes_to_tokens(notes, bars * steps_per_bar, tonic_pc=0, role="lead")
     chords = estimate_chords(seq, scale, ts)
     return {"tokens": seq.astype(np.int8), "time_signature": ts, "scale": scale, "chords": chords,
             "source": job.source, "name": f"{job.key} {job.title}".strip(), "split": split_of(job.source, job.key),

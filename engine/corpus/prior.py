@@ -6,8 +6,8 @@ part of the observation (``obs[:, :obs_dim(0)]``, built by
 the environment and the reward see. Its ``log p(a|s)`` is the ``prior`` reward term and
 a starting point for the Q-network (Sequence Tutor style).
 
-Training (:func:`train_prior`) needs torch; inference (:class:`PriorModel`) is numpy
-only. The shipped model lives in ``engine/models/prior.npz`` with its config and
+Inference (:class:`PriorModel`) is numpy only; training needs torch and lives in
+:mod:`engine.learn.prior_training`. The shipped model lives in ``engine/models/prior.npz`` with its config and
 metrics in ``engine/models/prior.json``; ``qriff corpus prior`` retrains it.
 
 Network layout (also what :meth:`PriorModel.state_dict_numpy` returns, in the key
@@ -28,19 +28,17 @@ import json
 import logging
 import math
 import os
-import sys
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engine.errors import EngineError, ModelError
+from engine.files import atomic_write
 from engine.mdp import observation
-from engine.music import theory, tokens
-from engine.music.clip import atomic_write
+from engine.music import tokens
 
 log = logging.getLogger(__name__)
 
@@ -50,34 +48,6 @@ PRIOR_FORMAT = 1
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "models" / "prior.npz"
 #: Longest training episode in bars: generated clips have at most 16 bars.
 MAX_EPISODE_BARS = 16
-
-
-@dataclass
-class PriorConfig:
-    """How the prior is trained (saved with the model)."""
-
-    hidden: tuple[int, ...] = (256, 256)
-    """Widths of the hidden layers (ReLU)."""
-    lr: float = 1e-3
-    """Adam learning rate."""
-    weight_decay: float = 1e-5
-    """Adam (L2) weight decay."""
-    batch_size: int = 512
-    """Training steps (observation, next token) per minibatch."""
-    epochs: int = 15
-    """Most epochs (each samples about ``rows_per_epoch`` training steps)."""
-    rows_per_epoch: int = 400_000
-    """Steps per epoch, drawn as random whole episodes; 0 uses every training step."""
-    patience: int = 2
-    """Stop after this many epochs without a better validation NLL."""
-    max_bars: int = MAX_EPISODE_BARS
-    """Tunes longer than this are cut into episodes of at most this many bars."""
-    seed: int = 0
-    """Seeds weight init and row sampling."""
-    sources: tuple[str, ...] | None = None
-    """Corpus sources (None: all)."""
-    limit: int | None = None
-    """Tunes per source (None: all); for quick runs and tests."""
 
 
 # --------------------------------------------------------------------- inference
@@ -174,12 +144,11 @@ class PriorModel:
         lp = self.log_probs(obs_no_style)
         return lp[np.arange(lp.shape[0]), np.asarray(actions, np.int64)]
 
-    # --------------------------------------------------------------- torch
+    # ---------------------------------------------------------- torch layout
     def state_dict_numpy(self) -> dict[str, np.ndarray]:
         """Weights under ``torch.nn.Sequential`` names: ``net.{2i}.weight`` ``[out, in]``, ``net.{2i}.bias``.
 
-        ``torch_net().load_state_dict({k[4:]: torch.from_numpy(v) ...})`` or
-        :meth:`to_torch` builds the matching module.
+        :func:`engine.learn.prior_training.to_torch` builds the matching module.
         """
         out = {}
         for i, (w, b) in enumerate(self.weights):
@@ -191,14 +160,6 @@ class PriorModel:
     def hidden(self) -> tuple[int, ...]:
         """Hidden layer widths."""
         return tuple(int(w.shape[1]) for w, _ in self.weights[:-1])
-
-    def to_torch(self) -> Any:
-        """A ``torch.nn.Sequential`` holding these weights (needs torch, i.e. the ``train`` extra)."""
-        import torch
-
-        net = torch_net(self.obs_dim, self.hidden)
-        net.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in self.state_dict_numpy().items()})
-        return net
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -223,19 +184,6 @@ def observation_fingerprint() -> str:
     for obs, _ in StepData(contexts=contexts, sequences=seqs).chunks():
         digest.update(np.round(obs.astype(np.float64), 5).tobytes())
     return digest.hexdigest()[:16]
-
-
-def torch_net(obs_dim: int, hidden: Sequence[int]) -> Any:
-    """The prior's torch architecture: ``Sequential(Linear, ReLU, ..., Linear(-> 38))``."""
-    from torch import nn
-
-    layers: list[Any] = []
-    width = obs_dim
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
-        width = h
-    layers.append(nn.Linear(width, tokens.N_ACTIONS))
-    return nn.Sequential(*layers)
 
 
 # ------------------------------------------------------------------- data
@@ -317,7 +265,7 @@ def step_data(melodies: Sequence[Any], max_bars: int = MAX_EPISODE_BARS) -> Step
                     names=[m.name for m in eps])
 
 
-# ---------------------------------------------------------------- training
+# -------------------------------------------------------------- measuring
 
 def unigram_log_probs(targets: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     """Add-``alpha`` smoothed token frequencies as log probabilities ``float64 [38]``."""
@@ -335,97 +283,3 @@ def evaluate_prior(model: PriorModel, data: StepData) -> dict[str, float]:
         correct += int((lp.argmax(axis=1) == y).sum())
         n += len(y)
     return {"nll": nll / max(n, 1), "accuracy": correct / max(n, 1), "steps": n}
-
-
-def train_prior(config: PriorConfig, progress: bool = True) -> tuple[PriorModel, dict[str, Any]]:
-    """Train the prior on the corpus train split, early-stopped on valid; metrics on test.
-
-    Returns the model (its ``meta`` holds config and metrics) and the metrics dict:
-    ``train/valid/test_steps``, ``valid_nll``, ``test_nll`` and ``test_accuracy`` (nats
-    per step), the unigram baseline on test, epochs run and seconds.
-    """
-    import torch
-    from tqdm import tqdm
-
-    from engine.corpus import melodies as corpus
-
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(config.seed)
-    torch.manual_seed(config.seed)
-    melodies = corpus.load_corpus("all", sources=config.sources, limit=config.limit, progress=progress)
-    splits = {s: [m for m in melodies if m.split == s] for s in corpus.SPLITS}
-    for s, mels in splits.items():
-        if not mels:
-            raise EngineError(f"corpus split {s!r} is empty for sources {config.sources or 'all'} and limit "
-                              f"{config.limit}: use more tunes (a larger --limit)")
-    data = {s: step_data(mels, config.max_bars) for s, mels in splits.items()}
-    d0 = observation.obs_dim(0)
-    net = torch_net(d0, config.hidden)
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    train = data["train"]
-    n_rows = len(train) if not config.rows_per_epoch else min(config.rows_per_epoch, len(train))
-    best: tuple[float, dict[str, np.ndarray]] | None = None
-    history = []
-    bad = 0
-    show = progress and sys.stderr.isatty()
-    for epoch in range(config.epochs):
-        net.train()
-        total, seen = 0.0, 0
-        # an epoch: random whole episodes until about rows_per_epoch steps (observing only what is used)
-        order = rng.permutation(train.episodes)
-        cum = np.cumsum([len(train.sequences[i]) for i in order])
-        order = order[: int(np.searchsorted(cum, n_rows)) + 1]
-        bar = tqdm(total=int(min(cum[-1], n_rows)), desc=f"prior epoch {epoch + 1}", unit="step", disable=not show,
-                   leave=False)
-        for obs, ys in train.chunks(order, size=256):
-            pick = rng.permutation(len(ys))
-            for start in range(0, len(pick), config.batch_size):
-                idx = pick[start:start + config.batch_size]
-                x = torch.from_numpy(obs[idx])
-                y = torch.from_numpy(ys[idx])
-                loss = torch.nn.functional.cross_entropy(net(x), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-                seen += len(idx)
-                bar.update(len(idx))
-        bar.close()
-        total /= max(seen, 1)
-        model = _from_torch(net, config)
-        valid = evaluate_prior(model, data["valid"])
-        history.append({"epoch": epoch + 1, "train_nll": total, "valid_nll": valid["nll"],
-                        "valid_accuracy": valid["accuracy"]})
-        log.info("prior epoch %d: train NLL %.4f, valid NLL %.4f, acc %.3f", epoch + 1, total,
-                 valid["nll"], valid["accuracy"])
-        if best is None or valid["nll"] < best[0] - 1e-4:
-            best = (valid["nll"], {k: v.detach().clone() for k, v in net.state_dict().items()})
-            bad = 0
-        else:
-            bad += 1
-            if bad >= config.patience:
-                break
-    assert best is not None
-    net.load_state_dict(best[1])
-    model = _from_torch(net, config)
-    test = evaluate_prior(model, data["test"])
-    uni = unigram_log_probs(train.targets)
-    uni_nll = float(-uni[data["test"].targets].mean())
-    uni_acc = float((data["test"].targets == int(np.argmax(uni))).mean())
-    metrics = {
-        "train_steps": len(train), "valid_steps": len(data["valid"]), "test_steps": test["steps"],
-        "train_episodes": train.episodes, "valid_nll": best[0], "test_nll": test["nll"],
-        "test_accuracy": test["accuracy"], "unigram_test_nll": uni_nll, "unigram_test_accuracy": uni_acc,
-        "epochs": len(history), "seconds": round(time.perf_counter() - t0, 1), "history": history,
-    }
-    model.meta["metrics"] = metrics
-    return model, metrics
-
-
-def _from_torch(net: Any, config: PriorConfig) -> PriorModel:
-    linears = [m for m in net if hasattr(m, "weight")]
-    weights = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears]
-    cfg = asdict(config)
-    return PriorModel(weights, {"config": cfg, "time_signatures": [list(t) for t in theory.TIME_SIGNATURES],
-                                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})

@@ -6,10 +6,10 @@ lays any number of such results beside RL Tuner's published columns. Sets to sco
 come from a folder of clips (:func:`clip_set`), from the held-out corpus
 (:func:`corpus_set`) or from a uniform-random policy (:func:`random_set`).
 
-Protocol (anchors.md): corpus likeness compares against held-out corpus tunes of the
-same metre and scale, whole tunes: the ``heldout`` split (valid + test, never trained
-on). The corpus row takes the opening bars of tunes drawn from the same held-out
-tunes, as anchors.md measured real openings against whole tunes.
+Protocol: corpus likeness compares against held-out corpus tunes of the same metre
+and scale, whole tunes: the ``heldout`` split (valid + test, never trained on). The
+corpus row takes the opening bars of tunes drawn from the same held-out tunes, so real
+openings are measured against whole tunes, as generated clips are.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ import numpy as np
 
 from engine.errors import ClipError, EngineError
 from engine.evaluation import metrics, structure
+from engine.files import atomic_write
 from engine.mdp import observation
 from engine.music import theory, tokens
-from engine.music.clip import Clip, atomic_write, load_clip, notes_to_tokens
+from engine.music.clip import Clip, load_clip, notes_to_tokens
 
 log = logging.getLogger(__name__)
 
@@ -209,12 +210,12 @@ def prior_log_likelihood(seqs: Sequence[np.ndarray], ctxs: Sequence[SequenceCont
 
     contexts = []
     for s, c in zip(seqs, ctxs):
-        spb = theory.steps_per_bar(c.time_signature)
-        if len(s) % spb:
+        steps_per_bar = theory.steps_per_bar(c.time_signature)
+        if len(s) % steps_per_bar:
             raise EngineError(f"a melody of {len(s)} steps is not a whole number of {c.time_signature[0]}/"
-                              f"{c.time_signature[1]} bars ({spb} steps each)")
+                              f"{c.time_signature[1]} bars ({steps_per_bar} steps each)")
         contexts.append(observation.MelodyContext.from_music(
-            key=c.key, scale=c.scale, bars=len(s) // spb, time_signature=c.time_signature, chords=c.chords,
+            key=c.key, scale=c.scale, bars=len(s) // steps_per_bar, time_signature=c.time_signature, chords=c.chords,
             role="lead", style=np.zeros((0,), np.float32)))
     data = StepData(contexts=contexts, sequences=[np.asarray(s, np.int64) for s in seqs])
     total, n = 0.0, 0
@@ -226,7 +227,8 @@ def prior_log_likelihood(seqs: Sequence[np.ndarray], ctxs: Sequence[SequenceCont
 
 # ------------------------------------------------------------------- sets
 
-def _scale_family(scale: str) -> str:
+def scale_family(scale: str) -> str:
+    """``natural_minor`` for the minor scales and modes, else ``major``: the corpus family a scale is compared with."""
     return "natural_minor" if theory.is_minor_scale(scale) else "major"
 
 
@@ -386,8 +388,8 @@ def clip_tokens(clip: Clip, source: str = "clip") -> np.ndarray:
     if len(notes) > 1 and overlap / (len(notes) - 1) > 0.25:
         raise ClipError(f"{source} is not a melody: {overlap} of {len(notes)} notes of track {track.role!r} start "
                         "while another sounds (chords); qriff evaluates monophonic lead lines")
-    spb = theory.steps_per_bar(clip.time_signature)
-    return notes_to_tokens(notes, clip.bars * spb, tonic_pc=theory.parse_key(clip.key), role="lead",
+    steps_per_bar = theory.steps_per_bar(clip.time_signature)
+    return notes_to_tokens(notes, clip.bars * steps_per_bar, tonic_pc=theory.parse_key(clip.key), role="lead",
                            steps_per_beat=clip.steps_per_beat)
 
 
@@ -418,7 +420,7 @@ def corpus_reference(time_signature: tuple[int, int] | str = (4, 4), scale: str 
     from engine.corpus import melodies as corpus
 
     ts = theory.parse_time_signature(time_signature)
-    fam = _scale_family(scale)
+    fam = scale_family(scale)
     tunes = [m for m in corpus.load_corpus(split, sources=sources, limit=limit, progress=progress)
              if m.time_signature == ts and m.scale == fam]
     if not tunes:
@@ -430,7 +432,7 @@ def corpus_reference(time_signature: tuple[int, int] | str = (4, 4), scale: str 
 def reference_for(evset: EvalSet, split: str = "heldout", sources: Sequence[str] | None = None,
                   limit: int | None = None, progress: bool = True) -> tuple[metrics.Histograms, str]:
     """Reference histograms matching a set's metres and scales (mixed in proportion), and a description."""
-    groups = Counter((c.time_signature, _scale_family(c.scale)) for c in evset.contexts)
+    groups = Counter((c.time_signature, scale_family(c.scale)) for c in evset.contexts)
     mix = [np.zeros(metrics.N_PC), np.zeros(metrics.N_INTERVAL), np.zeros(metrics.N_LENGTH)]
     parts = []
     for (ts, fam), count in groups.items():

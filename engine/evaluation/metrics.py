@@ -4,7 +4,8 @@ All functions take token sequences in qriff's lead vocabulary relative to C (tok
 rest, 1 hold, 2..37 = MIDI 48..83 once transposed to C, 14 = C4): for a lead these
 are exactly RL Tuner's 38 classes.
 
-**RL Tuner** (Jaques et al. 2017; definitions restated in ``anchors.md`` section 1).
+**RL Tuner** (Jaques et al. 2017, as computed by ``rl_tuner_eval_metrics.py`` in Magenta's
+RL Tuner), restated below.
 Each per-step statistic is computed for step ``t`` from the composition *before* its
 token is appended plus that token, and divided by the number of steps (RL Tuner's
 ``32 * N`` for its 32-step compositions; here the sum of the sequence lengths):

@@ -1,10 +1,10 @@
 """Export a trained Q-network to one self-contained ONNX file, and check it.
 
 The file has one input ``obs`` float32 ``[batch, D]`` and one output ``q_values``
-float32 ``[batch, 38]`` with a dynamic batch axis, and the metadata_props of
-design.md (``qriff_model``, ``obs_version``, ``obs_layout``, ``actions``,
-``style_terms``, ``roles``, ``scales``, ``train_config``, ``train_metrics``,
-``created``) plus ``model_id``, ``model_config`` and ``train_command``.
+float32 ``[batch, 38]`` with a dynamic batch axis, and the metadata_props described
+in ``docs/onnx-metadata.md`` (``qriff_model``, ``model_id``, ``obs_version``,
+``obs_layout``, ``actions``, ``style_terms``, ``roles``, ``scales``, ``model_config``,
+``train_config``, ``train_metrics``, ``train_command``, ``created``).
 
 :func:`parity_check` compares torch and onnxruntime on random and real observations
 (max absolute difference of the Q-values) and on whole greedy melodies (identical
@@ -28,10 +28,11 @@ import numpy as np
 import torch
 
 from engine.errors import ModelError
+from engine.files import atomic_write
 from engine.learn.model import ModelConfig, QNetwork
 from engine.mdp import observation, styles
 from engine.music import theory, tokens
-from engine.music.clip import atomic_write
+from engine.runtime import MODEL_FORMAT, Policy, has_qriff_metadata
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,6 @@ def build_metadata(net: QNetwork, style_terms: tuple[str, ...] | list[str], *, t
                    train_metrics: dict[str, Any], model_id: str, train_command: str = "",
                    roles: tuple[str, ...] = tokens.ROLES) -> dict[str, str]:
     """The metadata_props of a qriff model (all values are strings; lists and dicts as JSON)."""
-    from engine.runtime.policy import MODEL_FORMAT
-
     n_style = len(style_terms)
     if observation.obs_dim(n_style) != net.config.obs_dim:
         raise ModelError(f"network reads {net.config.obs_dim} observation columns, but {n_style} style terms give "
@@ -187,7 +186,6 @@ def parity_check(net: QNetwork, onnx_model: bytes | str | os.PathLike[str],
     """
     import onnxruntime as ort
 
-    from engine.runtime.policy import Policy
 
     data = onnx_model if isinstance(onnx_model, bytes) else Path(onnx_model).read_bytes()
     opts = ort.SessionOptions()
@@ -211,21 +209,16 @@ def parity_check(net: QNetwork, onnx_model: bytes | str | os.PathLike[str],
     diff = float(np.abs(q_torch - q_onnx).max())
 
     # Greedy melodies through the runtime policy's own rollout (incremental observations).
-    policy = Policy(sess, Policy._check(sess, Path("<export>"), "parity"), Path("<export>")) \
-        if _has_meta(sess) else None
+    policy = Policy.from_bytes(data, "<export>") if has_qriff_metadata(sess) else None
     identical = True
     for i, ctx in enumerate(contexts):
         if policy is not None:
-            got = policy._rollout([ctx], ctx.n_steps, np.full((ctx.n_steps, 1), -1, np.int64), None)[0]
+            got = policy.greedy_tokens(ctx)
         else:  # raw export without metadata: plain session + observe
             got = _ort_rollout(sess, ctx)
         identical &= bool(np.array_equal(got, seqs[i, : ctx.n_steps]))
     return ParityReport(max_abs_diff=diff, n_obs=len(obs), greedy_identical=identical, n_sequences=len(contexts),
                         q_scale=float(np.abs(q_torch).max()))
-
-
-def _has_meta(sess: Any) -> bool:
-    return "qriff_model" in sess.get_modelmeta().custom_metadata_map
 
 
 def _ort_rollout(sess: Any, ctx: observation.MelodyContext) -> np.ndarray:

@@ -30,7 +30,6 @@ always ``returns + discounts * Q_target(next_obs, argmax_a Q(next_obs, a))``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "NStepCollector", "ReplayBatch", "ReplayBuffer", "Schedule", "boltzmann", "double_dqn_targets", "double_q_targets",
-    "epsilon_greedy", "hard_update", "masked_argmax", "soft_update", "td_loss",
+    "epsilon_greedy", "hard_update", "soft_update", "td_loss",
 ]
 
 
@@ -55,85 +54,55 @@ class RLConfigError(EngineError, ValueError):
 
 @dataclass(frozen=True)
 class Schedule:
-    """A value annealed from ``start`` to ``end`` over ``duration`` steps, then held at ``end``.
-
-    ``kind`` is ``"linear"`` (CleanRL's ``linear_schedule``), ``"exponential"`` (geometric
-    interpolation; both ends must be > 0) or ``"cosine"`` (slow at both ends). Call it
-    with a step count (int >= 0) to get the value. ``Schedule(1.0, 0.1, 500_000)`` is RL
-    Tuner's epsilon; ``Schedule(2.0, 0.1, 10_000)`` an annealed Boltzmann temperature.
+    """A value annealed linearly from ``start`` to ``end`` over ``duration`` steps, then held
+    at ``end`` (CleanRL's ``linear_schedule``). Call it with a step count (int >= 0).
+    ``Schedule(1.0, 0.1, 500_000)`` is RL Tuner's epsilon; ``Schedule(2.0, 0.1, 10_000)``
+    an annealed Boltzmann temperature.
     """
 
     start: float
     end: float
     duration: int
-    kind: str = "linear"
 
     def __post_init__(self) -> None:
-        if self.kind not in ("linear", "exponential", "cosine"):
-            raise RLConfigError(f"schedule kind {self.kind!r} is not known: allowed are linear, exponential, cosine")
         if self.duration < 0:
             raise RLConfigError(f"schedule duration {self.duration} is negative: give 0 (constant) or more steps")
-        if self.kind == "exponential" and (self.start <= 0 or self.end <= 0):
-            raise RLConfigError(f"exponential schedule needs start and end > 0, got {self.start} and {self.end}: "
-                                "use kind='linear' to anneal to 0")
 
     def __call__(self, step: int) -> float:
         if self.duration == 0:
             return float(self.end)
         frac = min(max(step, 0) / self.duration, 1.0)
-        if self.kind == "linear":
-            return float(self.start + frac * (self.end - self.start))
-        if self.kind == "exponential":
-            return float(self.start * (self.end / self.start) ** frac)
-        return float(self.end + 0.5 * (self.start - self.end) * (1.0 + math.cos(math.pi * frac)))
+        return float(self.start + frac * (self.end - self.start))
 
 
 # -------------------------------------------------------------------- exploration
 
-def masked_argmax(q_values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Greedy actions ``int64 [B]`` of ``q_values [B, A]``; ``mask`` bool ``[B, A]`` marks allowed actions."""
-    if mask is not None:
-        q_values = np.where(mask, q_values, -np.inf)
-    return np.asarray(q_values.argmax(axis=1), dtype=np.int64)
-
-
-def epsilon_greedy(q_values: np.ndarray, epsilon: float, rng: np.random.Generator,
-                   mask: np.ndarray | None = None) -> np.ndarray:
-    """Epsilon-greedy actions ``int64 [B]`` for ``q_values [B, A]``.
-
-    With probability ``epsilon`` (0..1) a row takes a uniformly random allowed action.
-    ``mask`` (bool ``[B, A]``, optional) marks allowed actions; each row needs at least one.
-    """
+def epsilon_greedy(q_values: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+    """Epsilon-greedy actions ``int64 [B]`` for ``q_values [B, A]``: with probability
+    ``epsilon`` (0..1) a row takes a uniformly random action."""
     if not 0.0 <= epsilon <= 1.0:
         raise RLConfigError(f"epsilon {epsilon} is out of range (allowed: 0 to 1)")
     b, a = q_values.shape
-    greedy = masked_argmax(q_values, mask)
+    greedy = np.asarray(q_values.argmax(axis=1), dtype=np.int64)
     explore = rng.random(b) < epsilon
     if not explore.any():
         return greedy
-    if mask is None:
-        rand = rng.integers(0, a, size=b)
-    else:
-        # uniform over allowed actions: argmax of random keys restricted to the mask
-        keys = np.where(mask, rng.random((b, a)), -1.0)
-        rand = keys.argmax(axis=1)
-    return np.where(explore, rand, greedy).astype(np.int64)
+    return np.where(explore, rng.integers(0, a, size=b), greedy).astype(np.int64)
 
 
-def boltzmann(q_values: np.ndarray, temperature: float, rng: np.random.Generator,
-              mask: np.ndarray | None = None) -> np.ndarray:
+def boltzmann(q_values: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
     """Sample actions ``int64 [B]`` from softmax(q / temperature) row by row.
 
     ``temperature`` 0 is greedy. Uses the Gumbel-max trick, so one call draws the whole
-    batch with no Python loop. ``mask`` (bool ``[B, A]``) excludes actions.
+    batch with no Python loop.
     """
     if not temperature >= 0.0:
         raise RLConfigError(f"temperature {temperature} is out of range (allowed: >= 0; 0 is greedy)")
     if temperature == 0.0:
-        return masked_argmax(q_values, mask)
+        return np.asarray(q_values.argmax(axis=1), dtype=np.int64)
     logits = q_values.astype(np.float64) / temperature
     gumbel = -np.log(-np.log(rng.random(q_values.shape).clip(1e-300, 1.0)))
-    return masked_argmax(logits + gumbel, mask)
+    return np.asarray((logits + gumbel).argmax(axis=1), dtype=np.int64)
 
 
 # ----------------------------------------------------------------- n-step returns
@@ -332,19 +301,17 @@ class ReplayBuffer:
 # ------------------------------------------------------------------- torch parts
 
 def double_dqn_targets(q_net: torch.nn.Module, target_net: torch.nn.Module, next_obs: torch.Tensor,
-                       returns: torch.Tensor, discounts: torch.Tensor,
-                       next_mask: torch.Tensor | None = None) -> torch.Tensor:
+                       returns: torch.Tensor, discounts: torch.Tensor) -> torch.Tensor:
     """Double-DQN targets ``returns + discounts * Q_target(s', argmax_a Q_online(s', a))``, float32 ``[B]``.
 
     The online network picks the action and the target network values it (van Hasselt
-    et al. 2016), which removes most of DQN's overestimation. ``next_mask`` (bool
-    ``[B, A]``) restricts the argmax to allowed actions. No gradient flows.
+    et al. 2016), which removes most of DQN's overestimation. No gradient flows.
     """
     import torch
 
     with torch.no_grad():
         return double_q_targets(q_net(next_obs), lambda best: target_net(next_obs).gather(1, best).squeeze(1),
-                                returns, discounts, next_mask)
+                                returns, discounts)
 
 
 def double_q_targets(q_online_next: torch.Tensor, target_value: Any, returns: torch.Tensor,

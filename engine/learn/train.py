@@ -1,8 +1,12 @@
 """Train the melody Q-network: double DQN with n-step returns on the vectorised MDP.
 
 Reads top to bottom like CleanRL's ``dqn.py``: :class:`TrainConfig` (one docstring per
-field), presets, then :func:`train`, one flat loop. The pieces that are not about
-music (replay, n-step returns, targets, schedules) live in :mod:`engine.learn.rl`.
+field) and presets; the environment (whose reward, :class:`engine.mdp.rewards.RewardFunction`
+with ``theory_scale``, is the one learned) and :class:`PriorColumns`, the prior's log-probs
+computed once a step; the network; evaluation; logging (:class:`RunLog`); progress,
+checkpoints and resuming; then :func:`train`, one flat loop: act, step, store, learn,
+keep the books. The pieces that are not about music (replay, n-step returns, targets,
+schedules) live in :mod:`engine.learn.rl`.
 
 Every episode samples its own style, key, scale, progression, metre, role and
 length (``engine.mdp.env.EnvConfig``), and the style weights are part of the
@@ -22,7 +26,6 @@ Ctrl-C writes a checkpoint first; ``resume=True`` continues from it.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import functools
@@ -39,12 +42,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.corpus.prior import PriorModel
 from engine.errors import EngineError
+from engine.evaluation.evaluate import corpus_reference, evaluate_sequences
+from engine.files import atomic_write
 from engine.learn import rl
 from engine.learn.model import ModelConfig, QNetwork
-from engine.mdp import styles
+from engine.mdp import observation, styles
+from engine.mdp.env import EnvConfig, VecMelodyEnv
+from engine.mdp.rewards import RewardFunction
 from engine.music import tokens
-from engine.music.clip import atomic_write
+from engine.runtime import ObservationBuilder
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +181,11 @@ class TrainConfig:
             raise TrainError(f"epsilon {self.explore_start} -> {self.explore_end} is out of range (allowed: 0-1)")
         for s in self.eval_styles:
             styles.parse_style(s)
+        fields = {f.name for f in dataclasses.fields(EnvConfig)}
+        unknown = sorted(set(self.env) - fields)
+        if unknown:
+            raise TrainError(f"train config env has unknown field(s) {', '.join(unknown)}: allowed are "
+                             f"{', '.join(sorted(fields))}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -212,22 +225,22 @@ def preset_config(name: str, **overrides: Any) -> TrainConfig:
     return TrainConfig.from_dict({**PRESETS[name], **overrides})
 
 
-# ----------------------------------------------------------------- environment
+# ------------------------------------------------------- environment and prior
 
-def make_env(cfg: TrainConfig, seed: int) -> Any:
-    """The vectorised melody MDP of ``engine.mdp.env`` with the rewards of ``engine.mdp.rewards``."""
+@functools.lru_cache(maxsize=1)
+def load_prior() -> PriorModel | None:
+    """The shipped corpus prior, or None with a warning when its file is missing or corrupt."""
     try:
-        from engine.mdp.env import EnvConfig, VecMelodyEnv
-        from engine.mdp.rewards import RewardFunction
-    except ImportError as exc:
-        raise TrainError(f"training needs engine.mdp.env and engine.mdp.rewards, which are not available: {exc}") from None
-    fields = {f.name for f in dataclasses.fields(EnvConfig)}
-    unknown = sorted(set(cfg.env) - fields)
-    if unknown:
-        raise TrainError(f"train config env has unknown field(s) {', '.join(unknown)}: allowed are "
-                         f"{', '.join(sorted(fields))}")
+        return PriorModel.load()
+    except EngineError as exc:
+        log.warning("training without the corpus prior: %s", exc)
+        return None
+
+
+def make_env(cfg: TrainConfig, seed: int) -> VecMelodyEnv:
+    """The vectorised melody MDP of ``engine.mdp.env``; its reward is the one training learns."""
     env_cfg = EnvConfig(**{k: _tupled(v) for k, v in cfg.env.items()}).validated()
-    reward = RewardFunction(env_cfg.terms, prior=_load_prior())
+    reward = RewardFunction(env_cfg.terms, prior=load_prior(), theory_scale=cfg.theory_scale)
     return VecMelodyEnv(cfg.n_envs, env_cfg, reward=reward, seed=seed)
 
 
@@ -236,52 +249,40 @@ def _tupled(value: Any) -> Any:
     return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
-@functools.lru_cache(maxsize=1)
-def _load_prior() -> Any:
-    """The shipped corpus prior (wrapped in :class:`CachedPrior`), or None with a warning."""
-    try:
-        from engine.corpus.prior import PriorModel
+class PriorColumns:
+    """The corpus prior's ``log p(a|s)`` beside each observation, for a network with a prior branch.
 
-        return CachedPrior(PriorModel.load())
-    except (ImportError, EngineError) as exc:
-        log.warning("training without the corpus prior: %s", exc)
-        return None
-
-
-class CachedPrior:
-    """The corpus prior with a one-entry cache of ``log_probs``.
-
-    Each step the environment's ``prior`` reward term and the replay's log-prob columns
-    need the prior on the same observations; the training loop computes them once and
-    :meth:`prime` s the cache, so the reward's call is a lookup. Everything else is
-    passed through to the wrapped :class:`engine.corpus.prior.PriorModel`.
+    The network reads them with the observation, the replay stores them as 38 extra
+    columns (so learning never re-runs the prior) and the environment's ``prior`` reward
+    term uses them. :meth:`after_step` makes the one full prior pass of a step: over the
+    real next observations, which are also the next step's observations except in rows
+    where an episode restarted; only those rows are computed again.
     """
 
-    def __init__(self, prior: Any) -> None:
+    def __init__(self, prior: PriorModel, dim: int) -> None:
         self.prior = prior
-        self._x: np.ndarray | None = None
-        self._out: np.ndarray | None = None
+        self.dim = dim
+        """Observation columns the prior reads (the observation without its style weights)."""
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.prior, name)
+    def of(self, obs: np.ndarray) -> np.ndarray:
+        """``log p(a|s)`` float32 ``[B, 38]`` of observations ``[B, >= dim]``."""
+        return self.prior.log_probs(obs[:, :self.dim])
 
-    def prime(self, x: np.ndarray, out: np.ndarray) -> None:
-        """Remember ``log_probs(x) == out`` (``x`` float32 ``[B, obs_dim(0)]``, ``out`` ``[B, 38]``)."""
-        self._x, self._out = np.array(x, copy=True), out
-
-    def log_probs(self, x: np.ndarray) -> np.ndarray:
-        """``log p(a|s)`` float32 ``[B, 38]`` (do not modify the result: it may be cached)."""
-        if self._x is not None and self._x.shape == x.shape and np.array_equal(self._x, x):
-            return self._out  # type: ignore[return-value]
-        out = self.prior.log_probs(x)
-        self.prime(x, out)
-        return out
+    def after_step(self, real_next: np.ndarray, next_obs: np.ndarray,
+                   dones: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Log-probs of the real next observations (for the replay) and of the observations
+        the next step acts on (``next_obs``: restarted rows hold a new episode's first)."""
+        real = self.of(real_next)
+        following = real.copy()
+        if dones.any():
+            following[dones] = self.of(next_obs[dones])
+        return real, following
 
 
 def build_network(cfg: TrainConfig, obs_dim: int, n_style: int,
                   style_terms: tuple[str, ...] = styles.BUILTIN_TERMS) -> QNetwork:
     """The Q-network for ``cfg``, started from the corpus prior when asked and possible."""
-    prior = _load_prior() if (cfg.prior_init or cfg.prior_branch) else None
+    prior = load_prior() if (cfg.prior_init or cfg.prior_branch) else None
     weights = _prior_weights(prior) if prior is not None else None
     if weights is not None and weights[0][0].shape[1] != obs_dim - n_style:
         log.warning("prior reads %d columns, the style-free observation has %d: not using it",
@@ -343,9 +344,6 @@ def sample_tokens(net: QNetwork, n_clips: int, *, style: str, style_terms: tuple
                   key: str = "C", scale: str = "major", bars: int = 2, chords: str | None = None,
                   temperature: float = 1.0, role: str = "lead") -> np.ndarray:
     """``n_clips`` melodies ``int64 [n_clips, T]`` sampled from softmax(Q/T) of the torch network."""
-    from engine.mdp import observation
-    from engine.runtime.policy import ObservationBuilder
-
     svec = styles.style_vector(styles.parse_style(style, style_terms), style_terms)
     ctx = observation.MelodyContext.from_music(key=key, scale=scale, bars=bars, chords=chords, role=role, style=svec)
     builder = ObservationBuilder([ctx] * n_clips)
@@ -362,7 +360,7 @@ def sample_tokens(net: QNetwork, n_clips: int, *, style: str, style_terms: tuple
 
 
 def evaluate_network(net: QNetwork, cfg: TrainConfig, style_terms: tuple[str, ...], seed: int) -> dict[str, dict]:
-    """Metrics per evaluated style (``engine.evaluation.evaluate`` when available, else token statistics)."""
+    """Metrics per evaluated style (``engine.evaluation.evaluate``'s suite)."""
     results: dict[str, dict] = {}
     for style in cfg.eval_styles:
         seqs = sample_tokens(net, cfg.eval_clips, style=style, style_terms=style_terms, seed=seed, bars=cfg.eval_bars)
@@ -372,15 +370,8 @@ def evaluate_network(net: QNetwork, cfg: TrainConfig, style_terms: tuple[str, ..
 
 def sequence_metrics(seqs: np.ndarray, corpus: bool = True) -> dict[str, float]:
     """Metrics of C-major 4/4 token sequences: ``engine.evaluation.evaluate``'s suite (RL Tuner's table, corpus
-    overlap, prior log-likelihood, diversity) when present, else a few token statistics."""
-    try:
-        from engine.evaluation.evaluate import evaluate_sequences
-    except ImportError:
-        pitch = seqs >= 2
-        in_key = np.isin((seqs - 14) % 12, [0, 2, 4, 5, 7, 9, 11]) | ~pitch
-        return {"not_in_key": float(1 - in_key.mean()), "onset_share": float(pitch.mean()),
-                "distinct_clips": float(len({s.tobytes() for s in seqs}) / max(len(seqs), 1))}
-    metrics = evaluate_sequences(list(seqs), reference=_corpus_reference() if corpus else None, prior=_load_prior())
+    overlap, prior log-likelihood, diversity)."""
+    metrics = evaluate_sequences(list(seqs), reference=_corpus_reference() if corpus else None, prior=load_prior())
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.floating))}
 
 
@@ -388,22 +379,10 @@ def sequence_metrics(seqs: np.ndarray, corpus: bool = True) -> dict[str, float]:
 def _corpus_reference() -> Any:
     """Histograms of the held-out 4/4 major corpus tunes (None when the corpus is not available)."""
     try:
-        from engine.evaluation.evaluate import corpus_reference
-
         return corpus_reference((4, 4), "major", progress=False)[0]
-    except (ImportError, EngineError) as exc:
+    except EngineError as exc:
         log.warning("evaluating without corpus overlap: %s", exc)
         return None
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 # -------------------------------------------------------------------- logging
@@ -414,8 +393,13 @@ class RunLog:
     TRAIN_FIELDS = ("env_steps", "grad_steps", "wall_s", "explore", "lr", "loss", "q_mean", "episode_return",
                     "episodes", "env_steps_per_s", "grad_steps_per_s")
 
-    def __init__(self, out_dir: Path, resume: bool) -> None:
+    def __init__(self, out_dir: Path, resume: bool, progress: Progress) -> None:
         self.dir = out_dir
+        self.returns: deque[float] = deque(maxlen=200)
+        """Returns of the last 200 finished episodes."""
+        self.losses: deque[float] = deque(maxlen=200)
+        self.q_means: deque[float] = deque(maxlen=200)
+        self._mark = (time.perf_counter(), progress.env_steps, progress.grad_steps)
         self.train_csv = out_dir / "train_log.csv"
         self.eval_csv = out_dir / "eval_log.csv"
         if not resume:
@@ -428,6 +412,25 @@ class RunLog:
             self.tb = SummaryWriter(str(out_dir / "tb"))
         except ImportError:
             log.debug("tensorboard not installed: no event files")
+
+    def row(self, progress: Progress, explore: float, lr: float) -> dict[str, float]:
+        """The training log row now: means over the recent episodes and gradient steps, and
+        the speed since the previous row."""
+        now = time.perf_counter()
+        t0, env0, grad0 = self._mark
+        dt = max(now - t0, 1e-9)
+        self._mark = (now, progress.env_steps, progress.grad_steps)
+        return {"env_steps": progress.env_steps, "grad_steps": progress.grad_steps,
+                "wall_s": round(progress.wall_s, 2), "explore": round(explore, 4), "lr": lr,
+                "loss": float(np.mean(self.losses)) if self.losses else math.nan,
+                "q_mean": float(np.mean(self.q_means)) if self.q_means else math.nan,
+                "episode_return": self.mean_return(),
+                "episodes": progress.episodes,
+                "env_steps_per_s": round((progress.env_steps - env0) / dt, 1),
+                "grad_steps_per_s": round((progress.grad_steps - grad0) / dt, 1)}
+
+    def mean_return(self) -> float:
+        return float(np.mean(self.returns)) if self.returns else math.nan
 
     def train_row(self, row: dict[str, float]) -> None:
         new = not self.train_csv.exists()
@@ -499,12 +502,38 @@ class RunLog:
             self.tb.close()
 
 
-# ------------------------------------------------------------------ checkpoints
+# ------------------------------------------------------- progress, checkpoints, resume
+
+@dataclass
+class Progress:
+    """How far a run has come."""
+
+    env_steps: int = 0
+    grad_steps: int = 0
+    episodes: int = 0
+    wall_s: float = 0.0
+
+
+@dataclass
+class Timetable:
+    """When, in environment steps, the next log row, evaluation and checkpoint are due."""
+
+    next_log: float
+    next_eval: float
+    next_ckpt: float
+    last_eval: int | None = None
+
+    @classmethod
+    def first(cls, cfg: TrainConfig) -> Timetable:
+        return cls(next_log=cfg.log_every, next_eval=cfg.eval_every or math.inf, next_ckpt=cfg.checkpoint_every)
+
 
 def save_checkpoint(out_dir: Path, cfg: TrainConfig, q_net: QNetwork, target_net: QNetwork, optimizer: Any,
-                    counters: dict[str, Any], replay: rl.ReplayBuffer | None, style_terms: tuple[str, ...],
-                    rng: np.random.Generator) -> Path:
+                    progress: Progress, timetable: Timetable, replay: rl.ReplayBuffer | None,
+                    style_terms: tuple[str, ...], rng: np.random.Generator) -> Path:
     """Write ``checkpoint.pt`` (and ``replay.npz``) atomically."""
+    counters = {**dataclasses.asdict(progress),
+                **{k: v for k, v in dataclasses.asdict(timetable).items() if v is not None}}
     state = {"format": 1, "config": cfg.to_dict(), "model_config": q_net.config.to_dict(),
              "q_net": q_net.state_dict(), "target_net": target_net.state_dict(), "optimizer": optimizer.state_dict(),
              "counters": counters, "style_terms": list(style_terms), "rng": rng.bit_generator.state,
@@ -521,6 +550,44 @@ def save_checkpoint(out_dir: Path, cfg: TrainConfig, q_net: QNetwork, target_net
 
         atomic_write(out_dir / "replay.npz", write)
     return path
+
+
+#: Config fields a resumed run may change: they do not change what is learned.
+RESUMABLE_FIELDS = ("total_steps", "resume", "quiet", "command", "out_dir", "export", "eval_every",
+                    "checkpoint_every", "log_every")
+
+
+def resume_point(cfg: TrainConfig, ckpt_path: Path) -> dict[str, Any] | None:
+    """The checkpoint to continue from (``cfg.resume`` and one exists), else None.
+
+    TrainError when it was written with other options than :data:`RESUMABLE_FIELDS`.
+    """
+    if not (cfg.resume and ckpt_path.exists()):
+        return None
+    ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    saved = TrainConfig.from_dict(ck["config"])
+    diff = {f.name for f in dataclasses.fields(cfg) if f.name not in RESUMABLE_FIELDS
+            and getattr(cfg, f.name) != getattr(saved, f.name)}
+    if diff:
+        raise TrainError(f"cannot resume {ckpt_path}: config field(s) {', '.join(sorted(diff))} differ from the "
+                         "checkpoint's; resume with the same options (or a new --out)")
+    return ck
+
+
+def restore(ck: dict[str, Any], out_dir: Path, cfg: TrainConfig, q_net: QNetwork, target_net: QNetwork,
+            optimizer: Any, rng: np.random.Generator, replay: rl.ReplayBuffer) -> tuple[Progress, Timetable]:
+    """Load a checkpoint's networks, optimizer, random states and replay memory; its progress."""
+    q_net.load_state_dict(ck["q_net"])
+    target_net.load_state_dict(ck["target_net"])
+    optimizer.load_state_dict(ck["optimizer"])
+    rng.bit_generator.state = ck["rng"]
+    torch.set_rng_state(ck["torch_rng"])
+    if not _load_replay(out_dir / "replay.npz", replay):
+        log.warning("no replay.npz beside the checkpoint: resuming with an empty replay memory")
+    counters = {**dataclasses.asdict(Progress()), **dataclasses.asdict(Timetable.first(cfg)), **ck["counters"]}
+    progress = Progress(**{f.name: counters[f.name] for f in dataclasses.fields(Progress)})
+    timetable = Timetable(**{f.name: counters[f.name] for f in dataclasses.fields(Timetable)})
+    return progress, timetable
 
 
 def _load_replay(path: Path, replay: rl.ReplayBuffer) -> bool:
@@ -551,50 +618,36 @@ class TrainResult:
 
 
 def one_blas_thread() -> Any:
-    """Context limiting numpy's BLAS to one thread (threadpoolctl, when installed).
+    """Context limiting numpy's BLAS to one thread.
 
-    The reward's prior term and the cached prior log-probs are small numpy matmuls; on a
+    The reward's prior term and the prior's log-probs are small numpy matmuls; on a
     busy 2-core machine OpenBLAS's second thread makes them ~20x slower (spin-waiting).
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(limits=1, user_api="blas")
 
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) a training run; returns where everything was written."""
+    cfg.validate()
     with one_blas_thread():
         return _train(cfg)
 
 
 def _train(cfg: TrainConfig) -> TrainResult:
-    cfg.validate()
     torch.set_num_threads(1)  # small networks: more threads make it 5-10x slower here
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / "checkpoint.pt"
-    resuming = cfg.resume and ckpt_path.exists()
-    if resuming:
-        saved = TrainConfig.from_dict(torch.load(ckpt_path, map_location="cpu", weights_only=False)["config"])
-        keep = {"total_steps", "resume", "quiet", "command", "out_dir", "export", "eval_every", "checkpoint_every",
-                "log_every"}
-        diff = {f.name for f in dataclasses.fields(cfg) if f.name not in keep
-                and getattr(cfg, f.name) != getattr(saved, f.name)}
-        if diff:
-            raise TrainError(f"cannot resume {ckpt_path}: config field(s) {', '.join(sorted(diff))} differ from the "
-                             "checkpoint's; resume with the same options (or a new --out)")
-    atomic_write(out_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(cfg.to_dict(), indent=1)))
+    checkpoint_from = resume_point(cfg, out_dir / "checkpoint.pt")
+    atomic_write(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
 
     # Seeding: everything random derives from cfg.seed.
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     env = make_env(cfg, seed=cfg.seed)
     obs = env.reset()
-    style_terms = tuple(env.terms)
-    obs_dim = obs.shape[1]
-    term_scale = np.array([1.0 if t == "prior" else cfg.theory_scale for t in style_terms], np.float32)
+    style_terms, obs_dim = tuple(env.terms), obs.shape[1]
 
     q_net = build_network(cfg, obs_dim, len(style_terms), style_terms)
     target_net = build_network(cfg, obs_dim, len(style_terms), style_terms)
@@ -602,104 +655,73 @@ def _train(cfg: TrainConfig) -> TrainResult:
     # fused Adam: one kernel for all parameters, ~5x faster than the per-tensor loop on CPU
     optimizer = torch.optim.Adam([p for p in q_net.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                  fused=True)
-    # With a prior branch, the prior's log-probs ride along in the replay as 38 extra columns
-    # (computed once per step in numpy), so learning never re-runs the prior network.
-    prior_np = _load_prior() if q_net.prior is not None else None
-    n_extra = tokens.N_ACTIONS if prior_np is not None else 0
-    d0 = q_net.config.prior_dim
-
-    def with_prior(x: np.ndarray) -> np.ndarray:
-        if not n_extra:
-            return x
-        return np.concatenate([x, prior_np.log_probs(x[:, :d0])], axis=1)
-
-    def q_of(net: QNetwork) -> Any:
-        """``net`` as a function of replay rows (observation, then cached log-probs)."""
-        if not n_extra:
-            return net
-        return lambda x: net(x[:, :obs_dim], x[:, obs_dim:])
-
-    replay = rl.ReplayBuffer(cfg.buffer_size, obs_dim + n_extra, seed=cfg.seed)
+    prior = PriorColumns(load_prior(), q_net.config.prior_dim) if q_net.prior is not None else None
+    replay = rl.ReplayBuffer(cfg.buffer_size, obs_dim + (tokens.N_ACTIONS if prior else 0), seed=cfg.seed)
     nstep = rl.NStepCollector(cfg.n_envs, cfg.n_step, cfg.gamma)
     explore = rl.Schedule(cfg.explore_start, cfg.explore_end, int(cfg.explore_fraction * cfg.total_steps))
-    counters: dict[str, Any] = {"env_steps": 0, "grad_steps": 0, "episodes": 0, "wall_s": 0.0,
-                                "next_log": cfg.log_every, "next_eval": cfg.eval_every or math.inf,
-                                "next_ckpt": cfg.checkpoint_every}
-    if resuming:
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        q_net.load_state_dict(ck["q_net"])
-        target_net.load_state_dict(ck["target_net"])
-        optimizer.load_state_dict(ck["optimizer"])
-        counters.update(ck["counters"])
-        rng.bit_generator.state = ck["rng"]
-        torch.set_rng_state(ck["torch_rng"])
-        if not _load_replay(out_dir / "replay.npz", replay):
-            log.warning("no replay.npz beside the checkpoint: resuming with an empty replay memory")
+    progress, timetable = Progress(), Timetable.first(cfg)
+    if checkpoint_from is not None:
+        progress, timetable = restore(checkpoint_from, out_dir, cfg, q_net, target_net, optimizer, rng, replay)
         # Fresh episodes, seeded from the step count: reproducible, not bit-identical to an unbroken run.
-        env = make_env(cfg, seed=cfg.seed + 1_000_003 * (1 + int(counters["env_steps"])))
+        env = make_env(cfg, seed=cfg.seed + 1_000_003 * (1 + int(progress.env_steps)))
         obs = env.reset()
-        log.info("resumed %s at %d env steps", ckpt_path, counters["env_steps"])
-    runlog = RunLog(out_dir, resume=resuming)
+        log.info("resumed %s at %d env steps", out_dir / "checkpoint.pt", progress.env_steps)
+    runlog = RunLog(out_dir, resume=checkpoint_from is not None, progress=progress)
 
-    recent_returns: deque[float] = deque(maxlen=200)
-    recent_loss: deque[float] = deque(maxlen=200)
-    recent_q: deque[float] = deque(maxlen=200)
-    metrics: dict[str, Any] = {}
+    def q_of(net: QNetwork) -> Any:
+        """``net`` as a function of replay rows (the observation, then the prior's log-probs)."""
+        return net if prior is None else (lambda x: net(x[:, :obs_dim], x[:, obs_dim:]))
+
+    def with_prior(x: np.ndarray, log_probs: np.ndarray | None) -> np.ndarray:
+        return x if log_probs is None else np.concatenate([x, log_probs], axis=1)
+
+    def checkpoint() -> Path:
+        progress.wall_s = time.perf_counter() - start_wall
+        return save_checkpoint(out_dir, cfg, q_net, target_net, optimizer, progress, timetable,
+                               replay if cfg.save_replay else None, style_terms, rng)
+
     bar = None
     if not cfg.quiet and sys.stderr.isatty():
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.total_steps, initial=int(counters["env_steps"]), unit="step", unit_scale=True,
+        bar = tqdm(total=cfg.total_steps, initial=int(progress.env_steps), unit="step", unit_scale=True,
                    desc="train", dynamic_ncols=True)
-    start_wall = time.perf_counter() - float(counters["wall_s"])
-    interval_t0, interval_env, interval_grad = time.perf_counter(), counters["env_steps"], counters["grad_steps"]
+    start_wall = time.perf_counter() - float(progress.wall_s)
+    metrics: dict[str, Any] = {}
     interrupted = False
     vec_step = 0
-
-    def checkpoint() -> Path:
-        counters["wall_s"] = time.perf_counter() - start_wall
-        return save_checkpoint(out_dir, cfg, q_net, target_net, optimizer, counters,
-                               replay if cfg.save_replay else None, style_terms, rng)
-
+    obs_lp = prior.of(obs) if prior is not None else None
     try:
-        while counters["env_steps"] < cfg.total_steps:
+        while progress.env_steps < cfg.total_steps:
             # 1. act: Boltzmann over Q (or epsilon-greedy), annealed
-            temp_or_eps = explore(counters["env_steps"])
-            obs_x = with_prior(obs)
+            explore_value = explore(progress.env_steps)
+            obs_x = with_prior(obs, obs_lp)
             with torch.no_grad():
                 q = q_of(q_net)(torch.from_numpy(obs_x)).numpy()
             if cfg.exploration == "boltzmann":
-                actions = rl.boltzmann(q, temp_or_eps, rng)
+                actions = rl.boltzmann(q, explore_value, rng)
             else:
-                actions = rl.epsilon_greedy(q, temp_or_eps, rng)
+                actions = rl.epsilon_greedy(q, explore_value, rng)
 
-            # 2. step all environments; finished ones auto-reset, their real last obs is in info
-            weights = env.weights.copy()  # this step's style weights (reset rows get new ones)
-            next_obs, _, dones, info = env.step(actions)
-            rewards = (info["terms"] * weights * term_scale).sum(axis=1, dtype=np.float32)
+            # 2. step all environments (their reward is the one learned); finished rows
+            # restart by themselves, and their real last observation is in info
+            next_obs, rewards, dones, info = env.step(actions, prior_log_probs=obs_lp)
             real_next = next_obs.copy()
             if dones.any():
                 real_next[dones] = info["final_obs"][dones]
-                recent_returns.extend(info["episode_return"][dones].tolist())
-                counters["episodes"] += int(dones.sum())
-            next_x = with_prior(real_next)
-            if n_extra and hasattr(prior_np, "prime"):
-                # the next step's observations: real_next except where an episode restarted
-                next_lp = next_x[:, obs_dim:].copy()
-                if dones.any():
-                    next_lp[dones] = prior_np.prior.log_probs(next_obs[dones][:, :d0])
-                prior_np.prime(next_obs[:, :d0], next_lp)
-            replay.add(*nstep.push(obs_x, actions, rewards, next_x, dones))
-            obs = next_obs
-            counters["env_steps"] += cfg.n_envs
+                runlog.returns.extend(info["episode_return"][dones].tolist())
+                progress.episodes += int(dones.sum())
+            real_lp, next_lp = prior.after_step(real_next, next_obs, dones) if prior is not None else (None, None)
+            replay.add(*nstep.push(obs_x, actions, rewards, with_prior(real_next, real_lp), dones))
+            obs, obs_lp = next_obs, next_lp
+            progress.env_steps += cfg.n_envs
             vec_step += 1
 
             # 3. learn: double-DQN targets from the target network, Huber loss, clipped gradients
-            if counters["env_steps"] >= cfg.learning_starts and len(replay) and vec_step % cfg.train_every == 0:
-                frac = min(counters["env_steps"] / cfg.total_steps, 1.0)
-                lr = cfg.learning_rate * (1 - (1 - cfg.lr_final_fraction) * frac)
+            if progress.env_steps >= cfg.learning_starts and len(replay) and vec_step % cfg.train_every == 0:
+                frac = min(progress.env_steps / cfg.total_steps, 1.0)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = cfg.learning_rate * (1 - (1 - cfg.lr_final_fraction) * frac)
                 for _ in range(cfg.gradient_steps):
                     batch = replay.sample(cfg.batch_size).to_torch()
                     target = rl.double_dqn_targets(q_of(q_net), q_of(target_net), batch.next_obs, batch.returns,
@@ -711,60 +733,48 @@ def _train(cfg: TrainConfig) -> TrainResult:
                     torch.nn.utils.clip_grad_norm_(q_net.parameters(), cfg.max_grad_norm)
                     optimizer.step()
                     rl.soft_update(target_net, q_net, cfg.tau)
-                    counters["grad_steps"] += 1
-                recent_loss.append(float(loss.item()))
-                recent_q.append(float(q_all.detach().mean().item()))
-
+                    progress.grad_steps += 1
+                runlog.losses.append(float(loss.item()))
+                runlog.q_means.append(float(q_all.detach().mean().item()))
             if bar is not None:
                 bar.update(cfg.n_envs)
 
             # 4. bookkeeping: log rows, evaluations, checkpoints
-            if counters["env_steps"] >= counters["next_log"]:
-                now = time.perf_counter()
-                dt = max(now - interval_t0, 1e-9)
-                row = {"env_steps": counters["env_steps"], "grad_steps": counters["grad_steps"],
-                       "wall_s": round(now - start_wall, 2), "explore": round(temp_or_eps, 4),
-                       "lr": optimizer.param_groups[0]["lr"],
-                       "loss": float(np.mean(recent_loss)) if recent_loss else math.nan,
-                       "q_mean": float(np.mean(recent_q)) if recent_q else math.nan,
-                       "episode_return": float(np.mean(recent_returns)) if recent_returns else math.nan,
-                       "episodes": counters["episodes"],
-                       "env_steps_per_s": round((counters["env_steps"] - interval_env) / dt, 1),
-                       "grad_steps_per_s": round((counters["grad_steps"] - interval_grad) / dt, 1)}
+            if progress.env_steps >= timetable.next_log:
+                progress.wall_s = time.perf_counter() - start_wall
+                row = runlog.row(progress, explore_value, optimizer.param_groups[0]["lr"])
                 runlog.train_row(row)
                 if bar is not None:
                     bar.set_postfix(ret=f"{row['episode_return']:.2f}", loss=f"{row['loss']:.3f}", refresh=False)
-                log.info("step %d: %s", counters["env_steps"], row)
-                counters["next_log"] += cfg.log_every
-                interval_t0, interval_env, interval_grad = time.perf_counter(), counters["env_steps"], counters["grad_steps"]
-            if counters["env_steps"] >= counters["next_eval"] and cfg.eval_clips:
+                log.info("step %d: %s", progress.env_steps, row)
+                timetable.next_log += cfg.log_every
+            if progress.env_steps >= timetable.next_eval and cfg.eval_clips:
                 metrics = evaluate_network(q_net.eval(), cfg, style_terms, seed=cfg.seed + 17)
                 q_net.train()
-                runlog.eval_rows(counters["env_steps"], metrics)
-                counters["last_eval"] = counters["env_steps"]
-                counters["next_eval"] += cfg.eval_every
-            if counters["env_steps"] >= counters["next_ckpt"]:
+                runlog.eval_rows(progress.env_steps, metrics)
+                timetable.last_eval = progress.env_steps
+                timetable.next_eval += cfg.eval_every
+            if progress.env_steps >= timetable.next_ckpt:
                 checkpoint()
                 runlog.plot()
-                counters["next_ckpt"] += cfg.checkpoint_every
+                timetable.next_ckpt += cfg.checkpoint_every
     except KeyboardInterrupt:
         interrupted = True
-        log.warning("interrupted at %d env steps: writing a checkpoint", counters["env_steps"])
+        log.warning("interrupted at %d env steps: writing a checkpoint", progress.env_steps)
     finally:
         if bar is not None:
             bar.close()
 
-    if not interrupted and cfg.eval_clips and counters.get("last_eval") != counters["env_steps"]:
+    if not interrupted and cfg.eval_clips and timetable.last_eval != progress.env_steps:
         metrics = evaluate_network(q_net.eval(), cfg, style_terms, seed=cfg.seed + 17)
-        runlog.eval_rows(counters["env_steps"], metrics)
+        runlog.eval_rows(progress.env_steps, metrics)
     path = checkpoint()
     runlog.plot()
     runlog.close()
-    summary = {"env_steps": int(counters["env_steps"]), "grad_steps": int(counters["grad_steps"]),
-               "wall_s": round(float(counters["wall_s"]), 1), "episodes": int(counters["episodes"]),
-               "episode_return": float(np.mean(recent_returns)) if recent_returns else None,
-               "eval": metrics}
-    atomic_write(out_dir / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    summary = {"env_steps": int(progress.env_steps), "grad_steps": int(progress.grad_steps),
+               "wall_s": round(float(progress.wall_s), 1), "episodes": int(progress.episodes),
+               "episode_return": runlog.mean_return() if runlog.returns else None, "eval": metrics}
+    atomic_write(out_dir / "metrics.json", json.dumps(summary, indent=1))
     model_path = None
     if cfg.export and not interrupted:
         from engine.learn.export import export_model
@@ -773,5 +783,5 @@ def _train(cfg: TrainConfig) -> TrainResult:
         export_model(q_net.eval(), model_path, style_terms, train_config=cfg.to_dict(), train_metrics=summary,
                      model_id=f"qriff-{Path(cfg.out_dir).name}-s{cfg.seed}", train_command=cfg.command)
     return TrainResult(out_dir=out_dir, checkpoint=path, model=model_path, metrics=summary,
-                       env_steps=int(counters["env_steps"]), grad_steps=int(counters["grad_steps"]),
-                       wall_s=float(counters["wall_s"]), interrupted=interrupted)
+                       env_steps=int(progress.env_steps), grad_steps=int(progress.grad_steps),
+                       wall_s=float(progress.wall_s), interrupted=interrupted)

@@ -31,7 +31,7 @@ from engine.errors import EngineError
 from engine.mdp import styles
 from engine.mdp.observation import MelodyBatch, MelodyContext, obs_dim, observe, observe_rows
 from engine.mdp.rewards import RewardFunction, available_terms
-from engine.music import theory, tokens
+from engine.music import limits, theory, tokens
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,9 @@ class EnvConfig:
     def validated(self) -> EnvConfig:
         """A copy with canonical names, or an :class:`EngineError` naming the bad field."""
         lo, hi = (self.bars if isinstance(self.bars, (tuple, list)) and len(self.bars) == 2 else (None, None))
-        if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi <= theory.MAX_BARS):
+        if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi <= limits.MAX_BARS):
             raise EngineError(f"EnvConfig.bars {self.bars!r} is not valid: expected (min, max) with "
-                              f"1 <= min <= max <= {theory.MAX_BARS}")
+                              f"1 <= min <= max <= {limits.MAX_BARS}")
         if not self.scales:
             raise EngineError("EnvConfig.scales is empty: give at least one scale, e.g. ('major',)")
         scales = tuple(theory.parse_scale(s) for s in self.scales)
@@ -216,13 +216,18 @@ class VecMelodyEnv:
         self._obs = observe(self.batch)
         return self._obs
 
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Append one token per row; see the class docstring for what comes back."""
+    def step(self, actions: Any, prior_log_probs: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Append one token per row; see the class docstring for what comes back.
+
+        ``prior_log_probs`` (optional): the reward's prior on the current observations
+        (float32 ``[N, 38]``), when the caller has computed it already.
+        """
         if self.batch is None or self._obs is None:
             raise EngineError("VecMelodyEnv.step called before reset(): call reset() first")
         batch = self.batch
         a = _check_actions(actions, self.n_envs)
-        total, raw = self.reward(batch, a, self.weights, obs=self._obs)
+        total, raw = self.reward(batch, a, self.weights, obs=self._obs, prior_log_probs=prior_log_probs)
         batch.append(a)
         self._returns += total
         done = batch.step >= batch.n_steps
@@ -294,8 +299,8 @@ class MelodyEnv(gymnasium.Env):
             given = options.pop("context")
             if not isinstance(given, MelodyContext) or len(given.style) != len(self.terms):
                 raise EngineError(f"reset option 'context' must be a MelodyContext with {len(self.terms)} style terms")
-            if given.n_steps > theory.MAX_BARS * theory.MAX_STEPS_PER_BAR:
-                raise EngineError(f"context of {given.n_steps} steps is longer than {theory.MAX_BARS} bars")
+            if given.n_steps > limits.MAX_BARS * theory.MAX_STEPS_PER_BAR:
+                raise EngineError(f"context of {given.n_steps} steps is longer than {limits.MAX_BARS} bars")
             ctx = dataclasses.replace(given, style=w / np.float32(styles.MAX_WEIGHT))
         if options:
             raise EngineError(f"unknown reset options {sorted(options)}: allowed are 'context', 'style'")

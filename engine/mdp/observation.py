@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.errors import EngineError
-from engine.music import theory, tokens
+from engine.music import limits, theory, tokens
 
 OBS_VERSION = 2
 HISTORY = 16
@@ -67,7 +67,7 @@ _TS_LIST = tuple(theory.TIME_SIGNATURES)
 #: A melodic interval of this many semitones or more is a leap (RL Tuner: a fifth).
 LEAP_SEMITONES = 7
 #: Leaping back resolves a leap only when it comes more than this many steps after the
-#: last leap (as ``engine.evaluation.metrics`` counts it, after anchors.md).
+#: last leap (as ``engine.evaluation.metrics`` counts it).
 LEAP_BACK_MIN_STEPS = 6
 #: Context tables larger than this many float32 cells are not built (rows are then
 #: computed step by step, with the same result).
@@ -445,8 +445,8 @@ class MelodyContext:
                    role: str = "lead", style: np.ndarray) -> MelodyContext:
         """Context for ``bars`` bars (1..16) in a key/scale with a looping progression
         (one chord per bar; the scale's default progression when ``chords`` is empty)."""
-        if isinstance(bars, bool) or not isinstance(bars, (int, np.integer)) or not 1 <= bars <= theory.MAX_BARS:
-            raise EngineError(f"bars {bars!r} is out of range: allowed are whole numbers 1-{theory.MAX_BARS}")
+        if isinstance(bars, bool) or not isinstance(bars, (int, np.integer)) or not 1 <= bars <= limits.MAX_BARS:
+            raise EngineError(f"bars {bars!r} is out of range: allowed are whole numbers 1-{limits.MAX_BARS}")
         tonic = theory.parse_key(key) if isinstance(key, str) else int(key) % 12
         scale = theory.parse_scale(scale)
         ts = theory.parse_time_signature(time_signature)

@@ -273,8 +273,8 @@ def term_cadence(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.nd
     last = _is_last(batch)
     lasts = (actions == tokens.HOLD) & (feats["silence"] == 0) & (feats["last_pitch"] >= 0)
     end = np.where(tonic, 1.0, np.where(on_root, 0.5, -0.5)) + np.where(has & (tonic | on_root) & lasts, 0.5, 0.0)
-    spb = batch.steps_per_bar
-    bar_end = (step % spb == spb - 1) & ((step // spb) % 4 == 3) & ~last
+    steps_per_bar = batch.steps_per_bar
+    bar_end = (step % steps_per_bar == steps_per_bar - 1) & ((step // steps_per_bar) % 4 == 3) & ~last
     phrase = np.where(tonic | on_root, 0.5, 0.0)
     return np.where(first, start, 0.0).astype(np.float32) + np.where(last, end, np.where(bar_end, phrase, 0.0)
                                                                     ).astype(np.float32)
@@ -570,9 +570,14 @@ class RewardFunction:
     ``terms`` are names from :func:`available_terms` (their order is the order of the
     style weights); ``prior`` is an object with ``log_probs(obs_no_style)`` (e.g.
     ``engine.corpus.prior.PriorModel``) or None, in which case the ``prior`` term is 0.
+    ``theory_scale`` multiplies every term except ``prior`` (training uses 2, RL Tuner's
+    1/c with c = 0.5): the prior keeps its natural scale, so softmax(Q) at temperature 1
+    stays close to the corpus where a style asks for it, while the music-theory rules
+    get gaps wide enough to be obeyed.
     """
 
-    def __init__(self, terms: Sequence[str] = styles.BUILTIN_TERMS, prior: Prior | Any | None = None) -> None:
+    def __init__(self, terms: Sequence[str] = styles.BUILTIN_TERMS, prior: Prior | Any | None = None,
+                 theory_scale: float = 1.0) -> None:
         terms = tuple(terms)
         if not terms:
             raise RewardError("a reward needs at least one term: available are " + ", ".join(available_terms()))
@@ -583,15 +588,24 @@ class RewardFunction:
         self.terms: tuple[str, ...] = terms
         self.prior = prior
         self._prior_col = terms.index("prior") if "prior" in terms else -1
+        if not 0.0 < theory_scale <= 100.0:
+            raise RewardError(f"theory_scale {theory_scale!r} is out of range (allowed: 0 < scale <= 100)")
+        self.theory_scale = float(theory_scale)
+        self._scale = None if theory_scale == 1.0 else \
+            np.array([1.0 if t == "prior" else theory_scale for t in terms], np.float32)
         self._warned = False
 
     def __repr__(self) -> str:
         return f"RewardFunction(terms={self.terms!r}, prior={type(self.prior).__name__ if self.prior else None})"
 
-    def raw(self, batch: MelodyBatch, actions: np.ndarray, obs: np.ndarray | None = None) -> np.ndarray:
+    def raw(self, batch: MelodyBatch, actions: np.ndarray, obs: np.ndarray | None = None,
+            prior_log_probs: np.ndarray | None = None) -> np.ndarray:
         """Raw per-term rewards float32 ``[B, S]`` for appending ``actions`` (int ``[B]``).
 
-        ``obs`` (optional) is ``observe(batch)``, reused by the prior term if given.
+        ``obs`` (optional) is ``observe(batch)``, reused by the prior term if given;
+        ``prior_log_probs`` (optional, float32 ``[B, 38]``) is the prior's ``log_probs`` of
+        those observations when the caller has them already (training computes them once a
+        step for its network and the reward).
         """
         actions = np.asarray(actions, np.int64).reshape(-1)
         b = batch.size
@@ -605,7 +619,7 @@ class RewardFunction:
         out = np.zeros((b, len(self.terms)), np.float32)
         for j, (name, fn) in enumerate(zip(self.terms, self._fns)):
             if j == self._prior_col:
-                out[:, j] = self._prior(batch, actions, obs)
+                out[:, j] = self._prior(batch, actions, obs, prior_log_probs)
                 continue
             value = np.asarray(fn(batch, actions, feats), dtype=np.float32)
             if value.shape != (b,):
@@ -615,34 +629,43 @@ class RewardFunction:
             out[:, j] = value
         return out
 
-    def _prior(self, batch: MelodyBatch, actions: np.ndarray, obs: np.ndarray | None) -> np.ndarray:
+    def _prior(self, batch: MelodyBatch, actions: np.ndarray, obs: np.ndarray | None,
+               given: np.ndarray | None) -> np.ndarray:
         if self.prior is None:
             if not self._warned:
                 log.warning("no corpus prior loaded: the 'prior' reward term is 0 (train one with `qriff corpus prior`)")
                 self._warned = True
             return np.zeros(batch.size, np.float32)
-        if obs is None:
-            obs = observe(batch)
-        lp = np.asarray(self.prior.log_probs(obs[:, :obs_dim(0)]), np.float32)
+        if given is not None:
+            lp = np.asarray(given, np.float32)
+        else:
+            if obs is None:
+                obs = observe(batch)
+            lp = np.asarray(self.prior.log_probs(obs[:, :obs_dim(0)]), np.float32)
         if lp.shape != (batch.size, tokens.N_ACTIONS):
-            raise RewardError(f"prior.log_probs returned shape {lp.shape}, expected ({batch.size}, {tokens.N_ACTIONS})")
+            raise RewardError(f"prior log-probs have shape {lp.shape}, expected ({batch.size}, {tokens.N_ACTIONS})")
         value = lp[np.arange(batch.size), actions] + np.float32(_LOG_N_ACTIONS)
         return np.maximum(value, np.float32(PRIOR_FLOOR))
 
     def __call__(self, batch: MelodyBatch, actions: np.ndarray, weights: np.ndarray,
-                 obs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 obs: np.ndarray | None = None,
+                 prior_log_probs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Reward for appending ``actions[b]`` to row ``b`` (``batch`` not yet appended).
 
         ``weights``: float32 ``[B, S]`` raw style weights (not the /5 scaled observation
-        vector). Returns total float32 ``[B]`` = ``sum_s weights * raw`` and raw per-term
-        float32 ``[B, S]``.
+        vector). Returns total float32 ``[B]`` = ``sum_s weights * theory_scale_s * raw``
+        (the scale is 1 for ``prior``) and raw per-term float32 ``[B, S]``. ``obs`` and
+        ``prior_log_probs``: see :meth:`raw`.
         """
         weights = np.asarray(weights, np.float32)
         if weights.shape != (batch.size, len(self.terms)):
             raise RewardError(f"weights have shape {weights.shape}, expected ({batch.size}, {len(self.terms)}) "
                               f"for terms {', '.join(self.terms)}")
-        raw = self.raw(batch, actions, obs)
-        return (raw * weights).sum(axis=1, dtype=np.float32), raw
+        raw = self.raw(batch, actions, obs, prior_log_probs)
+        weighted = raw * weights
+        if self._scale is not None:
+            weighted *= self._scale
+        return weighted.sum(axis=1, dtype=np.float32), raw
 
     def score(self, context: MelodyContext, seq: Sequence[int] | np.ndarray,
               weights: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """The clip: what qriff generates, writes as JSON and MIDI, renders and sends over OSC.
 
 Times are in beats (quarter notes) from the clip start; pitches are MIDI numbers. The
-JSON layout is the contract in design.md (``"qriff_clip": 1``). Conversions between
+JSON layout (``"qriff_clip": 1``) is described in ``docs/clip-json.md``. Conversions between
 notes and the 16th-note token grid live here too, so the evaluation suite and the
 policy agree on them.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ClipError
-from engine.music import theory, tokens
+from engine.files import atomic_write
+from engine.music import limits, midi, theory, tokens
 
 CLIP_FORMAT = 1
 
@@ -55,10 +55,10 @@ class Clip:
     the looping progression; ``style`` maps style term names to weights.
     """
 
-    key: str = "C"
-    scale: str = "major"
-    tempo: float = 120.0
-    time_signature: tuple[int, int] = (4, 4)
+    key: str = limits.DEFAULT_KEY
+    scale: str = limits.DEFAULT_SCALE
+    tempo: float = limits.DEFAULT_TEMPO
+    time_signature: tuple[int, int] = limits.DEFAULT_TIME_SIGNATURE
     bars: int = 2
     steps_per_beat: int = 4
     seed: int | None = None
@@ -84,6 +84,17 @@ class Clip:
         """Clip length in seconds at the clip's tempo."""
         return self.length_beats * 60.0 / self.tempo
 
+    def progression(self) -> list[theory.Chord]:
+        """The clip's chords, one per bar, looping.
+
+        A clip stored without chords gets its scale's default progression in its key
+        (:func:`engine.music.theory.default_progression`): the one the policy generates
+        against when no chords are asked for, for every scale.
+        """
+        if self.chords:
+            return theory.parse_progression(list(self.chords), self.key, self.scale)
+        return theory.default_progression(self.scale, self.key)
+
     def track(self, role: str) -> Track:
         """The first track with ``role``; ClipError if there is none."""
         for t in self.tracks:
@@ -93,7 +104,7 @@ class Clip:
 
     # ---------------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
-        """The clip JSON object of design.md."""
+        """The clip JSON object (``docs/clip-json.md``)."""
         return {
             "qriff_clip": CLIP_FORMAT, "key": self.key, "scale": self.scale, "tempo": float(self.tempo),
             "time_signature": list(self.time_signature), "bars": int(self.bars),
@@ -139,8 +150,9 @@ class Clip:
             raise ClipError(f"{source} has a malformed field: {exc}") from None
         theory.parse_key(clip.key)
         theory.parse_scale(clip.scale)
-        if not (10.0 <= clip.tempo <= 400.0):
-            raise ClipError(f"{source}: tempo {clip.tempo} is out of range 10-400 bpm")
+        if not (limits.MIN_FILE_TEMPO <= clip.tempo <= limits.MAX_FILE_TEMPO):
+            raise ClipError(f"{source}: tempo {clip.tempo} is out of range "
+                            f"{limits.MIN_FILE_TEMPO:g}-{limits.MAX_FILE_TEMPO:g} bpm")
         return clip
 
     @classmethod
@@ -153,34 +165,13 @@ class Clip:
         return cls.from_dict(data, source)
 
     # ---------------------------------------------------------------------- MIDI
-    def to_pretty_midi(self) -> Any:
-        """A ``pretty_midi.PrettyMIDI`` with the tracks, tempo, time and key signature."""
-        import pretty_midi
-
-        pm = pretty_midi.PrettyMIDI(initial_tempo=float(self.tempo))
-        spb = 60.0 / self.tempo
-        pm.time_signature_changes.append(pretty_midi.TimeSignature(*self.time_signature, 0.0))
-        tonic = theory.parse_key(self.key)
-        minor = theory.is_minor_scale(self.scale)
-        pm.key_signature_changes.append(pretty_midi.KeySignature(tonic + (12 if minor else 0), 0.0))
-        for t in self.tracks:
-            drum = t.role == "drums"
-            inst = pretty_midi.Instrument(program=int(t.program) % 128, is_drum=drum, name=t.role)
-            for n in t.notes:
-                inst.notes.append(pretty_midi.Note(velocity=int(n.velocity), pitch=int(n.pitch),
-                                                   start=n.start * spb, end=(n.start + n.duration) * spb))
-            pm.instruments.append(inst)
-        return pm
-
     def write_midi(self, path: str | os.PathLike[str]) -> Path:
-        """Write a standard MIDI file atomically; returns the path."""
-        pm = self.to_pretty_midi()
-        return atomic_write(path, lambda tmp: pm.write(tmp))
+        """Write a Standard MIDI File atomically (see :mod:`engine.music.midi`); returns the path."""
+        return midi.write_midi(self, path)
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the clip JSON atomically; returns the path."""
-        text = self.to_json()
-        return atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
+        return atomic_write(path, self.to_json() + "\n")
 
     @classmethod
     def from_midi(cls, path: str | os.PathLike[str], key: str | None = None, scale: str | None = None) -> Clip:
@@ -197,7 +188,7 @@ class Clip:
             raise ClipError(f"{path} is not a readable MIDI file: {exc}") from None
         _, tempi = pm.get_tempo_changes()
         tempo = float(tempi[0]) if len(tempi) else 120.0
-        spb = 60.0 / tempo
+        seconds_per_beat = 60.0 / tempo
         ts = (4, 4)
         if pm.time_signature_changes:
             cand = (pm.time_signature_changes[0].numerator, pm.time_signature_changes[0].denominator)
@@ -211,7 +202,7 @@ class Clip:
         for idx, inst in enumerate(insts):
             role = inst.name.strip().lower() if inst.name.strip().lower() in (*tokens.ROLES, "pad") else None
             role = role or ("lead" if idx == 0 else ("bass" if idx == len(insts) - 1 else f"part{idx}"))
-            notes = [Note(pitch=n.pitch, start=round(n.start / spb, 6), duration=round((n.end - n.start) / spb, 6),
+            notes = [Note(pitch=n.pitch, start=round(n.start / seconds_per_beat, 6), duration=round((n.end - n.start) / seconds_per_beat, 6),
                           velocity=max(1, n.velocity)) for n in sorted(inst.notes, key=lambda n: (n.start, -n.pitch))]
             tracks.append(Track(role=role, program=inst.program, notes=[n for n in notes if n.duration > 0]))
         if key is None or scale is None:
@@ -316,28 +307,3 @@ def notes_to_tokens(notes: list[Note], n_steps: int, tonic_pc: int, role: str = 
             seq[j] = tokens.HOLD
             owner[j] = idx
     return seq
-
-
-# --------------------------------------------------------------------- writing
-
-def atomic_write(path: str | os.PathLike[str], write: Any) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
-
-    An interrupted write leaves nothing under the final name.
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
-    os.close(fd)
-    # mkstemp creates 0600 files; give the final file the permissions open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        write(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return final

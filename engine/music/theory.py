@@ -289,13 +289,14 @@ DEFAULT_PROGRESSIONS: dict[str, str] = {
 }
 
 
-def default_progression(scale: str) -> list[Chord]:
-    """The progression used when none is given, relative to C (see :data:`DEFAULT_PROGRESSIONS`).
+def default_progression(scale: str, key: int | str = 0) -> list[Chord]:
+    """The progression used when none is given, in ``key`` (see :data:`DEFAULT_PROGRESSIONS`).
 
+    The policy generates against it and the renderer's pad plays it, for every scale.
     Its chords use only notes of the scale (pentatonic and blues scales borrow the
     chords of their seven-note parents).
     """
-    return parse_progression(DEFAULT_PROGRESSIONS[parse_scale(scale)], 0, scale)
+    return parse_progression(DEFAULT_PROGRESSIONS[parse_scale(scale)], key, scale)
 
 
 # -------------------------------------------------------------------------- metre
@@ -304,8 +305,6 @@ def default_progression(scale: str) -> list[Chord]:
 TIME_SIGNATURES: dict[tuple[int, int], int] = {(4, 4): 16, (3, 4): 12, (2, 4): 8, (6, 8): 12}
 #: The largest number of 16th-note steps in one bar over all supported metres.
 MAX_STEPS_PER_BAR = 16
-#: The longest melody, in bars, that the engine writes.
-MAX_BARS = 16
 
 
 def parse_time_signature(text: str | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -333,9 +332,9 @@ def steps_per_bar(time_signature: tuple[int, int]) -> int:
 def beat_strength(step_in_bar: int, time_signature: tuple[int, int]) -> int:
     """Metrical weight of a 16th-note position: 3 downbeat, 2 strong beat, 1 beat, 0 off-beat."""
     num, den = parse_time_signature(time_signature)
-    spb = TIME_SIGNATURES[(num, den)]
-    if not 0 <= step_in_bar < spb:
-        raise TheoryError(f"step {step_in_bar!r} is outside a bar of {num}/{den} (allowed: 0-{spb - 1})")
+    steps_in_bar = TIME_SIGNATURES[(num, den)]
+    if not 0 <= step_in_bar < steps_in_bar:
+        raise TheoryError(f"step {step_in_bar!r} is outside a bar of {num}/{den} (allowed: 0-{steps_in_bar - 1})")
     if step_in_bar == 0:
         return 3
     if den == 8:  # compound metre: beats are dotted quarters (6 steps)

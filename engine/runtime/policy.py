@@ -20,50 +20,33 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import math
 import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.cli.options import MAX_BARS, MAX_COUNT, MAX_TEMPERATURE
-from engine.errors import EngineError, ModelError
+from engine.errors import EngineError
 from engine.mdp import observation, styles
-from engine.music import theory, tokens
+from engine.music import limits, theory, tokens
 from engine.music.clip import Clip, Track, load_clip, notes_to_tokens, tokens_to_notes
+from engine.music.limits import MAX_BARS, MAX_COUNT, MAX_TEMPERATURE, MAX_TEMPO, MIN_TEMPO
+from engine.runtime.modelfile import (
+    ModelInfo,
+    find_model,
+    load_model_file,
+    open_session,
+    read_model_info,
+)
 
 log = logging.getLogger(__name__)
 
-#: Format version of the ONNX files this policy reads (metadata ``qriff_model``).
-MODEL_FORMAT = "1"
-#: The model shipped inside the package.
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "default.onnx"
-
-
 #: Velocity of a note by the metrical strength of the step it starts on (0 off-beat .. 3 downbeat).
 _ACCENT = np.array([80, 88, 94, 102], np.int64)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What an ONNX model's metadata says about it."""
-
-    model_id: str
-    obs_version: int
-    obs_dim: int
-    style_terms: tuple[str, ...]
-    roles: tuple[str, ...]
-    scales: tuple[str, ...]
-    train_config: dict[str, Any]
-    train_metrics: dict[str, Any]
-    created: str
-    metadata: dict[str, str]
 
 
 def _chord_name(chord: theory.Chord) -> str:
@@ -249,83 +232,23 @@ class Policy:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None) -> Policy:
-        """Load an ONNX model (``None``: the shipped default model).
+    def load(cls, model: str | os.PathLike[str] | None = None) -> Policy:
+        """Load a model: ``None`` for the shipped default, an ONNX file's path, or the id of
+        a model in :func:`~engine.runtime.modelfile.available_models`.
 
         Raises ModelError when the file is missing, is not an ONNX model, has the wrong
         inputs/outputs, or its metadata does not match this version of qriff.
         """
-        import onnxruntime as ort
+        path = find_model(model)
+        session, info = load_model_file(path)
+        log.debug("loaded model %s (%s) from %s", info.model_id, info.created, path)
+        return cls(session, info, path)
 
-        p = Path(path) if path is not None else DEFAULT_MODEL_PATH
-        if not p.is_file():
-            if path is None:
-                raise ModelError(f"the shipped model {str(p)!r} is missing: reinstall qriff, or train one with "
-                                 "'qriff train' and pass it with --model PATH")
-            raise ModelError(f"model file {str(p)!r} does not exist: give the path of a .onnx file written by "
-                             "'qriff export' (or leave --model out for the shipped model)")
-        data = p.read_bytes()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        try:
-            session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"model file {str(p)!r} is not a valid ONNX model ({first[:200]}): "
-                             "re-export it with 'qriff export'") from None
-        info = cls._check(session, p, hashlib.sha256(data).hexdigest()[:12])
-        log.debug("loaded model %s (%s) from %s", info.model_id, info.created, p)
-        return cls(session, info, p)
-
-    @staticmethod
-    def _check(session: Any, path: Path, digest: str) -> ModelInfo:
-        meta = dict(session.get_modelmeta().custom_metadata_map)
-        where = f"model {str(path)!r}"
-        hint = "re-export it with 'qriff export' from this version of qriff"
-        if meta.get("qriff_model") != MODEL_FORMAT:
-            raise ModelError(f"{where} is not a qriff model of format {MODEL_FORMAT} "
-                             f"(metadata qriff_model={meta.get('qriff_model')!r}): {hint}")
-        try:
-            style_terms = tuple(json.loads(meta["style_terms"]))
-            roles = tuple(json.loads(meta["roles"]))
-            scales = tuple(json.loads(meta["scales"]))
-            actions = list(json.loads(meta["actions"]))
-            obs_version = int(meta["obs_version"])
-            train_config = json.loads(meta.get("train_config", "{}"))
-            train_metrics = json.loads(meta.get("train_metrics", "{}"))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ModelError(f"{where} has missing or malformed metadata ({exc}): {hint}") from None
-        if obs_version != observation.OBS_VERSION:
-            raise ModelError(f"{where} was trained on observation version {obs_version}, this qriff builds "
-                             f"version {observation.OBS_VERSION}: {hint} or retrain it")
-        if meta.get("obs_layout") != observation.layout_string(len(style_terms)):
-            raise ModelError(f"{where} has observation layout {meta.get('obs_layout')!r}, expected "
-                             f"{observation.layout_string(len(style_terms))!r}: {hint} or retrain it")
-        if actions != tokens.action_names():
-            raise ModelError(f"{where} has {len(actions)} actions that differ from this qriff's "
-                             f"{tokens.N_ACTIONS} tokens: {hint}")
-        bad_roles = [r for r in roles if r not in tokens.ROLES]
-        if bad_roles or not roles:
-            raise ModelError(f"{where} lists roles {list(roles)}, allowed are {', '.join(tokens.ROLES)}: {hint}")
-        d = observation.obs_dim(len(style_terms))
-        ins, outs = session.get_inputs(), session.get_outputs()
-        if len(ins) != 1 or ins[0].name != "obs" or ins[0].type != "tensor(float)" or len(ins[0].shape) != 2 \
-                or ins[0].shape[1] != d:
-            got = ", ".join(f"{i.name} {i.type} {i.shape}" for i in ins)
-            raise ModelError(f"{where} has inputs [{got}], expected one input 'obs' tensor(float) [batch, {d}]: {hint}")
-        if len(outs) != 1 or outs[0].name != "q_values" or len(outs[0].shape) != 2 \
-                or outs[0].shape[1] != tokens.N_ACTIONS:
-            got = ", ".join(f"{o.name} {o.type} {o.shape}" for o in outs)
-            raise ModelError(f"{where} has outputs [{got}], expected one output 'q_values' "
-                             f"[batch, {tokens.N_ACTIONS}]: {hint}")
-        model_id = meta.get("model_id") or f"{path.stem}-{digest}"
-        return ModelInfo(model_id=model_id, obs_version=obs_version, obs_dim=d, style_terms=style_terms,
-                         roles=roles, scales=scales, train_config=train_config, train_metrics=train_metrics,
-                         created=meta.get("created", ""), metadata=meta)
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "<memory>") -> Policy:
+        """A policy on model bytes held in memory (``qriff export`` checks a model before writing it)."""
+        session = open_session(data, f"model {name!r}")
+        return cls(session, read_model_info(session, Path(name), hashlib.sha256(data).hexdigest()[:12]), Path(name))
 
     # ---------------------------------------------------------------- inference
     def q_values(self, obs: np.ndarray) -> np.ndarray:
@@ -338,10 +261,11 @@ class Policy:
         weights = styles.parse_style(style, self.info.style_terms)
         return styles.apply_mood(weights, valence, arousal)
 
-    def generate(self, key: str = "C", scale: str = "major", bars: int = 4, count: int = 1, seed: int | None = 0,
-                 temperature: float = 1.0, chords: str | Sequence[str] | None = None,
-                 style: str | Mapping[str, float] | None = None, roles: Sequence[str] = ("lead",),
-                 tempo: float = 120.0, time_signature: tuple[int, int] | str = (4, 4),
+    def generate(self, key: str = limits.DEFAULT_KEY, scale: str = limits.DEFAULT_SCALE, bars: int = limits.DEFAULT_BARS,
+                 count: int = 1, seed: int | None = 0, temperature: float = limits.DEFAULT_TEMPERATURE,
+                 chords: str | Sequence[str] | None = None, style: str | Mapping[str, float] | None = None,
+                 roles: Sequence[str] = ("lead",), tempo: float = limits.DEFAULT_TEMPO,
+                 time_signature: tuple[int, int] | str = limits.DEFAULT_TIME_SIGNATURE,
                  primer: Clip | str | os.PathLike[str] | None = None, valence: float = 0.0,
                  arousal: float = 0.0) -> list[Clip]:
         """Generate ``count`` clip variations.
@@ -349,15 +273,15 @@ class Policy:
         Args:
             key: tonic name (``C``, ``F#``, ``Bb``).
             scale: scale or mode name (:data:`engine.music.theory.SCALE_NAMES` or an alias).
-            bars: bars to generate, 1-16 (after the primer, if any).
-            count: variations, 1-64; variation ``i`` uses seed ``seed + i``.
+            bars: bars to generate, 1-:data:`~engine.music.limits.MAX_BARS` (after the primer, if any).
+            count: variations, 1-:data:`~engine.music.limits.MAX_COUNT`; variation ``i`` uses seed ``seed + i``.
             seed: integer >= 0; ``None`` draws one (recorded in the clips).
-            temperature: 0 (greedy) to 5; 1 samples from ``softmax(Q)``.
+            temperature: 0 (greedy) to :data:`~engine.music.limits.MAX_TEMPERATURE`; 1 samples from ``softmax(Q)``.
             chords: progression, one chord per bar, looping (``"C G Am F"`` or ``"I V vi IV"``);
                 ``None`` for the scale's default.
             style: preset name, ``term=weight`` pairs or a mapping; ``None`` for the default style.
             roles: tracks to write, each by the same network in that role (``("lead", "bass")``).
-            tempo: beats per minute, 20-300 (written to the clip, does not change the notes).
+            tempo: beats per minute, :data:`~engine.music.limits.MIN_TEMPO`-``MAX_TEMPO`` (written to the clip, does not change the notes).
             time_signature: ``(4, 4)``, ``"3/4"``, ``"6/8"``...
             primer: a clip (or .mid/.json path) to continue: its bars come first, unchanged
                 (quantized to 16ths), and ``bars`` new bars follow.
@@ -369,32 +293,30 @@ class Policy:
         _check_range("bars", bars, 1, MAX_BARS, int)
         _check_range("count", count, 1, MAX_COUNT, int)
         _check_range("temperature", temperature, 0.0, MAX_TEMPERATURE, float)
-        _check_range("tempo", tempo, 20.0, 300.0, float)
+        _check_range("tempo", tempo, MIN_TEMPO, MAX_TEMPO, float)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**31))
         _check_range("seed", seed, 0, 2**63 - 1, int)
         tonic = theory.parse_key(key)
         scale = theory.parse_scale(scale)
         ts = theory.parse_time_signature(time_signature)
-        spb = theory.steps_per_bar(ts)
+        steps_per_bar = theory.steps_per_bar(ts)
         roles = tuple(roles)
         if not roles or len(set(roles)) != len(roles) or any(r not in self.info.roles for r in roles):
             raise EngineError(f"roles {list(roles)} are not valid: give one or more of "
                               f"{', '.join(self.info.roles)}, each once")
         if chords is not None and not isinstance(chords, str):
             chords = list(chords)
-        prog = (theory.parse_progression(chords, tonic, scale) if chords
-                else [theory.Chord((c.root + tonic) % 12, c.intervals, c.symbol)
-                      for c in theory.default_progression(scale)])
+        prog = theory.parse_progression(chords, tonic, scale) if chords else theory.default_progression(scale, tonic)
         weights = self.resolve_style(style, valence, arousal)
         svec = styles.style_vector(weights, self.info.style_terms)
 
-        primer_tokens, primer_bars = self._primer_tokens(primer, tonic, spb, ts, roles)
+        primer_tokens, primer_bars = self._primer_tokens(primer, tonic, steps_per_bar, ts, roles)
         total_bars = primer_bars + bars
         if total_bars > MAX_BARS:
             raise EngineError(f"primer ({primer_bars} bars) plus {bars} new bars makes {total_bars} bars, allowed are "
                               f"at most {MAX_BARS}: ask for fewer bars or give a shorter primer")
-        n = total_bars * spb
+        n = total_bars * steps_per_bar
         frames = {r: self._context(tonic, scale, total_bars, ts, chords, r, svec) for r in roles}
         row_ctx = [frames[r][0] for _ in range(count) for r in roles]
         row_tables = [frames[r][1] for _ in range(count) for r in roles]
@@ -446,6 +368,12 @@ class Policy:
             self._contexts.popitem(last=False)
         return ctx, table
 
+    def greedy_tokens(self, context: observation.MelodyContext) -> np.ndarray:
+        """The tokens (``int64 [n_steps]``) this model writes in ``context`` at temperature 0,
+        through the same rollout as :meth:`generate` (``qriff export`` compares them with torch's)."""
+        n = context.n_steps
+        return self._rollout([context], n, np.full((n, 1), -1, np.int64), None)[0]
+
     def _rollout(self, contexts: list[observation.MelodyContext], n: int, forced: np.ndarray,
                  noise: np.ndarray | None, tables: list[np.ndarray] | None = None) -> np.ndarray:
         """Tokens ``int64 [B, n]``: one session call per step for all rows; ``forced`` >= 0 overrides."""
@@ -475,31 +403,24 @@ class Policy:
         """A zero-argument function running the model on ``obs`` (float32 ``[b, D]``, updated
         in place by the caller) and returning the Q-values ``[b, 38]`` (a reused buffer).
 
-        Uses onnxruntime's I/O binding on the arrays' memory (no per-step conversion or
-        allocation); falls back to ``session.run`` where the binding API is unavailable.
+        Binds both arrays' memory with onnxruntime's I/O binding, so a step neither
+        converts nor allocates; ``InferenceSession.run_with_iobinding`` runs it. No
+        ``RunOptions`` are passed: with them, onnxruntime 1.32 looks up an unset
+        ``gpu_graph_id`` entry through a C++ exception, ~45 us a step (~3 ms a clip).
         """
-        import onnxruntime as ort
-
         q = np.zeros((b, tokens.N_ACTIONS), np.float32)
-        sess = getattr(self.session, "_sess", None)
-        try:
-            binding = self.session.io_binding()
-            binding.bind_input(self._input, "cpu", 0, np.float32, list(obs.shape), obs.ctypes.data)
-            binding.bind_output(self._output, "cpu", 0, np.float32, list(q.shape), q.ctypes.data)
-            raw, opts = binding._iobinding, ort.RunOptions()
-        except (AttributeError, TypeError, RuntimeError):
-            sess = None
-        if sess is None or not hasattr(sess, "run_with_iobinding"):
-            run, out, inp = self.session.run, [self._output], self._input
-            return lambda: run(out, {inp: obs})[0]
+        binding = self.session.io_binding()
+        binding.bind_input(self._input, "cpu", 0, np.float32, list(obs.shape), obs.ctypes.data)
+        binding.bind_output(self._output, "cpu", 0, np.float32, list(q.shape), q.ctypes.data)
+        run = self.session.run_with_iobinding
 
         def step() -> np.ndarray:
-            sess.run_with_iobinding(raw, opts)
+            run(binding)
             return q
 
         return step
 
-    def _primer_tokens(self, primer: Clip | str | os.PathLike[str] | None, tonic: int, spb: int,
+    def _primer_tokens(self, primer: Clip | str | os.PathLike[str] | None, tonic: int, steps_per_bar: int,
                        ts: tuple[int, int], roles: tuple[str, ...]) -> tuple[dict[str, np.ndarray], int]:
         """Primer tokens per role (relative to the requested key) and the primer's length in bars."""
         if primer is None:
@@ -507,7 +428,7 @@ class Policy:
         clip = primer if isinstance(primer, Clip) else load_clip(primer)
         if not any(t.notes for t in clip.tracks):
             raise EngineError("primer has no notes: give a MIDI or clip file with a melody to continue")
-        beats_per_bar = spb / 4.0
+        beats_per_bar = steps_per_bar / 4.0
         end = max(t.end_beat for t in clip.tracks)
         bars = max(1, math.ceil(end / beats_per_bar - 1e-6))
         if bars > MAX_BARS:
@@ -518,7 +439,7 @@ class Policy:
             if track is None and r == "lead":
                 track = max((t for t in clip.tracks if t.notes), key=lambda t: np.mean([n.pitch for n in t.notes]))
             if track is not None:
-                out[r] = notes_to_tokens(track.notes, bars * spb, tonic, r)
+                out[r] = notes_to_tokens(track.notes, bars * steps_per_bar, tonic, r)
         return out, bars
 
 

@@ -38,11 +38,6 @@ class WalkSource:
     def models(self) -> list[str]:
         return [self.model_id]
 
-    def select(self, model: str) -> None:
-        from engine.errors import ModelError
-
-        if model != self.model_id:
-            raise ModelError(f"model {model!r} is not known")
 
     def generate(self, key: str = "C", scale: str = "major", bars: int = 4, count: int = 1, seed: int = 0,
                  temperature: float = 1.0, chords: str | None = None, style: str | None = None,

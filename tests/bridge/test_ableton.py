@@ -1,182 +1,347 @@
-"""Pushing clips into Ableton Live: the AbletonOSC exchange checked message by message.
+"""Pushing clips into Ableton Live, against a peer that behaves like AbletonOSC (tests/bridge/ableton_peer.py).
 
-A fake AbletonOSC peer answers like the real control surface (getters reply
-``track slot value`` to the sender's host on the reply port; failures come back on
-``/live/error``) and forwards a copy of every datagram to liblo's ``oscdump``, so the
-types on the wire are checked by a non-Python OSC implementation too.
+First the peer itself is held to facts read in AbletonOSC's source (errors, ticks,
+ports, slots, indices, note appending, datagram size); then every push case the issue
+names: a normal push with exact notes, a push right after an error, a missing track, an
+audio track, a full track (with and without adding a scene), and a slot filled between
+the check and the create. liblo's ``oscdump`` checks the types on the wire.
 """
 
 from __future__ import annotations
 
 import socket
-import threading
+import time
 
 import pytest
+from pythonosc.osc_message import OscMessage
 
-from bridge.ableton import NOTES_PER_LIVE_CHUNK, LiveClient, add_notes_messages, clip_name
-from bridge.datagrams import MAX_DATAGRAM, decode, encode
-from engine.music.clip import Clip
-from tests.bridge.support import OscDump, Peer, WalkSource, free_udp_port, parse_oscdump, running_server
+from bridge.ableton import NOTES_PER_LIVE_MESSAGE, LiveClient, add_notes_messages, clip_name
+from bridge.datagrams import decode
+from bridge.errors import LiveError
+from engine.music.clip import Clip, Note
+from tests.bridge.ableton_peer import TICK, AbletonOSCPeer, LiveClip, LiveSet, wait_quiet
+from tests.bridge.support import OscDump, Peer, WalkSource, free_udp_port, osc, parse_oscdump, running_server
 
 
-class FakeAbletonOSC:
-    """Just enough of AbletonOSC's clip and clip-slot API, on a free loopback port."""
+class Listener:
+    """A socket on the response port: where AbletonOSC's answers arrive."""
 
-    def __init__(self, reply_port: int, dump_port: int | None = None, occupied=(), fail_on: str | None = None):
+    def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.reply_port, self.dump_port, self.fail_on = reply_port, dump_port, fail_on
-        self.clips: dict[tuple[int, int], dict] = {slot: {"name": "existing", "notes": []} for slot in occupied}
-        self.received: list[tuple[str, tuple, str, int]] = []
-        self._stop = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
 
-    def _reply(self, host, address, args, tags=None):
-        self.sock.sendto(encode(address, args, tags), (host, self.reply_port))
+    def recv(self, timeout: float = 2.0) -> tuple[float, str, list]:
+        self.sock.settimeout(timeout)
+        data = self.sock.recvfrom(65536)[0]
+        msg = OscMessage(data)
+        return time.monotonic(), msg.address, list(msg.params)
 
-    def _serve(self):
-        self.sock.settimeout(0.1)
-        while not self._stop:
-            try:
-                data, (host, _) = self.sock.recvfrom(65536)
-            except TimeoutError:
-                continue
-            if self.dump_port:
-                self.sock.sendto(data, ("127.0.0.1", self.dump_port))
-            [msg] = decode(data)
-            self.received.append((msg.address, msg.args, msg.tags, len(data)))
-            a = msg.args
-            if self.fail_on == msg.address:
-                self._reply(host, "/live/error", ("log", f"Error handling OSC message: {msg.address} failed"))
-                continue
-            if msg.address == "/live/clip_slot/get/has_clip":
-                self._reply(host, msg.address, (a[0], a[1], (a[0], a[1]) in self.clips))
-            elif msg.address == "/live/clip_slot/create_clip":
-                if (a[0], a[1]) in self.clips:
-                    self._reply(host, "/live/error", ("log", "Clip slot already has a clip",))
-                self.clips[(a[0], a[1])] = {"name": "", "notes": [], "length": a[2]}
-            elif msg.address.startswith("/live/clip/") and (a[0], a[1]) not in self.clips:
-                self._reply(host, "/live/error", ("log", f"Error handling OSC message: {msg.address}: no clip"))
-            elif msg.address == "/live/clip/add/notes":
-                body = a[2:]
-                self.clips[(a[0], a[1])]["notes"] += [tuple(body[i:i + 5]) for i in range(0, len(body), 5)]
-            elif msg.address == "/live/clip/set/name":
-                self.clips[(a[0], a[1])]["name"] = a[2]
-            elif msg.address == "/live/clip/get/name":
-                self._reply(host, msg.address, (a[0], a[1], self.clips[(a[0], a[1])]["name"]))
-
-    def close(self):
-        self._stop = True
-        self.thread.join()
+    def close(self) -> None:
         self.sock.close()
 
 
 @pytest.fixture
-def oscdump(require_tool):
+def listener():
+    sock = Listener()
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def make_peer():
+    peers = []
+
+    def make(live_set: LiveSet, response_port: int, **kw) -> AbletonOSCPeer:
+        peer = AbletonOSCPeer(live_set, response_port, **kw)
+        peers.append(peer)
+        return peer
+
+    yield make
+    for p in peers:
+        p.close()
+
+
+def sender() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
+# ------------------------------------------------------------------ the peer against AbletonOSC's source
+
+def test_peer_errors_are_one_string_to_the_last_senders_host_on_the_response_port(make_peer, listener):
+    peer = make_peer(LiveSet(["midi"] * 3), listener.port)
+    s = sender()
+    s.sendto(osc("/live/clip_slot/get/has_clip", 7, 0), ("127.0.0.1", peer.port))
+    _, address, params = listener.recv()
+    assert (address, params) == ("/live/error", ["Error handling OSC message: list index out of range"])
+    s.settimeout(3 * TICK)
+    with pytest.raises(TimeoutError):  # nothing goes back to the sending port
+        s.recvfrom(65536)
+    s.close()
+
+
+def test_peer_queued_messages_fail_one_per_tick_after_an_error(make_peer, listener):
+    peer = make_peer(LiveSet(["midi", "audio"]), listener.port)
+    s = sender()
+    batch = [osc("/live/clip_slot/create_clip", 1, 0, 4.0), osc("/live/clip/add/notes", 1, 0, 60, 0.0, 1.0, 90, False),
+             osc("/live/clip/set/name", 1, 0, "x"), osc("/live/clip/get/name", 1, 0)]
+    for data in batch:
+        s.sendto(data, ("127.0.0.1", peer.port))
+    got = [listener.recv() for _ in range(4)]
+    assert [a for _, a, _ in got] == ["/live/error"] * 4
+    texts = [p[0] for _, _, p in got]
+    assert all(t.startswith("Error handling OSC message: ") for t in texts)
+    assert "MIDI" in texts[0]
+    assert texts[1].endswith("'NoneType' object has no attribute 'add_new_notes'")
+    assert texts[2].endswith("'NoneType' object has no attribute 'name'") and texts[3] == texts[2]
+    ticks = [tick for tick, _ in peer.errors()]
+    assert ticks == list(range(ticks[0], ticks[0] + 4))  # one per tick
+    assert all(b - a > 0.5 * TICK for (a, _, _), (b, _, _) in zip(got, got[1:]))
+    s.close()
+
+
+def test_peer_slots_are_scenes_and_indices_go_through_int(make_peer, listener):
+    peer = make_peer(LiveSet(["midi", "audio"], scenes=8), listener.port)
+    s = sender()
+    s.sendto(osc("/live/clip_slot/get/has_clip", 1.0, 7.0), ("127.0.0.1", peer.port))
+    _, address, params = listener.recv()
+    assert (address, params) == ("/live/clip_slot/get/has_clip", [1, 7, False])
+    assert all(type(v) is int for v in params[:2])
+    s.sendto(osc("/live/clip_slot/get/has_clip", 0, 8), ("127.0.0.1", peer.port))
+    assert listener.recv()[1:] == ("/live/error", ["Error handling OSC message: list index out of range"])
+    s.sendto(osc("/live/song/create_scene", -1), ("127.0.0.1", peer.port))
+    s.sendto(osc("/live/song/get/num_scenes"), ("127.0.0.1", peer.port))
+    assert listener.recv()[1:] == ("/live/song/get/num_scenes", [9])
+    assert all(len(t.clip_slots) == 9 for t in peer.live.tracks)
+    s.sendto(osc("/live/track/get/has_midi_input", 1), ("127.0.0.1", peer.port))
+    assert listener.recv()[1:] == ("/live/track/get/has_midi_input", [1, False])
+    s.close()
+
+
+def test_peer_add_notes_appends_and_takes_381_notes_in_one_datagram(make_peer, listener):
+    peer = make_peer(LiveSet(["midi"]), listener.port)
+    s = sender()
+    notes = [(p % 128, (p // 127) * 8.0 + 0.25 * (p % 16), 0.25, 1 + p % 127, False) for p in range(381)]
+    flat = [v for n in notes for v in n]
+    s.sendto(osc("/live/clip_slot/create_clip", 0, 0, 32.0), ("127.0.0.1", peer.port))
+    big = osc("/live/clip/add/notes", 0, 0, *flat)
+    assert len(big) > 8000
+    s.sendto(big, ("127.0.0.1", peer.port))
+    s.sendto(osc("/live/clip/add/notes", 0, 0, 60, 31.0, 1.0, 64, False), ("127.0.0.1", peer.port))
+    s.sendto(osc("/live/clip/get/notes", 0, 0), ("127.0.0.1", peer.port))
+    _, address, params = listener.recv()
+    assert address == "/live/clip/get/notes" and params[:2] == [0, 0]
+    assert (len(params) - 2) // 5 == 382
+    s.close()
+
+
+def test_peer_unknown_address_is_an_error_that_does_not_end_the_tick(make_peer, listener):
+    peer = make_peer(LiveSet(["midi"] * 2), listener.port)
+    s = sender()
+    s.sendto(osc("/live/nothing", 1), ("127.0.0.1", peer.port))
+    s.sendto(osc("/live/song/get/num_tracks"), ("127.0.0.1", peer.port))
+    assert listener.recv()[1:] == ("/live/error", ["Unknown OSC address: /live/nothing"])
+    assert listener.recv()[1:] == ("/live/song/get/num_tracks", [2])
+    assert len({tick for tick, _, _ in peer.received}) == 1
+    s.close()
+
+
+# ------------------------------------------------------------------ pushes through qriff serve
+
+def live_server(tmp_path, peer, **config):
+    return running_server(tmp_path, live_port=peer.port, live_reply_port=peer.response_port, **config)
+
+
+def notes_of(clip: Clip, role: str = "lead") -> list[tuple]:
+    return [(n.pitch, pytest.approx(n.start), pytest.approx(n.duration), n.velocity, False)
+            for n in clip.track(role).notes]
+
+
+def test_push_writes_exactly_the_clip_into_the_next_empty_slot(tmp_path, make_peer, require_tool):
     dump = OscDump(require_tool("oscdump"))
-    yield dump
-    dump.close()
-
-
-def test_push_after_generate_matches_abletonosc_protocol(tmp_path, oscdump):
-    reply_port = free_udp_port()
-    live = FakeAbletonOSC(reply_port, oscdump.port, occupied=[(2, 0)])
+    mine = LiveClip(8.0, "mine", notes=[(40, 0.0, 1.0, 100, False)])
+    peer = make_peer(LiveSet(["midi"] * 3, scenes=4, clips={(2, 0): mine}), free_udp_port(), mirror=dump.port)
     try:
-        with running_server(tmp_path, live_port=live.port, live_reply_port=reply_port, live_timeout=2.0) as srv:
-            peer = Peer(srv.address)
-            replies = peer.request("/qriff/generate", 5, "bars", 16, "seed", 2, "live_track", 2, "live_slot", 0,
-                                   until="/qriff/live/pushed", timeout=10)
+        with live_server(tmp_path, peer) as srv:
+            client = Peer(srv.address)
+            replies = client.request("/qriff/generate", 5, "bars", 16, "seed", 2, "variations", 2, "live_track", 2,
+                                     "live_slot", 0, until="/qriff/live/pushed", count=2, timeout=20)
+        lines = dump.lines(until="/live/clip/get/name", count=2)
     finally:
-        live.close()
-    end = next(p for a, p in replies if a == "/qriff/clip/end")
-    clip = Clip.from_json(open(end[4]).read())
-    name = clip_name(clip, 0, 1)
-    assert replies[-1] == ("/qriff/live/pushed", [5, 0, 2, 1, name, len(clip.tracks[0].notes)])
-    # message by message, in order
-    addrs = [r[0] for r in live.received]
-    n_chunks = -(-len(clip.tracks[0].notes) // NOTES_PER_LIVE_CHUNK)
-    assert n_chunks >= 2
-    assert addrs == (["/live/clip_slot/get/has_clip"] * 2 + ["/live/clip_slot/create_clip"]
-                     + ["/live/clip/add/notes"] * n_chunks + ["/live/clip/set/name", "/live/clip/get/name"])
-    assert live.received[0][1] == (2, 0) and live.received[1][1] == (2, 1)
-    assert live.received[2][1:3] == ((2, 1, pytest.approx(clip.length_beats)), "iif")
-    for _, args, tags, size in live.received[3:3 + n_chunks]:
-        assert args[:2] == (2, 1) and size <= MAX_DATAGRAM
-        assert tags == "ii" + "iffiF" * ((len(args) - 2) // 5) and (len(args) - 2) // 5 <= NOTES_PER_LIVE_CHUNK
-    assert live.received[-2][1:3] == ((2, 1, name), "iis")
-    got = live.clips[(2, 1)]
-    assert got["name"] == name
-    assert [(p, pytest.approx(s), pytest.approx(d), v, m) for p, s, d, v, m in got["notes"]] == \
-        [(n.pitch, n.start, n.duration, n.velocity, False) for n in clip.tracks[0].notes]
-    # the same exchange as liblo's oscdump saw it on the wire
-    wire = [parse_oscdump(x) for x in oscdump.lines(until="/live/clip/get/name")]
-    assert [(a, t) for a, t, _ in wire] == [(a, t) for a, _, t, _ in live.received]
-    assert wire[2][2][:2] == ["2", "1"] and float(wire[2][2][2]) == clip.length_beats
-
-
-def test_multi_role_clip_goes_to_consecutive_tracks(tmp_path):
-    reply_port = free_udp_port()
-    live = FakeAbletonOSC(reply_port)
-    try:
-        with running_server(tmp_path, live_port=live.port, live_reply_port=reply_port) as srv:
-            peer = Peer(srv.address)
-            end = peer.request("/qriff/generate", 1, "roles", "lead+bass", "bars", 2, until="/qriff/clip/end")[-1]
-            name = end[1][4].rsplit("/", 1)[1]
-            replies = peer.request("/qriff/live/push", 2, "clip", name, "track", 4, "slot", 3,
-                                   until="/qriff/live/pushed", count=2)
-    finally:
-        live.close()
+        dump.close()
+    ends = [p for a, p in replies if a == "/qriff/clip/end"]
     pushed = [p for a, p in replies if a == "/qriff/live/pushed"]
-    assert [(p[2], p[3]) for p in pushed] == [(4, 3), (5, 3)]
-    assert pushed[1][4].endswith(" bass")
-    assert set(live.clips) == {(4, 3), (5, 3)}
+    assert [p[2:4] for p in pushed] == [[2, 1], [2, 2]]  # the user's clip in slot 0 is skipped
+    for v, (end, push) in enumerate(zip(ends, pushed)):
+        clip = Clip.from_json(open(end[4]).read())
+        got = peer.live.clip(2, 1 + v)
+        assert got.notes == notes_of(clip)  # exact, in order, appended once
+        assert got.name == clip_name(clip, v, 2) == push[4] and push[5] == len(clip.tracks[0].notes)
+        assert got.length == pytest.approx(clip.length_beats) and got.looping and got.loop_end == got.length
+    assert peer.live.clip(2, 0) is mine and mine.notes == [(40, 0.0, 1.0, 100, False)] and mine.name == "mine"
+    assert peer.live.scenes == 4 and peer.errors() == []
+    first = [a for _, a, _ in peer.received][:15]
+    assert first == ["/live/song/get/num_tracks", "/live/song/get/num_scenes", "/live/track/get/has_midi_input",
+                     "/live/test"] + ["/live/clip_slot/get/has_clip"] * 4 + ["/live/test",
+                     "/live/clip_slot/create_clip", "/live/clip/get/length", "/live/test", "/live/clip/add/notes",
+                     "/live/clip/set/name", "/live/clip/get/name"]
+    # the types on the wire, as liblo reads them
+    wire = {a: t for a, t, _ in (parse_oscdump(x) for x in lines)}
+    assert wire["/live/clip_slot/create_clip"] == "iif" and wire["/live/clip/set/name"] == "iis"
+    assert wire["/live/clip/add/notes"].startswith("iiiffiF") and wire["/live/test"] == ""
 
 
-@pytest.mark.parametrize("fail_on", ["/live/clip/add/notes", "/live/clip_slot/create_clip"])
-def test_live_error_is_reported_to_the_requester(tmp_path, fail_on):
-    reply_port = free_udp_port()
-    live = FakeAbletonOSC(reply_port, fail_on=fail_on)
-    try:
-        with running_server(tmp_path, live_port=live.port, live_reply_port=reply_port) as srv:
-            peer = Peer(srv.address)
-            replies = peer.request("/qriff/generate", 9, "live_track", 0, until="/qriff/live/pushed")
-    finally:
-        live.close()
+def test_push_right_after_errors_never_sees_a_stale_one(tmp_path, make_peer):
+    peer = make_peer(LiveSet(["midi", "audio"], scenes=4), free_udp_port())
+    with live_server(tmp_path, peer) as srv:
+        client = Peer(srv.address)
+        end = client.request("/qriff/generate", 1, "roles", "lead+bass", "bars", 2, "seed", 4,
+                             until="/qriff/clip/end")[-1][1]
+        name = end[4].rsplit("/", 1)[1]
+        # lead goes to track 0; bass would land on the audio track 1
+        replies = client.request("/qriff/live/push", 2, "clip", name, "track", 0, until="/qriff/error")
+        assert [a for a, _ in replies] == ["/qriff/live/pushed", "/qriff/error"]
+        assert replies[1][1][1] == "live" and "track 1 is not a MIDI track" in replies[1][1][2]
+        # another AbletonOSC client on this machine fails: its errors trickle in, one per tick, on our port
+        other = sender()
+        for data in (osc("/live/clip_slot/create_clip", 1, 0, 4.0), osc("/live/clip/add/notes", 1, 0, 60, 0.0, 1.0, 9,
+                                                                         False),
+                     osc("/live/clip/set/name", 1, 0, "x"), osc("/live/clip/get/name", 1, 0)):
+            other.sendto(data, ("127.0.0.1", peer.port))
+        other.close()
+        # ... and qriff pushes straight away
+        lead = Clip.from_json((srv.out_dir / name).read_text())
+        one = Clip(key=lead.key, scale=lead.scale, tempo=lead.tempo, bars=lead.bars, tracks=[lead.track("lead")])
+        one.write_json(srv.out_dir / "lead-only.json")
+        replies = client.request("/qriff/live/push", 3, "clip", "lead-only.json", "track", 0, "slot", 0,
+                                 until="/qriff/live/pushed")
+    assert [a for a, _ in replies] == ["/qriff/live/pushed"], replies
+    assert replies[0][1][2:4] == [0, 1]
+    assert peer.live.clip(0, 1).notes == notes_of(lead)
+    assert len(peer.errors()) == 4  # the other client's errors did happen
+    assert all(peer.live.clip(1, s) is None for s in range(4))
+
+
+@pytest.mark.parametrize("tracks,track,fragment", [
+    (["midi"] * 3, 7, "there is no track 7: the set has 3 tracks"),
+    (["midi", "audio"], 1, "track 1 is not a MIDI track"),
+])
+def test_missing_or_audio_track_is_a_clear_error_and_nothing_is_created(tmp_path, make_peer, tracks, track,
+                                                                        fragment):
+    peer = make_peer(LiveSet(tracks, scenes=4), free_udp_port())
+    with live_server(tmp_path, peer) as srv:
+        client = Peer(srv.address)
+        replies = client.request("/qriff/generate", 9, "bars", 1, "live_track", track, "live_slot", 2,
+                                 until="/qriff/live/pushed")
     addr, params = replies[-1]
     assert addr == "/qriff/error" and params[:2] == [9, "live"]
-    assert fail_on in params[2] and "Live reported an error" in params[2]
+    assert f"track {track} slot 2" in params[2] and fragment in params[2] and "nothing was created" in params[2]
+    assert not [a for _, a, _ in peer.received if a.startswith(("/live/clip_slot/create", "/live/clip/"))]
+    assert all(s.clip is None for t in peer.live.tracks for s in t.clip_slots)
+
+
+def test_full_track_gets_a_new_scene(tmp_path, make_peer):
+    clips = {(0, 0): LiveClip(4.0, "a"), (0, 1): LiveClip(4.0, "b")}
+    peer = make_peer(LiveSet(["midi", "midi"], scenes=2, clips=clips), free_udp_port())
+    with live_server(tmp_path, peer) as srv:
+        replies = Peer(srv.address).request("/qriff/generate", 4, "bars", 1, "live_track", 0,
+                                            until="/qriff/live/pushed")
+    assert replies[-1][0] == "/qriff/live/pushed" and replies[-1][1][2:4] == [0, 2]
+    assert peer.live.scenes == 3 and all(len(t.clip_slots) == 3 for t in peer.live.tracks)
+    assert [peer.live.clip(0, s).name for s in (0, 1)] == ["a", "b"] and peer.live.clip(0, 2).notes
+
+
+def test_full_track_without_scene_creation_is_a_clear_error(tmp_path, make_peer):
+    clips = {(0, 0): LiveClip(4.0, "a"), (0, 1): LiveClip(4.0, "b")}
+    peer = make_peer(LiveSet(["midi"], scenes=2, clips=clips), free_udp_port())
+    with live_server(tmp_path, peer, live_create_scenes=False) as srv:
+        client = Peer(srv.address)
+        full = client.request("/qriff/generate", 4, "bars", 1, "live_track", 0, until="/qriff/live/pushed")
+        past = client.request("/qriff/generate", 5, "bars", 1, "live_track", 0, "live_slot", 5,
+                              until="/qriff/live/pushed")
+    assert full[-1][0] == "/qriff/error" and "track 0 slot 0: no empty clip slot: slots 0-1 all hold clips" in \
+        full[-1][1][2]
+    assert past[-1][0] == "/qriff/error" and "slot 5 is past the last scene (the set has 2 scenes)" in past[-1][1][2]
+    assert peer.live.scenes == 2 and [peer.live.clip(0, s).name for s in (0, 1)] == ["a", "b"]
+
+
+def test_slot_filled_between_check_and_create_is_never_written(tmp_path, make_peer):
+    peer = make_peer(LiveSet(["midi"], scenes=2), free_udp_port())
+    users = LiveClip(4.0, "recorded", notes=[(64, 0.0, 0.5, 80, False)])
+
+    def record(live: LiveSet) -> None:  # the user records into slot 0 just before qriff's create arrives
+        live.tracks[0].clip_slots[0].clip = users
+
+    peer.before["/live/clip_slot/create_clip"] = record
+    with live_server(tmp_path, peer) as srv:
+        client = Peer(srv.address)
+        replies = client.request("/qriff/generate", 6, "bars", 2, "live_track", 0, until="/qriff/live/pushed")
+        wait_quiet(peer)
+        again = client.request("/qriff/generate", 7, "bars", 2, "seed", 1, "live_track", 0,
+                               until="/qriff/live/pushed")
+    addr, params = replies[-1]
+    assert addr == "/qriff/error" and params[1] == "live"
+    assert "track 0 slot 0: Live refused to create the clip" in params[2] and "nothing was written" in params[2]
+    assert peer.live.clip(0, 0) is users and users.notes == [(64, 0.0, 0.5, 80, False)] and users.name == "recorded"
+    assert again[-1][0] == "/qriff/live/pushed" and again[-1][1][2:4] == [0, 1]  # and the next push is fine
 
 
 def test_silent_live_times_out_with_a_hint(tmp_path):
     nobody = free_udp_port()
     with running_server(tmp_path, live_port=nobody, live_reply_port=free_udp_port(), live_timeout=0.3) as srv:
-        peer = Peer(srv.address)
-        replies = peer.request("/qriff/generate", 3, "bars", 1, "live_track", 0, until="/qriff/live/pushed")
+        replies = Peer(srv.address).request("/qriff/generate", 3, "bars", 1, "live_track", 0,
+                                            until="/qriff/live/pushed")
     addr, params = replies[-1]
     assert addr == "/qriff/error" and params[1] == "live"
-    assert "did not answer" in params[2] and "AbletonOSC" in params[2]
+    assert "did not answer" in params[2] and "Control Surface" in params[2]
 
 
-def test_busy_reply_port_is_a_clear_error(tmp_path):
+def test_busy_reply_port_is_a_clear_error():
     holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     holder.bind(("127.0.0.1", 0))
     try:
         client = LiveClient(port=free_udp_port(), listen_port=holder.getsockname()[1], timeout=0.2)
         clip = WalkSource().generate(bars=1)[0]
-        with pytest.raises(Exception, match="cannot listen on UDP port"):
+        with pytest.raises(LiveError, match="AbletonOSC always answers on that port"):
             client.push(clip, 0, 0, "x")
     finally:
         holder.close()
 
 
-@pytest.mark.parametrize("n", [0, 1, 32, 33, 200])
-def test_add_notes_chunks(n):
-    clip = WalkSource().generate(bars=16)[0]
-    notes = (clip.tracks[0].notes * 10)[:n]
+@pytest.mark.parametrize("n", [0, 1, NOTES_PER_LIVE_MESSAGE, NOTES_PER_LIVE_MESSAGE + 1, 600])
+def test_add_notes_messages(n):
+    notes = [Note(60 + i % 12, 0.25 * i, 0.25, 90) for i in range(n)]
     msgs = add_notes_messages(1, 2, notes)
-    assert len(msgs) == -(-n // NOTES_PER_LIVE_CHUNK)
+    assert len(msgs) == -(-n // NOTES_PER_LIVE_MESSAGE)
     back = [decode(m)[0] for m in msgs]
-    assert sum((len(m.args) - 2) // 5 for m in back) == n
-    assert all(len(m) <= MAX_DATAGRAM for m in msgs)
+    assert all(m.args[:2] == (1, 2) and m.tags == "ii" + "iffiF" * ((len(m.args) - 2) // 5) for m in back)
+    assert [tuple(m.args[2 + 5 * i:7 + 5 * i]) for m in back for i in range((len(m.args) - 2) // 5)] == \
+        [(x.pitch, x.start, x.duration, x.velocity, False) for x in notes]
+    assert all(len(m) < 65536 for m in msgs)
+
+
+def test_trailing_errors_of_a_failed_push_stay_with_it(tmp_path, make_peer):
+    """The clip vanishes while the notes go in: add/notes, set/name and get/name each fail on their own
+    tick. All three errors belong to that push; the push sent straight after sees none of them."""
+    peer = make_peer(LiveSet(["midi"], scenes=4), free_udp_port())
+
+    def delete(live: LiveSet) -> None:  # the user deletes the new clip just before the notes arrive
+        live.tracks[0].clip_slots[0].clip = None
+
+    peer.before["/live/clip/add/notes"] = delete
+    with live_server(tmp_path, peer) as srv:
+        client = Peer(srv.address)
+        failed = client.request("/qriff/generate", 1, "bars", 2, "seed", 1, "live_track", 0,
+                                until="/qriff/live/pushed")
+        ok = client.request("/qriff/generate", 2, "bars", 2, "seed", 2, "live_track", 0, until="/qriff/live/pushed")
+    addr, params = failed[-1]
+    assert addr == "/qriff/error" and "track 0 slot 0: Live reported an error while qriff wrote" in params[2]
+    assert params[2].count("'NoneType' object has no attribute") == 3
+    ticks = [tick for tick, _ in peer.errors()]
+    assert len(ticks) == 3 and len(set(ticks)) == 3  # one per tick, as AbletonOSC sends them
+    assert ok[0][0] == "/qriff/clip/begin" and ok[-1][0] == "/qriff/live/pushed"
+    assert not [a for a, _ in ok if a == "/qriff/error"] and ok[-1][1][2:4] == [0, 0]
+    end = next(p for a, p in ok if a == "/qriff/clip/end")
+    assert peer.live.clip(0, 0).notes == notes_of(Clip.from_json(open(end[4]).read()))

@@ -19,10 +19,12 @@ import pytest
 
 from engine.mdp import observation, styles
 from engine.music.clip import Clip
-from engine.runtime.policy import DEFAULT_MODEL_PATH, Policy
+from engine.runtime import DEFAULT_MODEL_PATH, Policy
 from tests.bridge.support import Peer
 from tests.bridge.test_peers import pd_lines, run_pd
 from tests.conftest import IN_CI, ROOT
+
+pytestmark = pytest.mark.slow  # qriff serve subprocesses with the real model
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +98,11 @@ def test_serve_with_the_real_policy_pd_and_render(require_tool, tiny_model, tmp_
         assert all(Path(s[2]).resolve().is_relative_to((tmp_path / "out").resolve()) for s in stems)
         [(addr, params)] = peer.request("/qriff/get/model", 4)
         assert params == [4, "bridge-tiny"]
+        # the loaded model first, then what engine.available_models() finds (the shipped ones)
+        from engine import available_models
+
+        [(addr, params)] = peer.request("/qriff/list/models", 5)
+        assert params == [5, "bridge-tiny", *[e.model_id for e in available_models() if e.model_id != "bridge-tiny"]]
     finally:
         code, log = serve.stop(signal.SIGTERM)
     assert code == 0 and "stopped" in log and "Traceback" not in log

@@ -1,8 +1,13 @@
-"""The Max for Live device script (max_patches/qriff_live.js) against a fake Live API, under node.
+"""The Max for Live device script (max_patches/qriff_live.js) against a model of the Live Object Model, under node.
 
 The script is what Max's [js] object runs; node runs the same file with the Max
-globals it uses (``LiveAPI``, ``outlet``, ``arrayfromargs``) provided by a fake Live
-set, and the test feeds it the replies a real server sent.
+globals it uses (``LiveAPI``, ``outlet``, ``arrayfromargs``) backed by a small Live set,
+and the test feeds it the replies a real server sent. The fake ``LiveAPI`` knows only
+the Live Object Model paths, properties and functions the device may use (``live_set
+tracks N clip_slots M [clip]``, ``live_set view highlighted_clip_slot``; ``has_midi_input``,
+``has_clip``, ``length``, ``name``; ``create_clip``, ``create_scene``, ``add_new_notes``
+with the Live 11 note dictionary, ``get_all_notes_extended``) and fails the run on
+anything else. As in Max, a call Live refuses is reported (here: logged), not thrown.
 """
 
 from __future__ import annotations
@@ -22,36 +27,77 @@ HARNESS = r"""
 const fs = require("fs"); const vm = require("vm");
 const [deviceJs, scenarioPath] = process.argv.slice(2);
 const scenario = JSON.parse(fs.readFileSync(scenarioPath, "utf8"));
-const live = {tracks: scenario.tracks, log: [], outlets: []};
+// tracks: [{midi: bool, slots: [clip or null]}]; every track has one slot per scene
+const live = {tracks: scenario.tracks, log: [], errors: [], outlets: []};
+const NOTE_KEYS = ["duration", "mute", "pitch", "start_time", "velocity"];
+function fail(msg) { throw new Error("not in the Live Object Model as the device may use it: " + msg); }
 class LiveAPI {
-  constructor(path) {
-    let m;
+  constructor(a, b) {
+    let path = typeof a === "function" ? b : a, m;
     if (path === "live_set view highlighted_clip_slot") {
-      path = `live_set tracks ${scenario.highlighted[0]} clip_slots ${scenario.highlighted[1]}`;
+      const [t, s] = scenario.highlighted;
+      path = `live_set tracks ${t} clip_slots ${s}`;
     }
     this.unquotedpath = path; this.path = '"' + path + '"'; this.id = 0;
-    if ((m = /^live_set tracks (\d+) clip_slots (\d+)( clip)?$/.exec(path))) {
+    if (path === "live_set") { this.kind = "song"; this.id = 1; }
+    else if ((m = /^live_set tracks (\d+)$/.exec(path))) {
+      this.kind = "track"; this.t = +m[1]; this.id = this.t < live.tracks.length ? 2 : 0;
+    } else if ((m = /^live_set tracks (\d+) clip_slots (\d+)( clip)?$/.exec(path))) {
       this.t = +m[1]; this.s = +m[2]; this.kind = m[3] ? "clip" : "slot";
       const track = live.tracks[this.t];
-      this.id = (track && this.s < track.length && (this.kind === "slot" || track[this.s])) ? 1 : 0;
-    }
+      this.id = (track && this.s < track.slots.length && (this.kind === "slot" || track.slots[this.s])) ? 3 : 0;
+    } else fail("path " + path);
   }
   get(prop) {
-    if (this.kind === "slot" && prop === "has_clip") return [live.tracks[this.t][this.s] ? 1 : 0];
-    throw "no property " + prop;
+    live.log.push(["get", this.unquotedpath, prop]);
+    if (this.id === 0) { live.errors.push("get on invalid object " + this.unquotedpath); return []; }
+    const track = live.tracks[this.t];
+    if (this.kind === "track" && prop === "has_midi_input") return [track.midi ? 1 : 0];
+    if (this.kind === "slot" && prop === "has_clip") return [track.slots[this.s] ? 1 : 0];
+    if (this.kind === "clip" && (prop === "length" || prop === "name")) return [track.slots[this.s][prop]];
+    fail(this.kind + " property " + prop);
+  }
+  getcount(child) {
+    live.log.push(["getcount", this.unquotedpath, child]);
+    if (this.kind === "track" && child === "clip_slots") return live.tracks[this.t].slots.length;
+    fail(this.kind + " child " + child);
   }
   set(prop, value) {
     live.log.push(["set", this.unquotedpath, prop, value]);
-    if (this.kind === "clip" && prop === "name") live.tracks[this.t][this.s].name = value;
+    if (this.kind === "clip" && prop === "name") { live.tracks[this.t].slots[this.s].name = String(value); return; }
+    fail(this.kind + " settable property " + prop);
   }
   call(fn, arg) {
     live.log.push(["call", this.unquotedpath, fn]);
+    if (this.kind === "song" && fn === "create_scene") {
+      if (arg !== -1) fail("create_scene index " + arg);
+      for (const t of live.tracks) t.slots.push(null);
+      return;
+    }
+    if (this.id === 0) { live.errors.push(fn + " on invalid object " + this.unquotedpath); return; }
+    const track = live.tracks[this.t];
     if (this.kind === "slot" && fn === "create_clip") {
-      if (live.tracks[this.t][this.s]) throw "Clip slot already has a clip";
-      live.tracks[this.t][this.s] = {length: arg, notes: [], name: ""};
-    } else if (this.kind === "clip" && fn === "add_new_notes") {
-      live.tracks[this.t][this.s].notes.push(...arg.notes);
-    } else throw "no function " + fn;
+      const fill = scenario.fillBeforeCreate;
+      if (fill && fill[0] === this.t && fill[1] === this.s) track.slots[this.s] = scenario.userClip;
+      if (!track.midi) { live.errors.push("create_clip: not a MIDI track"); return; }
+      if (track.slots[this.s]) { live.errors.push("create_clip: slot already has a clip"); return; }
+      track.slots[this.s] = {length: arg, notes: [], name: ""};
+      return;
+    }
+    if (this.kind === "clip" && fn === "get_all_notes_extended") {
+      return JSON.stringify({notes: track.slots[this.s].notes});
+    }
+    if (this.kind === "clip" && fn === "add_new_notes") {
+      if (!arg || !Array.isArray(arg.notes)) fail("add_new_notes without {notes: [...]}");
+      for (const n of arg.notes) {
+        if (JSON.stringify(Object.keys(n).sort()) !== JSON.stringify(NOTE_KEYS)) fail("note keys " + Object.keys(n));
+        if (!Number.isInteger(n.pitch) || n.pitch < 0 || n.pitch > 127 || !(n.duration > 0) || n.start_time < 0
+            || !(n.velocity >= 1 && n.velocity <= 127)) fail("note " + JSON.stringify(n));
+      }
+      track.slots[this.s].notes.push(...arg.notes);
+      return;
+    }
+    fail(this.kind + " function " + fn);
   }
 }
 const sandbox = {LiveAPI, post: () => {}, outlet: (n, ...a) => live.outlets.push(a),
@@ -59,7 +105,7 @@ const sandbox = {LiveAPI, post: () => {}, outlet: (n, ...a) => live.outlets.push
 vm.createContext(sandbox);
 vm.runInContext(fs.readFileSync(deviceJs, "utf8"), sandbox);
 for (const [fn, ...args] of scenario.messages) sandbox[fn](...args);
-console.log(JSON.stringify({tracks: live.tracks, log: live.log, outlets: live.outlets}));
+console.log(JSON.stringify({tracks: live.tracks, log: live.log, errors: live.errors, outlets: live.outlets}));
 """
 
 SELECTORS = {"/qriff/clip/begin": "begin", "/qriff/clip/track": "track", "/qriff/clip/notes": "notes",
@@ -77,10 +123,10 @@ def replies(tmp_path_factory):
     return got
 
 
-def run_device(node, tmp_path, tracks, highlighted, messages):
+def run_device(node, tmp_path, tracks, highlighted, messages, **extra):
     (tmp_path / "harness.js").write_text(HARNESS)
     scenario = tmp_path / "scenario.json"
-    scenario.write_text(json.dumps({"tracks": tracks, "highlighted": highlighted, "messages": messages}))
+    scenario.write_text(json.dumps({"tracks": tracks, "highlighted": highlighted, "messages": messages, **extra}))
     r = subprocess.run([node, str(tmp_path / "harness.js"), str(DEVICE_JS), str(scenario)], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 0, r.stderr
@@ -91,32 +137,67 @@ def as_messages(replies):
     return [[SELECTORS[a], *p] for a, p in replies if a in SELECTORS]
 
 
+def midi(*slots):
+    return {"midi": True, "slots": list(slots)}
+
+
+def lead_notes(end):
+    clip = Clip.from_json(Path(end[4]).read_text())
+    return clip, [(n.pitch, pytest.approx(n.start), pytest.approx(n.duration), n.velocity, 0)
+                  for n in clip.track("lead").notes]
+
+
 def test_variations_go_into_the_highlighted_and_next_empty_slots(require_tool, tmp_path, replies):
     node = require_tool("node")
-    tracks = [[None, None], [{"name": "mine", "notes": []}, None, None, None]]
-    out = run_device(node, tmp_path, tracks, [1, 0], as_messages(replies))
-    slots = out["tracks"][1]
-    assert slots[0] == {"name": "mine", "notes": []}  # an existing clip is never touched
+    mine = {"name": "mine", "notes": [], "length": 4.0}
+    out = run_device(node, tmp_path, [midi(None, None), midi(mine, None, None, None)], [1, 0], as_messages(replies))
+    slots = out["tracks"][1]["slots"]
+    assert slots[0] == mine  # an existing clip is never touched
     ends = [p for a, p in replies if a == "/qriff/clip/end"]
     begins = [p for a, p in replies if a == "/qriff/clip/begin"]
     for slot, begin, end in zip(slots[1:3], begins, ends):
-        clip = Clip.from_json(Path(end[4]).read_text())
+        clip, notes = lead_notes(end)
         assert slot["name"] == begin[9] and slot["length"] == clip.length_beats
-        lead = clip.track("lead").notes
-        assert [(n["pitch"], n["start_time"], n["duration"], n["velocity"]) for n in slot["notes"]] == \
-            [(n.pitch, pytest.approx(n.start), pytest.approx(n.duration), n.velocity) for n in lead]
-    assert slots[3] is None and out["tracks"][0] == [None, None]
+        assert [(n["pitch"], n["start_time"], n["duration"], n["velocity"], n["mute"]) for n in slot["notes"]] == notes
+    assert slots[3] is None and out["tracks"][0]["slots"] == [None, None]
     assert [o[:2] for o in out["outlets"]] == [["status", "wrote"], ["status", "wrote"]]
+    assert out["outlets"][0][-1] == "track 2 slot 2" and out["errors"] == []
 
 
 def test_write_off_leaves_live_alone(require_tool, tmp_path, replies):
-    out = run_device(require_tool("node"), tmp_path, [[None, None, None]], [0, 0],
+    out = run_device(require_tool("node"), tmp_path, [midi(None, None, None)], [0, 0],
                      [["write", 0], *as_messages(replies)])
-    assert out["tracks"] == [[None, None, None]] and out["log"] == []
+    assert out["tracks"] == [midi(None, None, None)] and out["log"] == []
 
 
-def test_full_track_reports_an_error(require_tool, tmp_path, replies):
-    out = run_device(require_tool("node"), tmp_path, [[{"name": "a"}, {"name": "b"}]], [0, 0],
+def test_full_track_gets_a_new_scene(require_tool, tmp_path, replies):
+    full = [{"name": "a", "notes": [], "length": 4.0}, {"name": "b", "notes": [], "length": 4.0}]
+    out = run_device(require_tool("node"), tmp_path, [midi(*full), midi(None, None)], [0, 0], as_messages(replies))
+    assert [len(t["slots"]) for t in out["tracks"]] == [4, 4]  # one scene per variation, every track
+    assert out["tracks"][0]["slots"][:2] == full and all(s["notes"] for s in out["tracks"][0]["slots"][2:])
+    assert ["call", "live_set", "create_scene"] in out["log"]
+
+
+def test_full_track_without_scenes_is_an_error(require_tool, tmp_path, replies):
+    full = [{"name": "a", "notes": [], "length": 4.0}, {"name": "b", "notes": [], "length": 4.0}]
+    out = run_device(require_tool("node"), tmp_path, [midi(*full)], [0, 0], [["scenes", 0], *as_messages(replies)])
+    assert out["outlets"][0][:2] == ["status", "error"] and "no empty clip slot (slots 1-2 all hold clips)" in \
+        out["outlets"][0][2]
+    assert out["tracks"] == [midi(*full)]
+
+
+def test_audio_track_is_an_error(require_tool, tmp_path, replies):
+    out = run_device(require_tool("node"), tmp_path, [{"midi": False, "slots": [None, None]}], [0, 0],
                      as_messages(replies))
-    assert out["outlets"][0][:2] == ["status", "error"] and "no empty clip slot" in out["outlets"][0][2]
-    assert out["tracks"] == [[{"name": "a"}, {"name": "b"}]]
+    assert out["outlets"][0][:2] == ["status", "error"] and "is not a MIDI track" in out["outlets"][0][2]
+    assert out["tracks"][0]["slots"] == [None, None] and not [x for x in out["log"] if x[0] == "call"]
+
+
+def test_slot_filled_before_the_create_is_never_written(require_tool, tmp_path, replies):
+    users = {"name": "recorded", "notes": [{"pitch": 64, "start_time": 0, "duration": 1, "velocity": 80, "mute": 0}],
+             "length": 8.0}
+    out = run_device(require_tool("node"), tmp_path, [midi(None, None, None)], [0, 0], as_messages(replies),
+                     fillBeforeCreate=[0, 0], userClip=users)
+    assert out["outlets"][0][:2] == ["status", "error"] and "nothing was written" in out["outlets"][0][2]
+    assert out["tracks"][0]["slots"][0] == users
+    assert not [x for x in out["log"] if x[:3] == ["call", "live_set tracks 0 clip_slots 0 clip", "add_new_notes"]]

@@ -38,7 +38,8 @@ MAX_OBJECTS = {
     "udpreceive": lambda n: (1, 1), "js": lambda n: (1, 1), "midiin": lambda n: (1, 1), "midiout": lambda n: (1, 0),
 }
 MAX_UI = {"message": (2, 1), "comment": (1, 0), "button": (1, 1), "toggle": (1, 1), "number": (1, 2),
-          "flonum": (1, 2), "dial": (1, 1), "umenu": (1, 3)}
+          "flonum": (1, 2), "dial": (1, 1), "umenu": (1, 3), "live.menu": (1, 3), "live.numbox": (1, 2),
+          "live.dial": (1, 2)}
 
 # Pd vanilla objects: (inlets, outlets).
 PD_OBJECTS = {
@@ -162,9 +163,8 @@ def test_maxpat_sends_only_requests_of_the_address_table(path):
     assert any(t == "udpsend 127.0.0.1 9000" for t in texts)
 
 
-@MAXPATS
-def test_maxpat_has_the_controls_a_musician_needs(path):
-    _, boxes, lines = max_boxes(path)
+def test_maxpat_has_the_controls_a_musician_needs():
+    _, boxes, lines = max_boxes(MAXPAT)
     classes = [b["maxclass"] for b in boxes.values()]
     assert classes.count("umenu") == 3 and "dial" in classes and classes.count("number") >= 3
     menus = [b["items"] for b in boxes.values() if b["maxclass"] == "umenu"]
@@ -173,10 +173,41 @@ def test_maxpat_has_the_controls_a_musician_needs(path):
     assert items[1] == protocol.list_items("scales")
     assert items[2] == protocol.list_items("styles")
     texts = [b.get("text", "") for b in boxes.values()]
-    if path == MAXPAT:
-        assert "noteout" in texts and any(t.startswith("makenote") for t in texts)
-    else:
-        assert "js qriff_live.js" in texts and "midiin" in texts and "midiout" in texts
+    assert "noteout" in texts and any(t.startswith("makenote") for t in texts)
+
+
+def test_device_parameters_are_saved_with_the_set_and_automatable():
+    """live.menu / live.numbox / live.dial with parameter_enable on, each a valid value of its request option."""
+    data, boxes, lines = max_boxes(M4L)
+    params = {b["varname"]: b for b in boxes.values() if b["maxclass"].startswith("live.")}
+    assert set(params) == {"Key", "Scale", "Style", "Bars", "Variations", "Seed", "Temperature"}
+    assert not [b for b in boxes.values() if b["maxclass"] in ("umenu", "number", "dial", "flonum")]
+    for name, box in params.items():
+        value = box["saved_attribute_attributes"]["valueof"]
+        assert box["parameter_enable"] == 1 and value["parameter_longname"] == name
+        assert value["parameter_initial_enable"] == 1 and box["presentation"] == 1
+    kinds = {"Key": ("live.menu", "keys"), "Scale": ("live.menu", "scales"), "Style": ("live.menu", "styles")}
+    for name, (cls, lst) in kinds.items():
+        value = params[name]["saved_attribute_attributes"]["valueof"]
+        assert params[name]["maxclass"] == cls and value["parameter_type"] == 2
+        assert value["parameter_enum"] == protocol.list_items(lst)  # the index sent is the server's index
+        assert protocol.PROPERTIES[name.lower()].parse(value["parameter_initial"][0]) == protocol.list_items(lst)[0]
+    for name in ("Bars", "Variations", "Seed", "Temperature"):
+        value = params[name]["saved_attribute_attributes"]["valueof"]
+        prop = protocol.PROPERTIES[name.lower()]
+        for v in (value["parameter_mmin"], value["parameter_mmax"], value["parameter_initial"][0]):
+            prop.parse(v)  # the whole range is accepted by the server
+    assert params["Temperature"]["maxclass"] == "live.dial" and \
+        params["Temperature"]["saved_attribute_attributes"]["valueof"]["parameter_type"] == 0
+    assert params["Bars"]["maxclass"] == "live.numbox"
+    # the parameters feed the generate request: menus by index (left outlet), numbers and dial by value
+    feeds = {(ln["source"][0], ln["source"][1]) for ln in lines}
+    assert all((params[n]["id"], 0) in feeds for n in params)
+    assert data["patcher"]["openinpresentation"] == 1
+    texts = [b.get("text", "") for b in boxes.values()]
+    assert "js qriff_live.js" in texts and "midiin" in texts and "midiout" in texts
+    status = [b for b in boxes.values() if b["maxclass"] == "message" and b.get("presentation")]
+    assert len(status) == 1  # the status line is in the device view
 
 
 def test_patches_are_what_the_builder_writes():

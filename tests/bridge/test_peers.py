@@ -12,6 +12,8 @@ from bridge.datagrams import encode
 from engine.music.clip import Clip
 from tests.bridge.support import OscDump, free_udp_port, parse_oscdump, running_server
 
+pytestmark = pytest.mark.slow  # real Pure Data and liblo peers
+
 PD_PATCH = Path(__file__).resolve().parents[1] / "pd" / "generate.pd"
 
 

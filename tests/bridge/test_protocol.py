@@ -9,7 +9,7 @@ import pytest
 
 from bridge import protocol
 from bridge.errors import ERROR_CODES, BridgeError, RequestError
-from engine.cli import options as cli_options
+from engine import limits
 from engine.mdp import styles
 from engine.music import theory
 from tests.conftest import IN_CI, ROOT
@@ -18,10 +18,23 @@ README_BEGIN = "<!-- qriff:osc-table:begin -->"
 README_END = "<!-- qriff:osc-table:end -->"
 
 
-def test_limits_agree_with_the_cli():
-    assert protocol.MAX_BARS == cli_options.MAX_BARS
-    assert protocol.MAX_TEMPERATURE == cli_options.MAX_TEMPERATURE
-    assert protocol.MAX_VARIATIONS <= cli_options.MAX_COUNT
+def test_limits_are_the_engines():
+    """The clip and render limits are the engine's: each bound accepted, one step past it refused."""
+    bounds = {"bars": (1, limits.MAX_BARS, 1), "tempo": (limits.MIN_TEMPO, limits.MAX_TEMPO, 0.5),
+              "temperature": (0.0, limits.MAX_TEMPERATURE, 0.1)}
+    for name, (lo, hi, step) in bounds.items():
+        parse = protocol.PROPERTIES[name].parse
+        assert parse(lo) == lo and parse(hi) == hi
+        for bad in (lo - step, hi + step):
+            with pytest.raises(RequestError):
+                parse(bad)
+    assert [protocol.PROPERTIES["sample_rate"].parse(r) for r in limits.SAMPLE_RATES] == list(limits.SAMPLE_RATES)
+    assert [protocol.PROPERTIES["format"].parse(f) for f in limits.AUDIO_FORMATS] == list(limits.AUDIO_FORMATS)
+    defaults = protocol.defaults()
+    assert (defaults["bars"], defaults["tempo"], defaults["temperature"], defaults["key"], defaults["scale"]) == \
+        (limits.DEFAULT_BARS, limits.DEFAULT_TEMPO, limits.DEFAULT_TEMPERATURE, limits.DEFAULT_KEY,
+         limits.DEFAULT_SCALE)
+    assert protocol.MAX_VARIATIONS <= limits.MAX_COUNT
 
 
 @pytest.mark.parametrize("prop", protocol.PROPERTIES_RW, ids=lambda p: p.name)
@@ -118,3 +131,19 @@ def test_readme_table_is_the_generated_one():
     table = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0]
     assert table.strip() == protocol.address_table_markdown().strip(), \
         "README's OSC table is stale: replace it with the output of 'qriff serve --address-table'"
+
+
+def test_dispatcher_routes_exactly_the_address_table():
+    from bridge import dispatch
+
+    d = dispatch.from_table()
+    assert sorted(d.addresses) == sorted(protocol.request_addresses())
+    for m in protocol.METHODS:
+        assert d.route(m.address).handler is m.handler
+    assert d.route("/qriff/set/key").args == (protocol.PROPERTIES["key"],)
+    for pattern in ("/qriff/set/*", "/qriff/get/{key,bars}", "/qriff/pin?"):  # no pattern fans out
+        with pytest.raises(RequestError) as info:
+            d.route(pattern)
+        assert info.value.code == "unknown_address"
+    with pytest.raises(ValueError, match="already mapped"):
+        d.map("/qriff/ping", protocol.ping)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test runs qriff rec/search in subprocesses
+
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "rec"
 
 

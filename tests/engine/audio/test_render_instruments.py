@@ -33,6 +33,8 @@ from engine.music.clip import Clip, Note, Track
 from tests.conftest import ROOT, missing
 from tests.engine.audio.test_voices import fundamental_cents
 
+pytestmark = pytest.mark.slow  # builds the VST3 fixtures with cmake on first use
+
 SR = 44100
 VST3_DIR = ROOT / "tests" / "fixtures" / "vst3"
 
@@ -98,15 +100,15 @@ def test_onsets_within_1ms_and_silence_between_notes(spec):
     audio = render_audio(lead_clip([Note(69, b, 0.3, 100) for b in beats], tempo=tempo), preset="dry",
                          instruments={"lead": spec})
     x = np.abs(audio.stems["lead"]).max(axis=0)
-    spb = 60.0 / tempo * SR
-    assert not x[:int(round(beats[0] * spb))].any()
+    samples_per_beat = 60.0 / tempo * SR
+    assert not x[:int(round(beats[0] * samples_per_beat))].any()
     for i, b in enumerate(beats):
-        expected = int(round(b * spb))
+        expected = int(round(b * samples_per_beat))
         assert x[max(0, expected - int(0.05 * SR)):expected].max(initial=0) < 1e-4, f"sound before note {i}"
         onset = expected + int(np.argmax(x[expected:] > 1e-3 * x.max()))
         assert abs(onset - expected) / SR <= 0.001, f"note {i} starts {1000 * (onset - expected) / SR:.2f} ms off"
         if i + 1 < len(beats):
-            quiet = x[int(round((b + 0.3) * spb + 0.3 * SR)):int(round(beats[i + 1] * spb))]
+            quiet = x[int(round((b + 0.3) * samples_per_beat + 0.3 * SR)):int(round(beats[i + 1] * samples_per_beat))]
             assert quiet.max() < 1e-4, f"not silent between note {i} and the next"
 
 
@@ -171,12 +173,15 @@ def test_vst3_effect_in_a_preset_changes_the_level_exactly(tmp_path, vst3_plugin
     np.testing.assert_allclose(wet[:, :n], dry[:, :n] * 10 ** (-6 / 20), atol=1e-5)
 
 
-def test_vst3_instrument_hides_dpf_midi_cc_parameters(vst3_plugins):
-    from engine.audio.instruments import load_vst3
+def test_vst3_instrument_hides_dpf_midi_cc_parameters_while_qriff_uses_it(vst3_plugins):
+    from engine.audio.instruments import InstrumentError, load_vst3, midi_cc_parameters_hidden, set_plugin_parameters
 
     path = vst3_plugins["instrument"].resolve()
     plugin = load_vst3.__wrapped__(str(path), path.stat().st_mtime)  # a fresh load, not the cached one
-    assert sorted(plugin.parameters) == ["level", "release_ms"], "the 2,080 'MIDI Ch. N CC M' are hidden"
+    with midi_cc_parameters_hidden():
+        assert sorted(plugin.parameters) == ["level", "release_ms"], "the 2,080 'MIDI Ch. N CC M' are hidden"
+    with pytest.raises(InstrumentError, match=r"no parameter 'midi_ch_1_cc_7': it has level, release_ms$"):
+        set_plugin_parameters(plugin, {"midi_ch_1_cc_7": 1.0}, "plugin")
 
 
 def test_vst3_instrument_parameters_by_name(sine_vst3):

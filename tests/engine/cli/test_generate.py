@@ -158,7 +158,7 @@ def test_bad_audio_option_is_one_line(qriff, model, tmp_path, flag, value):
 
 
 def test_shipped_model_generates_with_no_flags(tmp_path, capsys, monkeypatch):
-    from engine.runtime.policy import DEFAULT_MODEL_PATH, Policy
+    from engine.runtime import DEFAULT_MODEL_PATH, Policy
 
     if not DEFAULT_MODEL_PATH.is_file():
         pytest.skip("no shipped model in this checkout")

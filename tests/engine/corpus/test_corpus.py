@@ -140,8 +140,8 @@ def test_real_sources(cache, source):
     assert rep.kept + sum(rep.skipped.values()) == rep.tunes
     assert sum(rep.splits.values()) == rep.kept
     for m in mels:
-        spb = theory.steps_per_bar(m.time_signature)
-        assert m.tokens.dtype == np.int64 and len(m.tokens) % spb == 0 and m.bars >= 2
+        steps_per_bar = theory.steps_per_bar(m.time_signature)
+        assert m.tokens.dtype == np.int64 and len(m.tokens) % steps_per_bar == 0 and m.bars >= 2
         assert 0 <= m.tokens.min() and m.tokens.max() < tokens.N_ACTIONS
         assert (m.tokens >= tokens.FIRST_PITCH).sum() >= 6
         assert len(m.chords) == m.bars
@@ -194,6 +194,7 @@ def test_bad_arguments(kwargs, match):
         corpus.load_corpus(**kwargs)
 
 
+@pytest.mark.slow  # extracts a corpus in subprocesses
 def test_cli_extract_and_stats(cache, qriff):
     env = {**os.environ, "QRIFF_CACHE_DIR": str(cache)}
     r = qriff("corpus", "extract", "--sources", "essen", "--limit", str(LIMIT), "-q", env=env)

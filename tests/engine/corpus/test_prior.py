@@ -103,7 +103,9 @@ def test_state_dict_layout_and_torch_parity():
     sd = m.state_dict_numpy()
     assert list(sd) == ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.4.weight", "net.4.bias"]
     assert sd["net.0.weight"].shape == (8, D0) and sd["net.4.weight"].shape == (tokens.N_ACTIONS, 6)
-    net = m.to_torch()
+    from engine.learn.prior_training import to_torch
+
+    net = to_torch(m)
     x = np.random.default_rng(3).random((4, D0)).astype(np.float32)
     with torch.no_grad():
         ref = torch.log_softmax(net(torch.from_numpy(x)), dim=1).numpy()
@@ -141,10 +143,13 @@ def test_unigram():
 
 # ------------------------------------------------------------------- training
 
+@pytest.mark.slow  # trains a prior on real tunes
 def test_train_tiny(cache):
-    cfg = prior.PriorConfig(hidden=(16,), epochs=2, rows_per_epoch=2000, batch_size=256, limit=24,
-                            sources=("essen",), seed=3)
-    model, m = prior.train_prior(cfg, progress=False)
+    pytest.importorskip("torch")
+    from engine.learn.prior_training import PriorConfig, train_prior
+
+    cfg = PriorConfig(hidden=(16,), epochs=2, rows_per_epoch=2000, batch_size=256, limit=24, sources=("essen",), seed=3)
+    model, m = train_prior(cfg, progress=False)
     for k in ("train_steps", "valid_steps", "test_steps", "valid_nll", "test_nll", "test_accuracy",
               "unigram_test_nll", "unigram_test_accuracy", "epochs", "history"):
         assert k in m

@@ -15,7 +15,7 @@ from engine.learn.export import ParityReport, export_model, load_checkpoint_netw
 from engine.learn.model import ModelConfig, QNetwork  # noqa: E402
 from engine.mdp import observation, styles  # noqa: E402
 from engine.music import tokens  # noqa: E402
-from engine.runtime.policy import Policy  # noqa: E402
+from engine.runtime import Policy  # noqa: E402
 
 TERMS = styles.BUILTIN_TERMS
 D = observation.obs_dim(len(TERMS))
@@ -149,9 +149,9 @@ def test_policy_refuses_missing_and_corrupt_files(tmp_path, monkeypatch):
     junk.write_bytes(b"\x08\x07not a model at all")
     with pytest.raises(ModelError, match="not a valid ONNX model"):
         Policy.load(junk)
-    import engine.runtime.policy
+    import engine.runtime.modelfile
 
-    monkeypatch.setattr(engine.runtime.policy, "DEFAULT_MODEL_PATH", tmp_path / "default.onnx")
+    monkeypatch.setattr(engine.runtime.modelfile, "DEFAULT_MODEL_PATH", tmp_path / "default.onnx")
     with pytest.raises(ModelError, match="shipped model"):
         Policy.load()
 

@@ -14,7 +14,7 @@ from engine.errors import EngineError  # noqa: E402
 from engine.learn.model import ModelConfig, QNetwork  # noqa: E402
 from engine.learn.train import TrainConfig, TrainError, init_from_prior, preset_config, train  # noqa: E402
 from engine.mdp import observation, styles  # noqa: E402
-from engine.runtime.policy import Policy  # noqa: E402
+from engine.runtime import Policy  # noqa: E402
 
 FAST = {"eval_corpus": False, "quiet": True}
 
@@ -23,6 +23,7 @@ def tiny(tmp_path, name="run", **kw):
     return preset_config("tiny", out_dir=str(tmp_path / name), **{**FAST, **kw})
 
 
+@pytest.mark.slow  # a real training run
 def test_tiny_run_writes_everything(tmp_path):
     cfg = tiny(tmp_path)
     result = train(cfg)
@@ -44,6 +45,7 @@ def test_tiny_run_writes_everything(tmp_path):
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # a real training run
 def test_same_seed_same_network(tmp_path):
     kw = {"eval_clips": 0, "export": False, "save_replay": False, "total_steps": 200}
     a = train(tiny(tmp_path, "a", **kw))
@@ -54,6 +56,7 @@ def test_same_seed_same_network(tmp_path):
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
+@pytest.mark.slow  # a real training run
 def test_resume_continues_counters_and_log(tmp_path):
     first = train(tiny(tmp_path, total_steps=200, eval_clips=0, export=False))
     assert first.env_steps == 200
@@ -65,6 +68,7 @@ def test_resume_continues_counters_and_log(tmp_path):
         train(tiny(tmp_path, total_steps=600, eval_clips=0, export=False, resume=True, gamma=0.5))
 
 
+@pytest.mark.slow  # a real training run
 def test_ctrl_c_writes_a_checkpoint(tmp_path, monkeypatch):
     import engine.learn.train as tr
 
@@ -74,11 +78,11 @@ def test_ctrl_c_writes_a_checkpoint(tmp_path, monkeypatch):
         env = real(cfg, seed)
         step, calls = env.step, {"n": 0}
 
-        def interrupting(actions):
+        def interrupting(actions, **kw):
             calls["n"] += 1
             if calls["n"] == 60:
                 raise KeyboardInterrupt
-            return step(actions)
+            return step(actions, **kw)
 
         env.step = interrupting
         return env
@@ -100,13 +104,14 @@ def test_config_validation_names_the_field(field, value, message):
         TrainConfig(**{field: value}).validate()
 
 
-def test_unknown_fields_and_presets():
+def test_unknown_fields_and_presets(tmp_path):
     with pytest.raises(TrainError, match="unknown train config field"):
         TrainConfig.from_dict({"gama": 0.9})
     with pytest.raises(TrainError, match="preset 'huge'"):
         preset_config("huge")
     with pytest.raises(TrainError, match="env has unknown field"):
-        train(preset_config("tiny", env={"barz": 2}, **FAST))
+        train(preset_config("tiny", env={"barz": 2}, out_dir=str(tmp_path / "bad"), **FAST))
+    assert not (tmp_path / "bad").exists(), "a bad config is refused before anything is written"
 
 
 def test_init_from_prior_makes_softmax_q_the_prior():
@@ -129,6 +134,7 @@ def test_init_from_prior_makes_softmax_q_the_prior():
     assert not init_from_prior(QNetwork(ModelConfig(obs_dim=d, hidden=(8,))), weights)
 
 
+@pytest.mark.slow  # a real training run
 def test_cli_train_and_export(tmp_path, capsys):
     from engine.cli import main
 
@@ -161,11 +167,12 @@ def _fake_prior(hidden=8, seed=0):
     return PriorModel(weights, {"format": 1})
 
 
+@pytest.mark.slow  # a real training run
 def test_prior_branch_run_uses_the_style_prior_weight(tmp_path, monkeypatch):
     import engine.learn.train as tr
 
     prior = _fake_prior()
-    monkeypatch.setattr(tr, "_load_prior", lambda: prior)
+    monkeypatch.setattr(tr, "load_prior", lambda: prior)
     result = train(tiny(tmp_path, eval_clips=0, total_steps=200, prior_branch=True))
     ck = torch.load(result.checkpoint, weights_only=False)
     cfg = ModelConfig.from_dict(ck["model_config"])

@@ -12,6 +12,7 @@ from engine.mdp import observation, styles
 from engine.mdp.env import EnvConfig, MelodyEnv, VecMelodyEnv, sample_episode
 from engine.mdp.observation import MelodyContext
 from engine.music import theory, tokens
+from engine.music.limits import MAX_BARS
 
 
 def small(**kw) -> EnvConfig:
@@ -190,7 +191,7 @@ def test_reset_options_fix_context_and_style():
 @pytest.mark.parametrize("kw,match", [
     ({"bars": (0, 2)}, r"EnvConfig.bars \(0, 2\) is not valid"),
     ({"bars": (3, 2)}, r"EnvConfig.bars \(3, 2\)"),
-    ({"bars": (1, 17)}, "1 <= min <= max <= 16"),
+    ({"bars": (1, MAX_BARS + 1)}, f"1 <= min <= max <= {MAX_BARS}"),
     ({"scales": ("major", "lydianish")}, "scale 'lydianish' is not known"),
     ({"scales": ()}, "scales is empty"),
     ({"time_signatures": ((5, 4),)}, r"time signature \(5, 4\) is not supported"),

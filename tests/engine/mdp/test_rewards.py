@@ -398,6 +398,37 @@ def test_prior_term():
     np.testing.assert_allclose(raw[:, col], [np.log(38), rewards.PRIOR_FLOOR], rtol=1e-6)
 
 
+def test_theory_scale_multiplies_every_term_but_the_prior():
+    b = MelodyBatch.create([ctx()] * 2)
+    rng = np.random.default_rng(0)
+    w = rng.uniform(-5, 5, (2, len(styles.BUILTIN_TERMS))).astype(np.float32)
+    plain, raw = RewardFunction(prior=PeakedPrior())(b, np.array([C4, Fs4]), w)
+    scaled, raw2 = RewardFunction(prior=PeakedPrior(), theory_scale=2.0)(b, np.array([C4, Fs4]), w)
+    np.testing.assert_array_equal(raw, raw2)
+    scale = np.array([1.0 if t == "prior" else 2.0 for t in styles.BUILTIN_TERMS], np.float32)
+    np.testing.assert_array_equal(scaled, (raw * w * scale).sum(axis=1, dtype=np.float32))
+    np.testing.assert_array_equal(plain, (raw * w).sum(axis=1, dtype=np.float32))
+    with pytest.raises(RewardError, match="theory_scale 0"):
+        RewardFunction(theory_scale=0)
+
+
+def test_given_prior_log_probs_are_the_prior_terms_input():
+    """Training hands the environment the prior's log-probs it computed already: same reward."""
+    env_a = VecMelodyEnv(4, EnvConfig(), reward=RewardFunction(prior=PeakedPrior()), seed=3)
+    env_b = VecMelodyEnv(4, EnvConfig(), reward=RewardFunction(prior=PeakedPrior()), seed=3)
+    obs_a, obs_b = env_a.reset(), env_b.reset()
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        a = rng.integers(0, 38, 4)
+        given = PeakedPrior().log_probs(obs_b[:, :observation.obs_dim(0)])
+        obs_a, r_a, _, info_a = env_a.step(a)
+        obs_b, r_b, _, info_b = env_b.step(a, prior_log_probs=given)
+        np.testing.assert_array_equal(r_a, r_b)
+        np.testing.assert_array_equal(info_a["terms"], info_b["terms"])
+    with pytest.raises(RewardError, match=r"prior log-probs have shape \(1, 38\)"):
+        env_b.step(a, prior_log_probs=np.zeros((1, 38), np.float32))
+
+
 def test_missing_prior_warns_once(caplog):
     fn = RewardFunction()
     b = MelodyBatch.create([ctx()])

@@ -13,6 +13,7 @@ from engine.errors import EngineError, StyleError, TheoryError
 from engine.mdp import observation, styles
 from engine.music import theory, tokens
 from engine.music.clip import Clip, Note, Track, notes_to_tokens
+from engine.music.limits import MAX_BARS, MAX_COUNT
 from engine.runtime.policy import ObservationBuilder, Policy
 
 TERMS = styles.BUILTIN_TERMS
@@ -152,15 +153,15 @@ def test_primer_is_kept_and_continued(policy, tmp_path):
         # the primer's last note may be extended by generated holds; compare the onsets
         assert [tuple(x) for x in np.argwhere(got >= 2)] == [tuple(x) for x in np.argwhere(want >= 2)]
         assert (got[want >= 2] == want[want >= 2]).all()
-    with pytest.raises(EngineError, match="17 bars"):
-        policy.generate(bars=16, primer=primer)
+    with pytest.raises(EngineError, match=f"{MAX_BARS + 1} bars"):
+        policy.generate(bars=MAX_BARS, primer=primer)
 
 
 @pytest.mark.parametrize("kwargs,error,message", [
     ({"bars": 0}, EngineError, "bars 0 is out of range"),
-    ({"bars": 17}, EngineError, "bars 17"),
+    ({"bars": MAX_BARS + 1}, EngineError, f"bars {MAX_BARS + 1}"),
     ({"count": 0}, EngineError, "count 0"),
-    ({"count": 65}, EngineError, "count 65"),
+    ({"count": MAX_COUNT + 1}, EngineError, f"count {MAX_COUNT + 1}"),
     ({"temperature": -0.1}, EngineError, "temperature -0.1"),
     ({"temperature": float("nan")}, EngineError, "temperature nan"),
     ({"tempo": 5}, EngineError, "tempo 5"),

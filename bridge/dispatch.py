@@ -1,0 +1,140 @@
+"""Requests to handlers: a dispatcher built from the address table in :mod:`bridge.protocol`.
+
+Like python-osc's ``Dispatcher.map(address, handler, *args)``, every address is mapped
+to a handler and the fixed arguments it is called with: each method of
+:data:`~bridge.protocol.METHODS` to the handler it carries, each property's
+``/qriff/get/<name>`` (and ``/qriff/set/<name>`` when writable) to the generic property
+handlers with the property, each list to the list handler with its name. Unlike
+python-osc's, matching is exact: an OSC address pattern (``/qriff/set/*``) from the
+network would otherwise fan one datagram out to many handlers.
+
+The server turns a decoded message into a :class:`~bridge.protocol.Request` in three steps:
+the reply port first (:func:`reply_port_of`, so that even an error reaches a Max or
+Pd listener), then the request id (:func:`split_request`), then the options of the
+method (:func:`options_of`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bridge import protocol
+from bridge.datagrams import Message
+from bridge.errors import BridgeError, RequestError
+from bridge.protocol import PREFIX, Context, Request
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A handler and the fixed arguments it gets after ``(ctx, request)``."""
+
+    handler: Callable[..., None]
+    args: tuple[Any, ...] = ()
+
+    def __call__(self, ctx: Context, request: Request) -> None:
+        self.handler(ctx, request, *self.args)
+
+
+class Dispatcher:
+    """Exact address -> :class:`Route`."""
+
+    def __init__(self) -> None:
+        self._map: dict[str, Route] = {}
+
+    def map(self, address: str, handler: Callable[..., None], *args: Any) -> None:
+        """Route ``address`` to ``handler(ctx, request, *args)``; an address is mapped once."""
+        if address in self._map:
+            raise ValueError(f"{address} is already mapped")
+        self._map[address] = Route(handler, args)
+
+    def route(self, address: str) -> Route:
+        """The route of ``address``; RequestError ``unknown_address`` naming what exists instead."""
+        found = self._map.get(address)
+        if found is None:
+            raise unknown_address(address)
+        return found
+
+    @property
+    def addresses(self) -> list[str]:
+        return list(self._map)
+
+
+def from_table() -> Dispatcher:
+    """Every request address of the table, routed."""
+    d = Dispatcher()
+    for m in protocol.METHODS:
+        d.map(m.address, m.handler)
+    for p in protocol.PROPERTIES.values():
+        d.map(f"{PREFIX}/get/{p.name}", protocol.get_property, p)
+        if p.writable:
+            d.map(f"{PREFIX}/set/{p.name}", protocol.set_property, p)
+    for name in protocol.LISTS:
+        d.map(f"{PREFIX}/list/{name}", protocol.list_property, name)
+    return d
+
+
+def unknown_address(address: str) -> RequestError:
+    """The error for an address that is not in the table, with what the sender probably meant."""
+    for kind in ("get", "set"):
+        if address.startswith(f"{PREFIX}/{kind}/"):
+            name = address[len(PREFIX) + len(kind) + 2:]
+            prop = protocol.PROPERTIES.get(name)
+            if kind == "set":
+                known = ", ".join(p.name for p in protocol.PROPERTIES_RW)
+                hint = " is read-only" if prop is not None else " is not a property"
+                return RequestError(f"{address}: {name!r}{hint}; writable: {known}", code="unknown_address")
+            return RequestError(f"{address}: {name!r} is not a property; properties are "
+                                f"{', '.join(protocol.PROPERTIES)}", code="unknown_address")
+    if address.startswith(f"{PREFIX}/list/"):
+        return RequestError(f"{address} is not known: lists are {', '.join(protocol.LISTS)}", code="unknown_address")
+    return RequestError(f"address {address!r} is not known: see /qriff/list/properties and the README's address "
+                        f"table (methods: {', '.join(m.address for m in protocol.METHODS)})", code="unknown_address")
+
+
+def reply_port_of(msg: Message) -> int | None:
+    """A valid ``reply_port N`` the message carries (honoured before anything else is checked), or None."""
+    args = msg.args
+    method = protocol.method(msg.address)
+    if method is not None and method.options:
+        return _find_reply_port(args[1:])
+    if len(args) >= 3 and isinstance(args[-2], str) and args[-2].strip().lower() == "reply_port" \
+            and not msg.address.startswith(f"{PREFIX}/set/"):
+        try:
+            return protocol.as_int("reply_port", args[-1], 1, 65535)
+        except BridgeError:
+            return None
+    return None
+
+
+def split_request(msg: Message) -> tuple[Any, str, list[Any]]:
+    """``(id, its type tag, the arguments after it)``; a trailing ``reply_port N`` of a non-method is dropped.
+
+    RequestError when the id is missing or of an unusable type.
+    """
+    args, tags = list(msg.args), msg.tags
+    if protocol.method(msg.address) is None and len(args) >= 3 and isinstance(args[-2], str) \
+            and args[-2].strip().lower() == "reply_port" and not msg.address.startswith(f"{PREFIX}/set/"):
+        args, tags = args[:-2], tags[:-2]
+    rid, rtag = protocol.check_request_id(msg.address, args, tags)
+    return rid, rtag, args[1:]
+
+
+def options_of(address: str, args: Sequence[Any]) -> dict[str, Any]:
+    """The key/value options of a method's request (none for properties and lists)."""
+    method = protocol.method(address)
+    return protocol.parse_options(address, args, method.options) if method is not None else {}
+
+
+def _find_reply_port(pairs: Sequence[Any]) -> int | None:
+    for i in range(0, len(pairs) - 1, 2):
+        name = pairs[i]
+        if isinstance(name, str) and name.strip().lower() == "reply_port":
+            try:
+                return protocol.as_int("reply_port", pairs[i + 1], 1, 65535)
+            except BridgeError:
+                return None
+    return None
