@@ -1,19 +1,29 @@
-"""Recommender benchmark (issue 6): quality and speed ratios, all measured in this one run.
+"""Recommender benchmark (issues 6 and 12): quality and speed ratios, all measured in one run.
 
-1. MovieLens-100K (recbole 1.2.1's copy), leave-last-out, full ranking: the DQN's NDCG@10
-   against implicit ALS (target >= 1.5x) and the supervised GRU4Rec-style model (>= 1.05x),
-   with most-popular and item-kNN beside them; sampled metrics printed beside full ones.
-2. Session simulator: mean cumulative reward of 20-track playlists, DQN vs greedy ALS
-   (target >= 1.2x), with the supervised model, random and an oracle for reference.
-3. Latency on a 50,000-track catalog: ``Recommender.next`` p50 against one
-   ``implicit`` recommend call p50 (target <= 3x), and ``search`` p50 (target < 5 ms).
-4. Ingest: CSV and Spotify JSON events per second into SQLite (target >= 100,000/s).
+1. Tuning: every model family (ALS, item-kNN, GRU4Rec, the DQN) gets ``--trials`` configs
+   scored on a validation split (each user's second-to-last event); the chosen configs are
+   printed (``--tuned PATH`` saves them, or reuses a saved set).
+2. MovieLens-100K (recbole 1.2.1's copy), leave-last-out, full ranking, ``--seeds`` seeds,
+   mean ± std: the DQN's NDCG@10 against tuned ALS (target >= 1.5x) and tuned GRU4Rec given
+   the DQN's inputs (>= 1.0x), beside its ablations (gamma 0, no Q-loss, ranked by Q),
+   most-popular, item-kNN and GRU4Rec over ids; sampled metrics printed beside full ones.
+3. A simulator fit from the same logs (ALS tastes, completion rates, fatigue, leaving;
+   calibration on held-out sessions printed): completed tracks per session of at most 20,
+   DQN by Q over ALS's candidates against greedy ALS (>= 1.2x), tuned GRU4Rec re-ranking the
+   same candidates (>= 1.1x) and its own gamma-0 ablation (>= 1.1x); oracle and random beside.
+4. Latency on a 50,000-track catalog: ``Recommender.next`` p50 against one ``implicit``
+   recommend call p50 (target <= 3x), and ``search`` p50 (target < 5 ms).
+5. Search quality: known-item MRR@10 on that catalog, typos and prefixes included (>= 0.9),
+   and on MovieLens-100K as a catalog, ambiguous queries (a genre word) ranked with the
+   listener's Q re-rank against bm25 alone, NDCG@10 of the movie rated next (>= 1.2x).
+6. Ingest: CSV and Spotify JSON events per second into SQLite (target >= 100,000/s).
 
 Speeds are medians of process CPU time (every case runs in this one thread), which a
-busy shared machine does not inflate; wall-clock figures are printed beside them.
+busy shared machine inflates less than wall time; wall-clock figures are printed beside.
 Prints a table, writes it as JSON with ``--out``, and exits 1 when a target is missed.
 
-    .venv/bin/python bench/bench_recommender.py [--quick] [--skip movielens,simulator,latency,ingest]
+    .venv/bin/python bench/bench_recommender.py [--quick] [--seeds 3] [--trials 3]
+        [--skip movielens,simulator,latency,search,ingest]
 """
 
 from __future__ import annotations
@@ -58,48 +68,66 @@ def timed(fn, rounds: int) -> tuple[float, float]:
     return statistics.median(cpu), statistics.median(wall)
 
 
-# ------------------------------------------------------------------ 1. MovieLens
+# ------------------------------------------------------------------ 1-2. MovieLens and the simulator
 
-def bench_movielens(args) -> None:
-    from recommender.dataset import load_movielens_100k
-    from recommender.evaluation import default_dqn_config, evaluate
+def load_tuned(args, data):
+    """Every family's config, tuned on the validation split with ``--trials`` each (or read from ``--tuned``)."""
+    from recommender.evaluation import Tuned, default_dqn_config, tune
 
-    try:
-        data = load_movielens_100k()
-    except DatasetError as exc:
-        ROWS.append({"target": "MovieLens-100K", "measured": None, "need": "data set", "ok": False,
-                     "detail": str(exc)})
-        return
+    if args.tuned and args.tuned.exists():
+        return Tuned.from_dict(json.loads(args.tuned.read_text()))
     cfg = default_dqn_config()
-    if args.epochs:
-        cfg.epochs = args.epochs
     t0 = time.perf_counter()
-    res = evaluate(data, "MovieLens-100K", cfg, progress=sys.stderr.isatty())
+    tuned = tune(data, args.trials, seed=0, progress=sys.stderr.isatty(), dqn_config=cfg,
+                 epochs_at=tuple(int(e) for e in args.epochs_at.split(",")))
+    print(f"tuning: {args.trials} trials per family on the validation split ({time.perf_counter() - t0:.0f} s)")
+    for fam, trials in tuned.trials.items():
+        best = max(trials, key=lambda t: t["ndcg10"])
+        print(f"  {fam}: chosen {best['config']} (validation NDCG@10 {best['ndcg10']:.4f}, "
+              f"{len(trials)} scored points)")
+    print(flush=True)
+    if args.tuned:
+        args.tuned.write_text(json.dumps(tuned.to_dict(), indent=2))
+    return tuned
+
+
+def bench_movielens(args, data, tuned) -> None:
+    from recommender.evaluation import evaluate
+
+    t0 = time.perf_counter()
+    res = evaluate(data, "MovieLens-100K", models=("most-popular", "als", "item-knn", "gru4rec", "dqn"),
+                   progress=sys.stderr.isatty(), seeds=args.seeds, tuned=tuned)
     print(res.table(), f"\n(evaluation wall time {time.perf_counter() - t0:.0f} s)\n", flush=True)
-    full = {m: r["full"] for m, r in res.rows.items()}
-    dqn, als = full["dqn"]["NDCG@10"], full["als"]["NDCG@10"]
-    sup_name = max((m for m in full if m.startswith("gru4rec")), key=lambda m: full[m]["NDCG@10"])
-    sup = full[sup_name]["NDCG@10"]
-    check("ML-100K NDCG@10 DQN / ALS", dqn / als, 1.5, ">=", f"{dqn:.4f} / {als:.4f}")
-    check("ML-100K NDCG@10 DQN / best GRU4Rec", dqn / sup, 1.05, ">=", f"{dqn:.4f} / {sup:.4f} ({sup_name})")
+    n = {m: res.ndcg10(m) for m in res.rows}
+    sd = {m: r["full_std"]["NDCG@10"] for m, r in res.rows.items()}
+    dqn = n["dqn"]
+    for name, ref, need in (("tuned ALS", "als", 1.5), ("tuned GRU4Rec with the DQN's inputs", "gru4rec (DQN's inputs)",
+                                                           1.0), ("its gamma-0 ablation", "dqn, gamma 0", None),
+                            ("its no-Q-loss ablation", "dqn, no Q-loss", None)):
+        detail = f"{dqn:.4f} ± {sd['dqn']:.4f} / {n[ref]:.4f} ± {sd[ref]:.4f}, {len(res.seeds)} seeds"
+        if need is None:
+            print(f"ML-100K NDCG@10 DQN / {name}: {dqn / n[ref]:.3f} ({detail})")
+        else:
+            check(f"ML-100K NDCG@10 DQN / {name}", dqn / n[ref], need, ">=", detail)
     RESULTS["movielens"] = res.to_dict()
 
 
-# ------------------------------------------------------------------ 2. simulator
+def bench_simulator(args, data, tuned) -> None:
+    from recommender.evaluation import evaluate_simulator
 
-def bench_simulator(args) -> None:
-    from recommender.evaluation import default_dqn_config, evaluate_simulator
-    from recommender.simulator import SimConfig
-
-    cfg = default_dqn_config()
-    cfg.epochs = args.sim_epochs
-    sim = SimConfig(n_users=200, n_tracks=2000, sessions=10) if not args.quick else SimConfig(
-        n_users=60, n_tracks=600, n_artists=60, sessions=5)
     t0 = time.perf_counter()
-    res = evaluate_simulator(sim, cfg, steps=20, eval_users=100, progress=sys.stderr.isatty())
+    res = evaluate_simulator(data, steps=20, eval_users=args.sim_users, seeds=args.seeds, tuned=tuned,
+                             rollout_sessions=args.rollout_sessions, progress=sys.stderr.isatty())
     print(res.table(), f"\n(simulator wall time {time.perf_counter() - t0:.0f} s)\n", flush=True)
-    d, a = res.rewards["dqn"][0], res.rewards["greedy-als"][0]
-    check("simulator reward DQN / greedy ALS", d / a, 1.2, ">=", f"{d:.2f} / {a:.2f} per 20 tracks")
+    r = res.rewards
+    d = "dqn, by Q on ALS candidates"
+    for name, ref, need in (("greedy ALS", "greedy ALS", 1.2),
+                            ("tuned GRU4Rec re-ranking the same candidates",
+                             "GRU4Rec (DQN's inputs), re-ranking ALS candidates", 1.1),
+                            ("its gamma-0 ablation", "dqn, gamma 0", 1.1)):
+        check(f"simulator completed tracks, DQN / {name}", r[d]["mean"] / r[ref]["mean"], need, ">=",
+              f"{r[d]['mean']:.3f} ± {r[d]['std']:.3f} / {r[ref]['mean']:.3f} ± {r[ref]['std']:.3f}; oracle "
+              f"{r['oracle (knows the simulator)']['mean'] / r[ref]['mean']:.3f}x")
     RESULTS["simulator"] = res.to_dict()
 
 
@@ -242,6 +270,146 @@ def bench_latency(args, tmp: Path) -> None:
           f"{srch[0] * 1e3:.3f} ms CPU ({srch[1] * 1e3:.3f} wall) on {catalog_size} tracks")
     RESULTS["latency"] = {"tracks": catalog_size, "implicit_ms": imp, "next_ms": nxt, "search_user_ms": srch,
                           "search_text_ms": srch_text}
+    if "search" not in args.skip:
+        bench_search_known_items(args, db, cat)
+
+
+# ------------------------------------------------------------------ 5. search quality
+
+def typo(word: str, rng: np.random.Generator) -> str:
+    """One edit of ``word`` (a swap of neighbours, a letter left out, doubled or replaced), never its first."""
+    if len(word) < 4:
+        return word
+    i = int(rng.integers(1, len(word) - 1))
+    kind = int(rng.integers(4))
+    if kind == 0:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+    if kind == 1:
+        return word[:i] + word[i + 1:]
+    if kind == 2:
+        return word[:i] + word[i] + word[i:]
+    return word[:i] + ("a" if word[i] != "a" else "e") + word[i + 1:]
+
+
+def known_item_queries(cat: list[tuple[str, str, str, str]], n: int, seed: int = 3) -> list[tuple[str, str, int]]:
+    """``(kind, query, track index)``: what someone looking for one known track types. Four kinds:
+    artist and title; a title word and the artist; the same with a typo in the longest word; and the
+    artist then the title cut short while typing."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for j in rng.integers(0, len(cat), n):
+        title, artist, _, _ = cat[j]
+        words = title.split()
+        kind = ("artist + title", "title word + artist", "with a typo", "typing (prefix)")[len(out) % 4]
+        if kind == "artist + title":
+            q = f"{artist} {title}"
+        elif kind == "title word + artist":
+            q = f"{max(words, key=len)} {artist}"
+        elif kind == "with a typo":
+            longest = max(words + artist.split(), key=len)
+            q = f"{title} {artist}".replace(longest, typo(longest, rng), 1)
+        else:
+            cut = max(3, len(words[-1]) - 2)
+            q = f"{artist} {' '.join(words[:-1] + [words[-1][:cut]])}"
+        out.append((kind, q, int(j)))
+    return out
+
+
+def mrr10(ranks: list[int | None]) -> float:
+    return float(np.mean([1.0 / (r + 1) if r is not None and r < 10 else 0.0 for r in ranks]))
+
+
+def bench_search_known_items(args, db: Path, cat: list[tuple[str, str, str, str]]) -> None:
+    """Known-item MRR@10 on the latency section's 50,000-track catalog, text only."""
+    from recommender.api import Recommender
+    from recommender.schema import connect
+
+    conn = connect(db)
+    ident = {}  # (title, artist) -> every catalog id with it (a duplicate title by the same artist counts)
+    for tid, title, artist in conn.execute("SELECT id, title, artist FROM tracks"):
+        ident.setdefault((title, artist), set()).add(tid)
+    conn.close()
+    queries = known_item_queries(cat, args.search_queries)
+    ranks: dict[str, list[int | None]] = {}
+    with Recommender(db) as rec:
+        for kind, q, j in queries:
+            want = ident[(cat[j][0], cat[j][1])]
+            got = [t.id for t in rec.search(q, n=10).tracks]
+            ranks.setdefault(kind, []).append(next((i for i, t in enumerate(got) if t in want), None))
+    every = [r for v in ranks.values() for r in v]
+    print(f"search, known items ({len(every)} queries on {len(ident)} titles):")
+    for kind, v in ranks.items():
+        print(f"  {kind:22s} MRR@10 {mrr10(v):.3f}  (found in the top 10: {np.mean([r is not None for r in v]):.1%})")
+    print(f"  {'all':22s} MRR@10 {mrr10(every):.3f}\n", flush=True)
+    check("search known-item MRR@10 (typos included)", mrr10(every), 0.9, ">=",
+          ", ".join(f"{k} {mrr10(v):.3f}" for k, v in ranks.items()))
+    RESULTS["search_known_items"] = {k: mrr10(v) for k, v in ranks.items()} | {"all": mrr10(every)}
+
+
+def bench_search_listener(args, tmp: Path) -> None:
+    """Ambiguous queries (a genre word with hundreds of matches) on MovieLens-100K as a catalog: the
+    movie each user rates next (held out) ranked by bm25 alone and with the listener's Q re-rank."""
+    from recommender.api import Recommender
+    from recommender.dataset import leave_last_out, load_movielens_100k, movielens_100k_dir
+    from recommender.model import NetConfig
+    from recommender.train import TrainConfig, train_database
+
+    try:
+        folder = movielens_100k_dir()
+    except DatasetError as exc:
+        ROWS.append({"target": "search listener re-rank", "measured": None, "need": "data set", "ok": False,
+                     "detail": str(exc)})
+        return
+    data = load_movielens_100k()
+    split = leave_last_out(data)
+    meta = {}
+    with open(folder / "ml-100k.item", encoding="latin-1") as fh:
+        next(fh)
+        for line in fh:
+            parts = line.rstrip("\n").split("\t")
+            meta[parts[0]] = (parts[1], parts[3].split() if len(parts) > 3 else [])
+    path = tmp / "ml.csv"
+    tr = split.train
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["user", "item", "timestamp", "skipped", "title", "tags"])
+        for u, i, t, o in zip(tr.user.tolist(), tr.item.tolist(), tr.ts.tolist(), tr.outcome.tolist()):
+            title, genres = meta[data.item_names[i]]
+            w.writerow([data.user_names[u], data.item_names[i], int(t), {0: "true", 1: "false"}.get(o, ""), title,
+                        "|".join(genres)])
+    db = tmp / "ml.db"
+    from recommender.ingest import ingest_files
+
+    ingest_files(db, [path], progress=False)
+    t0 = time.perf_counter()
+    train_database(db, config=TrainConfig(net=NetConfig(), epochs=args.search_epochs), progress=False)
+    print(f"search re-rank: DQN trained on MovieLens-100K minus each user's last movie "
+          f"({args.search_epochs} epochs, {time.perf_counter() - t0:.0f} s)")
+    rng = np.random.default_rng(4)
+    pick = rng.permutation(len(split.test_users))[:args.search_users]
+    text, user = [], []
+    with Recommender(db) as rec:
+        from recommender.schema import connect
+
+        conn = connect(db)
+        key = dict(conn.execute("SELECT key, id FROM tracks"))
+        conn.close()
+        for k in pick:
+            u, i = int(split.test_users[k]), int(split.test_items[k])
+            title, genres = meta[data.item_names[i]]
+            tid = key.get("i:" + data.item_names[i])
+            if not genres or tid is None:
+                continue
+            q = genres[int(rng.integers(len(genres)))]
+            for out, res in ((text, rec.search(q, n=10)), (user, rec.search(q, user=data.user_names[u], n=10))):
+                ids = [t.id for t in res.tracks]
+                out.append(1.0 / np.log2(ids.index(tid) + 2) if tid in ids else 0.0)
+    a, b = float(np.mean(text)), float(np.mean(user))
+    print(f"  {len(text)} ambiguous queries (a genre of the held-out movie): NDCG@10 bm25 alone {a:.4f}, with the "
+          f"listener's Q re-rank {b:.4f}\n", flush=True)
+    check("search NDCG@10 on ambiguous queries, Q re-rank / bm25 alone", b / max(a, 1e-9), 1.2, ">=",
+          f"{b:.4f} / {a:.4f} over {len(text)} queries")
+    RESULTS["search_listener"] = {"bm25": a, "rerank": b, "queries": len(text)}
 
 
 # ------------------------------------------------------------------ 4. ingest
@@ -292,13 +460,24 @@ RESULTS: dict = {}
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run; targets still checked)")
-    ap.add_argument("--skip", default="", help="comma-separated sections to skip: movielens,simulator,latency,ingest")
-    ap.add_argument("--epochs", type=int, default=None, help="ML-100K training epochs (default: the train default)")
-    ap.add_argument("--sim-epochs", type=int, default=10, help="simulator training epochs (default 10)")
+    ap.add_argument("--skip", default="",
+                    help="comma-separated sections to skip: movielens,simulator,latency,search,ingest")
+    ap.add_argument("--search-queries", type=int, default=400, help="known-item search queries (default 400)")
+    ap.add_argument("--search-users", type=int, default=500, help="ambiguous search queries, one a user (default 500)")
+    ap.add_argument("--search-epochs", type=int, default=5, help="epochs of the search re-rank DQN (default 5)")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds per row, mean and std reported (default 3)")
+    ap.add_argument("--trials", type=int, default=3, help="tuning trials per model family (default 3)")
+    ap.add_argument("--epochs-at", default="10,20", help="epoch counts each neural trial is scored at (default 10,20)")
+    ap.add_argument("--tuned", type=Path, default=None,
+                    help="JSON of tuned configs: read when it exists (no tuning), else written after tuning")
+    ap.add_argument("--sim-users", type=int, default=200, help="listeners per simulated seed (default 200)")
+    ap.add_argument("--rollout-sessions", type=int, default=1,
+                    help="simulated sessions per user added to the DQN's training data (default 1)")
     ap.add_argument("--rounds", type=int, default=300, help="calls per latency median (default 300)")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("recommender.evaluation").setLevel(logging.INFO)  # per-seed rows as they come
     import torch
 
     torch.set_num_threads(1)
@@ -309,10 +488,23 @@ def main() -> int:
             bench_ingest(args, tmp)
         if "latency" not in skip:
             bench_latency(args, tmp)
-        if "simulator" not in skip:
-            bench_simulator(args)
-        if "movielens" not in skip:
-            bench_movielens(args)
+        if "search" not in skip:
+            bench_search_listener(args, tmp)
+        if not {"simulator", "movielens"} <= skip:
+            from recommender.dataset import load_movielens_100k
+
+            try:
+                data = load_movielens_100k()
+            except DatasetError as exc:
+                ROWS.append({"target": "MovieLens-100K", "measured": None, "need": "data set", "ok": False,
+                             "detail": str(exc)})
+            else:
+                tuned = load_tuned(args, data)
+                RESULTS["tuned"] = tuned.to_dict()
+                if "movielens" not in skip:
+                    bench_movielens(args, data, tuned)
+                if "simulator" not in skip:
+                    bench_simulator(args, data, tuned)
     print("| target | measured | need | ok | detail |\n|---|---|---|---|---|")
     for r in ROWS:
         print(f"| {r['target']} | {r['measured']} | {r['need']} | {'yes' if r['ok'] else 'NO'} | {r['detail']} |")

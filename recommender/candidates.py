@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,7 +36,9 @@ class CandidateConfig:
     regularization: float = 0.01
     """L2 regularisation of ALS/BPR."""
     alpha: float = 1.0
-    """ALS confidence scale: confidence = 1 + alpha * weight."""
+    """ALS confidence scale. implicit 0.7 uses ``alpha * weight`` itself as the confidence of an
+    observed pair (unobserved pairs have confidence 1, preference 0); a negative weight means
+    "disliked" (preference 0 with confidence ``alpha * |weight|``)."""
     iterations: int = 15
     """ALS sweeps (BPR: epochs, 100 is implicit's default)."""
     neighbours: int = 20
@@ -88,7 +91,10 @@ class Candidates:
             from implicit.nearest_neighbours import CosineRecommender
 
             self.model = CosineRecommender(K=c.neighbours, num_threads=1)
-        self.model.fit(csr_matrix(user_items, dtype=np.float32), show_progress=show_progress)
+        with warnings.catch_warnings():
+            # implicit's CosineRecommender normalises our CSR into a COO matrix itself, then warns about it
+            warnings.filterwarnings("ignore", message="Method expects CSR input")
+            self.model.fit(csr_matrix(user_items, dtype=np.float32), show_progress=show_progress)
         self.n_items = user_items.shape[1]
         return self
 

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from engine.cli.options import bounded_float, bounded_int
+from engine.cli.options import add_ray_options, bounded_float, bounded_int
 from recommender.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -72,15 +72,21 @@ def register_rec(subparsers: Any) -> None:
     p.set_defaults(func=run_ingest)
 
     p = sub.add_parser("train", help="train the DQN (and ALS candidates) on the database",
-                       description="Fit ALS candidates, then train the DQN offline (double Q-learning plus SQN's "
-                                   "supervised head) on every user's history. Seeded, checkpointed (resumes an "
+                       description="Fit ALS candidates, then train the DQN offline (double Q-learning with "
+                                   "session ends, CQL for tracks never shown, plus SQN's supervised head) on every "
+                                   "user's history. Seeded, checkpointed (resumes an "
                                    "interrupted run with the same config), progress bar.")
     _common(p, model=True)
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=bounded_int(1, 10_000), default=10, help="passes over the data (default 10)")
     g.add_argument("--batch-size", type=bounded_int(1, 65_536), default=128, help="windows per step (default 128)")
     g.add_argument("--lr", type=bounded_float(1e-6, 1.0), default=2e-3, help="Adam learning rate (default 2e-3)")
-    g.add_argument("--gamma", type=bounded_float(0.0, 0.99), default=0.5, help="discount (default 0.5)")
+    g.add_argument("--gamma", type=bounded_float(0.0, 0.99), default=0.8,
+                   help="discount within a session (default 0.8; 0 values only the next track)")
+    g.add_argument("--session-gap", type=bounded_float(1.0, 1e9), default=1800.0,
+                   help="seconds between plays that end a session: no value is carried past it (default 1800)")
+    g.add_argument("--unshown-weight", type=bounded_float(0.0, 100.0), default=0.1,
+                   help="weight of the conservative term for tracks the logs never tried (default 0.1)")
     g.add_argument("--q-weight", type=bounded_float(0.0, 100.0), default=1.0,
                    help="weight of the Q-learning loss; 0 = supervised only (default 1)")
     g.add_argument("--rank-by", choices=("q", "sqn", "blend"), default="sqn",
@@ -98,6 +104,10 @@ def register_rec(subparsers: Any) -> None:
     r.add_argument("--reward-completed", type=bounded_float(-100, 100), default=1.0, help="default 1")
     r.add_argument("--reward-skipped", type=bounded_float(-100, 100), default=0.0, help="default 0")
     r.add_argument("--reward-unknown", type=bounded_float(-100, 100), default=0.5, help="default 0.5")
+    r.add_argument("--continue-bonus", type=bounded_float(-100, 100), default=0.5,
+                   help="added when the listener stays in the session after a track (default 0.5)")
+    add_ray_options(p, workers_help="data-parallel workers on Ray Train, each one CPU (default: one process, "
+                                    "no Ray; 2 or more, or --ray-address, trains on Ray)")
     p.set_defaults(func=run_train)
 
     for name, helptext in (("next", "the next tracks for a listener"),
@@ -115,17 +125,32 @@ def register_rec(subparsers: Any) -> None:
         _common(p, model=True)
         p.set_defaults(func=run_next if name == "next" else run_playlist)
 
-    p = sub.add_parser("evaluate", help="offline evaluation against baselines (HR/NDCG, full ranking)",
+    p = sub.add_parser("evaluate", help="offline evaluation against baselines and ablations (HR/NDCG, full ranking)",
                        description="Leave-last-out by timestamp, full ranking with seen items filtered, HR and NDCG "
-                                   "at 5/10/20 for most-popular, implicit ALS, item-kNN, a supervised GRU4Rec-style "
-                                   "model and the DQN, trained in the same run. Sampled metrics are shown beside.")
+                                   "at 5/10/20 for most-popular, implicit ALS, item-kNN, GRU4Rec (ids, and with the "
+                                   "DQN's inputs), the DQN and its ablations (gamma 0, no Q-loss, ranked by Q), "
+                                   "trained in the same run, mean and std over seeds. Sampled metrics are shown "
+                                   "beside. --tune picks every family's config on a validation split first; "
+                                   "--simulate adds the simulator's table.")
     p.add_argument("--dataset", default="movielens-100k",
                    help="'movielens-100k' (from the recbole==1.2.1 wheel) or an export file / .db to evaluate on")
     p.add_argument("--models", default="all",
                    help="comma-separated subset of most-popular,als,item-knn,gru4rec,dqn (default: all)")
     p.add_argument("--epochs", type=bounded_int(1, 10_000), default=None, help="training epochs (default: train's)")
     p.add_argument("--encoder", choices=("gru", "attention"), default=None, help="DQN encoder (default gru)")
-    p.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="first random seed (default 0)")
+    p.add_argument("--seeds", type=bounded_int(1, 100), default=1,
+                   help="seeds per row, reported as mean and std (default 1; the bench uses 3)")
+    p.add_argument("--tune", type=bounded_int(0, 100), default=0, metavar="TRIALS",
+                   help="configs tried per model family on a validation split (each user's second-to-last "
+                        "event) before the test; neural trials are read after 10, 20 and 30 epochs "
+                        "(default 0: no tuning, defaults)")
+    p.add_argument("--simulate", action="store_true",
+                   help="also fit a simulator on the logs and play sessions with every policy")
+    p.add_argument("--sim-users", type=bounded_int(1, 1_000_000), default=200,
+                   help="listeners per simulated seed (default 200)")
+    p.add_argument("--rollout-sessions", type=bounded_int(0, 100), default=2,
+                   help="simulated sessions per user added to the DQN's training data (default 2)")
     p.add_argument("--out", type=Path, default=None, help="also write the table (.md) and metrics (.json) here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
@@ -177,10 +202,17 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(net=NetConfig(dim=args.dim, encoder=args.encoder, max_history=args.max_history),
                          reward=RewardConfig(args.reward_completed, args.reward_skipped, args.reward_unknown),
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
-                         q_weight=args.q_weight, rank_by=args.rank_by, seed=args.seed)
+                         q_weight=args.q_weight, rank_by=args.rank_by, seed=args.seed,
+                         session_gap=args.session_gap, unshown_weight=args.unshown_weight,
+                         continue_bonus=args.continue_bonus)
     cand = CandidateConfig(kind=args.candidates, factors=args.factors, seed=args.seed)
+    fit = None
+    if args.ray_address or (args.workers or 1) > 1:
+        from recommender.distributed import data_parallel_fit
+
+        fit = data_parallel_fit(args.workers or 2, args.ray_address)
     art = train_database(_db(args), args.model, config, cand, progress=False if args.quiet or args.json else None,
-                         resume=not args.no_resume, lock_timeout=args.lock_timeout)
+                         resume=not args.no_resume, lock_timeout=args.lock_timeout, fit=fit)
     from recommender.artifact import default_model_path
 
     path = args.model or default_model_path(_db(args))
@@ -252,7 +284,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         import torch  # noqa: F401
     except ImportError:
         raise ConfigError("evaluation trains models and needs torch: pip install 'qriff[train]'") from None
-    from recommender.evaluation import MODELS, default_dqn_config, evaluate
+    from recommender.evaluation import MODELS, default_dqn_config, evaluate, evaluate_simulator, tune
 
     models = MODELS if args.models == "all" else tuple(m.strip() for m in args.models.split(",") if m.strip())
     bad = [m for m in models if m not in MODELS]
@@ -265,16 +297,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.encoder:
         cfg.net.encoder = args.encoder
     cfg.seed = args.seed
-    res = evaluate(data, name, cfg, models=models, progress=not (args.quiet or args.json) and sys.stderr.isatty(),
-                   seed=args.seed)
-    res.notes.append(f"DQN config: {json.dumps(asdict(cfg), sort_keys=True)}")
+    progress = not (args.quiet or args.json) and sys.stderr.isatty()
+    tuned = tune(data, args.tune, seed=args.seed, progress=progress, dqn_config=cfg) if args.tune else None
+    res = evaluate(data, name, cfg, models=models, progress=progress, seed=args.seed, seeds=args.seeds, tuned=tuned)
+    res.notes.append(f"DQN config: {json.dumps(asdict(tuned.dqn if tuned and tuned.dqn else cfg), sort_keys=True)}")
+    out: dict[str, Any] = {"offline": res.to_dict()}
+    text = res.table()
+    if args.simulate:
+        sim = evaluate_simulator(data, cfg, eval_users=args.sim_users, seeds=args.seeds, seed=args.seed,
+                                 rollout_sessions=args.rollout_sessions, tuned=tuned, progress=progress)
+        out["simulator"] = sim.to_dict()
+        text += "\n\n" + sim.table()
     if args.out:
         from engine import atomic_write
 
         base = Path(args.out)
-        atomic_write(base.with_suffix(".md"), lambda p: Path(p).write_text(res.table() + "\n"))
-        atomic_write(base.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(res.to_dict(), indent=2)))
-    _emit(args, res.to_dict(), res.table())
+        atomic_write(base.with_suffix(".md"), lambda p: Path(p).write_text(text + "\n"))
+        atomic_write(base.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(out, indent=2)))
+    _emit(args, out, text)
     return 0
 
 

@@ -82,6 +82,14 @@ class Interactions:
         b = self.bounds
         return [self.item[b[u]:b[u + 1]] for u in range(self.n_users)]
 
+    def session_ends(self, gap: float) -> np.ndarray:
+        """bool ``[E]``: the event is the last of its session (the user's next event comes more
+        than ``gap`` seconds later, or there is none)."""
+        end = np.ones(len(self), bool)
+        if len(self) > 1:
+            end[:-1] = (self.user[1:] != self.user[:-1]) | (self.ts[1:] - self.ts[:-1] > gap)
+        return end
+
     def user_items(self, weights: np.ndarray | None = None):
         """scipy CSR ``[n_users, n_items + 1]`` of summed weights (count by default), users x items."""
         from scipy.sparse import csr_matrix
@@ -123,7 +131,8 @@ def leave_last_out(data: Interactions) -> Split:
 
 # ---------------------------------------------------------------- MovieLens-100K
 
-ML100K_HINT = "install it with: .venv/bin/pip install --no-deps recbole==1.2.1 (the bench extra does this)"
+ML100K_HINT = ("install it with: .venv/bin/pip install --no-deps recbole==1.2.1 (benchmarks only; --no-deps "
+               "keeps recbole's own training stack out)")
 
 
 def movielens_100k_dir() -> Path:

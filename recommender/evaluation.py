@@ -1,4 +1,4 @@
-"""``qriff rec evaluate``: the offline protocol and its baselines, all in one run.
+"""``qriff rec evaluate``: the offline protocol, its baselines and the DQN's ablations, in one run.
 
 Protocol (SQN / Krichene & Rendle): leave-last-out per user by timestamp, ties broken
 by :func:`~recommender.dataset.tie_break_key` (a fixed hash of user and item, not item
@@ -7,17 +7,26 @@ training are filtered, and HR / NDCG at 5, 10 and 20 are averaged over users. Sa
 metrics (the held-out item among 100 random unseen items) are printed beside the
 full ones only, to show the artefact, never instead of them.
 
-Models, trained on the same split in the same run: most-popular, implicit ALS,
-item-kNN (implicit's cosine), a supervised GRU4Rec-style model (GRU over item ids,
-full-softmax cross-entropy at every position) and the DQN (the same training loop
-with the Q head, SQN's supervised head, item features and ALS factors).
+Rows, all trained on the same split in the same run, for each of several seeds (mean
+and standard deviation over seeds):
+
+- baselines: most-popular, implicit ALS, item-kNN (implicit's cosine), GRU4Rec over item
+  ids, and GRU4Rec given **the DQN's inputs** (content features, ALS item factors and
+  the ALS user vector; ALS and item-kNN take no side inputs);
+- the DQN and its ablations, same features, same ALS: ``gamma 0`` (the next track's
+  reward only), ``no Q-loss`` (the supervised head alone, the DQN's own settings) and
+  the same network ranked by its Q head.
+
+With :func:`tune`, every model family first gets the same number of trials on a
+validation split (each user's second-to-last event; the test item is never seen), and
+the chosen configs are reported beside the table.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +38,10 @@ from recommender.metrics import KS, hit_ndcg, ranks_full, ranks_sampled
 log = logging.getLogger(__name__)
 
 MODELS = ("most-popular", "als", "item-knn", "gru4rec", "dqn")
+#: What each --models name adds to the table.
+ROWS = {"most-popular": ("most-popular",), "als": ("als",), "item-knn": ("item-knn",),
+        "gru4rec": ("gru4rec (ids)", "gru4rec (DQN's inputs)"),
+        "dqn": ("dqn", "dqn, gamma 0", "dqn, no Q-loss", "dqn, ranked by Q")}
 
 
 def default_dqn_config() -> Any:
@@ -39,209 +52,471 @@ def default_dqn_config() -> Any:
 
 def gru4rec_config(dqn: Any) -> Any:
     """The supervised baseline: a GRU with the DQN's size, budget, regularisation and inputs
-    (item ids and each event's outcome), trained by full-softmax cross-entropy alone: no Q
-    head, no item features, no taste vector. Without the outcomes it scored NDCG@10 0.054 on
-    MovieLens-100K here, below ALS; with them it is the strongest supervised baseline we had."""
+    (item ids and each event's outcome), trained by full-softmax cross-entropy alone."""
     return replace(dqn, q_weight=0.0, rank_by="sqn", net=replace(dqn.net, encoder="gru"))
 
 
 @dataclass
+class Tuned:
+    """Configs chosen on the validation split (None: not tuned, defaults used)."""
+
+    als: CandidateConfig | None = None
+    knn: CandidateConfig | None = None
+    gru4rec: Any = None
+    dqn: Any = None
+    trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: (asdict(v) if v is not None else None)
+                               for k, v in (("als", self.als), ("item-knn", self.knn), ("gru4rec", self.gru4rec),
+                                            ("dqn", self.dqn))}
+        out["trials"] = self.trials
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Tuned:
+        """The inverse of :meth:`to_dict` (a tuning run saved as JSON, reused)."""
+        from recommender.train import TrainConfig
+
+        cand = {k: CandidateConfig(**d[k]) if d.get(k) else None for k in ("als", "item-knn")}
+        net = {k: TrainConfig(**d[k]) if d.get(k) else None for k in ("gru4rec", "dqn")}
+        return cls(cand["als"], cand["item-knn"], net["gru4rec"], net["dqn"], dict(d.get("trials", {})))
+
+
+@dataclass
 class EvalResult:
-    """Metrics per model: ``full`` (HR/NDCG@k, full ranking), ``sampled`` (HR/NDCG@k among
-    100 sampled negatives), ``seconds`` (fit + score)."""
+    """Metrics per row: ``full`` / ``sampled`` (means over seeds), ``full_std``, ``per_seed``
+    (full NDCG@10 of each seed), ``seconds`` (fit + score, mean)."""
 
     dataset: str
     users: int
     items: int
     events: int
+    seeds: list[int] = field(default_factory=list)
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    tuned: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "users": self.users, "items": self.items, "events": self.events,
-                "models": self.rows, "notes": self.notes}
+                "seeds": self.seeds, "models": self.rows, "tuned": self.tuned, "notes": self.notes}
+
+    def ndcg10(self, row: str) -> float:
+        return float(self.rows[row]["full"]["NDCG@10"])
 
     def table(self) -> str:
-        """Markdown: full-ranking metrics, then the sampled HR@10 / NDCG@10 beside them."""
-        head = ["model"] + [f"{m}@{k}" for k in KS for m in ("HR", "NDCG")] + ["sampled HR@10", "sampled NDCG@10",
-                                                                              "seconds"]
+        """Markdown: full-ranking metrics (mean ± std over seeds), then sampled HR@10 / NDCG@10 beside them."""
+        head = (["model"] + [f"{m}@{k}" for k in KS for m in ("HR", "NDCG")]
+                + ["sampled HR@10", "sampled NDCG@10", "seconds"])
         lines = [f"{self.dataset}: {self.users} users, {self.items} items, {self.events} events; "
-                 "leave-last-out, full ranking, seen items filtered",
+                 f"leave-last-out, full ranking, seen items filtered; mean ± std over seeds {self.seeds}",
                  "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, r in self.rows.items():
-            f, s = r["full"], r["sampled"]
-            cells = [name] + [f"{f[f'{m}@{k}']:.4f}" for k in KS for m in ("HR", "NDCG")]
+            f, sd, s = r["full"], r["full_std"], r["sampled"]
+            cells = [name] + [f"{f[f'{m}@{k}']:.4f} ± {sd[f'{m}@{k}']:.4f}" for k in KS for m in ("HR", "NDCG")]
             cells += [f"{s['HR@10']:.4f}", f"{s['NDCG@10']:.4f}", f"{r['seconds']:.1f}"]
             lines.append("| " + " | ".join(cells) + " |")
         lines += [""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines)
 
 
-def evaluate(data: Interactions, name: str, dqn_config: Any = None, cand_config: CandidateConfig | None = None,
-             models: tuple[str, ...] = MODELS, progress: bool = False, seed: int = 0) -> EvalResult:
-    """Run the protocol on ``data`` for ``models`` (see the module doc); returns the metrics."""
-    split = leave_last_out(data)
-    train, users, targets = split.train, split.test_users, split.test_items
+def _neural_scores(train: Interactions, cfg: Any, users: np.ndarray, progress: bool,
+                   epochs_at: tuple[int, ...] = ()) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Train ``cfg`` on ``train``; ``{epochs: (scores by cfg.rank_by, Q scores)}`` for the last history of
+    every user in ``users`` after each of ``epochs_at`` (default: only ``cfg.epochs``)."""
+    from recommender.train import Trainer, score_users
+
+    b = train.bounds
+    seqs = [train.item[b[u]:b[u + 1]] for u in users]
+    outs = [train.outcome[b[u]:b[u + 1]].astype(np.int64) for u in users]
+    uvecs = train.user_features[users] if train.user_features.shape[1] else None
+    out = {}
+    trainer = Trainer(train, replace(cfg, epochs=min(epochs_at or (cfg.epochs,))), progress=progress)
+    for e in sorted(epochs_at or (cfg.epochs,)):
+        trainer.config = replace(trainer.config, epochs=e)
+        net = trainer.run(resume=False)
+        q = score_users(net, replace(cfg, rank_by="q"), seqs, outs, user_vecs=uvecs) if cfg.q_weight > 0 else None
+        out[e] = (score_users(net, cfg, seqs, outs, user_vecs=uvecs), q)
+    return out
+
+
+def _with_inputs(train: Interactions, als: Candidates) -> Interactions:
+    """A copy of ``train`` with the DQN's inputs: content features + ALS item factors, ALS user vectors."""
+    from recommender.train import prepare_features
+
+    part = replace(train)
+    prepare_features(part, als)
+    return part
+
+
+def _ids_only(train: Interactions) -> Interactions:
+    return replace(train, item_features=np.zeros((train.n_items + 1, 0), np.float32),
+                   user_features=np.zeros((train.n_users, 0), np.float32))
+
+
+def _one_seed(train: Interactions, users: np.ndarray, targets: np.ndarray, rows: tuple[str, ...], seed: int,
+              tuned: Tuned, dqn_config: Any, progress: bool) -> dict[str, tuple[dict, dict, float]]:
+    """``{row: (full metrics, sampled metrics, seconds)}`` of one seed."""
     ui = train.user_items()
     seen = ui[users]
-    res = EvalResult(name, data.n_users, data.n_items, len(data))
-    res.notes.append("ties in time broken by a fixed hash of (user, item); HR/NDCG over "
-                     f"{len(users)} users with >= 2 events")
-    cand_config = cand_config or CandidateConfig(seed=seed)
+    out: dict[str, tuple[dict, dict, float]] = {}
 
-    def record(model: str, scores: np.ndarray, t0: float) -> None:
+    def record(row: str, scores: np.ndarray, t0: float) -> None:
         scores = np.asarray(scores, np.float64)
         scores[:, 0] = -np.inf  # padding column
-        full = hit_ndcg(ranks_full(scores, targets, seen))
-        sampled = hit_ndcg(ranks_sampled(scores, targets, seen, seed=seed))
-        res.rows[model] = {"full": full, "sampled": sampled, "seconds": time.perf_counter() - t0}
-        log.info("%s: %s", model, {k: round(v, 4) for k, v in full.items()})
+        out[row] = (hit_ndcg(ranks_full(scores, targets, seen)), hit_ndcg(ranks_sampled(scores, targets, seen,
+                                                                                        seed=seed)),
+                    time.perf_counter() - t0)
+        log.info("seed %d %s: NDCG@10 %.4f", seed, row, out[row][0]["NDCG@10"])
 
-    als = None
-    for model in models:
+    als_cfg = replace(tuned.als or CandidateConfig(), seed=seed)
+    t0 = time.perf_counter()
+    als = Candidates(als_cfg).fit(ui)
+    als_seconds = time.perf_counter() - t0
+    dqn = replace(tuned.dqn or dqn_config or default_dqn_config(), seed=seed)
+    gru = replace(tuned.gru4rec or gru4rec_config(dqn), seed=seed)
+    cache: dict[tuple[bool, str], dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+
+    def neural(inputs: bool, cfg: Any) -> np.ndarray:
+        """Ranking scores of ``cfg`` trained with the DQN's inputs (or ids only); one training per
+        distinct config (untuned, "gru4rec (DQN's inputs)" and "dqn, no Q-loss" are the same model)."""
+        key = (inputs, replace(cfg, net=replace(cfg.net, encoder="gru")).to_json())
+        if key not in cache:
+            cache[key] = _neural_scores(_with_inputs(train, als) if inputs else _ids_only(train), cfg, users, progress)
+        return cache[key][cfg.epochs]
+
+    for row in rows:
         t0 = time.perf_counter()
-        if model == "most-popular":
-            pop = np.asarray(ui.sum(axis=0), np.float64).ravel()
-            record(model, np.tile(pop, (len(users), 1)), t0)
-        elif model in ("als", "item-knn"):
-            cfg = cand_config if model == "als" else replace(cand_config, kind="cosine")
-            fitted = Candidates(cfg).fit(ui)
-            if model == "als":
-                als = fitted
-            record(model, fitted.score_all(users, ui), t0)
-        elif model in ("gru4rec", "dqn"):
-            from recommender.train import Trainer, prepare_features, score_users
+        if row == "most-popular":
+            record(row, np.tile(np.asarray(ui.sum(axis=0), np.float64).ravel(), (len(users), 1)), t0)
+        elif row == "als":
+            record(row, als.score_all(users, ui), t0 - als_seconds)
+        elif row == "item-knn":
+            knn = Candidates(replace(tuned.knn or CandidateConfig(kind="cosine"), kind="cosine", seed=seed)).fit(ui)
+            record(row, knn.score_all(users, ui), t0)
+        elif row == "gru4rec (ids)":
+            record(row, neural(False, gru)[0], t0)
+        elif row == "gru4rec (DQN's inputs)":
+            record(row, neural(True, gru)[0], t0)
+        elif row == "dqn":
+            s, q = neural(True, dqn)
+            record(row, s, t0)
+            if "dqn, ranked by Q" in rows:
+                record("dqn, ranked by Q", q, t0)
+        elif row == "dqn, gamma 0":
+            record(row, neural(True, replace(dqn, gamma=0.0))[0], t0)
+        elif row == "dqn, no Q-loss":
+            record(row, neural(True, replace(dqn, q_weight=0.0, rank_by="sqn"))[0], t0)
+        elif row != "dqn, ranked by Q":
+            raise ValueError(f"unknown row {row!r}")
+    return out
 
-            cfg = dqn_config or default_dqn_config()
-            if model == "gru4rec":
-                cfg = gru4rec_config(cfg)
-                if train.item_features.shape[1]:  # the same baseline given the content features the DQN sees
-                    t1 = time.perf_counter()
-                    net = Trainer(replace(train), cfg, progress=progress).run(resume=False)
-                    b = train.bounds
-                    seqs = [train.item[b[u]:b[u + 1]] for u in users]
-                    outs = [train.outcome[b[u]:b[u + 1]].astype(np.int64) for u in users]
-                    record("gru4rec + item features", score_users(net, cfg, seqs, outs), t1)
-                part = replace(train, item_features=np.zeros((train.n_items + 1, 0), np.float32))
-            else:
-                part = replace(train)
-                if als is None:
-                    als = Candidates(cand_config).fit(ui)
-                prepare_features(part, als)
-            net = Trainer(part, cfg, progress=progress).run(resume=False)
-            b = part.bounds
-            seqs = [part.item[b[u]:b[u + 1]] for u in users]
-            outs = [part.outcome[b[u]:b[u + 1]].astype(np.int64) for u in users]
-            uvecs = part.user_features[users] if part.user_features.shape[1] else None
-            record(model, score_users(net, cfg, seqs, outs, user_vecs=uvecs), t0)
-            if model == "dqn" and cfg.rank_by != "q":  # the same network ranked by its Q head
-                record("dqn (Q head)", score_users(net, replace(cfg, rank_by="q"), seqs, outs, user_vecs=uvecs), t0)
-        else:
-            raise ValueError(f"unknown model {model!r}")
+
+def evaluate(data: Interactions, name: str, dqn_config: Any = None, cand_config: CandidateConfig | None = None,
+             models: tuple[str, ...] = MODELS, progress: bool = False, seed: int = 0, seeds: int = 1,
+             tuned: Tuned | None = None) -> EvalResult:
+    """Run the protocol on ``data`` for ``models`` with seeds ``seed .. seed + seeds - 1`` (see the module doc).
+
+    ``tuned`` (from :func:`tune`) sets each family's config; otherwise the defaults (and
+    ``cand_config`` for ALS) are used.
+    """
+    split = leave_last_out(data)
+    tuned = tuned or Tuned(als=cand_config)
+    rows = tuple(r for m in models for r in ROWS[m])
+    res = EvalResult(name, data.n_users, data.n_items, len(data), list(range(seed, seed + seeds)))
+    res.notes.append("ties in time broken by a fixed hash of (user, item); HR/NDCG over "
+                     f"{len(split.test_users)} users with >= 2 events")
+    per_seed = [_one_seed(split.train, split.test_users, split.test_items, rows, s, tuned, dqn_config, progress)
+                for s in res.seeds]
+    for row in rows:
+        fulls = [p[row][0] for p in per_seed]
+        res.rows[row] = {
+            "full": {k: float(np.mean([f[k] for f in fulls])) for k in fulls[0]},
+            "full_std": {k: float(np.std([f[k] for f in fulls])) for k in fulls[0]},
+            "sampled": {k: float(np.mean([p[row][1][k] for p in per_seed])) for k in fulls[0]},
+            "per_seed": [round(f["NDCG@10"], 5) for f in fulls],
+            "seconds": float(np.mean([p[row][2] for p in per_seed]))}
+    a, b = res.rows.get("gru4rec (DQN's inputs)"), res.rows.get("dqn, no Q-loss")
+    if a and b and a["per_seed"] == b["per_seed"]:
+        res.notes.append("gru4rec (DQN's inputs) and dqn, no Q-loss have the same config here: one model, two rows")
+    if tuned.trials:
+        res.tuned = tuned.to_dict()
+        for fam, trials in tuned.trials.items():
+            best = max(trials, key=lambda t: t["ndcg10"])
+            res.notes.append(f"tuned {fam}: {json_line(best['config'])} (validation NDCG@10 {best['ndcg10']:.4f}, "
+                             f"best of {len(trials)} scored points)")
     return res
+
+
+# ---------------------------------------------------------------- tuning on a validation split
+
+def tune(data: Interactions, budget: int = 4, seed: int = 0, progress: bool = False,
+         dqn_config: Any = None, families: tuple[str, ...] = ("als", "item-knn", "gru4rec", "dqn"),
+         epochs_at: tuple[int, ...] = (10, 20, 30)) -> Tuned:
+    """Pick each family's config by NDCG@10 on a validation split, ``budget`` trials each.
+
+    The split: the test item (each user's last) is removed, then each user's second-to-last
+    item is held out and ranked as in the protocol. Trials are drawn without replacement
+    from a fixed grid per family (seeded), the same number for each family:
+
+    - ALS: factors, regularization, alpha, iterations;
+    - item-kNN: K (neighbours);
+    - GRU4Rec and the DQN: dropout, id dropout, width, each trial scored after every
+      epoch count of ``epochs_at`` (one run, read at those epochs), so epochs are tuned too.
+    """
+    split = leave_last_out(data)
+    val = leave_last_out(split.train)
+    train, users, targets = val.train, val.test_users, val.test_items
+    ui = train.user_items()
+    seen = ui[users]
+    rng = np.random.default_rng(seed)
+    out = Tuned()
+    base = dqn_config or default_dqn_config()
+
+    def score(s: np.ndarray) -> float:
+        s = np.asarray(s, np.float64)
+        s[:, 0] = -np.inf
+        return hit_ndcg(ranks_full(s, targets, seen), ks=(10,))["NDCG@10"]
+
+    def draw(grid: list[Any]) -> list[Any]:
+        return [grid[i] for i in rng.permutation(len(grid))[:budget]]
+
+    als_grid = [CandidateConfig(factors=f, regularization=r, alpha=a, iterations=i, seed=seed)
+                for f in (32, 64, 128) for r in (0.01, 0.1, 1.0, 10.0) for a in (1.0, 5.0, 20.0) for i in (15, 30)]
+    best_als = None
+    if "als" in families or "gru4rec" in families or "dqn" in families:
+        trials = []
+        for c in draw(als_grid):
+            m = Candidates(c).fit(ui)
+            trials.append({"config": {"factors": c.factors, "regularization": c.regularization, "alpha": c.alpha,
+                                      "iterations": c.iterations}, "ndcg10": score(m.score_all(users, ui))})
+            if best_als is None or trials[-1]["ndcg10"] > best_als[0]:
+                best_als = (trials[-1]["ndcg10"], c, m)
+        out.als, out.trials["als"] = best_als[1], trials
+    if "item-knn" in families:
+        trials, best = [], None
+        for k in draw([5, 10, 20, 50, 100, 200, 400, 800]):
+            c = CandidateConfig(kind="cosine", neighbours=k, seed=seed)
+            trials.append({"config": {"K": k}, "ndcg10": score(Candidates(c).fit(ui).score_all(users, ui))})
+            if best is None or trials[-1]["ndcg10"] > best[0]:
+                best = (trials[-1]["ndcg10"], c)
+        out.knn, out.trials["item-knn"] = best[1], trials
+    from recommender.model import NetConfig
+
+    net_grid = [(d, p, i) for d in (64, 128) for p in (0.0, 0.2, 0.4) for i in (0.0, 0.1)]
+    for fam in ("gru4rec", "dqn"):
+        if fam not in families:
+            continue
+        part = _with_inputs(train, best_als[2])
+        trials, best = [], None
+        for dim, drop, idrop in draw(net_grid):
+            cfg = replace(base, net=replace(base.net if isinstance(base.net, NetConfig) else NetConfig(),
+                                            dim=dim, dropout=drop, id_dropout=idrop), seed=seed)
+            if fam == "gru4rec":
+                cfg = gru4rec_config(cfg)
+            for e, (s, _q) in _neural_scores(part, replace(cfg, epochs=max(epochs_at)), users, progress,
+                                             epochs_at).items():
+                trials.append({"config": {"dim": dim, "dropout": drop, "id_dropout": idrop, "epochs": e},
+                               "ndcg10": score(s)})
+                if best is None or trials[-1]["ndcg10"] > best[0]:
+                    best = (trials[-1]["ndcg10"], replace(cfg, epochs=e))
+        setattr(out, fam, best[1])
+        out.trials[fam] = trials
+    return out
 
 
 # ---------------------------------------------------------------- online: the simulator
 
 @dataclass
 class SimResult:
-    """Mean (and std) cumulative reward of ``steps``-track playlists per policy, over the same users."""
+    """Completed tracks per simulated session (at most ``steps``) per policy: mean and std over seeds
+    (``per_seed`` holds each seed's mean over users), mean session length, and the simulator's fit."""
 
     steps: int
     users: int
-    rewards: dict[str, tuple[float, float]] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)
+    rewards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    simulator: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "users": self.users,
-                "policies": {k: {"mean": m, "std": s} for k, (m, s) in self.rewards.items()}}
+        return {"steps": self.steps, "users": self.users, "seeds": self.seeds, "policies": self.rewards,
+                "simulator": self.simulator, "notes": self.notes}
+
+    def mean(self, policy: str) -> float:
+        return float(self.rewards[policy]["mean"])
 
     def table(self) -> str:
-        base = self.rewards.get("greedy-als", (float("nan"), 0.0))[0]
-        lines = [f"simulator: {self.users} users, {self.steps}-track playlists, cumulative reward "
-                 "(tracks heard to the end)", "", "| policy | mean | std | x greedy ALS |", "|---|---|---|---|"]
-        for k, (m, s) in self.rewards.items():
-            lines.append(f"| {k} | {m:.2f} | {s:.2f} | {m / base:.2f} |")
+        base = self.rewards.get("greedy ALS", {}).get("mean", float("nan"))
+        cal = self.simulator.get("calibration", {})
+        lines = [f"simulator fit from the logs: {self.users} users, sessions of at most {self.steps} tracks "
+                 f"(the listener may leave); completed tracks per session, mean ± std over seeds {self.seeds}",
+                 "", "| policy | completed | x greedy ALS | session length |", "|---|---|---|---|"]
+        for k, r in self.rewards.items():
+            lines.append(f"| {k} | {r['mean']:.3f} ± {r['std']:.3f} | {r['mean'] / base:.3f} | {r['length']:.2f} |")
+        lines += ["", f"simulator: {json_line(self.simulator.get('coefficients', {}))}; leave "
+                      f"{json_line(self.simulator.get('p_leave', {}))}",
+                  f"calibration on {cal.get('held_out_sessions', 0)} held-out sessions: skip rate real "
+                  f"{cal.get('skip_rate_real', float('nan'))} / simulated {cal.get('skip_rate_sim', float('nan'))}, "
+                  f"session length real {cal.get('session_length_real', float('nan'))} / simulated "
+                  f"{cal.get('session_length_sim', float('nan'))}"]
+        lines += [f"- {n}" for n in self.notes]
         return "\n".join(lines)
 
 
-def evaluate_simulator(sim_config: Any = None, dqn_config: Any = None, steps: int = 20, eval_users: int = 100,
-                       candidates: int = 300, progress: bool = False, oracle: bool = True) -> SimResult:
-    """Train on the simulator's logs, then play ``steps``-track playlists online for ``eval_users`` users.
+def json_line(d: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in d.items())
 
-    Policies: greedy ALS (its top unplayed track each step), the supervised GRU4Rec-style
-    model (its top track given the playlist so far), the DQN (top rank score among ALS's
-    ``candidates``, the run-time path), a uniformly random one and, with ``oracle``, a greedy
-    policy that knows every completion probability (an upper reference).
-    """
-    from recommender.scoring import Scorer, export_weights
-    from recommender.simulator import SimConfig, Simulator
-    from recommender.train import Trainer, prepare_features
 
-    sim = Simulator(sim_config or SimConfig())
-    logs = sim.logged_history()
-    users = np.arange(min(eval_users, sim.config.n_users))
-    cfg = dqn_config or default_dqn_config()
-    weights = cfg.reward.rewards(logs.outcome)
-    ui = logs.user_items(weights)
-    ui.eliminate_zeros()
-    als = Candidates(CandidateConfig(seed=cfg.seed)).fit(ui)
-    als_scores = als.score_all(users, ui)
-    als_scores[:, 0] = -np.inf
-    res = SimResult(steps, len(users))
+def simulator_rollouts(sim: Any, data: Interactions, als_top: np.ndarray, sessions: int, steps: int,
+                       seed: int) -> Interactions:
+    """``data`` plus ``sessions`` simulated sessions per user under an exploring behaviour policy
+    (half the picks with odds decaying exponentially down ALS's ranking of the user's candidates, half
+    uniform among them),
+    a day apart after the user's last event; the simulator decides outcomes and leaving."""
+    rng = np.random.default_rng(seed + 77)
+    b = data.bounds
+    users, items, ts, outs = [data.user], [data.item], [data.ts], [data.outcome]
+    k = als_top.shape[1]
+    rank_p = np.exp(-np.arange(k) / (k / 8.0))
+    rank_p /= rank_p.sum()
 
-    def run(name: str, policy: Any) -> None:
-        r = sim.rollout(policy, logs, steps, users)
-        res.rewards[name] = (float(r.mean()), float(r.std()))
-        log.info("simulator %s: %.2f", name, r.mean())
-
-    def greedy_als(u: int, items: np.ndarray, outs: np.ndarray, played: list[int]) -> int:
-        s = als_scores[u].copy()
-        s[played] = -np.inf
-        return int(np.argmax(s))
-
-    run("greedy-als", greedy_als)
-
-    def scorer_policy(scorer: Scorer, use_candidates: bool, user_vecs: np.ndarray | None = None) -> Any:
-        top = np.argsort(-als_scores, axis=1)[:, :candidates]
-
-        def pick(u: int, items: np.ndarray, outs: np.ndarray, played: list[int]) -> int:
-            cand = top[u] if use_candidates else np.arange(1, sim.config.n_tracks + 1)
-            cand = cand[~np.isin(cand, played)]
-            h = scorer.state(scorer.item_vectors[items], outs, None if user_vecs is None else user_vecs[u])
-            s, q = scorer.scores(h, cand)
-            return int(cand[np.argmax(q if playlist_by_q else s)])
-
+    def behaviour(u: int, _items: np.ndarray, _outs: np.ndarray, played: list[int]) -> int:
+        cand = als_top[u]
+        for _ in range(20):
+            pick = int(cand[rng.choice(k, p=rank_p)] if rng.random() < 0.5 else cand[rng.integers(k)])
+            if pick not in played:
+                return pick
         return pick
 
-    sup_cfg = gru4rec_config(cfg)
-    part = replace(logs, item_features=np.zeros((logs.n_items + 1, 0), np.float32))
-    sup = Trainer(part, sup_cfg, progress=progress).run(resume=False)
-    playlist_by_q = False
-    run("gru4rec", scorer_policy(Scorer(export_weights(sup, sup_cfg.to_json())), use_candidates=False))
+    for r in range(sessions):
+        for u in range(data.n_users):
+            t0 = (data.ts[b[u + 1] - 1] if b[u + 1] > b[u] else 0.0) + 86_400.0 * (r + 1)
+            picks, results = sim.play_session(behaviour, u, list(data.item[b[u]:b[u + 1]]),
+                                              list(data.outcome[b[u]:b[u + 1]].astype(np.int64)), steps, rng)
+            users.append(np.full(len(picks), u))
+            items.append(np.array(picks, np.int64))
+            ts.append(t0 + 60.0 * np.arange(len(picks)))
+            outs.append(np.array(results, np.int8))
+    return Interactions(data.n_users, data.n_items, np.concatenate(users), np.concatenate(items), np.concatenate(ts),
+                        np.concatenate(outs).astype(np.int8), data.item_features, data.user_names, data.item_names,
+                        data.user_features)
 
-    part = replace(logs)
-    prepare_features(part, als)
-    playlist_by_q = True  # a playlist is the long-horizon decision: the DQN picks by Q
-    net = Trainer(part, cfg, progress=progress).run(resume=False)
-    run("dqn", scorer_policy(Scorer(export_weights(net, cfg.to_json())), use_candidates=True,
-                             user_vecs=part.user_features))
 
-    rng = np.random.default_rng(0)
-    run("random", lambda u, items, outs, played: int(rng.integers(1, sim.config.n_tracks + 1)))
-    if oracle:
-        res.rewards["oracle (knows P(complete))"] = _oracle(sim, users, steps)
+def evaluate_simulator(data: Interactions, dqn_config: Any = None, steps: int = 20, eval_users: int = 200,
+                       candidates: int = 100, seeds: int = 1, seed: int = 0, rollout_sessions: int = 2,
+                       fit_config: Any = None, tuned: Tuned | None = None, progress: bool = False) -> SimResult:
+    """Fit a simulator on ``data``'s sessions, train every policy on the logs, then play a session of
+    at most ``steps`` tracks for ``eval_users`` users, per seed.
+
+    Policies: greedy ALS (its top unplayed track), GRU4Rec with the DQN's inputs re-ranking ALS's
+    top ``candidates``, the DQN by Q over the same candidates (trained on the logs plus
+    ``rollout_sessions`` simulated sessions per user), its ablations (gamma 0; no Q-loss, by its
+    supervised head), a DQN trained on the logs alone, random candidates, and an oracle that
+    knows the simulator (greedy on the true completion odds, an upper reference).
+    """
+    from recommender.simulator import FitConfig, fit_simulator
+
+    sim = fit_simulator(data, fit_config or FitConfig())
+    users = np.random.default_rng(12345).permutation(data.n_users)[:min(eval_users, data.n_users)]
+    res = SimResult(steps, len(users), list(range(seed, seed + seeds)), simulator=sim.summary())
+    per: dict[str, list[tuple[float, float]]] = {}
+    for s in res.seeds:
+        for name, v in _sim_one_seed(sim, data, users, s, steps, candidates, rollout_sessions, tuned or Tuned(),
+                                     dqn_config, progress).items():
+            per.setdefault(name, []).append(v)
+    for name, vals in per.items():
+        m = np.array(vals)
+        res.rewards[name] = {"mean": float(m[:, 0].mean()), "std": float(m[:, 0].std()),
+                             "per_seed": [round(v, 4) for v in m[:, 0]], "length": float(m[:, 1].mean())}
+    res.notes.append(f"{len(users)} users drawn at random; candidates: ALS top {candidates}; the DQN rows train on "
+                     f"the logs plus {rollout_sessions} simulated sessions per user of an exploring policy")
     return res
 
 
-def _oracle(sim: Any, users: np.ndarray, steps: int) -> tuple[float, float]:
-    """Greedy on the true completion probability, fatigue included: a reference ceiling."""
-    rng = np.random.default_rng(123)
-    totals = []
-    for u in users:
-        sess = sim.session(int(u), rng)
-        total = 0.0
-        for _ in range(steps):
-            done = sess.play(int(np.argmax(sess.p_complete_all())))
-            total += sim.reward.completed if done else sim.reward.skipped
-        totals.append(total)
-    return float(np.mean(totals)), float(np.std(totals))
+def _sim_one_seed(sim: Any, data: Interactions, users: np.ndarray, s: int, steps: int, candidates: int,
+                  rollout_sessions: int, tuned: Tuned, dqn_config: Any, progress: bool
+                  ) -> dict[str, tuple[float, float]]:
+    """``{policy: (mean completed tracks, mean session length)}`` of one seed."""
+    from recommender.scoring import Scorer, export_weights
+    from recommender.train import train
+
+    out: dict[str, tuple[float, float]] = {}
+    weights = (dqn_config or default_dqn_config()).reward.rewards(data.outcome)
+    ui = data.user_items(np.maximum(weights, 0.0))
+    ui.eliminate_zeros()
+    als = Candidates(replace(tuned.als or CandidateConfig(), seed=s)).fit(ui)
+    als_scores = als.score_all(np.arange(data.n_users), ui)
+    als_scores[:, 0] = -np.inf
+    top = np.argsort(-als_scores[:, 1:], axis=1)[:, :candidates] + 1  # column 0 is padding
+    dqn = replace(tuned.dqn or dqn_config or default_dqn_config(), seed=s)
+    gru = replace(tuned.gru4rec or gru4rec_config(dqn), seed=s)
+    logs = _with_inputs(data, als)
+    mixed = _with_inputs(simulator_rollouts(sim, data, top, rollout_sessions, steps, s), als) \
+        if rollout_sessions else logs
+    rng = np.random.default_rng(s)
+
+    def run(name: str, policy: Any) -> None:
+        r, length = sim.rollout(policy, data, steps, users, seed=1000 + s)
+        out[name] = (float(r.mean()), float(length.mean()))
+        log.info("seed %d simulator %s: %.3f", s, name, r.mean())
+
+    def greedy_als(u: int, items: np.ndarray, outs: np.ndarray, played: list[int]) -> int:
+        sc = als_scores[u].copy()
+        if len(played) < data.n_items:
+            sc[played] = -np.inf
+        return int(np.argmax(sc))
+
+    def reranker(net: Any, cfg: Any, by_q: bool) -> Any:
+        scorer = Scorer(export_weights(net, cfg.to_json()))
+
+        def pick(u: int, items: np.ndarray, outs: np.ndarray, played: list[int]) -> int:
+            cand = _unplayed(top[u], played)
+            h = scorer.state(scorer.item_vectors[items], outs, logs.user_features[u] if scorer.user_dim else None)
+            rank, q = scorer.scores(h, cand)
+            return int(cand[np.argmax(q if by_q else rank)])
+
+        return pick
+
+    def random_candidate(u: int, items: np.ndarray, outs: np.ndarray, played: list[int]) -> int:
+        cand = _unplayed(top[u], played)
+        return int(cand[rng.integers(len(cand))])
+
+    run("greedy ALS", greedy_als)
+    gru_policy = reranker(train(mixed, gru, progress=progress, resume=False), gru, by_q=False)
+    run("GRU4Rec (DQN's inputs), re-ranking ALS candidates", gru_policy)
+    run("dqn, by Q on ALS candidates", reranker(train(mixed, dqn, progress=progress, resume=False), dqn, True))
+    g0 = replace(dqn, gamma=0.0)
+    run("dqn, gamma 0", reranker(train(mixed, g0, progress=progress, resume=False), g0, True))
+    noq = replace(dqn, q_weight=0.0, rank_by="sqn")
+    same = replace(noq, net=replace(noq.net, encoder="gru")).to_json() == gru.to_json()
+    run("dqn, no Q-loss (supervised head)",
+        gru_policy if same else reranker(train(mixed, noq, progress=progress, resume=False), noq, False))
+    if rollout_sessions:
+        run("dqn, logs only (no simulator rollouts)",
+            reranker(train(logs, dqn, progress=progress, resume=False), dqn, True))
+    run("random ALS candidate", random_candidate)
+    run("oracle (knows the simulator)", _oracle(sim))
+    return out
+
+
+def _unplayed(cand: np.ndarray, played: list[int]) -> np.ndarray:
+    """The candidates not played in this session (all of them again once every one was)."""
+    left = cand[~np.isin(cand, played)]
+    return left if len(left) else cand
+
+
+def _oracle(sim: Any) -> Any:
+    """Greedy on the simulator's true completion logit, fatigue included: a reference ceiling."""
+    d = sim.config.fatigue_decay
+
+    def pick(u: int, items: np.ndarray, outs: np.ndarray, played: list[int]) -> int:
+        fatigue = np.zeros(sim.sim_vecs.shape[1])
+        for t in played:
+            fatigue = d * fatigue + sim.sim_vecs[t]
+        z = sim.oracle(u, played, fatigue)
+        if played and len(played) < sim.n_items:
+            z[played] = -np.inf
+        return int(np.argmax(z))
+
+    return pick

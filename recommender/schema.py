@@ -67,6 +67,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             tokenize='unicode61 remove_diacritics 2', prefix='1 2 3 4');
         INSERT INTO tracks_fts(tracks_fts) VALUES ('rebuild');
     """),
+    (5, "spelling fallback: the index's words, and a trigram index over them", """
+        CREATE VIRTUAL TABLE tracks_vocab USING fts5vocab(tracks_fts, 'row');
+        CREATE TABLE terms (id INTEGER PRIMARY KEY, term TEXT UNIQUE NOT NULL, docs INTEGER NOT NULL);
+        CREATE VIRTUAL TABLE terms_trigram USING fts5(term, content='terms', content_rowid='id', tokenize='trigram');
+        INSERT INTO terms (term, docs) SELECT term, doc FROM tracks_vocab;
+        INSERT INTO terms_trigram(terms_trigram) VALUES ('rebuild');
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -2,20 +2,34 @@
 
 One flat loop, CleanRL style. Every user's history is cut into windows of
 ``max_history + 1`` events; one forward pass of the encoder gives the state after
-each event, so each window yields ``max_history`` transitions
-``(s_t, a_t = next track, r_t = its reward, s_{t+1})`` at once. The loss is
+each event, so each window yields ``max_history`` transitions at once:
 
-    sqn_weight * CE(sqn_logits(s_t), a_t)                          (SQN's supervised head)
-  + q_weight  * [ TD(Q(s_t, a_t), r_t + gamma * Q_tgt(s_{t+1}, argmax_a Q(s_{t+1}, a)))   (double DQN)
-                + TD(Q(s_t, a^-), negative_reward) for sampled a^- ]                   (unplayed tracks)
+    s_t = the history up to event t,  a_t = the track of event t+1,
+    r_t = reward(outcome of a_t) + continue_bonus * [the session goes on after a_t],
+    done_t = [the session ends after a_t]   (a gap over ``session_gap`` seconds, or the log's end)
 
-Without the negative term a Q head trained only on logged actions says nothing about
-the tracks nobody played (SNQN, Xin et al. 2022, samples them the same way). The
-target network follows the online one by Polyak averaging (``tau``). Catalogs larger
-than ``max_full_actions`` use a sampled action set per batch (every target of the
-batch plus ``sampled_actions`` uniform tracks) for the softmax and the argmax.
+and the loss is
 
-Seeded (torch, numpy), checkpointed after every epoch (resumable), with a tqdm bar.
+    sqn_weight * CE(sqn_logits(s_t), a_t)                                          (SQN's supervised head)
+  + q_weight  * [ TD(Q(s_t, a_t), r_t + gamma * (1 - done_t) * Q_tgt(s_{t+1}, argmax_a Q(s_{t+1}, a)))  (double DQN)
+                + unshown_weight * (logsumexp_{a in {a_t} + K drawn} Q(s_t, a) - Q(s_t, a_t)) ]           (CQL)
+
+Sessions have ends, so the discounted return is what a session still holds: more
+completed tracks and a listener who stays. A *skipped* track is a logged action with
+its own (low) reward in the TD term. A track that was simply *not shown* has no
+outcome at all: it gets no TD target, only the conservative term of CQL (Kumar et
+al. 2020), which keeps Q of actions the logs never tried below the ones they did
+without claiming the listener would have disliked them.
+
+The target network follows the online one by Polyak averaging (``tau``). Catalogs
+larger than ``max_full_actions`` use a sampled action set per batch (every target of
+the batch plus ``sampled_actions`` uniform tracks) for the softmax and the argmax.
+
+Public pieces, for wrappers (e.g. data-parallel training): :class:`TrainConfig`,
+:func:`build_net`, :func:`batch_loss` (the loss of one batch, no optimiser),
+:func:`train` (data + config -> trained network) and :class:`Trainer` (the loop with
+checkpoints). Seeded (torch, numpy), checkpointed after every epoch (resumable),
+with a tqdm bar.
 """
 
 from __future__ import annotations
@@ -61,16 +75,21 @@ class TrainConfig:
     """Adam learning rate (at 1e-3, 10 epochs leave the GRU4Rec baseline at popularity level)."""
     weight_decay: float = 0.0
     """Adam weight decay."""
-    gamma: float = 0.5
-    """Discount of future rewards (0: greedy next-track value; 0.5 as in SQN)."""
+    gamma: float = 0.8
+    """Discount of future rewards within a session (0: the next track's reward only)."""
     q_weight: float = 1.0
     """Weight of the Q-learning loss; 0 trains the supervised head only (GRU4Rec-style baseline)."""
     sqn_weight: float = 1.0
     """Weight of the supervised next-item cross-entropy."""
-    negatives: int = 16
-    """Sampled unplayed tracks per state whose Q is pulled to ``negative_reward``."""
-    negative_reward: float = 0.0
-    """Target of Q for an unplayed track."""
+    unshown_weight: float = 0.1
+    """Weight of the conservative (CQL) term that keeps Q of tracks the logs never tried in a
+    state below the logged one (0: off). Not-shown tracks get no TD target."""
+    unshown_samples: int = 256
+    """Tracks drawn per batch for the conservative term's log-sum-exp (besides the logged one)."""
+    continue_bonus: float = 0.5
+    """Reward added to a step after which the listener stays in the session."""
+    session_gap: float = 1800.0
+    """Seconds between two events that end a session (terminal flag, no bootstrap past it)."""
     tau: float = 0.01
     """Polyak rate of the target network per step."""
     grad_clip: float = 5.0
@@ -93,7 +112,7 @@ class TrainConfig:
             self.net = NetConfig(**self.net)
         if isinstance(self.reward, dict):
             self.reward = RewardConfig(**self.reward)
-        checks = [("epochs", 1, 10_000), ("batch_size", 1, 65_536), ("negatives", 0, 4096),
+        checks = [("epochs", 1, 10_000), ("batch_size", 1, 65_536), ("unshown_samples", 1, 65_536),
                   ("sampled_actions", 1, 1_000_000), ("max_full_actions", 1, 10_000_000)]
         for name, lo, hi in checks:
             v = getattr(self, name)
@@ -103,6 +122,12 @@ class TrainConfig:
             raise ConfigError(f"gamma {self.gamma} is out of range (allowed: 0 <= gamma < 1)")
         if not 0.0 < self.tau <= 1.0:
             raise ConfigError(f"tau {self.tau} is out of range (allowed: 0 < tau <= 1)")
+        if not 0.0 <= self.unshown_weight <= 100.0:
+            raise ConfigError(f"unshown_weight {self.unshown_weight} is out of range (allowed: 0-100)")
+        if not -100.0 <= self.continue_bonus <= 100.0:
+            raise ConfigError(f"continue_bonus {self.continue_bonus} is out of range (allowed: -100 to 100)")
+        if not self.session_gap > 0:
+            raise ConfigError(f"session_gap {self.session_gap} is out of range (allowed: > 0 seconds)")
         if not self.lr > 0:
             raise ConfigError(f"lr {self.lr} is out of range (allowed: > 0)")
         if self.rank_by not in RANK_BY:
@@ -115,34 +140,41 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
-        return cls(**json.loads(text))
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
 
 
-def windows(seqs: list[np.ndarray], outs: list[np.ndarray], length: int
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def windows(seqs: list[np.ndarray], outs: list[np.ndarray], length: int, ends: list[np.ndarray] | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cut histories into left-padded windows of ``length`` events.
 
-    Returns ``(items int64 [W, length], outcomes int64 [W, length], user int64 [W])``
-    (``user`` indexes ``seqs``); consecutive windows of a user overlap by one event, so
-    every event after a user's first is a target once.
+    Returns ``(items int64 [W, length], outcomes int64 [W, length], user int64 [W],
+    ends bool [W, length])`` (``user`` indexes ``seqs``; ``ends`` marks the last event of a
+    session, from ``ends`` per history, default: only each history's last event);
+    consecutive windows of a user overlap by one event, so every event after a user's first
+    is a target once.
     """
-    items, outcomes, users = [], [], []
+    items, outcomes, users, stops = [], [], [], []
     step = length - 1
     for u, (seq, out) in enumerate(zip(seqs, outs)):
+        end_flags = ends[u] if ends is not None else np.arange(len(seq)) == len(seq) - 1
         end = len(seq)
         while end >= 2:
             start = max(0, end - length)
             w = np.zeros(length, np.int64)
             o = np.zeros(length, np.int64)
+            e = np.zeros(length, bool)
             w[length - (end - start):] = seq[start:end]
             o[length - (end - start):] = out[start:end]
+            e[length - (end - start):] = end_flags[start:end]
             items.append(w)
             outcomes.append(o)
+            stops.append(e)
             users.append(u)
             end -= step
     if not items:
         raise ConfigError("no user has 2 or more events: nothing to learn a next track from (ingest more history)")
-    return np.stack(items), np.stack(outcomes), np.array(users, np.int64)
+    return np.stack(items), np.stack(outcomes), np.array(users, np.int64), np.stack(stops)
 
 
 def last_window(seq: np.ndarray, out: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +188,83 @@ def last_window(seq: np.ndarray, out: np.ndarray, length: int) -> tuple[np.ndarr
     return w, o
 
 
+def build_net(data: Interactions, config: TrainConfig) -> SeqQNet:
+    """A fresh :class:`SeqQNet` for ``data``'s catalog, item features and taste vectors."""
+    feats = torch.from_numpy(np.ascontiguousarray(data.item_features, np.float32))
+    return SeqQNet(data.n_items, feats, config.net, user_dim=data.user_features.shape[1])
+
+
+def action_set(n_items: int, targets: torch.Tensor, config: TrainConfig, rng: np.random.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Action ids ``[A]`` scored in a batch and each target's column (``targets.shape``): every
+    track up to ``max_full_actions``, else the batch's targets plus ``sampled_actions`` uniform ones."""
+    if n_items <= config.max_full_actions:
+        return torch.arange(n_items + 1), targets
+    extra = torch.from_numpy(rng.integers(1, n_items + 1, config.sampled_actions))
+    ids, inv = torch.unique(torch.cat([torch.zeros(1, dtype=torch.long), targets.flatten(), extra]),
+                            return_inverse=True)
+    return ids, inv[1:1 + targets.numel()].view_as(targets)
+
+
+def batch_loss(net: SeqQNet, target: SeqQNet, config: TrainConfig, items: torch.Tensor, outcomes: torch.Tensor,
+               ends: torch.Tensor, users: torch.Tensor | None, rng: np.random.Generator
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss of one batch of windows (see the module doc) and its parts.
+
+    ``items`` / ``outcomes`` int64 ``[B, L + 1]``, ``ends`` bool ``[B, L + 1]`` (session ends),
+    ``users`` float ``[B, U]`` taste vectors or None. No optimiser step: a wrapper (DDP)
+    calls ``backward`` itself.
+    """
+    c = config
+    rewards_table = torch.tensor([c.reward.skipped, c.reward.completed, c.reward.unknown])
+    if c.q_weight <= 0 and c.sqn_weight <= 0:
+        raise ConfigError("q_weight and sqn_weight are both 0: nothing to train (allowed: either > 0)")
+    h = net.encode(items, outcomes, users)  # [B, L+1, d]
+    state = h[:, :-1]
+    actions = items[:, 1:]  # the track played after each state
+    valid = (items[:, :-1] > 0) & (actions > 0)
+    ids, cols = action_set(net.n_items, actions, c, rng)
+    vecs = net.item_vectors(ids)
+    # column 0 of every action set is the padding item: it is sliced off rather than masked (no copies)
+    cols = cols[valid] - 1
+    logs: dict[str, float] = {}
+    loss = torch.zeros(())
+    if c.sqn_weight > 0:
+        ce = F.cross_entropy(net.sqn_logits(state[valid], vecs, ids)[:, 1:], cols)
+        loss = loss + c.sqn_weight * ce
+        logs["ce"] = ce.item()
+    if c.q_weight > 0:
+        # Q with gradients only where the loss needs it: the logged action, and for CQL the logged
+        # action against ``unshown_samples`` tracks drawn for the batch; the argmax over every track
+        # at the next state needs no gradient (one forward product).
+        hq = net.q_proj(state[valid])  # [M, d]
+        a_ids = ids[cols + 1]
+        q_sa = (hq * vecs[cols + 1]).sum(-1) + net.q_bias[a_ids]
+        done = ends[:, 1:][valid]
+        rewards = rewards_table[outcomes[:, 1:][valid]] + c.continue_bonus * (~done).float()
+        with torch.no_grad():
+            q_next_online = net.q_values(h[:, 1:][valid], vecs, ids)[:, 1:]
+            h_t = target.q_proj(target.encode(items, outcomes, users)[:, 1:][valid])
+
+            def target_value(best: torch.Tensor) -> torch.Tensor:  # the target net, only at a'
+                a = ids[best.squeeze(1) + 1]
+                return (h_t * target.item_vectors(a)).sum(-1) + target.q_bias[a]
+
+            # double DQN (engine.learn.rl): the online head picks a', the target head values it; no bootstrap past a session
+            y = rl.double_q_targets(q_next_online, target_value, rewards, c.gamma * (~done).float())
+        td = F.smooth_l1_loss(q_sa, y)
+        cql = torch.zeros(())
+        if c.unshown_weight > 0:
+            cols_n = torch.from_numpy(rng.integers(1, len(ids), c.unshown_samples))
+            q_n = hq @ vecs[cols_n].T + net.q_bias[ids[cols_n]]  # [M, K]
+            q_n = q_n.masked_fill(cols_n.unsqueeze(0) == (cols + 1).unsqueeze(1), float("-inf"))
+            cql = (torch.logsumexp(torch.cat([q_sa.unsqueeze(1), q_n], dim=1), dim=1) - q_sa).mean()
+        loss = loss + c.q_weight * (td + c.unshown_weight * cql)
+        logs["td"], logs["cql"] = td.item(), cql.item()
+    logs["loss"] = loss.item()
+    return loss, logs
+
+
 class Trainer:
     """Trains :class:`SeqQNet` on an :class:`Interactions` log; :meth:`run` does the epochs."""
 
@@ -167,20 +276,20 @@ class Trainer:
         self.progress = sys.stderr.isatty() if progress is None else progress
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        feats = torch.from_numpy(np.ascontiguousarray(data.item_features, np.float32))
         self.user_feats = torch.from_numpy(np.ascontiguousarray(data.user_features, np.float32))
-        self.net = SeqQNet(data.n_items, feats, config.net, user_dim=self.user_feats.shape[1])
-        self.target = SeqQNet(data.n_items, feats, config.net, user_dim=self.user_feats.shape[1])
+        self.net = build_net(data, config)
+        self.target = build_net(data, config)
         rl.hard_update(self.target, self.net)
         self.target.eval()
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.epoch = 0
         self.history: list[dict[str, float]] = []
         b = data.bounds
+        ends = data.session_ends(config.session_gap)
         self.seqs = [data.item[b[u]:b[u + 1]] for u in range(data.n_users)]
         self.outs = [data.outcome[b[u]:b[u + 1]].astype(np.int64) for u in range(data.n_users)]
-        self.rewards_table = torch.tensor([config.reward.skipped, config.reward.completed, config.reward.unknown])
-        self.win_items, self.win_outs, self.win_users = windows(self.seqs, self.outs, config.net.max_history + 1)
+        self.win_items, self.win_outs, self.win_users, self.win_ends = windows(
+            self.seqs, self.outs, config.net.max_history + 1, [ends[b[u]:b[u + 1]] for u in range(data.n_users)])
 
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> None:
@@ -213,66 +322,15 @@ class Trainer:
         return True
 
     # ------------------------------------------------------------------ one step
-    def _action_set(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Action ids ``[A]`` and each target's column ``targets.shape``."""
-        n = self.data.n_items
-        if n <= self.config.max_full_actions:
-            return torch.arange(n + 1), targets
-        extra = torch.from_numpy(self.rng.integers(1, n + 1, self.config.sampled_actions))
-        ids, inv = torch.unique(torch.cat([torch.zeros(1, dtype=torch.long), targets.flatten(), extra]),
-                                return_inverse=True)
-        return ids, inv[1:1 + targets.numel()].view_as(targets)
-
-    def step(self, items: torch.Tensor, outcomes: torch.Tensor, users: torch.Tensor | None = None
-             ) -> dict[str, float]:
-        """One gradient step on a batch of windows ``[B, L + 1]`` (``users``: their taste vectors
-        ``[B, U]``); returns the loss parts."""
-        c = self.config
-        net, tgt = self.net, self.target
-        h = net.encode(items, outcomes, users)  # [B, L+1, d]
-        state, _nxt = h[:, :-1], h[:, 1:]
-        actions = items[:, 1:]  # the track played after each state
-        valid = (items[:, :-1] > 0) & (actions > 0)
-        ids, cols = self._action_set(actions)
-        vecs = net.item_vectors(ids)
-        pad_col = ids == 0
-        logs: dict[str, float] = {}
-        loss = torch.zeros(())
-        if c.sqn_weight > 0:
-            logits = net.sqn_logits(state[valid], vecs, ids).masked_fill(pad_col, float("-inf"))
-            ce = F.cross_entropy(logits, cols[valid])
-            loss = loss + c.sqn_weight * ce
-            logs["ce"] = ce.item()
-        if c.q_weight > 0:
-            q_all = net.q_values(h, vecs, ids)  # [B, L+1, A]: states and next states in one product
-            q = q_all[:, :-1][valid]  # [M, A]
-            rewards = self.rewards_table[outcomes[:, 1:][valid]]
-            with torch.no_grad():
-                q_next_online = q_all[:, 1:][valid].detach()
-                h_t = tgt.q_proj(tgt.encode(items, outcomes, users)[:, 1:][valid])
-
-                def target_value(best: torch.Tensor) -> torch.Tensor:  # the target net, only at a'
-                    a = ids[best.squeeze(1)]
-                    return (h_t * tgt.item_vectors(a)).sum(-1) + tgt.q_bias[a]
-
-            # double DQN (engine.learn.rl): the online head picks a', the target head values it
-            target = rl.double_q_targets(q_next_online, target_value, rewards, torch.full_like(rewards, c.gamma),
-                                         next_mask=~pad_col.expand_as(q_next_online))
-            td = rl.td_loss(q, cols[valid], target)
-            neg_loss = torch.zeros(())
-            if c.negatives:
-                neg = torch.from_numpy(self.rng.integers(1, len(ids), (q.shape[0], c.negatives)))
-                q_neg = q.gather(1, neg)
-                not_pos = neg != cols[valid].unsqueeze(1)
-                neg_loss = F.smooth_l1_loss(q_neg[not_pos], torch.full_like(q_neg[not_pos], c.negative_reward))
-            loss = loss + c.q_weight * (td + neg_loss)
-            logs["td"], logs["neg"] = td.item(), neg_loss.item()
+    def step(self, items: torch.Tensor, outcomes: torch.Tensor, ends: torch.Tensor,
+             users: torch.Tensor | None = None) -> dict[str, float]:
+        """One gradient step on a batch of windows ``[B, L + 1]``; returns the loss parts."""
+        loss, logs = batch_loss(self.net, self.target, self.config, items, outcomes, ends, users, self.rng)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), c.grad_clip)
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
         self.opt.step()
-        rl.soft_update(tgt, net, c.tau)
-        logs["loss"] = loss.item()
+        rl.soft_update(self.target, self.net, self.config.tau)
         return logs
 
     # ------------------------------------------------------------------ loop
@@ -295,7 +353,7 @@ class Trainer:
             for s in range(steps):
                 idx = order[s * c.batch_size:(s + 1) * c.batch_size]
                 logs = self.step(torch.from_numpy(self.win_items[idx]), torch.from_numpy(self.win_outs[idx]),
-                                 self.user_feats[torch.from_numpy(self.win_users[idx])])
+                                 torch.from_numpy(self.win_ends[idx]), self.user_feats[torch.from_numpy(self.win_users[idx])])
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v
                 bar.update(1)
@@ -309,6 +367,12 @@ class Trainer:
         bar.close()
         self.net.eval()
         return self.net
+
+
+def train(data: Interactions, config: TrainConfig, checkpoint_dir: str | Path | None = None,
+          progress: bool | None = None, resume: bool = True) -> SeqQNet:
+    """Train a network on ``data`` with ``config``; returns it in eval mode (the public entry point)."""
+    return Trainer(data, config, checkpoint_dir, progress=progress).run(resume=resume)
 
 
 # ---------------------------------------------------------------- torch scoring (evaluation)
@@ -374,10 +438,12 @@ def prepare_features(data: Interactions, candidates: Any) -> None:
 
 def train_database(db: str | Path, model_path: str | Path | None = None, config: TrainConfig | None = None,
                    cand_config: Any = None, progress: bool | None = None, resume: bool = True,
-                   lock_timeout: float = 10.0) -> Any:
+                   lock_timeout: float = 10.0, fit: Any = None) -> Any:
     """Train on every event of database ``db`` and write the model file; returns the ModelArtifact.
 
-    The checkpoint (resumable) lives beside the model file, in ``<model>.ckpt/``.
+    The checkpoint (resumable) lives beside the model file, in ``<model>.ckpt/``. ``fit``:
+    ``fit(data, config) -> (net, epoch log)`` trains the network instead of this process's
+    :class:`Trainer` (the candidates are fitted here either way).
     """
     from datetime import datetime
 
@@ -403,13 +469,16 @@ def train_database(db: str | Path, model_path: str | Path | None = None, config:
     show = sys.stderr.isatty() if progress is None else progress
     cands = fit_candidates(data, cand_config, config.reward, show)
     prepare_features(data, cands)
-    trainer = Trainer(data, config, model_path.with_name(model_path.name + ".ckpt"), progress=show)
-    net = trainer.run(resume=resume)
+    if fit is None:
+        trainer = Trainer(data, config, model_path.with_name(model_path.name + ".ckpt"), progress=show)
+        net, history = trainer.run(resume=resume), trainer.history
+    else:  # e.g. recommender.distributed's data-parallel training on Ray
+        net, history = fit(data, config)
     popularity = np.bincount(data.item, minlength=data.n_items + 1).astype(np.float32)
     popularity[0] = 0
     info = {"created": datetime.now(UTC).isoformat(timespec="seconds"), "train_config": asdict(config),
             "users": data.n_users, "tracks": data.n_items, "events": len(data),
-            "seconds": round(time.perf_counter() - t0, 2), "history": trainer.history}
+            "seconds": round(time.perf_counter() - t0, 2), "history": history}
     art = ModelArtifact(export_weights(net, config.to_json()), track_ids, list(data.user_names),
                         cands.user_factors, cands.item_factors, popularity, asdict(cand_config), info)
     art.save(model_path)

@@ -32,6 +32,7 @@ ENGINE_COMMANDS = (
     "engine.cli.export",
     "engine.cli.render",
     "engine.cli.corpus",
+    "engine.cli.batch",
 )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from engine.errors import EngineError
 from engine.music import limits, theory
+from engine.scaleout import CONNECT_TIMEOUT_S
 
 
 def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
@@ -88,3 +89,16 @@ def add_music_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--chords", default=None,
                    help="progression, one chord per bar, looping: symbols 'C G Am F' or numerals 'I V vi IV' "
                         f"(default, by scale: {_default_chords_help()})")
+
+
+def add_ray_options(parser: argparse.ArgumentParser,
+                    workers_help: str = "CPUs of the local Ray (default: all cores); ignored with --ray-address"
+                    ) -> argparse._ArgumentGroup:
+    """``--ray-address`` and ``--workers``: where the work runs."""
+    g = parser.add_argument_group("scale-out (Ray; pip install 'qriff[ray]')")
+    g.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                   help="join a running Ray cluster (HOST:PORT of 'ray start --head', ray://HOST:PORT or auto); "
+                        f"an address that does not answer within {CONNECT_TIMEOUT_S:g} s is an error. "
+                        "Default: start a local Ray")
+    g.add_argument("--workers", type=bounded_int(1, 4096), default=None, metavar="N", help=workers_help)
+    return g

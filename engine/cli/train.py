@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt if it exists")
     p.add_argument("--no-export", action="store_true", help="do not export model.onnx at the end")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    from engine.cli.sweep import add_sweep_options
+
+    add_sweep_options(p)
     p.set_defaults(func=run)
 
 
@@ -113,6 +116,10 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.sweep:
+        from engine.cli.sweep import run_sweep_command
+
+        return run_sweep_command(args)
     try:
         from engine.learn.train import train
     except ImportError as exc:

@@ -22,12 +22,14 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
 from pathlib import Path
 from types import ModuleType
 
 from recommender import rewards
 from recommender.errors import IngestError
 from recommender.ingest import csvfile, lastfm, listenbrainz, spotify
+from recommender.ingest.records import Batch
 from recommender.schema import DEFAULT_LOCK_TIMEOUT, connect, locked_error
 
 log = logging.getLogger(__name__)
@@ -207,6 +209,30 @@ def _ingest(conn: sqlite3.Connection, p: Path, reader: ModuleType, fmt: str, def
                 if chars > 1 << 20:
                     bar.update(chars)
                     chars = 0
+                if rec.__class__ is Batch:
+                    uids = list(map(users_get, rec.user))
+                    for k in [k for k, v in enumerate(uids) if v is None]:
+                        uid = users_get(rec.user[k])
+                        if uid is None:
+                            uid = users[rec.user[k]] = next_user
+                            new_users.append((uid, rec.user[k]))
+                            next_user += 1
+                        uids[k] = uid
+                    tids = list(map(tracks_get, rec.key))
+                    for k in [k for k, v in enumerate(tids) if v is None]:
+                        tid = tracks_get(rec.key[k])
+                        if tid is None:
+                            tid = tracks[rec.key[k]] = next_track
+                            new_tracks.append((tid, rec.key[k], rec.title[k], rec.artist[k], rec.album[k],
+                                               rec.tags[k], rec.duration_ms[k]))
+                            next_track += 1
+                        tids[k] = tid
+                    batch.extend(zip(uids, tids, rec.ts, rec.ms_played, rec.outcome, repeat(source)))
+                    lines.extend(rec.lines)
+                    if len(batch) >= BATCH:
+                        report.rows_in += len(batch)
+                        flush()
+                    continue
                 if rec.__class__ is str:
                     if rec:  # "" marks a blank line, which is not a row
                         report.rows_in += 1
@@ -239,6 +265,9 @@ def _ingest(conn: sqlite3.Connection, p: Path, reader: ModuleType, fmt: str, def
     if report.new_tracks:
         conn.execute("INSERT INTO tracks_fts (rowid, title, artist, album, tags) "
                      "SELECT id, title, artist, album, tags FROM tracks WHERE id >= ?", (first_new_track,))
+        from recommender.search import refresh_terms
+
+        refresh_terms(conn)
     if rejected:
         conn.executemany("INSERT INTO rejections (source_id, line, reason) VALUES (?, ?, ?)", rejected)
     conn.execute("UPDATE sources SET rows_in = ?, stored = ?, rejected = ? WHERE id = ?",

@@ -5,18 +5,28 @@ Optional: ``ms_played``, ``duration_ms`` (or ``duration`` in seconds), ``skipped
 (true/false/1/0/yes/no), ``title``, ``artist``, ``album``, ``tags`` (separated by
 ``|``, ``;`` or ``,``). Column names are case-insensitive. The ``item`` value is the
 track's identity (an id of your own; the same id is the same track).
+
+Rows are read in chunks of :data:`CHUNK`. A chunk whose every row is well formed (unix
+timestamps, numbers where numbers go) is checked and converted column by column with
+numpy and handed over as one :class:`~recommender.ingest.records.Batch`; a chunk with
+any row to reject, or ISO timestamps, goes row by row, so every rejected row still
+gets its reason and line number.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from itertools import islice
 from typing import IO
 
+import numpy as np
+
 from recommender import rewards
-from recommender.ingest.records import MAX_TS, MIN_TS, Record, parse_time, time_reason
+from recommender.ingest.records import MAX_TS, MIN_TS, Batch, Record, parse_time, time_reason
 
 FORMAT = "csv"
+CHUNK = 20_000
 REQUIRED = ("user", "item", "timestamp")
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f", ""}
@@ -45,43 +55,134 @@ def read(fh: IO[str], default_user: str, rule: rewards.OutcomeRule) -> Iterator[
     text_cols = [opt[k] for k in ("title", "artist", "album", "tags")]
     width = len(header)
     tag_cache: dict[str, str] = {}
-    min_ts, max_ts = MIN_TS, MAX_TS
     last_line = 1
-    for row in reader:
-        line_no = last_line + 1
+    while True:
+        rows = list(islice(reader, CHUNK))
+        if not rows:
+            return
+        if reader.line_num - last_line == len(rows):  # one line a row: line numbers follow on
+            starts = list(range(last_line + 1, reader.line_num + 1))
+        else:  # quoted fields with line breaks: a row spans as many lines as it holds breaks, plus one
+            spans = [1 + sum(f.count("\n") + f.count("\r") - f.count("\r\n") for f in row) for row in rows]
+            starts = (last_line + 1 + np.concatenate([[0], np.cumsum(spans)[:-1]])).tolist()
         last_line = reader.line_num
-        if not row:
-            yield line_no, "", 1
+        batch = _columns(rows, starts, width, iu, ii, it, opt, default_user, rule, tag_cache)
+        if batch is not None:
+            yield starts[0], batch, sum(map(len, map(",".join, rows))) + len(rows)
             continue
-        size = sum(map(len, row)) + len(row)
-        if len(row) != width:
-            yield line_no, f"expected {width} columns as in the header, found {len(row)}", size
-            continue
-        item = row[ii].strip()
-        if not item:
-            yield line_no, "empty item", size
-            continue
-        try:  # fast path: unix seconds
-            ts = float(row[it])
-            if not min_ts <= ts <= max_ts:
-                ts = parse_time(row[it])
-        except ValueError:
+        for line_no, row in zip(starts, rows):
+            yield line_no, *_row(row, width, iu, ii, it, opt, text_cols, default_user, rule, tag_cache)
+
+
+def _tags(raw: str, cache: dict[str, str]) -> str:
+    tags = cache.get(raw)
+    if tags is None:
+        tags = cache[raw] = ", ".join(t.strip() for t in raw.replace(";", "|").replace(",", "|").split("|")
+                                      if t.strip())
+    return tags
+
+
+def _row(row: list[str], width: int, iu: int, ii: int, it: int, opt: dict[str, int | None],
+         text_cols: list[int | None], default_user: str, rule: rewards.OutcomeRule, tag_cache: dict[str, str]
+         ) -> tuple[Record | str, int]:
+    """One row: its Record or the reason to reject it, and its size."""
+    if not row:
+        return "", 1
+    size = sum(map(len, row)) + len(row)
+    if len(row) != width:
+        return f"expected {width} columns as in the header, found {len(row)}", size
+    item = row[ii].strip()
+    if not item:
+        return "empty item", size
+    try:  # fast path: unix seconds
+        ts = float(row[it])
+        if not MIN_TS <= ts <= MAX_TS:
             ts = parse_time(row[it])
-        if ts is None:
-            yield line_no, time_reason(row[it]), size
-            continue
-        rec = _optional(row, opt, rule)
-        if isinstance(rec, str):
-            yield line_no, rec, size
-            continue
-        ms, duration, outcome = rec
-        title, artist, album, raw_tags = (row[i].strip() if i is not None else "" for i in text_cols)
-        tags = tag_cache.get(raw_tags)
-        if tags is None:
-            tags = tag_cache[raw_tags] = ", ".join(
-                t.strip() for t in raw_tags.replace(";", "|").replace(",", "|").split("|") if t.strip())
-        yield line_no, Record(row[iu].strip() or default_user, "i:" + item, title or item, artist, album, tags,
-                              duration, ts, ms, outcome), size
+    except ValueError:
+        ts = parse_time(row[it])
+    if ts is None:
+        return time_reason(row[it]), size
+    rec = _optional(row, opt, rule)
+    if isinstance(rec, str):
+        return rec, size
+    ms, duration, outcome = rec
+    title, artist, album, raw_tags = (row[i].strip() if i is not None else "" for i in text_cols)
+    return Record(row[iu].strip() or default_user, "i:" + item, title or item, artist, album,
+                  _tags(raw_tags, tag_cache), duration, ts, ms, outcome), size
+
+
+def _numbers(col: tuple[str, ...], scale: float = 1.0) -> np.ndarray | None:
+    """float64 ``[n]`` of a numeric column (NaN where empty), or None when a value is not a number >= 0."""
+    try:
+        v = np.array(list(map(float, col)), np.float64) * scale
+    except ValueError:  # empty cells (or not numbers: then None below)
+        try:
+            v = np.array([x or "nan" for x in col], np.float64) * scale
+        except ValueError:
+            return None
+    bad = (v < 0) | (v > 1e12)
+    return None if bad.any() else v
+
+
+def _columns(rows: list[list[str]], starts: list[int], width: int, iu: int, ii: int, it: int,
+             opt: dict[str, int | None], default_user: str, rule: rewards.OutcomeRule, tag_cache: dict[str, str]
+             ) -> Batch | None:
+    """The chunk as one Batch when every row is well formed and plain; None sends it row by row."""
+    if set(map(len, rows)) != {width}:
+        return None
+    cols = list(zip(*rows))
+    items = list(map(str.strip, cols[ii]))
+    if not all(items):
+        return None
+    try:
+        ts = np.array(list(map(float, cols[it])), np.float64)
+    except ValueError:  # ISO times or bad values: the row-by-row path parses and names them
+        return None
+    ts = np.where(ts > MAX_TS * 10, ts / 1000.0, ts)
+    if not ((ts >= MIN_TS) & (ts <= MAX_TS)).all():
+        return None
+    n = len(rows)
+    nan = np.full(n, np.nan)
+    ms = _numbers(cols[opt["ms_played"]]) if opt["ms_played"] is not None else nan
+    if opt["duration_ms"] is not None:
+        duration = _numbers(cols[opt["duration_ms"]])
+        if duration is not None and opt["duration"] is not None:
+            alt = _numbers(cols[opt["duration"]], 1000.0)
+            duration = None if alt is None else np.where(np.isnan(duration), alt, duration)
+    else:
+        duration = _numbers(cols[opt["duration"]], 1000.0) if opt["duration"] is not None else nan
+    if ms is None or duration is None:
+        return None
+    ms, duration = np.floor(ms), np.floor(duration)
+    skipped = np.full(n, -1, np.int8)  # -1: not said
+    if opt["skipped"] is not None:
+        flags = list(map(str.lower, map(str.strip, cols[opt["skipped"]])))
+        if not set(flags) <= _TRUE | _FALSE:
+            return None
+        skipped = np.array([1 if f in _TRUE else (0 if f else -1) for f in flags], np.int8)
+    # rewards.classify, column-wise (no reason_end in a CSV; a row without any signal is a scrobble)
+    has_ms, has_dur = ~np.isnan(ms), ~np.isnan(duration) & (duration > 0)
+    by_ms = np.where(has_dur, ms >= rule.completed_fraction * np.where(has_dur, duration, 1.0), ms >= rule.skip_ms)
+    done = np.where(skipped >= 0, skipped == 0, np.where(has_ms, by_ms, True))
+    outcome = np.where(done, rewards.COMPLETED, rewards.SKIPPED).astype(np.int64)
+
+    def text(name: str) -> list[str]:
+        return list(map(str.strip, cols[opt[name]])) if opt[name] is not None else [""] * n
+
+    titles = [t or i for t, i in zip(text("title"), items)]
+    tags = [_tags(raw, tag_cache) for raw in text("tags")] if opt["tags"] is not None else [""] * n
+    users = [u or default_user for u in map(str.strip, cols[iu])]
+    return Batch(users, ["i:" + i for i in items], titles, text("artist"), text("album"), tags, _ints(duration),
+                 ts.tolist(), _ints(ms), outcome.tolist(), starts)
+
+
+def _ints(v: np.ndarray) -> list[int | None]:
+    """A float column as Python ints, None where NaN."""
+    missing = np.isnan(v)
+    out = np.where(missing, 0, v).astype(np.int64).tolist()
+    for k in np.flatnonzero(missing).tolist():
+        out[k] = None
+    return out
 
 
 def _int_field(row: list[str], i: int | None, name: str, scale: float = 1.0) -> int | None | str:

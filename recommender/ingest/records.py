@@ -1,8 +1,9 @@
 """What every format reader yields: one :class:`Record` per accepted row, or a reason.
 
 Readers are generators of ``(line, record_or_reason, chars_consumed)``: ``line`` is the
-1-based line number where the row starts, the middle item is a :class:`Record` or a
-``str`` saying why the row is rejected, and ``chars_consumed`` feeds the progress bar.
+1-based line number where the row starts, the middle item is a :class:`Record`, a
+:class:`Batch` of many accepted rows (``line`` is then its first row's) or a ``str``
+saying why the row is rejected, and ``chars_consumed`` feeds the progress bar.
 """
 
 from __future__ import annotations
@@ -32,6 +33,23 @@ class Record(NamedTuple):
     ts: float
     ms_played: int | None
     outcome: int
+
+
+class Batch(NamedTuple):
+    """Many accepted rows at once, column by column (each a list of one value per row, in
+    :class:`Record`'s field order), with each row's line number: a reader's fast path."""
+
+    user: list[str]
+    key: list[str]
+    title: list[str]
+    artist: list[str]
+    album: list[str]
+    tags: list[str]
+    duration_ms: list[int | None]
+    ts: list[float]
+    ms_played: list[int | None]
+    outcome: list[int]
+    lines: list[int]
 
 
 _SPACE = re.compile(r"\s+")

@@ -139,6 +139,7 @@ class AbletonOSCPeer:
         self.received: list[tuple[int, str, tuple[Any, ...]]] = []
         self.sent: list[tuple[int, str, tuple[Any, ...]]] = []
         self.tick_count = 0
+        self.tick_started: dict[int, float] = {}  # tick number -> time.monotonic() when it began
         self._lock = threading.Lock()
         self._install()
         self._stop = threading.Event()
@@ -221,6 +222,7 @@ class AbletonOSCPeer:
         while not self._stop.wait(TICK):
             with self._lock:
                 self.tick_count += 1
+                self.tick_started[self.tick_count] = time.monotonic()
                 self.process()
 
     def process(self) -> None:

@@ -98,7 +98,10 @@ def test_peer_queued_messages_fail_one_per_tick_after_an_error(make_peer, listen
     assert texts[2].endswith("'NoneType' object has no attribute 'name'") and texts[3] == texts[2]
     ticks = [tick for tick, _ in peer.errors()]
     assert ticks == list(range(ticks[0], ticks[0] + 4))  # one per tick
-    assert all(b - a > 0.5 * TICK for (a, _, _), (b, _, _) in zip(got, got[1:]))
+    # 100 ms apart, on the peer's own clock (the listener's receive times bunch up when
+    # the test process is starved of CPU, so they say nothing about the peer)
+    starts = [peer.tick_started[tick] for tick in ticks]
+    assert all(b - a >= 0.9 * TICK for a, b in zip(starts, starts[1:]))
     s.close()
 
 

@@ -131,3 +131,29 @@ def test_locked_db_exits_2(qriff, tmp_path):
         other.close()
     assert proc.returncode == 2 and "locked by another process (waited 0.3 s)" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_simulate_json_has_offline_ablations_and_simulator_rows(qriff, tmp_path):
+    pytest.importorskip("torch")
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "plays.csv"
+    lines = ["user,item,timestamp,skipped"]
+    for u in range(30):
+        i = int(rng.integers(20))
+        for k in range(24):
+            i = (i + 1) % 20 if rng.random() < 0.8 else int(rng.integers(20))
+            lines.append(f"u{u},t{i},{1_600_000_000 + k * 200 + (k // 8) * 86_400},{'true' if rng.random() < 0.3 else 'false'}")
+    path.write_text("\n".join(lines) + "\n")
+    out = _json(qriff("rec", "evaluate", "--dataset", str(path), "--epochs", "1", "--simulate", "--sim-users", "5",
+                      "--rollout-sessions", "1", "--json", timeout=300))
+    rows = out["offline"]["models"]
+    for row in ("als", "gru4rec (DQN's inputs)", "dqn", "dqn, gamma 0", "dqn, no Q-loss", "dqn, ranked by Q"):
+        assert 0.0 <= rows[row]["full"]["NDCG@10"] <= 1.0, row
+    pol = out["simulator"]["policies"]
+    assert {"greedy ALS", "dqn, by Q on ALS candidates", "dqn, gamma 0", "oracle (knows the simulator)"} <= set(pol)
+    assert all(0 <= p["mean"] <= 20 and 1 <= p["length"] <= 20 for p in pol.values())
+    assert {"skip_rate_real", "skip_rate_sim"} <= set(out["simulator"]["simulator"]["calibration"])
+    bad = qriff("rec", "evaluate", "--dataset", str(path), "--seeds", "0")
+    assert bad.returncode == 2 and "--seeds" in bad.stderr and "Traceback" not in bad.stderr

@@ -22,13 +22,17 @@ def test_ranks_filter_seen_items_and_count_ties_half():
     assert m["NDCG@10"] == pytest.approx((1 + 1 / np.log2(3) + 1 / np.log2(11)) / 4)
 
 
-def test_sampled_ranks_are_never_worse_than_full():
-    rng = np.random.default_rng(0)
-    scores = rng.normal(size=(50, 400))
-    targets = rng.integers(1, 400, 50)
-    seen = csr_matrix((50, 400), dtype=np.float32)
-    full, sampled = ranks_full(scores, targets, seen), ranks_sampled(scores, targets, seen, negatives=100)
-    assert (sampled <= full).all() and sampled.max() <= 100
+def test_sampled_ranks_draw_only_unseen_negatives_and_estimate_the_full_rank():
+    # user 0: the 5 best-scored items were seen in training; the target beats every unseen item
+    scores = np.tile(np.arange(400, dtype=np.float64)[::-1], (2, 1))  # item i scores 399 - i
+    seen = csr_matrix((np.ones(5, np.float32), ([0] * 5, [1, 2, 3, 4, 5])), shape=(2, 400))
+    targets = np.array([6, 201])
+    r = ranks_sampled(scores, targets, seen, negatives=100)
+    assert r[0] == 0  # a sampled seen item would outrank it
+    # user 1: 200 unseen items beat the target out of 398 unseen others; over many draws the sampled
+    # rank averages 100 * 200 / 398 (uniform without replacement), which a biased sampler misses
+    mean = np.mean([ranks_sampled(scores, targets, seen, negatives=100, seed=s)[1] for s in range(200)])
+    assert abs(mean - 100 * 200 / 398) < 1.0
 
 
 def _data(ts):
@@ -71,21 +75,49 @@ def sequential_data(n_users=60, n_items=30, length=30, seed=0) -> Interactions:
                         np.full(len(users), rw.COMPLETED, np.int8))
 
 
-def test_evaluate_runs_every_model_in_one_run():
-    pytest.importorskip("torch")
-    from recommender.evaluation import MODELS, evaluate
+def _tiny_cfg(**kw):
     from recommender.model import NetConfig
     from recommender.train import TrainConfig
 
-    cfg = TrainConfig(net=NetConfig(dim=16, max_history=10), epochs=6, batch_size=16, lr=1e-2)
-    res = evaluate(sequential_data(), "synthetic", cfg)
-    assert set(MODELS) <= set(res.rows) and "dqn (Q head)" in res.rows
+    return TrainConfig(net=NetConfig(dim=16, max_history=10), epochs=6, batch_size=16, lr=1e-2, **kw)
+
+
+def test_evaluate_runs_every_model_and_ablation_in_one_run_over_seeds():
+    pytest.importorskip("torch")
+    from recommender.evaluation import ROWS, evaluate
+
+    res = evaluate(sequential_data(), "synthetic", _tiny_cfg(), seeds=2)
+    assert list(res.rows) == [r for rows in ROWS.values() for r in rows]
     full = {m: r["full"]["NDCG@10"] for m, r in res.rows.items()}
-    assert full["dqn"] > 1.5 * full["most-popular"] and full["gru4rec"] > 1.5 * full["most-popular"]
+    for m in ("dqn", "dqn, gamma 0", "dqn, no Q-loss", "gru4rec (ids)", "gru4rec (DQN's inputs)"):
+        assert full[m] > 1.5 * full["most-popular"], m
     for r in res.rows.values():
         assert r["sampled"]["HR@10"] >= r["full"]["HR@10"]
+        assert len(r["per_seed"]) == 2 and r["full"]["NDCG@10"] == pytest.approx(np.mean(r["per_seed"]), abs=1e-4)
+    # the seeds differ for trained models (a std of exactly 0 would mean one seed counted twice)
+    assert res.rows["dqn"]["full_std"]["NDCG@10"] > 0
     table = res.table()
-    assert "| dqn |" in table and "sampled HR@10" in table and "hash of (user, item)" in table
+    assert "| dqn, gamma 0 |" in table and "± " in table and "hash of (user, item)" in table
+
+
+def test_tuning_uses_the_same_budget_per_family_and_never_the_test_item():
+    pytest.importorskip("torch")
+    from recommender.evaluation import tune
+
+    data = sequential_data(n_users=40)
+    kw = {"budget": 2, "dqn_config": _tiny_cfg(), "epochs_at": (1, 2), "families": ("als", "item-knn", "dqn")}
+    a = tune(data, **kw)
+    assert len(a.trials["als"]) == 2 and len(a.trials["item-knn"]) == 2 and len(a.trials["dqn"]) == 2 * 2
+    best = max(a.trials["als"], key=lambda t: t["ndcg10"])["config"]
+    assert (a.als.factors, a.als.regularization) == (best["factors"], best["regularization"])
+    assert a.dqn.epochs in (1, 2)
+    # replacing every user's last (test) event changes nothing: tuning never looks at it
+    last = data.bounds[1:] - 1
+    item = data.item.copy()
+    item[last] = item[last] % data.n_items + 1
+    changed = Interactions(data.n_users, data.n_items, data.user, item, data.ts, data.outcome)
+    b = tune(changed, **kw)
+    assert a.trials == b.trials
 
 
 def test_movielens_100k_loads_when_installed():

@@ -12,7 +12,7 @@ from recommender.dataset import Interactions  # noqa: E402
 from recommender.errors import ConfigError  # noqa: E402
 from recommender.model import NetConfig, SeqQNet  # noqa: E402
 from recommender.scoring import Scorer, export_weights  # noqa: E402
-from recommender.train import TrainConfig, Trainer, last_window, score_users, windows  # noqa: E402
+from recommender.train import TrainConfig, Trainer, action_set, last_window, score_users, windows  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -65,7 +65,8 @@ def test_new_track_vector_comes_from_features():
 def test_windows_cover_every_transition_once():
     seqs = [np.arange(1, 8), np.array([3]), np.array([4, 5])]
     outs = [np.ones(7, np.int64), np.ones(1, np.int64), np.ones(2, np.int64)]
-    w, _, users = windows(seqs, outs, 4)
+    w, _, users, ends = windows(seqs, outs, 4)
+    assert ends.sum() == 2 and ends[:, -1].sum() == 2  # each history's last event ends its session
     assert users.tolist() == [0, 0, 2]
     pairs = {(int(a), int(b)) for row in w for a, b in zip(row[:-1], row[1:]) if a and b}
     assert pairs == {(i, i + 1) for i in range(1, 7)} | {(4, 5)}
@@ -109,18 +110,48 @@ def test_learns_a_deterministic_next_track(rank_by):
 
 
 def test_q_values_reflect_rewards():
-    """Skipped transitions (reward 0) end with lower Q than completed ones (reward 1)."""
+    """Every 4th play is skipped (reward 0), the others completed (1): after three completions in a
+    row the next track is worth about 0, after a skip and two completions about 1."""
     data = cyclic_data(length=40)
-    tr, net = _train(data, 15, lr=1e-2, gamma=0.0, sqn_weight=0.0)
+    tr, net = _train(data, 15, lr=1e-2, gamma=0.0, sqn_weight=0.0, continue_bonus=0.0)
     with torch.no_grad():
-        h = net.encode(torch.tensor([[0, 0, 3]]), torch.tensor([[0, 0, 1]]))[:, -1]
-        q = net.q_values(h, net.item_vectors(), torch.arange(13))[0]
-    assert q[4] > q[1:].median()  # the played-next track stands out
-    assert 0.3 < float(q[4]) < 1.3
+        items = torch.tensor([[12, 1, 2, 3], [12, 1, 2, 3]])
+        h = net.encode(items, torch.tensor([[1, 0, 1, 1], [0, 1, 1, 1]]))[:, -1]
+        q = net.q_values(h, net.item_vectors(), torch.arange(13))
+    assert q[0, 4] > q[0, 1:].median()  # the played-next track stands out
+    assert 0.3 < float(q[0, 4]) < 1.3
+    assert float(q[0, 4]) > float(q[1, 4]) + 0.2  # the skip to come is in the value
+
+
+def test_q_values_the_rest_of_the_session_and_stops_at_its_end():
+    """Sessions are pairs (1, 2), (3, 4) or (5, 6), both tracks completed, an hour apart. With gamma
+    0.9 the first track of a pair is worth 1 + 0.9 * 1 (the second still comes); the second track
+    ends the session, so its target is its reward alone (1, not 1 + 0.9 * 1.9 as it would be if the
+    next session's start were bootstrapped through)."""
+    rng = np.random.default_rng(0)
+    users, items, ts = [], [], []
+    for u in range(40):
+        for s in range(12):
+            first = 2 * int(rng.integers(3)) + 1
+            users += [u, u]
+            items += [first, first + 1]
+            ts += [s * 3600.0, s * 3600.0 + 60]
+    data = Interactions(40, 6, np.array(users), np.array(items), np.array(ts), np.full(len(users), rw.COMPLETED,
+                                                                                         np.int8))
+    _, net = _train(data, 40, lr=1e-2, gamma=0.9, sqn_weight=0.0, continue_bonus=0.0, tau=0.05)
+    with torch.no_grad():
+        ids = torch.arange(7)
+        h = net.encode(torch.tensor([[0, 3, 4, 1]]), torch.tensor([[0, 1, 1, 1]]))[:, -1]
+        after_first = float(net.q_values(h, net.item_vectors(), ids)[0, 2])
+        h = net.encode(torch.tensor([[0, 1, 2, 3, 4]]), torch.tensor([[0, 1, 1, 1, 1]]))[:, -1]
+        q_start = net.q_values(h, net.item_vectors(), ids)[0, [1, 3, 5]]
+    assert after_first == pytest.approx(1.0, abs=0.3)
+    assert float(q_start.mean()) == pytest.approx(1.9, abs=0.3)
 
 
 @pytest.mark.parametrize("kw,match", [
     ({"gamma": 1.0}, "gamma"), ({"epochs": 0}, "epochs"), ({"rank_by": "x"}, "rank_by"), ({"tau": 0.0}, "tau"),
+    ({"session_gap": 0.0}, "session_gap"), ({"unshown_weight": -1.0}, "unshown_weight"),
 ])
 def test_bad_config_is_refused(kw, match):
     with pytest.raises(ConfigError, match=match):
@@ -139,7 +170,7 @@ def test_large_catalog_uses_sampled_actions():
     cfg = TrainConfig(net=NetConfig(dim=8, max_history=5), epochs=1, batch_size=8, max_full_actions=20,
                       sampled_actions=10)
     tr = Trainer(data, cfg, progress=False)
-    ids, cols = tr._action_set(torch.tensor([[5, 7], [7, 59]]))
+    ids, cols = action_set(data.n_items, torch.tensor([[5, 7], [7, 59]]), cfg, tr.rng)
     assert len(ids) <= 1 + 4 + 10 and ids[0] == 0
     assert ids[cols].tolist() == [[5, 7], [7, 59]]
     tr.run()

@@ -80,3 +80,26 @@ def test_search_without_model_is_text_only(db):
     assert len(r.tracks) == 3 and r.source == "search"
     scores = [t.score for t in r.tracks]
     assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("query,expected", [
+    ("jobmi", "Wave"),  # a transposition
+    ("desafnado", "Desafinado"),  # a letter left out
+    ("aguas de mraco", "Águas de Março"),
+    ("desfa", "Desafinado"),  # a typo in the word being typed (a prefix)
+])
+def test_typos_are_corrected_from_the_index_vocabulary(conn, query, expected):
+    from recommender.catalog import tracks_by_id
+
+    ids, _ = bm25_candidates(conn, query, 5)
+    assert ids.size, query
+    assert tracks_by_id(conn, [int(ids[0])])[int(ids[0])].title == expected
+
+
+def test_spelling_leaves_known_words_and_short_words_alone(conn):
+    from recommender.search import correct, edit_distance
+
+    assert correct(conn, "jobim") == "jobim" and correct(conn, "zz") == "zz"
+    assert correct(conn, "qqqqqqqq") == "qqqqqqqq"  # nothing close: unchanged (and nothing found)
+    assert edit_distance("jobim", "jobmi") == 1 and edit_distance("abc", "xyz") == 3
+    assert edit_distance("kitten", "sitting") == 3 and edit_distance("a", "abcdef", cap=2) == 3
