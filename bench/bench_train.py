@@ -4,7 +4,7 @@ Both learn on the same melody MDP (``engine.mdp.env``: ours the vectorised ``Vec
 with ``qriff train``'s default environments, SB3 the gymnasium ``MelodyEnv``), with the same
 rewards (including the corpus prior), the same minibatch (128) and one torch thread each.
 SB3's MLP gets two hidden layers of 256: the size of our network's frozen prior branch
-(781-256-256-38) that dominates its forward cost, plus nothing for our 128-wide residual. SB3 keeps its own DQN
+(907-256-256-38) that dominates its forward cost, plus nothing for our 128-wide residual. SB3 keeps its own DQN
 defaults otherwise (one environment, a gradient step every 4 environment steps).
 
 Each side runs past its learning start, then the measured phase: environment steps per

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from engine.cli.options import bounded_int, scale_type, time_signature_type
 from engine.music.limits import MAX_BARS
@@ -24,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--corpus", action="store_true",
                    help="add a row of real openings from the held-out corpus, and a uniform-random row")
     p.add_argument("--random", action="store_true", help="add a uniform-random policy row")
+    p.add_argument("--prior-sample", action="store_true",
+                   help="add a row sampled from the corpus prior alone, no RL (--n melodies of --bars bars, "
+                        "--scale, --time-signature): the baseline a trained model must beat")
     g = p.add_argument_group("corpus and random rows")
     g.add_argument("--bars", type=bounded_int(1, MAX_BARS), default=2, help="bars per melody (default: 2)")
     g.add_argument("--scale", type=scale_type, default="major", help="scale of the corpus tunes (default: major)")
@@ -43,7 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--prior", default=None, metavar="PATH.npz", help="prior model (default: the shipped one)")
     m.add_argument("--no-prior", action="store_true", help="leave out the prior log-likelihood")
     m.add_argument("--no-reference", action="store_true", help="leave out the corpus overlap (no corpus needed)")
-    m.add_argument("--out", default=None, metavar="DIR", help="also write DIR/evaluation.json and DIR/evaluation.md")
+    m.add_argument("--no-two-sample", action="store_true",
+                   help="leave out the classifier two-sample test (by default, with --corpus, every other row is "
+                        "told apart from held-out corpus openings of its length, and two corpus halves calibrate it)")
+    m.add_argument("--out", default=None, metavar="DIR",
+                   help="also write DIR/evaluation.json, DIR/evaluation.md and DIR/histograms.png (each row's "
+                        "pitch-class, interval, note-length and notes-per-bar histograms beside the corpus's)")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -54,26 +63,31 @@ def run(args: argparse.Namespace) -> int:
     from engine.evaluation import evaluate as ev
     from engine.music import theory
 
-    if not args.folders and not args.corpus and not args.random:
-        raise UsageError("nothing to evaluate: give a folder of clips, --corpus or --random (see qriff evaluate --help)")
+    if not args.folders and not args.corpus and not args.random and not args.prior_sample:
+        raise UsageError("nothing to evaluate: give a folder of clips, --corpus, --random or --prior-sample "
+                         "(see qriff evaluate --help)")
     sources = check_sources(args.sources) if args.sources else None
     ts = theory.parse_time_signature(args.time_signature)
     t0 = time.perf_counter()
     sets = [ev.clip_set(folder) for folder in args.folders]
+    prior = None
+    if not args.no_prior or args.prior_sample:
+        from engine.corpus.prior import PriorModel
+
+        prior = PriorModel.load(args.prior)
+    if args.prior_sample:
+        sets.append(ev.prior_set(prior, args.n, args.bars, ts, args.scale, seed=args.seed))
+    corpus_row = None
     if args.corpus:
-        sets.append(ev.corpus_set(args.bars, args.scale, ts, args.n, args.split, sources, args.seed,
-                                  limit=args.limit, progress=not args.quiet))
+        corpus_row = ev.corpus_set(args.bars, args.scale, ts, args.n, args.split, sources, args.seed,
+                                   limit=args.limit, progress=not args.quiet)
+        sets.append(corpus_row)
     if args.corpus or args.random:
         sets.append(ev.random_set(args.n, args.bars, ts, args.scale, args.seed))
     labels = [s.label for s in sets]
     if len(set(labels)) != len(labels):
         for i, s in enumerate(sets):
             s.label = f"{s.label} #{i + 1}"
-    prior = None
-    if not args.no_prior:
-        from engine.corpus.prior import PriorModel
-
-        prior = PriorModel.load(args.prior)
     results = {}
     info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     for s in sets:
@@ -81,13 +95,65 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_reference:
             ref, desc = ev.reference_for(s, "heldout", sources, args.limit, progress=not args.quiet)
             info[f"reference for {s.label}"] = desc
-        results[s.label] = ev.evaluate_set(s, ref, prior)
+        results[s.label] = ev.evaluate_set(s, ref, None if args.no_prior else prior)
         info[s.label] = s.note
-    if prior is not None:
+    references: dict[str, ev.EvalSet] = {}
+    if corpus_row is not None:
+        for s in sets:
+            if s is corpus_row:
+                continue
+            openings = _openings_like(s, corpus_row, args, sources)
+            if openings is None:
+                info[f"two-sample test for {s.label}"] = "skipped: its melodies differ in length, metre or scale"
+                continue
+            references[s.label] = openings
+            if min(len(s.sequences), len(openings.sequences)) < 4:
+                info[f"two-sample test for {s.label}"] = "skipped: it needs at least 4 melodies on each side"
+            elif not args.no_two_sample:
+                test = ev.two_sample(s, openings, seed=args.seed)
+                results[s.label]["two_sample_auc"] = test.auc
+                info[f"two-sample test for {s.label}"] = (f"AUC {test.summary(5)} ({test.n_per_set} melodies a side, "
+                                                          f"against {openings.label})")
+        if not args.no_two_sample and len(corpus_row.sequences) >= 8:
+            calib = ev.two_sample_calibration(corpus_row, seed=args.seed)
+            results[corpus_row.label]["two_sample_auc"] = calib.auc
+            info[f"two-sample calibration for {corpus_row.label}"] = \
+                f"AUC {calib.auc:.3f} between two random halves ({calib.n_per_set} melodies a side)"
+    if not args.no_prior:
         info["prior"] = str(args.prior or "shipped engine/models/prior.npz")
     info["seconds"] = round(time.perf_counter() - t0, 1)
     print(ev.markdown_table(results))
+    for k, v in info.items():
+        if k.startswith("two-sample"):
+            print(f"\n{k}: {v}")
     if args.out:
         j, md = ev.write_results(args.out, results, info)
         print(f"\nwrote {j} and {md}")
+        others = [s for s in sets if s is not corpus_row and s.label in references]
+        if corpus_row is not None and others:
+            png = ev.write_histograms_png(Path(args.out) / "histograms.png", others, references[others[0].label])
+            print(f"wrote {png}")
+        elif corpus_row is not None:
+            png = ev.write_histograms_png(Path(args.out) / "histograms.png", [], corpus_row)
+            print(f"wrote {png}")
     return 0
+
+
+def _openings_like(evset, corpus_row, args: argparse.Namespace, sources):
+    """Held-out corpus openings of the same length, metre and scale family as ``evset``'s
+    melodies (the corpus row itself when it fits), or None when ``evset`` mixes them."""
+    from engine.evaluation import evaluate as ev
+    from engine.music import theory
+
+    frames = {(len(s), c.time_signature, ev.scale_family(c.scale)) for s, c in zip(evset.sequences, evset.contexts)}
+    if len(frames) != 1:
+        return None
+    steps, ts, fam = frames.pop()
+    spb = theory.steps_per_bar(ts)
+    if steps % spb:
+        return None
+    first = corpus_row.contexts[0]
+    if (len(corpus_row.sequences[0]), first.time_signature, ev.scale_family(first.scale)) == (steps, ts, fam):
+        return corpus_row
+    return ev.corpus_set(steps // spb, fam, ts, args.n, args.split, sources, args.seed, limit=args.limit,
+                         progress=not args.quiet)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ClipError, EngineError
-from engine.evaluation import metrics
+from engine.evaluation import metrics, structure
 from engine.files import atomic_write
 from engine.mdp import observation
 from engine.music import theory, tokens
@@ -72,6 +72,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("distinct_4grams", "distinct 4-grams", "%"),
     ("rest_share", "rest steps", "%"),
     ("hold_share", "held steps", "%"),
+    *structure.STRUCTURE_ROWS,
+    ("two_sample_auc", "told apart from the corpus: classifier ROC AUC (0.5 = chance)", "f"),
     ("n", "compositions", "d"),
     ("steps", "steps", "d"),
 )
@@ -123,7 +125,8 @@ def evaluate_sequences(seqs: Sequence[np.ndarray | Sequence[int]], *, reference:
     Keys: RL Tuner's (see :func:`engine.evaluation.metrics.rl_tuner_stats`), ``overlap_pitch_class``,
     ``overlap_interval``, ``overlap_length``, ``prior_log_likelihood``,
     ``distinct_clips``, ``distinct_4grams``, ``rest_share``, ``hold_share``,
-    ``onset_share``. Shares are in 0..1.
+    ``onset_share`` and the structure measures of :func:`engine.evaluation.structure.structure_stats`.
+    Shares are in 0..1.
     """
     ts = theory.parse_time_signature(time_signature)
     scale = theory.parse_scale(scale)
@@ -173,6 +176,7 @@ def _evaluate(seqs: list[np.ndarray], ctxs: list[SequenceContext], reference: me
         out["prior_log_likelihood"] = prior_log_likelihood(seqs, ctxs, prior)
     out.update(metrics.diversity(seqs))
     out.update(metrics.token_shares(seqs))
+    out.update(structure.structure_stats(seqs, [theory.steps_per_bar(c.time_signature) for c in ctxs]))
     return out
 
 
@@ -223,7 +227,8 @@ def prior_log_likelihood(seqs: Sequence[np.ndarray], ctxs: Sequence[SequenceCont
 
 # ------------------------------------------------------------------- sets
 
-def _scale_family(scale: str) -> str:
+def scale_family(scale: str) -> str:
+    """``natural_minor`` for the minor scales and modes, else ``major``: the corpus family a scale is compared with."""
     return "natural_minor" if theory.is_minor_scale(scale) else "major"
 
 
@@ -263,6 +268,108 @@ def random_set(n: int = 600, bars: int = 2, time_signature: tuple[int, int] | st
     seqs = [rng.integers(0, tokens.N_ACTIONS, size=steps).astype(np.int64) for _ in range(n)]
     return EvalSet(label=f"uniform random ({n})", sequences=seqs, contexts=[SequenceContext(scale, ts)] * n,
                    note=f"{n} x {bars} bars, every step uniform over the 38 tokens")
+
+
+def prior_set(prior: Any, n: int = 512, bars: int = 8, time_signature: tuple[int, int] | str = (4, 4),
+              scale: str = "major", chords: str | Sequence[str] | None = None, seed: int = 0,
+              temperature: float = 1.0) -> EvalSet:
+    """``n`` melodies sampled from the corpus prior alone (no RL), the baseline the DQN must beat.
+
+    Each step draws a token from ``softmax(log p(a|s) / temperature)`` for the lead role
+    in C (``prior``: ``"shipped"`` or an :class:`engine.prior.PriorModel`).
+    """
+    if isinstance(prior, str):
+        from engine.corpus.prior import PriorModel
+
+        prior = PriorModel.load(None if prior == "shipped" else prior)
+    ts = theory.parse_time_signature(time_signature)
+    scale = theory.parse_scale(scale)
+    chord_list = chords.split() if isinstance(chords, str) else (list(chords) if chords else None)
+    ctx = observation.MelodyContext.from_music(key=0, scale=scale, bars=bars, time_signature=ts, chords=chord_list,
+                                               role="lead", style=np.zeros((0,), np.float32))
+    batch = observation.MelodyBatch.create([ctx] * n)
+    rng = np.random.default_rng(seed)
+    d0 = observation.obs_dim(0)
+    for _ in range(ctx.n_steps):
+        lp = prior.log_probs(observation.observe(batch)[:, :d0])
+        z = lp / max(temperature, 1e-6) + rng.gumbel(size=lp.shape) if temperature > 0 else lp
+        batch.append(z.argmax(axis=1))
+    seqs = [batch.tokens[i, :ctx.n_steps].copy() for i in range(n)]
+    return EvalSet(label=f"corpus prior alone ({n})", sequences=seqs,
+                   contexts=[SequenceContext(scale, ts, 0, chord_list)] * n,
+                   note=f"{n} x {bars} bars sampled from the corpus prior alone (no RL), temperature {temperature:g}")
+
+
+def steps_per_bar_of(evset: EvalSet) -> list[int]:
+    """Steps per bar of every melody of a set."""
+    return [theory.steps_per_bar(c.time_signature) for c in evset.contexts]
+
+
+def two_sample(evset: EvalSet, reference: EvalSet, seed: int = 0) -> Any:
+    """Classifier two-sample test of ``evset`` against ``reference`` (held-out corpus
+    openings of the same length): :class:`engine.twosample.TwoSampleResult`. Five folds,
+    fewer when a side has under 10 melodies (at least 2 a fold)."""
+    from engine.evaluation import twosample
+
+    a = twosample.feature_matrix(evset.sequences, steps_per_bar_of(evset))
+    b = twosample.feature_matrix(reference.sequences, steps_per_bar_of(reference))
+    return twosample.two_sample_test(a, b, seed=seed, folds=max(2, min(5, min(len(a), len(b)) // 2)))
+
+
+def two_sample_calibration(reference: EvalSet, seed: int = 0) -> Any:
+    """The two-sample test between two random halves of ``reference`` (what chance reads)."""
+    from engine.evaluation import twosample
+
+    return twosample.calibration(twosample.feature_matrix(reference.sequences, steps_per_bar_of(reference)),
+                                 seed=seed, folds=max(2, min(5, len(reference.sequences) // 4)))
+
+
+def write_histograms_png(path: str | os.PathLike[str], sets: Sequence[EvalSet], reference: EvalSet) -> Path:
+    """A PNG of model-vs-corpus histograms: pitch class, interval, note length, notes per bar.
+
+    One panel per feature; in each, the normalised histogram of ``reference`` (the
+    held-out corpus) and of every set in ``sets`` side by side.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [reference, *sets]
+    hists = [metrics.Histograms.of(r.sequences) for r in rows]
+    density = [np.array([structure.notes_per_bar(s, spb) for s, spb in zip(r.sequences, steps_per_bar_of(r))])
+               for r in rows]
+    top = max(16.0, max(float(d.max()) for d in density))
+    edges = np.arange(0, int(np.ceil(top)) + 2) - 0.5
+    panels = [
+        ("pitch class of onsets (0 = tonic)", [h.pitch_class for h in hists], np.arange(12), [str(i) for i in range(12)]),
+        ("melodic interval, semitones", [h.interval for h in hists], np.arange(-12, 13), None),
+        ("note length, sixteenths (16 = 16+)", [h.length for h in hists], np.arange(1, 17), None),
+        ("notes per bar (one value per melody)", [np.histogram(d, edges)[0] for d in density],
+         np.arange(len(edges) - 1), None),
+    ]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
+    width = 0.8 / len(rows)
+    for ax, (title, counts, xs, ticks) in zip(axes.ravel(), panels):
+        for i, (r, c) in enumerate(zip(rows, counts)):
+            c = np.asarray(c, np.float64)
+            ax.bar(xs + (i - (len(rows) - 1) / 2) * width, c / max(c.sum(), 1e-12), width, label=r.label)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("share")
+        if ticks:
+            ax.set_xticks(xs, ticks)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("model vs held-out corpus", fontsize=11)
+    fig.tight_layout()
+    out = Path(path)
+
+    def write(tmp: str) -> None:
+        fig.savefig(tmp, format="png", dpi=90)
+
+    try:
+        return atomic_write(out, write)
+    finally:
+        plt.close(fig)
 
 
 def clip_tokens(clip: Clip, source: str = "clip") -> np.ndarray:
@@ -313,7 +420,7 @@ def corpus_reference(time_signature: tuple[int, int] | str = (4, 4), scale: str 
     from engine.corpus import melodies as corpus
 
     ts = theory.parse_time_signature(time_signature)
-    fam = _scale_family(scale)
+    fam = scale_family(scale)
     tunes = [m for m in corpus.load_corpus(split, sources=sources, limit=limit, progress=progress)
              if m.time_signature == ts and m.scale == fam]
     if not tunes:
@@ -325,7 +432,7 @@ def corpus_reference(time_signature: tuple[int, int] | str = (4, 4), scale: str 
 def reference_for(evset: EvalSet, split: str = "heldout", sources: Sequence[str] | None = None,
                   limit: int | None = None, progress: bool = True) -> tuple[metrics.Histograms, str]:
     """Reference histograms matching a set's metres and scales (mixed in proportion), and a description."""
-    groups = Counter((c.time_signature, _scale_family(c.scale)) for c in evset.contexts)
+    groups = Counter((c.time_signature, scale_family(c.scale)) for c in evset.contexts)
     mix = [np.zeros(metrics.N_PC), np.zeros(metrics.N_INTERVAL), np.zeros(metrics.N_LENGTH)]
     parts = []
     for (ts, fam), count in groups.items():

@@ -75,8 +75,9 @@ class TrainConfig:
     out_dir: str = "runs/default"
     """Directory for checkpoints, logs, curves and the exported model."""
     # --- environment
-    env: dict[str, Any] = field(default_factory=dict)
-    """Overrides of ``engine.mdp.env.EnvConfig`` fields (bars, scales, roles... sampled per episode)."""
+    env: dict[str, Any] = field(default_factory=lambda: {"bars": [1, 8]})
+    """Overrides of ``engine.mdp.env.EnvConfig`` fields (bars, scales, roles... sampled per episode).
+    The recipe draws 1-8 bars, so the structure terms (bars 5-6 answering bars 1-2) are met."""
     # --- network
     hidden: tuple[int, ...] = (128, 128)
     """Hidden layer widths of the Q-network's MLP (with ``prior_branch``, the learned residual)."""
@@ -133,7 +134,9 @@ class TrainConfig:
     eval_every: int = 300_000
     """Environment steps between evaluations (0 = only at the end)."""
     eval_clips: int = 200
-    """Clips per style in each evaluation (C major, 2 bars, temperature 1)."""
+    """Clips per style in each evaluation (C major, ``eval_bars`` bars, temperature 1)."""
+    eval_bars: int = 8
+    """Bars of each evaluation clip (8: the structure measures need bars 5-6)."""
     eval_styles: tuple[str, ...] = ("folk", "hook")
     """Styles evaluated (preset names)."""
     eval_corpus: bool = True
@@ -209,7 +212,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "tiny": {"total_steps": 400, "n_envs": 2, "hidden": (32,), "prior_branch": False, "batch_size": 16,
              "buffer_size": 1_000,
-             "learning_starts": 64, "log_every": 100, "eval_every": 200, "eval_clips": 8, "checkpoint_every": 200,
+             "learning_starts": 64, "log_every": 100, "eval_every": 200, "eval_clips": 8, "eval_bars": 2,
+             "checkpoint_every": 200,
              "out_dir": "runs/tiny"},
 }
 
@@ -359,7 +363,7 @@ def evaluate_network(net: QNetwork, cfg: TrainConfig, style_terms: tuple[str, ..
     """Metrics per evaluated style (``engine.evaluation.evaluate``'s suite)."""
     results: dict[str, dict] = {}
     for style in cfg.eval_styles:
-        seqs = sample_tokens(net, cfg.eval_clips, style=style, style_terms=style_terms, seed=seed)
+        seqs = sample_tokens(net, cfg.eval_clips, style=style, style_terms=style_terms, seed=seed, bars=cfg.eval_bars)
         results[style] = sequence_metrics(seqs, corpus=cfg.eval_corpus)
     return results
 

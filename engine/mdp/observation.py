@@ -18,8 +18,8 @@ Segments (name: size) in order, see :func:`layout`:
   up / down (2).
 * ``bar_pos``: the step within the bar, one-hot (16); ``beat``: metrical strength
   0-3, one-hot (4).
-* ``phrase``: bar index modulo 4, one-hot (4); ``edges``: first step, last bar, last
-  step (3).
+* ``phrase``: bar index modulo 8, one-hot (8: where in a 4-bar phrase and in an 8-bar
+  period of statement and answer); ``edges``: first step, last bar, last step (3).
 * ``steps_left``: min(steps left, 16) one-hot (17) and the fraction of the clip done (1).
 * ``scale``: 12 flags relative to the tonic.
 * ``chord``: chord tones (12), chord root one-hot (12) and the next bar's chord tones
@@ -28,6 +28,14 @@ Segments (name: size) in order, see :func:`layout`:
 * ``metre``: one-hot over the supported time signatures (4).
 * ``stats``: highest and lowest pitch so far (/37), whether each occurred only once,
   onset density, rest share, hold share, distinct pitches in the last 8 steps / 8 (8).
+* ``lookback``: the tokens 1, 2 and 4 bars back at the step being chosen, one-hot over
+  the 38 actions each (zeros where that lies before the melody's start), as Magenta's
+  Lookback RNN gives its network (3 x 38): playing them repeats the bar; 4 bars back
+  is the phrase to answer.
+* ``repeating``: for 1, 2 and 4 bars back, how many of the newest steps (up to 16,
+  /16) equal the steps that many bars before them (the melody is repeating now); whether
+  that lookback exists yet (3 + 3); and for 1 and 2 bars back, the same run counted on
+  onsets only (the rhythm repeats) (2).
 * ``style``: the style weights / 5 in the model's term order (n_terms).
 
 Speed: everything from ``bar_pos`` to ``metre`` depends only on the context and the
@@ -48,8 +56,12 @@ import numpy as np
 from engine.errors import EngineError
 from engine.music import limits, theory, tokens
 
-OBS_VERSION = 1
+OBS_VERSION = 2
 HISTORY = 16
+#: Lookback distances in bars: the tokens this many bars back at the step being chosen.
+LOOKBACK_BARS = (1, 2, 4)
+#: Lookback distances whose onset pattern (rhythm) is compared too.
+RHYTHM_LOOKBACK_BARS = (1, 2)
 _TS_LIST = tuple(theory.TIME_SIGNATURES)
 
 #: A melodic interval of this many semitones or more is a leap (RL Tuner: a fifth).
@@ -67,8 +79,10 @@ def layout(n_style_terms: int) -> list[tuple[str, int]]:
     return [
         ("history", HISTORY * tokens.N_ACTIONS), ("last_pitch", tokens.N_PITCHES + 1), ("note_age", 1),
         ("last_interval", 26), ("pending_leap", 2), ("bar_pos", theory.MAX_STEPS_PER_BAR), ("beat", 4),
-        ("phrase", 4), ("edges", 3), ("steps_left", 18), ("scale", 12), ("chord", 36),
-        ("role", len(tokens.ROLES)), ("metre", len(_TS_LIST)), ("stats", 8), ("style", n_style_terms),
+        ("phrase", 8), ("edges", 3), ("steps_left", 18), ("scale", 12), ("chord", 36),
+        ("role", len(tokens.ROLES)), ("metre", len(_TS_LIST)), ("stats", 8),
+        ("lookback", len(LOOKBACK_BARS) * tokens.N_ACTIONS),
+        ("repeating", 2 * len(LOOKBACK_BARS) + len(RHYTHM_LOOKBACK_BARS)), ("style", n_style_terms),
     ]
 
 
@@ -341,7 +355,7 @@ class MelodyBatch:
         self.tokens[rows] = 0
         self.step[rows] = 0
         if self._table is not None:
-            self._table[rows] = _context_rows(self, np.repeat(rows, t + 1), np.tile(np.arange(t + 1), len(rows))
+            self._table[rows] = context_rows(self, np.repeat(rows, t + 1), np.tile(np.arange(t + 1), len(rows))
                                               ).reshape(len(rows), t + 1, _CTX_WIDTH)
 
     def reset_rows(self, rows: np.ndarray, contexts: list[MelodyContext]) -> None:
@@ -370,7 +384,7 @@ class MelodyBatch:
                 return None
             rows = np.repeat(np.arange(b), t + 1)
             steps = np.tile(np.arange(t + 1), b)
-            self._table = _context_rows(self, rows, steps).reshape(b, t + 1, _CTX_WIDTH)
+            self._table = context_rows(self, rows, steps).reshape(b, t + 1, _CTX_WIDTH)
         return self._table
 
     def _feats_valid(self) -> bool:
@@ -463,7 +477,7 @@ def _beat_table() -> np.ndarray:
 _BEATS = _beat_table()
 
 
-def _context_rows(batch: MelodyBatch, rows: np.ndarray, step: np.ndarray) -> np.ndarray:
+def context_rows(batch: MelodyBatch, rows: np.ndarray, step: np.ndarray) -> np.ndarray:
     """The context segments (``bar_pos`` .. ``metre``) for (row, step) pairs: float32 ``[N, W]``."""
     n = len(rows)
     out = np.zeros((n, _CTX_WIDTH), np.float32)
@@ -479,8 +493,8 @@ def _context_rows(batch: MelodyBatch, rows: np.ndarray, step: np.ndarray) -> np.
     col += 4
     bar = cur // spb
     n_bars = n_steps // spb
-    out[idx, col + bar % 4] = 1.0
-    col += 4
+    out[idx, col + bar % 8] = 1.0
+    col += 8
     out[:, col] = step == 0
     out[:, col + 1] = bar == n_bars - 1
     out[:, col + 2] = step == n_steps - 1
@@ -502,7 +516,7 @@ def _context_rows(batch: MelodyBatch, rows: np.ndarray, step: np.ndarray) -> np.
     return out
 
 
-def _melodic_table() -> np.ndarray:
+def melodic_table() -> np.ndarray:
     """float32 ``[37, 37, W]``: the columns ``last_pitch`` .. ``pending_leap`` for (last
     pitch, previous pitch) indices (pitch token - 2, or 36 for none); note age left 0."""
     width = _CTX_START - _OFF["last_pitch"]
@@ -522,7 +536,7 @@ def _melodic_table() -> np.ndarray:
     return tab
 
 
-_MELODIC = _melodic_table()
+_MELODIC = melodic_table()
 _LAGS = np.arange(HISTORY, 0, -1)  # slot 0 holds the token HISTORY steps ago
 _SLOT_COLS = np.arange(HISTORY) * tokens.N_ACTIONS
 
@@ -577,7 +591,7 @@ def observe_rows(batch: MelodyBatch, rows: np.ndarray | None) -> np.ndarray:
     if table is not None:
         out[:, _CTX_START:_CTX_END] = table[rows, step]
     else:
-        out[:, _CTX_START:_CTX_END] = _context_rows(batch, rows, step)
+        out[:, _CTX_START:_CTX_END] = context_rows(batch, rows, step)
 
     # statistics of the melody so far (computed in float64 like the reference, then stored)
     col = _OFF["stats"]
@@ -594,5 +608,49 @@ def observe_rows(batch: MelodyBatch, rows: np.ndarray | None) -> np.ndarray:
     out[:, col + 7] = distinct / 8.0
     col += 8
 
+    col = _lookback(batch, rows, step, out, col)
     out[:, col:col + n_style] = style
     return out
+
+
+#: Steps compared backwards from the newest token when measuring a repeat run.
+_RUN = HISTORY
+_RUN_LAGS = np.arange(1, _RUN + 1)[None, :]
+
+
+def _lookback(batch: MelodyBatch, rows: np.ndarray, step: np.ndarray, out: np.ndarray, col: int) -> int:
+    """Write the ``lookback`` and ``repeating`` segments of ``rows`` from column ``col``;
+    returns the column after them."""
+    b = len(rows)
+    idx = np.arange(b)
+    spb = batch.steps_per_bar[rows]
+    tok = batch.tokens[rows]
+    last_col = tok.shape[1] - 1
+    # lookback: the token k bars back at the step being chosen, one-hot (zeros before the start)
+    for j, k in enumerate(LOOKBACK_BARS):
+        src = step - k * spb
+        ok = (src >= 0) & (step < batch.n_steps[rows])
+        hit = tok[idx, np.clip(src, 0, last_col)]
+        out[idx[ok], col + j * tokens.N_ACTIONS + hit[ok]] = 1.0
+    col += len(LOOKBACK_BARS) * tokens.N_ACTIONS
+    # repeating: how many of the newest steps (up to 16) equal the steps k bars before them
+    back = step[:, None] - _RUN_LAGS                            # newest first
+    recent = np.where(back >= 0, tok[idx[:, None], np.clip(back, 0, last_col)], -1)
+    for j, k in enumerate(LOOKBACK_BARS):
+        src = back - k * spb[:, None]
+        earlier = np.where(src >= 0, tok[idx[:, None], np.clip(src, 0, last_col)], -2)
+        out[:, col + j] = _run_length(recent == earlier) / _RUN
+        out[:, col + len(LOOKBACK_BARS) + j] = step >= k * spb
+    col += 2 * len(LOOKBACK_BARS)
+    for j, k in enumerate(RHYTHM_LOOKBACK_BARS):
+        src = back - k * spb[:, None]
+        earlier = np.where(src >= 0, tok[idx[:, None], np.clip(src, 0, last_col)], -2)
+        same = (src >= 0) & ((recent >= tokens.FIRST_PITCH) == (earlier >= tokens.FIRST_PITCH))
+        out[:, col + j] = _run_length(same) / _RUN
+    return col + len(RHYTHM_LOOKBACK_BARS)
+
+
+def _run_length(match: np.ndarray) -> np.ndarray:
+    """Leading True values per row of a bool ``[B, n]`` matrix (newest step first)."""
+    miss = ~match
+    return np.where(miss.any(axis=1), miss.argmax(axis=1), match.shape[1])

@@ -45,6 +45,17 @@ rests          +0.5 for a silent step (rest, or hold while silent) in a silence 
 register       new note: (token - 19.5) / 12 clipped to [-1, 1] (weight > 0: higher).
 prior          log p(a|s) + log 38 under the corpus prior (0 for a uniform prior), floored
                at -10; 0 (and a warning, once) when no prior is loaded.
+bar_repeat     riff: +0.5 when the action equals the token one or two bars back; -1 at the end
+               of a bar that equals both the bar before and the one before that (a third
+               identical bar: vary it).
+phrase_return  statement and answer over 8-bar periods: in bars 5-6, +0.5 when the action
+               equals the token four bars back, -0.25 otherwise; at the end of bar 7 or 8,
+               -1 when the bar copies the bar four back whole (end differently).
+rhythm_motif   from bar 2 on: +0.25 when the action strikes (or does not) as the step one or
+               two bars back did, -0.25 when it matches neither.
+phrase_cadence second half of a phrase-end bar (every 4th bar, and the last): +1 for a chord
+               tone struck on the half bar, -0.5 for any other onset, +0.25 for holding.
+crowding       -1 for a note beyond 6 in the current bar (6 per 16 steps, scaled to the metre).
 =============  ===============================================================================
 
 Custom terms: :func:`register_term` adds a named :data:`TermFn`; list it in
@@ -118,6 +129,10 @@ RANGE_LIMIT = 19
 _BEAT_WEIGHT = np.array([0.0, 0.5, 0.75, 1.0], np.float32)
 _LOG_N_ACTIONS = math.log(tokens.N_ACTIONS)
 PRIOR_FLOOR = -10.0
+#: Bars in a period of statement and answer: bars 5-6 answer bars 1-2 (phrase_return).
+PHRASE_PERIOD = 8
+#: Notes in a bar of 16 steps beyond which the crowding term charges each new note.
+CROWDING_NOTES = 6
 
 
 def register_term(name: str, fn: TermFn, *, doc: str = "", replace: bool = False) -> None:
@@ -452,6 +467,95 @@ def term_register(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.n
 def term_prior_placeholder(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
     # The real computation needs the prior model, which the RewardFunction holds.
     return np.zeros(batch.size, np.float32)
+
+
+# ---------------------------------------------------------------- structure terms
+# They compare the step being written with the same step one, two or four bars back
+# (what the observation's lookback segments show the network).
+
+def _bar_of(batch: MelodyBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bar index, step within the bar, steps per bar) of the step being written."""
+    step = np.minimum(batch.step, batch.n_steps - 1)
+    spb = batch.steps_per_bar
+    return step // spb, step % spb, spb
+
+
+def _back(batch: MelodyBatch, bars: int) -> np.ndarray:
+    """The token ``bars`` bars before the step being written (-1 before the melody's start)."""
+    src = batch.step - bars * batch.steps_per_bar
+    tok = batch.tokens[_rows(batch), np.clip(src, 0, batch.tokens.shape[1] - 1)]
+    return np.where(src >= 0, tok, -1)
+
+
+def _bar_equals(batch: MelodyBatch, actions: np.ndarray, bars: int) -> np.ndarray:
+    """bool ``[B]``: the step being written ends a bar that equals, token for token (the
+    action included), the bar ``bars`` bars before it."""
+    _, pos, spb = _bar_of(batch)
+    width = int(spb.max(initial=1))
+    win, ok = _window(batch, actions, width)                      # oldest first, action last
+    src = batch.step[:, None] - np.arange(width - 1, -1, -1)[None, :] - (bars * spb)[:, None]
+    earlier = batch.tokens[_rows(batch)[:, None], np.clip(src, 0, batch.tokens.shape[1] - 1)]
+    in_bar = np.arange(width)[None, :] >= (width - spb)[:, None]  # the last spb columns
+    same = (win == earlier) & ok & (src >= 0)
+    return (pos == spb - 1) & (same | ~in_bar).all(axis=1) & (batch.step >= (bars + 1) * spb - 1)
+
+
+@_builtin("bar_repeat", "riff: the token one or two bars back +0.5; a third identical bar in a row -1 at its end")
+def term_bar_repeat(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    b1, b2 = _back(batch, 1), _back(batch, 2)
+    hit = ((b1 >= 0) & (actions == b1)) | ((b2 >= 0) & (actions == b2))
+    third = _bar_equals(batch, actions, 1) & _bar_equals(batch, actions, 2)
+    return (0.5 * hit - 1.0 * third).astype(np.float32)
+
+
+@_builtin("phrase_return", "bars 5-6 answer bars 1-2 (+0.5 a matching step, -0.25 another); bars 7-8 end "
+                           "differently (-1 for a bar copied whole)")
+def term_phrase_return(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    bar, _, _ = _bar_of(batch)
+    period = bar % PHRASE_PERIOD
+    b4 = _back(batch, PHRASE_PERIOD // 2)
+    answer = ((period == 4) | (period == 5)) & (b4 >= 0)
+    value = np.where(answer, np.where(actions == b4, 0.5, -0.25), 0.0)
+    vary = (period >= 6) & _bar_equals(batch, actions, PHRASE_PERIOD // 2)
+    return (value - 1.0 * vary).astype(np.float32)
+
+
+@_builtin("rhythm_motif", "rhythm reuse: a step striking (or not) as it did one or two bars back +0.25, "
+                          "else -0.25")
+def term_rhythm_motif(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    onset = actions >= tokens.FIRST_PITCH
+    b1, b2 = _back(batch, 1), _back(batch, 2)
+    same = ((b1 >= 0) & (onset == (b1 >= tokens.FIRST_PITCH))) | ((b2 >= 0) & (onset == (b2 >= tokens.FIRST_PITCH)))
+    return np.where(b1 >= 0, np.where(same, 0.25, -0.25), 0.0).astype(np.float32)
+
+
+@_builtin("phrase_cadence", "phrase ends (every 4th bar and the last) land and hold: a chord tone struck on the "
+                            "half bar +1, a later onset -0.5, holding +0.25")
+def term_phrase_cadence(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    rows = _rows(batch)
+    bar, pos, spb = _bar_of(batch)
+    n_bars = batch.n_steps // spb
+    end_bar = (bar % 4 == 3) | (bar == n_bars - 1)
+    half = spb // 2
+    second = end_bar & (pos >= half)
+    onset = actions >= tokens.FIRST_PITCH
+    step = np.minimum(batch.step, batch.n_steps - 1)
+    tone = batch.chord_mask[rows, step, _pc(actions)] > 0
+    holding = (actions == tokens.HOLD) & (feats["silence"] == 0) & (feats["last_pitch"] >= 0)
+    value = np.where(onset, np.where((pos == half) & tone, 1.0, -0.5), np.where(holding, 0.25, 0.0))
+    return np.where(second, value, 0.0).astype(np.float32)
+
+
+@_builtin("crowding", "-1 for a note beyond 6 in a bar of 16 steps (scaled to the metre): a soft cap on density")
+def term_crowding(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    _, pos, spb = _bar_of(batch)
+    cap = np.ceil(CROWDING_NOTES * spb / 16)
+    m = int(batch.step.max(initial=0))
+    idx = np.arange(m)[None, :]
+    start = (batch.step - pos)[:, None]
+    in_bar = (idx >= start) & (idx < batch.step[:, None])
+    count = (in_bar & (batch.tokens[:, :m] >= tokens.FIRST_PITCH)).sum(axis=1)
+    return -((actions >= tokens.FIRST_PITCH) & (count >= cap)).astype(np.float32)
 
 
 if tuple(_REGISTRY) != styles.BUILTIN_TERMS:  # pragma: no cover - guards edits to this module

@@ -60,26 +60,15 @@ def _chord_name(chord: theory.Chord) -> str:
 class ObservationBuilder:
     """Builds :func:`engine.mdp.observation.observe`'s rows step by step, cheaply.
 
-    All rows share one length; rows may differ in role (and so in their context). The
-    position/context columns are computed once per (role, step) by ``observe`` itself;
-    the melody-dependent segments are kept as a few Python integers per row and
-    written with five array operations a step, whatever the batch size. Only valid for
-    the observation version it was written against; for any other layout
-    :class:`Policy` falls back to calling ``observe`` every step.
+    The one incremental observation builder (``observe`` is the reference; a test checks
+    the two agree bit for bit at every step). All rows share one length; rows may differ
+    in role (and so in their context). The position/context columns are tabulated once
+    per context by ``observation`` itself (:meth:`static_table`); the melody-dependent
+    segments are kept as a few Python integers per row and written with a handful of
+    array operations a step, whatever the batch size. Column offsets come from
+    :func:`engine.mdp.observation.layout`, and the last-pitch/interval block is a lookup
+    into the observation's own table.
     """
-
-    SUPPORTED_VERSION = 1
-    #: Batches of at least this many rows keep their state in arrays.
-    VECTOR_ROWS = 40
-    _DYNAMIC = ("history", "last_pitch", "note_age", "last_interval", "pending_leap", "stats")
-    _LAYOUT_HEAD = ["history", "last_pitch", "note_age", "last_interval", "pending_leap"]
-
-    @classmethod
-    def supports(cls, n_style: int) -> bool:
-        """True when this builder reproduces ``observe`` for the current layout."""
-        names = [n for n, _ in observation.layout(n_style)]
-        return (observation.OBS_VERSION == cls.SUPPORTED_VERSION and names[:5] == cls._LAYOUT_HEAD
-                and names[-2:] == ["stats", "style"] and layout_widths_ok(n_style))
 
     def __init__(self, contexts: Sequence[observation.MelodyContext],
                  tables: Sequence[np.ndarray] | None = None) -> None:
@@ -89,69 +78,59 @@ class ObservationBuilder:
         self.n_steps = contexts[0].n_steps
         n_style = len(contexts[0].style)
         self.dim = observation.obs_dim(n_style)
-        widths = dict(observation.layout(n_style))
-        self._h = widths["history"]                       # 608
-        self._m0 = self._h                                # last_pitch .. pending_leap block
-        self._m1 = self._m0 + 66
-        self._s1 = self.dim - n_style                     # end of the stats segment
-        self._s0 = self._s1 - widths["stats"]
+        off, col = {}, 0
+        for name, width in observation.layout(n_style):
+            off[name] = (col, col + width)
+            col += width
+        self._h = off["history"][1]
+        self._m0, self._m1 = off["last_pitch"][0], off["bar_pos"][0]   # last_pitch .. pending_leap
+        self._age = off["note_age"][0]
+        self._s0, self._s1 = off["stats"]
+        self._lb0 = off["lookback"][0]
+        self._r0, self._r1 = off["repeating"]
+        self._st0 = off["style"][0]
         if tables is None:
-            # one table per distinct context object
             uniq: dict[int, np.ndarray] = {}
             for c in contexts:
                 if id(c) not in uniq:
                     uniq[id(c)] = self.static_table(c)
             tables = [uniq[id(c)] for c in contexts]
         self._static = np.ascontiguousarray(np.stack(tables, axis=1))  # [T, B, w]
-        style = np.stack([c.style for c in contexts]).astype(np.float32)
         self.obs = np.zeros((b, self.dim), np.float32)
-        self.obs[:, self._s1:] = style
+        self.obs[:, self._st0:] = np.stack([c.style for c in contexts]).astype(np.float32)
         self.obs[:, self._m1:self._s0] = self._static[0]
-        self.obs[:, self._m0:self._m1] = _middle_table()[0]
-        self.obs[:, self._m0 + 37] = 1.0  # note age: no onset yet
+        none = tokens.N_PITCHES
+        self.obs[:, self._m0:self._m1] = _MELODIC[none * _N_MEL + none]
+        self.obs[:, self._age] = 1.0  # note age: no onset yet
         self._row = self.obs[0]
-        self._mid = _middle_table()
         self.step = 0
         # per row: last pitch, previous pitch, last onset, max, min, max count, min count, onsets, rests, holds
         self._state = [[-1, -1, -1, -1, -1, 0, 0, 0, 0, 0] for _ in range(b)]
         self._win: list[list[int]] = [[] for _ in range(b)]
-        # From VECTOR_ROWS rows on, the same state lives in arrays (a fixed number of numpy
-        # operations a step instead of Python work per row).
-        self._vec = b >= self.VECTOR_ROWS
-        if self._vec:
-            self._rows = np.arange(b)
-            self._v = {k: np.full(b, -1, np.int64) for k in ("lp", "pp", "lo", "mx", "mn")}
-            self._v.update(mxc=np.zeros(b, np.int64), mnc=np.zeros(b, np.int64))
-            self._cnt = np.zeros((b, 3), np.int64)
-            self._vwin = np.full((b, 8), -1, np.int64)
+        self._seq: list[list[int]] = [[] for _ in range(b)]
+        self._spb = [c.steps_per_bar for c in contexts]
+        # per row: repeat runs for each lookback distance, then rhythm runs
+        self._runs = [[0] * (len(_LOOKBACK) + len(_RHYTHM)) for _ in range(b)]
 
     @classmethod
     def static_table(cls, ctx: observation.MelodyContext) -> np.ndarray:
         """The columns that depend only on the context and the step (``bar_pos`` .. ``metre``)
         for every step of ``ctx``: float32 ``[n_steps, W]``, computed by ``observation`` itself."""
-        n_style = len(ctx.style)
-        d = observation.obs_dim(n_style)
-        lo = sum(w for name, w in observation.layout(n_style)[:5])
-        hi = d - n_style - dict(observation.layout(n_style))["stats"]
-        small = observation.MelodyBatch.create([ctx])
-        table = small.context_table() if hasattr(small, "context_table") else None
-        if table is not None and table.shape[2] == hi - lo:
-            return np.ascontiguousarray(table[0, : ctx.n_steps])
-        probe = observation.MelodyBatch.create([ctx] * ctx.n_steps)
-        probe.step = np.arange(ctx.n_steps, dtype=np.int64)
-        return np.ascontiguousarray(observation.observe(probe)[:, lo:hi])
+        rows = observation.context_rows(observation.MelodyBatch.create([ctx]), np.zeros(ctx.n_steps, np.int64),
+                                        np.arange(ctx.n_steps, dtype=np.int64))
+        return np.ascontiguousarray(rows)
 
     def append(self, actions: np.ndarray) -> np.ndarray:
         """Write one token per row (int ``[B]``); returns the next step's observations ``float32 [B, D]``.
 
         The returned array is updated in place by the next call: copy it to keep it.
         """
-        if self._vec:
-            return self._append_vector(np.asarray(actions, np.int64))
         t = self.step
         s = t + 1
-        mid_idx, ages, stats = [], [], []
-        for row, win, a in zip(self._state, self._win, actions.tolist()):
+        mid_idx, ages, stats, reps, hot = [], [], [], [], []
+        n_run = _RUN
+        for j, (row, win, seq, runs, spb, a) in enumerate(zip(self._state, self._win, self._seq, self._runs,
+                                                              self._spb, actions.tolist())):
             lp, pp, lo, mx, mn, mxc, mnc, non, nre, nho = row
             if a >= 2:
                 pp, lp, lo = lp, a, t
@@ -172,118 +151,70 @@ class ObservationBuilder:
             win.append(a)
             if len(win) > 8:
                 del win[0]
-            iv = 0 if pp < 0 else min(max(lp - pp, -12), 12) + 13
-            mid_idx.append((lp - 1 if lp >= 0 else 0) * 26 + iv)
+            # repeat runs: the new token equals the one k bars before it (onsets only for rhythm)
+            rep = []
+            for i, k in enumerate(_LOOKBACK):
+                src = t - k * spb
+                runs[i] = min(runs[i] + 1, n_run) if src >= 0 and seq[src] == a else 0
+                rep.append(runs[i] / n_run)
+            rep += [float(s >= k * spb) for k in _LOOKBACK]
+            for i, k in enumerate(_RHYTHM, len(_LOOKBACK)):
+                src = t - k * spb
+                runs[i] = min(runs[i] + 1, n_run) if src >= 0 and (seq[src] >= 2) == (a >= 2) else 0
+                rep.append(runs[i] / n_run)
+            seq.append(a)
+            if s < self.n_steps:
+                for i, k in enumerate(_LOOKBACK):
+                    src = s - k * spb
+                    if src >= 0:
+                        hot.append((j, i * tokens.N_ACTIONS + seq[src]))
+            reps.append(rep)
+            mid_idx.append((lp - 2 if lp >= 0 else _NONE) * _N_MEL + (pp - 2 if pp >= 0 else _NONE))
             ages.append(min(s - lo, 16) / 16.0 if lo >= 0 else 1.0)
             seen = mx >= 0
             stats.append((mx / 37.0 if seen else 0.0, mn / 37.0 if seen else 0.0, float(seen and mxc == 1),
                           float(seen and mnc == 1), non / s, nre / s, nho / s,
                           len({x for x in win if x >= 2}) / 8.0))
-        h, m0, m1, s0 = self._h, self._m0, self._m1, self._s0
+        h, m0, m1, s0, s1, lb0, r0, r1 = self._h, self._m0, self._m1, self._s0, self._s1, self._lb0, self._r0, self._r1
         if len(mid_idx) == 1:  # one melody: 1-D row views and scalar writes, no fancy indexing
             r = self._row
             r[:h - tokens.N_ACTIONS] = r[tokens.N_ACTIONS:h]
             r[h - tokens.N_ACTIONS:h] = _EYE[a]
-            r[m0:m1] = self._mid[mid_idx[0]]
-            r[m0 + 37] = ages[0]
+            r[m0:m1] = _MELODIC[mid_idx[0]]
+            r[self._age] = ages[0]
             if s < self.n_steps:
                 r[m1:s0] = self._static[s, 0]
-            r[s0:self._s1] = stats[0]
+            r[s0:s1] = stats[0]
+            r[lb0:r0] = 0.0
+            for _, c in hot:
+                r[lb0 + c] = 1.0
+            r[r0:r1] = reps[0]
         else:
             o = self.obs
             o[:, :h - tokens.N_ACTIONS] = o[:, tokens.N_ACTIONS:h]
             o[:, h - tokens.N_ACTIONS:h] = _EYE[actions]
-            o[:, m0:m1] = self._mid[mid_idx]
-            o[:, m0 + 37] = ages
+            o[:, m0:m1] = _MELODIC[mid_idx]
+            o[:, self._age] = ages
             if s < self.n_steps:
                 o[:, m1:s0] = self._static[s]
-            o[:, s0:self._s1] = stats
+            o[:, s0:s1] = stats
+            o[:, lb0:r0] = 0.0
+            if hot:
+                rows_, cols = zip(*hot)
+                o[list(rows_), [lb0 + c for c in cols]] = 1.0
+            o[:, r0:r1] = reps
         self.step = s
         return self.obs
 
 
-    def _append_vector(self, a: np.ndarray) -> np.ndarray:
-        """:meth:`append` for many rows: the same arithmetic on arrays."""
-        t = self.step
-        s = t + 1
-        v = self._v
-        lp, pp, lo, mx, mn, mxc, mnc = v["lp"], v["pp"], v["lo"], v["mx"], v["mn"], v["mxc"], v["mnc"]
-        isp = a >= tokens.FIRST_PITCH
-        if isp.any():
-            np.copyto(pp, lp, where=isp)
-            np.copyto(lp, a, where=isp)
-            lo[isp] = t
-            up = isp & (a > mx)
-            mxc += isp & (a == mx)
-            np.copyto(mx, a, where=up)
-            mxc[up] = 1
-            down = isp & ((mn < 0) | (a < mn))
-            mnc += isp & (a == mn)
-            np.copyto(mn, a, where=down)
-            mnc[down] = 1
-        self._cnt[self._rows, _CATEGORY[a]] += 1
-        win = self._vwin
-        win[:, :-1] = win[:, 1:]
-        win[:, -1] = a
-        mid = np.maximum(lp - 1, 0) * 26 + np.where(pp >= 0, np.clip(lp - pp, -12, 12) + 13, 0)
-        age = np.where(lo >= 0, np.minimum(s - lo, 16) / 16.0, 1.0)
-        seen = mx >= 0
-        srt = np.sort(np.where(win >= tokens.FIRST_PITCH, win, -1), axis=1)
-        distinct = ((srt[:, 1:] != srt[:, :-1]) & (srt[:, 1:] >= 0)).sum(axis=1) + (srt[:, 0] >= 0)
-        h, m0, m1, s0, s1 = self._h, self._m0, self._m1, self._s0, self._s1
-        o = self.obs
-        o[:, :h - tokens.N_ACTIONS] = o[:, tokens.N_ACTIONS:h]
-        o[:, h - tokens.N_ACTIONS:h] = _EYE[a]
-        o[:, m0:m1] = self._mid[mid]
-        o[:, m0 + 37] = age
-        if s < self.n_steps:
-            o[:, m1:s0] = self._static[s]
-        st = o[:, s0:s1]
-        st[:, 0] = np.where(seen, mx, 0) / 37.0
-        st[:, 1] = np.where(seen, mn, 0) / 37.0
-        st[:, 2] = seen & (mxc == 1)
-        st[:, 3] = seen & (mnc == 1)
-        st[:, 4:7] = self._cnt / s
-        st[:, 7] = distinct / 8.0
-        self.step = s
-        return o
-
-
 _EYE = np.eye(tokens.N_ACTIONS, dtype=np.float32)
-#: Column of the onset / rest / hold counters for each token.
-_CATEGORY = np.array([1, 2] + [0] * tokens.N_PITCHES, np.int64)
-_MIDDLE: list[np.ndarray] = []
-
-
-def _middle_table() -> np.ndarray:
-    """Rows for the 66 columns last_pitch(37) | note_age(1, left 0) | last_interval(26) | pending_leap(2).
-
-    Row index: (last pitch token - 1, or 0 for none) * 26 + (clipped interval + 13, or 0 for none).
-    """
-    if not _MIDDLE:
-        tab = np.zeros((tokens.N_PITCHES + 1, 26, 66), np.float32)
-        tab[0, :, tokens.N_PITCHES] = 1
-        for tok in range(tokens.FIRST_PITCH, tokens.N_ACTIONS):
-            tab[tok - 1, :, tok - tokens.FIRST_PITCH] = 1
-        tab[:, 0, 38 + 25] = 1
-        for iv in range(-12, 13):
-            tab[:, iv + 13, 38 + iv + 12] = 1
-            tab[:, iv + 13, 64] = iv >= observation_leap()
-            tab[:, iv + 13, 65] = iv <= -observation_leap()
-        _MIDDLE.append(tab.reshape(-1, 66))
-    return _MIDDLE[0]
-
-
-def observation_leap() -> int:
-    """Semitones that make a leap in the observation's pending_leap flags."""
-    return int(getattr(observation, "LEAP_SEMITONES", 7))
-
-
-def layout_widths_ok(n_style: int) -> bool:
-    """The widths the builder hard-codes (66-column middle block, 8 stats) match the layout."""
-    w = dict(observation.layout(n_style))
-    return (w["history"] == observation.HISTORY * tokens.N_ACTIONS and w["last_pitch"] == 37
-            and w["note_age"] == 1 and w["last_interval"] == 26 and w["pending_leap"] == 2 and w["stats"] == 8)
+_NONE = tokens.N_PITCHES
+_N_MEL = tokens.N_PITCHES + 1
+#: observation's own table of the last_pitch .. pending_leap columns, rows (last, previous) flattened.
+_MELODIC = observation.melodic_table().reshape(_N_MEL * _N_MEL, -1)
+_LOOKBACK = observation.LOOKBACK_BARS
+_RHYTHM = observation.RHYTHM_LOOKBACK_BARS
+_RUN = observation.HISTORY
 
 
 class Policy:
@@ -297,7 +228,7 @@ class Policy:
         self._output = session.get_outputs()[0].name
         # (tonic, scale, bars, metre, chords, role, style bytes) -> (context, static table):
         # a DAW asking again for the same frame skips parsing and tabulating it.
-        self._contexts: OrderedDict[tuple, tuple[observation.MelodyContext, np.ndarray | None]] = OrderedDict()
+        self._contexts: OrderedDict[tuple, tuple[observation.MelodyContext, np.ndarray]] = OrderedDict()
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -421,8 +352,8 @@ class Policy:
         return clips
 
     def _context(self, tonic: int, scale: str, bars: int, ts: tuple[int, int], chords: str | list[str] | None,
-                 role: str, svec: np.ndarray) -> tuple[observation.MelodyContext, np.ndarray | None]:
-        """The (cached) context of one role and, when the builder applies, its static table."""
+                 role: str, svec: np.ndarray) -> tuple[observation.MelodyContext, np.ndarray]:
+        """The (cached) context of one role and its static table."""
         key = (tonic, scale, bars, ts, chords if chords is None or isinstance(chords, str) else tuple(chords),
                role, svec.tobytes())
         hit = self._contexts.get(key)
@@ -431,7 +362,7 @@ class Policy:
             return hit
         ctx = observation.MelodyContext.from_music(key=tonic, scale=scale, bars=bars, time_signature=ts,
                                                    chords=chords, role=role, style=svec)
-        table = ObservationBuilder.static_table(ctx) if ObservationBuilder.supports(len(svec)) else None
+        table = ObservationBuilder.static_table(ctx)
         self._contexts[key] = (ctx, table)
         if len(self._contexts) > 64:
             self._contexts.popitem(last=False)
@@ -444,28 +375,20 @@ class Policy:
         return self._rollout([context], n, np.full((n, 1), -1, np.int64), None)[0]
 
     def _rollout(self, contexts: list[observation.MelodyContext], n: int, forced: np.ndarray,
-                 noise: np.ndarray | None, tables: list[np.ndarray | None] | None = None) -> np.ndarray:
+                 noise: np.ndarray | None, tables: list[np.ndarray] | None = None) -> np.ndarray:
         """Tokens ``int64 [B, n]``: one session call per step for all rows; ``forced`` >= 0 overrides."""
         b = len(contexts)
         seqs = np.zeros((b, n), np.int64)
-        run, out_name, in_name = self.session.run, [self._output], self._input
-        fast = ObservationBuilder.supports(len(self.info.style_terms))
-        if fast:
-            builder = ObservationBuilder(contexts, tables if tables and all(t is not None for t in tables) else None)
-            obs = builder.obs
-        else:
-            batch = observation.MelodyBatch.create(contexts)
-            obs = observation.observe(batch)
-        if fast:
-            # The builder updates one observation array in place: bind it (and an output
-            # buffer) to the session once, so each step is a bare run with no conversions.
-            run_step = self._bound_runner(builder.obs, b)
+        builder = ObservationBuilder(contexts, tables)
+        # The builder updates one observation array in place: bind it (and an output
+        # buffer) to the session once, so each step is a bare run with no conversions.
+        run_step = self._bound_runner(builder.obs, b)
         any_forced = (forced >= 0).any(axis=1).tolist()
         for t in range(n):
             if any_forced[t] and (forced[t] >= 0).all():
                 act = forced[t]
             else:
-                q = run_step() if fast else run(out_name, {in_name: obs})[0]
+                q = run_step()
                 if noise is not None:
                     q = q + noise[t]
                 act = q.argmax(axis=1)
@@ -473,11 +396,7 @@ class Policy:
                     act = np.where(forced[t] >= 0, forced[t], act)
             seqs[:, t] = act
             if t + 1 < n:
-                if fast:
-                    obs = builder.append(act)
-                else:
-                    batch.append(act)
-                    obs = observation.observe(batch)
+                builder.append(act)
         return seqs
 
     def _bound_runner(self, obs: np.ndarray, b: int) -> Any:

@@ -44,8 +44,8 @@ def batch_of(seq: list[int], **kw) -> MelodyBatch:
 # ------------------------------------------------------------ pinned, hand-worked
 
 def test_layout_and_dim():
-    assert observation.obs_dim(0) == 781
-    assert observation.obs_dim(15) == 796
+    assert observation.obs_dim(0) == 907
+    assert observation.obs_dim(20) == 927
     assert observation.layout_string(2).startswith("history:608,last_pitch:37,note_age:1,")
     assert observation.layout(3)[-1] == ("style", 3)
 
@@ -59,7 +59,7 @@ def test_empty_melody():
     assert s["pending_leap"].tolist() == [0, 0]
     assert s["bar_pos"].tolist() == onehot(16, 0)
     assert s["beat"].tolist() == onehot(4, 3)
-    assert s["phrase"].tolist() == onehot(4, 0)
+    assert s["phrase"].tolist() == onehot(8, 0)
     assert s["edges"].tolist() == [1, 0, 0]
     assert s["steps_left"].tolist() == onehot(17, 16) + [0.0]
     assert s["scale"].tolist() == [1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1]
@@ -96,7 +96,7 @@ def test_last_step_with_a_leap_down():
     assert s["pending_leap"].tolist() == [1, 0]
     assert s["note_age"].tolist() == [1 / 16]
     assert s["bar_pos"].tolist() == onehot(16, 15) and s["beat"].tolist() == onehot(4, 0)
-    assert s["phrase"].tolist() == onehot(4, 1)
+    assert s["phrase"].tolist() == onehot(8, 1)
     assert s["edges"].tolist() == [0, 1, 1]
     assert s["steps_left"].tolist() == onehot(17, 1) + [31 / 32]
     assert s["chord"][12:24].tolist() == onehot(12, 7)        # under G
@@ -119,6 +119,20 @@ def test_bass_in_three_four_minor():
     assert s["chord"][24:].tolist() == [1, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0]   # iv next
     assert s["last_interval"].tolist() == onehot(26, 12 - 5)
     np.testing.assert_allclose(s["stats"], [17 / 37, 12 / 37, 1, 1, 3 / 9, 0, 6 / 9, 2 / 8])
+
+
+def test_lookback_and_repeat_runs():
+    bar = [C4, H, E4, H, G4, H, H, H, A4, H, H, H, G4, H, H, H]
+    seq = bar + bar[:5]                                  # bar 2 repeats bar 1 so far
+    s = segments(observe(batch_of(seq, bars=6))[0])
+    lb = s["lookback"].reshape(3, 38)
+    assert lb[0].tolist() == onehot(38, H) and not lb[1].any() and not lb[2].any()   # bar[5] one bar back
+    assert s["repeating"].tolist() == [5 / 16, 0, 0, 1, 0, 0, 5 / 16, 0]
+    seq = bar * 4 + [C4, H, A4]                          # bar 5 starts like bar 1, then differs at its 3rd step
+    s = segments(observe(batch_of(seq, bars=6))[0])
+    assert [int(np.argmax(x)) for x in s["lookback"].reshape(3, 38)] == [H, H, H]
+    assert s["repeating"].tolist() == [0, 0, 0, 1, 1, 1, 1, 1]  # A4 strikes where E4 did: the rhythm run goes on
+    assert s["phrase"].tolist() == onehot(8, 4)
 
 
 # -------------------------------------------------- an independent plain reference
@@ -144,7 +158,7 @@ def reference_row(b: MelodyBatch, r: int) -> np.ndarray:
         parts += [onehot(26, 25), [0.0, 0.0]]
     cur = min(t, n - 1)
     bar = cur // spb
-    parts += [onehot(16, cur % spb), onehot(4, theory.beat_strength(cur % spb, ts)), onehot(4, bar % 4),
+    parts += [onehot(16, cur % spb), onehot(4, theory.beat_strength(cur % spb, ts)), onehot(8, bar % 8),
               [float(t == 0), float(bar == n // spb - 1), float(t == n - 1)], onehot(17, min(max(n - t, 0), 16)),
               [t / n], list(b.scale_mask[r]), list(b.chord_mask[r, cur]), onehot(12, int(b.chord_root[r, cur])),
               list(b.chord_mask[r, min((bar + 1) * spb, n - 1)]), onehot(2, int(b.role[r])),
@@ -153,6 +167,21 @@ def reference_row(b: MelodyBatch, r: int) -> np.ndarray:
     parts.append([max(p) / 37 if p else 0.0, min(p) / 37 if p else 0.0, float(bool(p) and p.count(max(p)) == 1),
                   float(bool(p) and p.count(min(p)) == 1), len(p) / max(t, 1), seq.count(0) / max(t, 1),
                   seq.count(1) / max(t, 1), len({x for x in seq[-8:] if x >= 2}) / 8])
+    for k in (1, 2, 4):  # lookback: the token k bars back at step t
+        src = t - k * spb
+        parts.append(onehot(38, seq[src]) if src >= 0 and t < n else [0.0] * 38)
+
+    def run(same) -> float:  # newest steps (up to 16) that match, counted back from t - 1
+        count = 0
+        for i in range(t - 1, max(t - 17, -1), -1):
+            if not same(i):
+                break
+            count += 1
+        return count / 16
+
+    parts.append([run(lambda i, k=k: i - k * spb >= 0 and seq[i] == seq[i - k * spb]) for k in (1, 2, 4)])
+    parts.append([float(t >= k * spb) for k in (1, 2, 4)])
+    parts.append([run(lambda i, k=k: i - k * spb >= 0 and (seq[i] >= 2) == (seq[i - k * spb] >= 2)) for k in (1, 2)])
     parts.append(list(b.style[r]))
     return np.array([x for part in parts for x in part], np.float32)
 
@@ -162,7 +191,7 @@ def random_batch(rng: np.random.Generator, size: int) -> MelodyBatch:
     for i in range(size):
         contexts.append(MelodyContext.from_music(
             key=int(rng.integers(12)), scale=theory.SCALE_NAMES[int(rng.integers(len(theory.SCALE_NAMES)))],
-            bars=int(rng.integers(1, 6)), time_signature=list(theory.TIME_SIGNATURES)[i % 4],
+            bars=int(rng.integers(1, 7)), time_signature=list(theory.TIME_SIGNATURES)[i % 4],
             role=tokens.ROLES[i % 2], style=styles.style_vector(styles.sample_style(rng))))
     return MelodyBatch.create(contexts)
 
@@ -179,7 +208,11 @@ def test_matches_plain_reference_at_every_step(seed):
         active = b.step < b.n_steps
         if not active.any():
             break
-        b.append(rng.choice(pool, size=b.size), active)
+        acts = rng.choice(pool, size=b.size)
+        back = b.step - b.steps_per_bar * rng.choice([1, 2, 4], size=b.size)  # often repeat an earlier bar
+        copy = (back >= 0) & (rng.random(b.size) < 0.5)
+        acts = np.where(copy, b.tokens[np.arange(b.size), np.maximum(back, 0)], acts)
+        b.append(acts, active)
 
 
 # ------------------------------------------------------ fast paths vs slow paths
@@ -288,7 +321,7 @@ def test_bad_batches():
         MelodyBatch.create([])
     a = MelodyContext.from_music(bars=2, style=FOLK)
     b = MelodyContext.from_music(bars=2, style=np.zeros(3, np.float32))
-    with pytest.raises(EngineError, match="mix style widths 15 and 3"):
+    with pytest.raises(EngineError, match="mix style widths 20 and 3"):
         MelodyBatch.create([a, b])
     with pytest.raises(EngineError, match="batch length 16 is shorter than the longest melody"):
         MelodyBatch.create([a], length=16)

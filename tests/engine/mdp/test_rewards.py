@@ -528,3 +528,49 @@ def test_custom_term_bad_output():
     finally:
         rewards.unregister_term("broken")
         rewards.unregister_term("nan_term")
+
+
+# ------------------------------------------------------------- structure terms
+
+BAR_A = [C4, H, E4, H, G4, H, H, H, E4, H, H, H, C4, H, H, H]
+BAR_B = [G4, H, H, H, E4, H, D4, H, C4, H, H, H, H, H, H, H]
+
+
+def per_bar(term: str, seq: list[int], bars: int) -> list[float]:
+    r = raw_of(term, seq, ctx(bars=bars))
+    return [round(float(r[b * 16:(b + 1) * 16].sum()), 3) for b in range(bars)]
+
+
+def test_bar_repeat_rewards_the_riff_and_charges_a_third_copy():
+    assert per_bar("bar_repeat", BAR_A + BAR_A + BAR_A + BAR_B, 4) == [0.0, 8.0, 7.0, 5.0]
+    # bar 4 (B) still matches A one or two bars back on 10 of 16 steps (the holds)
+
+
+def test_phrase_return_answers_bars_one_two_and_varies_the_end():
+    seq = BAR_A + BAR_B + BAR_B + BAR_B + BAR_A + BAR_B + BAR_B + BAR_A
+    assert per_bar("phrase_return", seq, 8) == [0, 0, 0, 0, 8.0, 8.0, -1.0, 0.0]  # bar 7 copies bar 3 whole
+    other = BAR_A + BAR_B + BAR_B + BAR_B + BAR_B + BAR_A + BAR_A + BAR_A
+    r = per_bar("phrase_return", other, 8)
+    assert r[4] < 8.0 and r[5] < 8.0
+
+
+def test_rhythm_motif_counts_onsets_against_one_or_two_bars_back():
+    busy = [C4, D4] * 8
+    # bar 2 strikes where bar 1 did on 5 of 16 steps; bar 3 strikes exactly as bar 1
+    assert per_bar("rhythm_motif", BAR_A + busy + BAR_A, 3) == [0.0, -1.5, 4.0]
+
+
+def test_phrase_cadence_lands_and_holds_at_phrase_ends():
+    hold = [C4, H, E4, H, D4, H, E4, H, C4] + [H] * 7       # C on the half bar of bar 4, then held
+    busy = [C4, H, E4, H, D4, H, E4, H, C4, D4, E4, D4, C4, H, H, H]
+    seq = BAR_A * 3
+    assert per_bar("phrase_cadence", seq + hold, 4)[3] == 1.0 + 7 * 0.25
+    assert per_bar("phrase_cadence", seq + busy, 4)[3] == 1.0 - 4 * 0.5 + 3 * 0.25
+    assert per_bar("phrase_cadence", seq + hold, 4)[:3] == [0, 0, 0]  # bars 1-3 end no phrase
+
+
+def test_crowding_charges_notes_beyond_six_a_bar():
+    busy = [C4, D4] * 8
+    assert per_bar("crowding", busy + BAR_A, 2) == [-10.0, 0.0]
+    r = raw_of("crowding", [C4] * 12, ctx(bars=1, ts=(3, 4)))       # 3/4: 12 steps, cap ceil(4.5) = 5
+    assert r.tolist() == [0.0] * 5 + [-1.0] * 7

@@ -41,8 +41,8 @@ def policy(model_path):
 # --------------------------------------------------------------- observations
 
 @pytest.mark.parametrize("ts", [(4, 4), (3, 4), (6, 8), (2, 4)])
-@pytest.mark.parametrize("bars", [1, 3])
-@pytest.mark.parametrize("n_rows", [1, 3, 41])  # per-row Python state below VECTOR_ROWS (40), arrays above
+@pytest.mark.parametrize("bars", [1, 3, 5])  # 5 bars: the 4-bar lookback comes into play
+@pytest.mark.parametrize("n_rows", [1, 3, 41])
 def test_builder_matches_observe_at_every_step(ts, bars, n_rows):
     rng = np.random.default_rng(bars * 10 + ts[0] + 100 * n_rows)
     sv = styles.style_vector(styles.parse_style("hook,density=-1"), TERMS)
@@ -53,12 +53,18 @@ def test_builder_matches_observe_at_every_step(ts, bars, n_rows):
     rows = ([lead, bass, lead] * 14)[:n_rows]
     builder = ObservationBuilder(rows)
     batch = observation.MelodyBatch.create(rows)
-    # a vocabulary that exercises holds after rests, repeated extremes and big leaps
+    # a vocabulary that exercises holds after rests, repeated extremes and big leaps; half
+    # the time a row repeats the bar before (or 4 bars before), so repeat runs grow
     vocab = np.array([0, 1, 1, 2, 14, 14, 16, 21, 26, 37, 9, 30])
     obs = builder.obs
+    spb = lead.steps_per_bar
     for t in range(lead.n_steps):
         np.testing.assert_array_equal(obs, observation.observe(batch), err_msg=f"step {t}")
         acts = rng.choice(vocab, size=len(rows))
+        for lag in (spb, 4 * spb):
+            if t >= lag:
+                copy = rng.random(len(rows)) < 0.4
+                acts = np.where(copy, batch.tokens[:, t - lag], acts)
         if t + 1 < lead.n_steps:
             batch.append(acts)
             obs = builder.append(acts)
