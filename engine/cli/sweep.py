@@ -36,14 +36,13 @@ import math
 import os
 import shutil
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from engine.cli.options import add_ray_options
 from engine.errors import EngineError
 from engine.music.clip import atomic_write
-from engine.scaleout import ScaleoutError, cluster_cpus, connect, node_id, require_ray
+from engine.scaleout import ScaleoutError, cluster_cpus, connect, node_id, read_spec, require_ray
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +90,7 @@ def load_sweep(path: str | Path, out: str | Path) -> SweepSpec:
     from engine.mdp.env import EnvConfig
 
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise _fail(path, f"cannot be read ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise _fail(path, f"is not valid TOML ({exc})") from None
-    unknown = sorted(set(doc) - set(TOP_KEYS))
-    if unknown:
-        raise _fail(path, f"unknown key {unknown[0]!r}: allowed are {', '.join(TOP_KEYS)}")
+    doc = read_spec(path, "sweep file", TOP_KEYS)
     if "preset" in doc and "config" in doc:
         raise _fail(path, "give preset or config, not both")
     mode = doc.get("mode", "max")

@@ -16,7 +16,9 @@ import contextlib
 import logging
 import os
 import socket
+import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from engine.errors import EngineError
@@ -31,6 +33,21 @@ INSTALL_HINT = "pip install 'qriff[ray]'"
 
 class ScaleoutError(EngineError):
     """Ray is missing, a cluster is unreachable, or a sweep/batch spec is invalid."""
+
+
+def read_spec(path: Path, what: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """The TOML table of a sweep file or batch spec (``what`` names it in errors), with
+    every top-level key checked against ``allowed``; raises :class:`ScaleoutError`."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ScaleoutError(f"{what} {str(path)!r}: cannot be read ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScaleoutError(f"{what} {str(path)!r}: is not valid TOML ({exc})") from None
+    unknown = sorted(set(doc) - set(allowed))
+    if unknown:
+        raise ScaleoutError(f"{what} {str(path)!r}: unknown key {unknown[0]!r}: allowed are {', '.join(allowed)}")
+    return doc
 
 
 def require_ray(flag: str = "this command") -> Any:

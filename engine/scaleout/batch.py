@@ -37,14 +37,13 @@ import json
 import re
 import tempfile
 import time
-import tomllib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from engine.errors import EngineError
 from engine.music.clip import atomic_write
-from engine.scaleout import ScaleoutError, connect, node_id
+from engine.scaleout import ScaleoutError, connect, node_id, read_spec
 
 TOP_KEYS = ("count", "seed", "presets", "format", "sample_rate", "bit_depth", "pad", "pianoroll", "instruments",
             "midi", "model", "setting")
@@ -108,15 +107,7 @@ def load_batch(path: str | Path) -> BatchSpec:
     from engine.runtime import Policy
 
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise _fail(path, f"cannot be read ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise _fail(path, f"is not valid TOML ({exc})") from None
-    unknown = sorted(set(doc) - set(TOP_KEYS))
-    if unknown:
-        raise _fail(path, f"unknown key {unknown[0]!r}: allowed are {', '.join(TOP_KEYS)}")
+    doc = read_spec(path, "batch spec", TOP_KEYS)
     count, seed = doc.get("count"), doc.get("seed", 0)
     if not isinstance(count, int) or not 1 <= count <= MAX_CLIPS:
         raise _fail(path, f"count {count!r} is not an integer 1-{MAX_CLIPS} (clips per setting)")
