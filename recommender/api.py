@@ -85,6 +85,10 @@ class Recommender:
             return
         self.scorer = Scorer(self.art.weights)
         self.track_ids = self.art.track_ids  # dense index -> catalog id (sorted, [0] = 0)
+        # catalog id -> dense index (0: newer than the model), one read per id where a binary search
+        # over track_ids would take ~16, most of them cache misses after the ALS scan
+        self._index_of = np.zeros(int(self.track_ids[-1]) + 1, np.int64)
+        self._index_of[self.track_ids] = np.arange(len(self.track_ids))
         self.users = {name: i for i, name in enumerate(self.art.user_names)}
         cc = CandidateConfig(**self.art.candidate_config)
         self.cand = Candidates.from_factors(cc, self.art.user_factors, self.art.item_factors)
@@ -110,14 +114,13 @@ class Recommender:
     def _dense(self, ids: list[int]) -> np.ndarray:
         """Dense model index per catalog id, 0 where the track is newer than the model."""
         a = np.asarray(ids, np.int64)
-        pos = np.searchsorted(self.track_ids, a)
-        pos = np.minimum(pos, len(self.track_ids) - 1)
-        return np.where(self.track_ids[pos] == a, pos, 0)
+        known = (a >= 0) & (a < len(self._index_of))
+        return self._index_of[np.where(known, a, 0)]
 
     def _vectors(self, ids: list[int]) -> np.ndarray:
         """Item vectors ``[len(ids), dim]``: trained ones, or from content features for new tracks."""
         dense = self._dense(ids)
-        vecs = self.scorer.item_vectors[dense].copy()
+        vecs = self.scorer.item_vectors[dense]  # indexing with an array copies
         new = np.flatnonzero(dense == 0)
         if len(new):
             feats = catalog.track_content(self.conn, [ids[i] for i in new])
@@ -164,18 +167,20 @@ class Recommender:
         """Dense indices of up to ``n_candidates`` candidates from the ALS factors."""
         dense = self._dense(items)
         dense = dense[dense > 0]
-        filt = np.array(sorted({int(d) for d in self._dense(list(exclude)) if d > 0}), np.int64)
+        excluded = self._dense(list(exclude))
+        filt = np.unique(excluded[excluded > 0])
         n = min(self.n_candidates, len(self.track_ids) - 1)
+        # implicit ranks the filtered items (and index 0, no track) last, so n more than them are not needed
+        no_track = np.concatenate([[0], filt])
         if user in self.users and len(dense) == len(items):
-            ids, _ = self.cand.recommend(self.users[user], self._empty_row, n + len(filt) + 1, filter_seen=False,
-                                         filter_items=filt if len(filt) else None)
+            ids, _ = self.cand.recommend(self.users[user], self._empty_row, n, filter_seen=False,
+                                         filter_items=no_track)
         elif len(dense):
             row = csr_matrix((np.ones(len(dense), np.float32), (np.zeros(len(dense), np.int64), dense)),
                              shape=(1, len(self.track_ids)))
             row.sum_duplicates()
             if self.cand.config.kind == "als":
-                ids, _ = self.cand.recommend_history(row, n + len(filt) + 1, filter_seen=False,
-                                                     filter_items=filt if len(filt) else None)
+                ids, _ = self.cand.recommend_history(row, n, filter_seen=False, filter_items=no_track)
             else:  # BPR cannot fold a user in: average the history's item factors
                 uvec = self.art.item_factors[dense].mean(0)
                 ids = np.argsort(-(self.art.item_factors @ uvec))[:n + len(filt) + 1]

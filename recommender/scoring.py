@@ -85,13 +85,29 @@ class Scorer:
         """Hidden states ``[T, d]`` for precomputed input gates ``gi [T, 3d]`` from ``h [d]``."""
         whh, bhh, d = self._whh_t[layer], self.w[f"gru.bias_hh_l{layer}"], self.dim
         out = np.empty((len(gi), d), np.float32)
-        tanh = np.tanh
+        # the same float32 operations as ``n = tanh(gi_n + r * (h @ W_hn + b_hn)); h = n + z * (h - n)``,
+        # written into buffers allocated once: per step the cost is numpy's call overhead, not arithmetic
+        gh, rz, n = np.empty(3 * d, np.float32), np.empty(2 * d, np.float32), np.empty(d, np.float32)
+        gh_rz, gh_n, r, z = gh[:2 * d], gh[2 * d:], rz[:d], rz[d:]
+        gi_rz, gi_n = gi[:, :2 * d], gi[:, 2 * d:]
+        tanh, add, mul, sub, dot = np.tanh, np.add, np.multiply, np.subtract, np.dot
+        prev = h
         for t in range(len(gi)):
-            gh = h @ whh + bhh
-            rz = tanh(0.5 * (gi[t, :2 * d] + gh[:2 * d])) * 0.5 + 0.5  # sigmoid of r and z at once
-            n = tanh(gi[t, 2 * d:] + rz[:d] * gh[2 * d:])
-            h = n + rz[d:] * (h - n)
-            out[t] = h
+            dot(prev, whh, out=gh)
+            add(gh, bhh, out=gh)
+            add(gi_rz[t], gh_rz, out=rz)  # sigmoid of r and z at once: tanh(x / 2) / 2 + 1/2
+            mul(rz, 0.5, out=rz)
+            tanh(rz, out=rz)
+            mul(rz, 0.5, out=rz)
+            add(rz, 0.5, out=rz)
+            mul(r, gh_n, out=n)
+            add(gi_n[t], n, out=n)
+            tanh(n, out=n)
+            h = out[t]
+            sub(prev, n, out=h)
+            mul(z, h, out=h)
+            add(n, h, out=h)
+            prev = h
         return out
 
     def _gru_pad_states(self) -> np.ndarray:
