@@ -211,10 +211,9 @@ class Recommender:
             v = self.art.item_factors[dense].mean(0)
         return normalised(v[None, :])[0]
 
-    def _rank(self, user: str | None, items: list[int], outs: list[int], cand: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
-        h = self.scorer.state(self._vectors(items), np.asarray(outs, np.int64), self._user_vector(user, items))
-        return self.scorer.scores(h, cand)
+    def _state(self, user: str | None, items: list[int], outs: list[int]) -> np.ndarray:
+        """The DQN state ``[dim]`` after the history (and the listener's taste)."""
+        return self.scorer.state(self._vectors(items), np.asarray(outs, np.int64), self._user_vector(user, items))
 
     def _tracks(self, dense_or_ids: np.ndarray, scores: np.ndarray, dense: bool = True) -> list[catalog.Track]:
         ids = [int(i) for i in (self.track_ids[dense_or_ids] if dense else dense_or_ids)]
@@ -238,8 +237,9 @@ class Recommender:
             top = self._popular[:n]
             top = top[top > 0]
             return Recommendation(user, self._tracks(top, self.art.popularity[top]), True, source, warnings)
+        h = self._state(user, items, outs)  # before the ALS scan, which leaves the CPU caches cold
         cand = self._candidates(user, items, set(items))
-        scores, _ = self._rank(user, items, outs, cand)
+        scores = self.scorer.rank_scores(h, cand)
         order = np.argsort(-scores, kind="stable")[:n]
         return Recommendation(user, self._tracks(cand[order], scores[order]), cold, source, warnings)
 

@@ -193,6 +193,12 @@ class Scorer:
         """Supervised next-item logits ``[K]`` (same arguments as :meth:`q_values`, SQN biases)."""
         return (h @ self.w["s_proj.weight"].T + self.w["s_proj.bias"]) @ vecs.T + bias
 
+    def rank_scores(self, h: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """The ranking scores ``[K]`` of :meth:`scores` alone (Q-values only computed when they rank)."""
+        if self.rank_by != "sqn":
+            return self.scores(h, idx)[0]
+        return self.sqn_logits(h, self.item_vectors[idx], self.w["s_bias"][idx])
+
     def scores(self, h: np.ndarray, idx: np.ndarray, extra_vecs: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """``(rank_scores [K], q [K])`` for trained-catalog indices ``idx [K]`` (plus ``extra_vecs [E, dim]``
