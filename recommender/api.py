@@ -163,12 +163,13 @@ class Recommender:
         source = "model" if known else ("history" if items else "popularity")
         return user, items, outs, cold, source, warnings
 
-    def _candidates(self, user: str | None, items: list[int], exclude: set[int]) -> np.ndarray:
-        """Dense indices of up to ``n_candidates`` candidates from the ALS factors."""
+    def _candidates(self, user: str | None, items: list[int], exclude_last: int | None = None) -> np.ndarray:
+        """Dense indices of up to ``n_candidates`` candidates from the ALS factors, none of the history's
+        tracks (only its last ``exclude_last`` when given)."""
         dense = self._dense(items)
-        dense = dense[dense > 0]
-        excluded = self._dense(list(exclude))
+        excluded = dense if exclude_last is None else dense[-exclude_last:] if exclude_last else dense[:0]
         filt = np.unique(excluded[excluded > 0])
+        dense = dense[dense > 0]
         n = min(self.n_candidates, len(self.track_ids) - 1)
         # implicit ranks the filtered items (and index 0, no track) last, so n more than them are not needed
         no_track = np.concatenate([[0], filt])
@@ -238,7 +239,7 @@ class Recommender:
             top = top[top > 0]
             return Recommendation(user, self._tracks(top, self.art.popularity[top]), True, source, warnings)
         h = self._state(user, items, outs)  # before the ALS scan, which leaves the CPU caches cold
-        cand = self._candidates(user, items, set(items))
+        cand = self._candidates(user, items)
         scores = self.scorer.rank_scores(h, cand)
         order = np.argsort(-scores, kind="stable")[:n]
         return Recommendation(user, self._tracks(cand[order], scores[order]), cold, source, warnings)
@@ -253,9 +254,9 @@ class Recommender:
         self._need_model()
         _check_n("steps", steps, MAX_STEPS)
         user, items, outs, cold, source, warnings = self._context(user, history)
-        cand = self._candidates(user, items, set(items))
+        cand = self._candidates(user, items)
         if len(cand) < steps:  # a small catalog: let older history back in
-            cand = self._candidates(user, items, set(items[-5:]))
+            cand = self._candidates(user, items, exclude_last=5)
         picks, scores = [], []
         available = np.ones(len(cand), bool)
         uvec = self._user_vector(user, items)  # taste, fixed for the playlist; the history grows

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.special import erf
+from scipy.special import erf, expit
 
 from recommender.errors import ModelMissingError
 
@@ -85,8 +85,9 @@ class Scorer:
         """Hidden states ``[T, d]`` for precomputed input gates ``gi [T, 3d]`` from ``h [d]``."""
         whh, bhh, d = self._whh_t[layer], self.w[f"gru.bias_hh_l{layer}"], self.dim
         out = np.empty((len(gi), d), np.float32)
-        # the same float32 operations as ``n = tanh(gi_n + r * (h @ W_hn + b_hn)); h = n + z * (h - n)``,
-        # written into buffers allocated once: per step the cost is numpy's call overhead, not arithmetic
+        # r, z = sigmoid(gi_rz + h @ W_hrz + b_hrz); n = tanh(gi_n + r * (h @ W_hn + b_hn)); h = n + z * (h - n),
+        # written into buffers allocated once: per step the cost is numpy's call overhead, not arithmetic,
+        # so each step is as few calls as it can be
         gh, rz, n = np.empty(3 * d, np.float32), np.empty(2 * d, np.float32), np.empty(d, np.float32)
         gh_rz, gh_n, r, z = gh[:2 * d], gh[2 * d:], rz[:d], rz[d:]
         gi_rz, gi_n = gi[:, :2 * d], gi[:, 2 * d:]
@@ -95,11 +96,8 @@ class Scorer:
         for t in range(len(gi)):
             dot(prev, whh, out=gh)
             add(gh, bhh, out=gh)
-            add(gi_rz[t], gh_rz, out=rz)  # sigmoid of r and z at once: tanh(x / 2) / 2 + 1/2
-            mul(rz, 0.5, out=rz)
-            tanh(rz, out=rz)
-            mul(rz, 0.5, out=rz)
-            add(rz, 0.5, out=rz)
+            add(gi_rz[t], gh_rz, out=rz)
+            expit(rz, out=rz)  # sigmoid of r and z at once
             mul(r, gh_n, out=n)
             add(gi_n[t], n, out=n)
             tanh(n, out=n)
