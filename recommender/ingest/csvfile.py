@@ -56,6 +56,7 @@ def read(fh: IO[str], default_user: str, rule: rewards.OutcomeRule) -> Iterator[
     width = len(header)
     tag_cache: dict[str, str] = {}
     last_line = 1
+    last_pos = _position(fh)
     while True:
         rows = list(islice(reader, CHUNK))
         if not rows:
@@ -68,22 +69,22 @@ def read(fh: IO[str], default_user: str, rule: rewards.OutcomeRule) -> Iterator[
         last_line = reader.line_num
         batch = _columns(rows, starts, width, iu, ii, it, opt, default_user, rule, tag_cache)
         if batch is not None:
-            yield starts[0], batch, _consumed(fh, rows)
+            pos = _position(fh)
+            consumed = pos - last_pos if pos >= 0 else sum(map(len, map(",".join, rows))) + len(rows)
+            last_pos = pos
+            yield starts[0], batch, consumed
             continue
         for line_no, row in zip(starts, rows):
             yield line_no, *_row(row, width, iu, ii, it, opt, text_cols, default_user, rule, tag_cache)
 
 
-def _consumed(fh: IO[str], rows: list[list[str]]) -> int:
-    """Bytes read so far for the progress bar (the binary file's position, known to within its buffer),
-    or the chunk's characters where the text has no binary file under it."""
+def _position(fh: IO[str]) -> int:
+    """Bytes read so far, for the progress bar (the binary file's position, exact to within its
+    read-ahead buffer), or -1 where the text has no binary file under it."""
     try:
-        pos = fh.buffer.tell()  # type: ignore[attr-defined]
+        return fh.buffer.tell()  # type: ignore[attr-defined]
     except (AttributeError, OSError, ValueError):
-        return sum(map(len, map(",".join, rows))) + len(rows)
-    seen = getattr(fh, "_qriff_seen", 0)
-    fh._qriff_seen = pos  # type: ignore[attr-defined]
-    return pos - seen
+        return -1
 
 
 def _tags(raw: str, cache: dict[str, str]) -> str:
