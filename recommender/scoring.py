@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.special import erf
+from scipy.special import erf, expit
 
 from recommender.errors import ModelMissingError
 
@@ -85,13 +85,27 @@ class Scorer:
         """Hidden states ``[T, d]`` for precomputed input gates ``gi [T, 3d]`` from ``h [d]``."""
         whh, bhh, d = self._whh_t[layer], self.w[f"gru.bias_hh_l{layer}"], self.dim
         out = np.empty((len(gi), d), np.float32)
-        tanh = np.tanh
+        # r, z = sigmoid(gi_rz + h @ W_hrz + b_hrz); n = tanh(gi_n + r * (h @ W_hn + b_hn)); h = n + z * (h - n),
+        # written into buffers allocated once: per step the cost is numpy's call overhead, not arithmetic,
+        # so each step is as few calls as it can be
+        gh, rz, n = np.empty(3 * d, np.float32), np.empty(2 * d, np.float32), np.empty(d, np.float32)
+        gh_rz, gh_n, r, z = gh[:2 * d], gh[2 * d:], rz[:d], rz[d:]
+        gi_rz, gi_n = gi[:, :2 * d], gi[:, 2 * d:]
+        tanh, add, mul, sub, dot = np.tanh, np.add, np.multiply, np.subtract, np.dot
+        prev = h
         for t in range(len(gi)):
-            gh = h @ whh + bhh
-            rz = tanh(0.5 * (gi[t, :2 * d] + gh[:2 * d])) * 0.5 + 0.5  # sigmoid of r and z at once
-            n = tanh(gi[t, 2 * d:] + rz[:d] * gh[2 * d:])
-            h = n + rz[d:] * (h - n)
-            out[t] = h
+            dot(prev, whh, out=gh)
+            add(gh, bhh, out=gh)
+            add(gi_rz[t], gh_rz, out=rz)
+            expit(rz, out=rz)  # sigmoid of r and z at once
+            mul(r, gh_n, out=n)
+            add(gi_n[t], n, out=n)
+            tanh(n, out=n)
+            h = out[t]
+            sub(prev, n, out=h)
+            mul(z, h, out=h)
+            add(n, h, out=h)
+            prev = h
         return out
 
     def _gru_pad_states(self) -> np.ndarray:
@@ -176,6 +190,12 @@ class Scorer:
     def sqn_logits(self, h: np.ndarray, vecs: np.ndarray, bias: np.ndarray) -> np.ndarray:
         """Supervised next-item logits ``[K]`` (same arguments as :meth:`q_values`, SQN biases)."""
         return (h @ self.w["s_proj.weight"].T + self.w["s_proj.bias"]) @ vecs.T + bias
+
+    def rank_scores(self, h: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """The ranking scores ``[K]`` of :meth:`scores` alone (Q-values only computed when they rank)."""
+        if self.rank_by != "sqn":
+            return self.scores(h, idx)[0]
+        return self.sqn_logits(h, self.item_vectors[idx], self.w["s_bias"][idx])
 
     def scores(self, h: np.ndarray, idx: np.ndarray, extra_vecs: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:

@@ -56,6 +56,7 @@ def read(fh: IO[str], default_user: str, rule: rewards.OutcomeRule) -> Iterator[
     width = len(header)
     tag_cache: dict[str, str] = {}
     last_line = 1
+    last_pos = _position(fh)
     while True:
         rows = list(islice(reader, CHUNK))
         if not rows:
@@ -68,10 +69,22 @@ def read(fh: IO[str], default_user: str, rule: rewards.OutcomeRule) -> Iterator[
         last_line = reader.line_num
         batch = _columns(rows, starts, width, iu, ii, it, opt, default_user, rule, tag_cache)
         if batch is not None:
-            yield starts[0], batch, sum(map(len, map(",".join, rows))) + len(rows)
+            pos = _position(fh)
+            consumed = pos - last_pos if pos >= 0 else sum(map(len, map(",".join, rows))) + len(rows)
+            last_pos = pos
+            yield starts[0], batch, consumed
             continue
         for line_no, row in zip(starts, rows):
             yield line_no, *_row(row, width, iu, ii, it, opt, text_cols, default_user, rule, tag_cache)
+
+
+def _position(fh: IO[str]) -> int:
+    """Bytes read so far, for the progress bar (the binary file's position, exact to within its
+    read-ahead buffer), or -1 where the text has no binary file under it."""
+    try:
+        return fh.buffer.tell()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return -1
 
 
 def _tags(raw: str, cache: dict[str, str]) -> str:
@@ -169,9 +182,19 @@ def _columns(rows: list[list[str]], starts: list[int], width: int, iu: int, ii: 
     def text(name: str) -> list[str]:
         return list(map(str.strip, cols[opt[name]])) if opt[name] is not None else [""] * n
 
-    titles = [t or i for t, i in zip(text("title"), items)]
-    tags = [_tags(raw, tag_cache) for raw in text("tags")] if opt["tags"] is not None else [""] * n
-    users = [u or default_user for u in map(str.strip, cols[iu])]
+    titles = text("title")
+    if "" in titles:
+        titles = [t or i for t, i in zip(titles, items)]
+    if opt["tags"] is not None:
+        raw_tags = text("tags")
+        for raw in set(raw_tags).difference(tag_cache):
+            _tags(raw, tag_cache)
+        tags = list(map(tag_cache.__getitem__, raw_tags))
+    else:
+        tags = [""] * n
+    users = list(map(str.strip, cols[iu]))
+    if "" in users:
+        users = [u or default_user for u in users]
     return Batch(users, ["i:" + i for i in items], titles, text("artist"), text("album"), tags, _ints(duration),
                  ts.tolist(), _ints(ms), outcome.tolist(), starts)
 

@@ -221,3 +221,62 @@ def test_csv_line_numbers_count_line_breaks_inside_quoted_fields(tmp_path):
     assert (rep.rows_in, rep.stored, rep.rejected) == (4, 2, 2)
     lines = {reason.split(" ")[0]: v for reason, v in rep.lines.items()}
     assert lines == {"bad": [4], "empty": [8]}
+
+
+def _stored(db):
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT u.name, t.key, t.title, t.artist, t.album, e.ts, e.ms_played, e.outcome FROM events e "
+                        "JOIN users u ON u.id = e.user_id JOIN tracks t ON t.id = e.track_id "
+                        "ORDER BY e.ts, t.key").fetchall()
+    conn.close()
+    return rows
+
+
+def test_spotify_column_path_stores_what_the_row_path_stores(tmp_path, monkeypatch):
+    """A whole file decoded at once and converted column by column agrees with the object-at-a-time
+    path on every stored value, rejection reason and line number."""
+    from recommender.ingest import spotify
+
+    rng = np.random.default_rng(0)
+    plays = []
+    for k in range(300):
+        plays.append({"ts": f"2023-03-{1 + k % 28:02d}T{k % 24:02d}:{k % 60:02d}:07Z", "platform": "Linux",
+                      "ms_played": int(rng.integers(0, 300_000)), "master_metadata_track_name": f"Song {k % 41}",
+                      "master_metadata_album_artist_name": ["Elis Regina", "Tom Jobim", "Nara Leão"][k % 3],
+                      "master_metadata_album_album_name": None if k % 7 == 0 else f"Album {k % 5}",
+                      "reason_end": ["trackdone", "fwdbtn", None, "endplay"][k % 4],
+                      "skipped": [None, True, False][k % 3], "spotify_episode_uri": None,
+                      **({"username": f"user{k % 4}"} if k % 2 else {})})
+    path = tmp_path / "Streaming_History_Audio_2023.json"
+    path.write_text("[\n" + ",\n".join("  " + json.dumps(p, indent=None) for p in plays) + "\n]\n")
+    for name, plain in (("chunks", path), ("with-rejections", None)):
+        if plain is None:  # a podcast and a bad time in the middle: that chunk goes row by row
+            plays[100] = {**plays[100], "master_metadata_track_name": None, "spotify_episode_uri": "spotify:e:1"}
+            plays[200] = {**plays[200], "ts": "yesterday"}
+            path = tmp_path / "rejects.json"
+            path.write_text("[\n" + ",\n".join("  " + json.dumps(p) for p in plays) + "\n]\n")
+        batches: list = []
+
+        def spy(*a, batches=batches, real=spotify._columns, **k):
+            batches.append(real(*a, **k))
+            return batches[-1]
+
+        monkeypatch.setattr(spotify, "_columns", spy)
+        (fast,) = ingest_files(tmp_path / f"fast-{name}.db", [path], progress=False)
+        assert any(b is not None for b in batches) == (plain is not None)
+        monkeypatch.setattr(spotify, "_whole", lambda text: (None, []))  # the object-at-a-time reader
+        (slow,) = ingest_files(tmp_path / f"slow-{name}.db", [path], progress=False)
+        monkeypatch.undo()
+        assert (fast.rows_in, fast.stored, fast.lines) == (slow.rows_in, slow.stored, slow.lines)
+        assert _stored(tmp_path / f"fast-{name}.db") == _stored(tmp_path / f"slow-{name}.db")
+    assert {r.split(" ")[0]: v for r, v in fast.lines.items()} == {"not": [102], "bad": [202]}
+
+
+def test_spotify_brace_inside_a_string_keeps_line_numbers(tmp_path):
+    path = tmp_path / "braces.json"
+    path.write_text('[\n  {"ts": "2023-03-01T08:02:11Z", "ms_played": 1000, "master_metadata_track_name": "{Untitled}",'
+                    ' "master_metadata_album_artist_name": "Sigur Rós"},\n'
+                    '  {"ts": "2023-03-01T08:06:02Z", "ms_played": -5, "master_metadata_track_name": "Hoppípolla",'
+                    ' "master_metadata_album_artist_name": "Sigur Rós"}\n]\n')
+    (rep,) = ingest_files(tmp_path / "db", [path], progress=False)
+    assert (rep.rows_in, rep.stored) == (2, 1) and list(rep.lines.values()) == [[3]]
