@@ -50,6 +50,9 @@ def _rank(rank: int, world: int, store: str, out: str) -> None:
         tr.step(torch.from_numpy(tr.win_items[idx]), torch.from_numpy(tr.win_outs[idx]),
                 torch.from_numpy(tr.win_ends[idx]), tr.user_feats[torch.from_numpy(tr.win_users[idx])])
         torch.save({k: p.grad for k, p in tr.net.named_parameters() if p.grad is not None}, f"{out}.{rank}")
+        # Both ranks leave the group together: a rank that tears gloo down while the other
+        # is still inside it can abort the other ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
