@@ -157,9 +157,7 @@ def load_sweep(path: str | Path, out: str | Path) -> SweepSpec:
             try:
                 cfg = build_config(args)
                 EnvConfig(**{k: _tupled(v) for k, v in cfg.env.items()}).validated()
-            except (TrainError, ScaleoutError) as exc:
-                raise _fail(path, f"{name} ({_describe(point, seed)}): {exc}") from None
-            except EngineError as exc:  # EnvConfig and style errors name the bad field
+            except EngineError as exc:  # TrainError, and EnvConfig and style errors, name the bad field
                 raise _fail(path, f"{name} ({_describe(point, seed)}): {exc}") from None
             trials.append(Trial(name=name, params={**point, "seed": seed}, config=cfg.to_dict(), command=cfg.command))
     metric = doc.get("metric")
