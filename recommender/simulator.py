@@ -319,8 +319,7 @@ class LogSimulator:
 
     def leave_probability(self, completed: int, position: int) -> float:
         """P(the listener leaves after the track at 0-based ``position`` of the session), by its outcome."""
-        p = np.asarray(self.p_leave, np.float64).reshape(2, -1)
-        return float(p[completed, int(np.searchsorted(LEAVE_BUCKETS, position, side="right"))])
+        return float(self.p_leave[completed, int(np.searchsorted(LEAVE_BUCKETS, position, side="right"))])
 
     def rollout(self, policy: Policy, history: Interactions, steps: int = 20, users: np.ndarray | None = None,
                 seed: int = 123) -> tuple[np.ndarray, np.ndarray]:
@@ -350,7 +349,7 @@ class LogSimulator:
         return {"coefficients": dict(zip(COEF_NAMES, (round(float(c), 4) for c in self.coef))),
                 "p_leave": {f"after a {kind}, tracks {_bucket_name(j)}": round(float(v), 4)
                             for i, kind in enumerate(("skip", "completion"))
-                            for j, v in enumerate(np.asarray(self.p_leave).reshape(2, -1)[i])},
+                            for j, v in enumerate(self.p_leave[i])},
                 "calibration": self.calibration}
 
 
