@@ -460,12 +460,12 @@ def fit_simulator(data: Interactions, config: FitConfig = FitConfig(), steps: in
             p_leave[v, j] = float(ends[m].mean()) if m.any() else float(ends[fit & known].mean())
     sim = LogSimulator(np.asarray(U, np.float64), np.asarray(V, np.float64), item_logit, vecs, coef, p_leave, c,
                        scale)
-    sim.calibration = _calibrate(sim, data, held & known, x, y, sess_id, held, ends)
+    sim.calibration = _calibrate(sim, held & known, x, y, sess_id, held)
     return sim
 
 
-def _calibrate(sim: LogSimulator, data: Interactions, sel: np.ndarray, x: np.ndarray, y: np.ndarray,
-               sess_id: np.ndarray, held: np.ndarray, ends: np.ndarray) -> dict[str, float]:
+def _calibrate(sim: LogSimulator, sel: np.ndarray, x: np.ndarray, y: np.ndarray, sess_id: np.ndarray,
+               held: np.ndarray) -> dict[str, float]:
     """Held-out sessions, real vs simulated: skip rate of the logged tracks, and session length
     (the simulated listener hears the logged tracks, and leaves as the fitted model says)."""
     out: dict[str, float] = {"held_out_sessions": int(len(np.unique(sess_id[held]))), "held_out_events": int(sel.sum())}
