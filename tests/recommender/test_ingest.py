@@ -178,6 +178,16 @@ def test_large_file_progress_accounting(tmp_path):
     assert rep.rows_in == 30_001 and rep.stored == 30_000 and rep.lines[next(iter(rep.reasons))] == [501]
 
 
+def _stored(db, track_columns="t.title, t.artist, t.album"):
+    """Every stored event as (user, track key, ``track_columns``..., ts, ms_played, outcome), in time order."""
+    conn = sqlite3.connect(db)
+    rows = conn.execute(f"SELECT u.name, t.key, {track_columns}, e.ts, e.ms_played, e.outcome FROM events e "
+                        "JOIN users u ON u.id = e.user_id JOIN tracks t ON t.id = e.track_id "
+                        "ORDER BY e.ts, t.key").fetchall()
+    conn.close()
+    return rows
+
+
 def test_column_wise_csv_chunks_store_what_the_row_by_row_path_stores(tmp_path, monkeypatch):
     """The fast path (a clean chunk converted column by column) and the row-by-row path agree on
     every stored value and outcome."""
@@ -194,14 +204,6 @@ def test_column_wise_csv_chunks_store_what_the_row_by_row_path_stores(tmp_path, 
     path = tmp_path / "plays.csv"
     path.write_text("\n".join(lines) + "\n")
 
-    def stored(db):
-        conn = sqlite3.connect(db)
-        rows = conn.execute("SELECT u.name, t.key, t.title, t.artist, t.tags, t.duration_ms, e.ts, e.ms_played, "
-                            "e.outcome FROM events e JOIN users u ON u.id = e.user_id JOIN tracks t ON t.id = "
-                            "e.track_id ORDER BY e.ts, t.key").fetchall()
-        conn.close()
-        return rows
-
     real, batches = csvfile._columns, []
     monkeypatch.setattr(csvfile, "_columns", lambda *a, **k: batches.append(real(*a, **k)) or batches[-1])
     (fast,) = ingest_files(tmp_path / "fast.db", [path], progress=False)
@@ -209,7 +211,8 @@ def test_column_wise_csv_chunks_store_what_the_row_by_row_path_stores(tmp_path, 
     monkeypatch.setattr(csvfile, "_columns", lambda *a, **k: None)
     (slow,) = ingest_files(tmp_path / "slow.db", [path], progress=False)
     assert fast.rows_in == slow.rows_in == 500 and fast.stored == slow.stored == 500
-    a, b = stored(tmp_path / "fast.db"), stored(tmp_path / "slow.db")
+    cols = "t.title, t.artist, t.tags, t.duration_ms"
+    a, b = _stored(tmp_path / "fast.db", cols), _stored(tmp_path / "slow.db", cols)
     assert a == b and len({r[-1] for r in a}) == 2  # both outcomes occur
 
 
@@ -221,15 +224,6 @@ def test_csv_line_numbers_count_line_breaks_inside_quoted_fields(tmp_path):
     assert (rep.rows_in, rep.stored, rep.rejected) == (4, 2, 2)
     lines = {reason.split(" ")[0]: v for reason, v in rep.lines.items()}
     assert lines == {"bad": [4], "empty": [8]}
-
-
-def _stored(db):
-    conn = sqlite3.connect(db)
-    rows = conn.execute("SELECT u.name, t.key, t.title, t.artist, t.album, e.ts, e.ms_played, e.outcome FROM events e "
-                        "JOIN users u ON u.id = e.user_id JOIN tracks t ON t.id = e.track_id "
-                        "ORDER BY e.ts, t.key").fetchall()
-    conn.close()
-    return rows
 
 
 def test_spotify_column_path_stores_what_the_row_path_stores(tmp_path, monkeypatch):
