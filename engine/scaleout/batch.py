@@ -43,7 +43,7 @@ from typing import Any
 
 from engine.errors import EngineError
 from engine.music.clip import atomic_write
-from engine.scaleout import ScaleoutError, connect, node_id, read_spec
+from engine.scaleout import ScaleoutError, cluster_cpus, connect, node_id, read_spec
 
 TOP_KEYS = ("count", "seed", "presets", "format", "sample_rate", "bit_depth", "pad", "pianoroll", "instruments",
             "midi", "model", "setting")
@@ -252,12 +252,11 @@ def run_batch(spec: BatchSpec, out: str | Path, *, address: str | None = None, w
     try:
         if local:
             for unit in todo:
-                rows[unit] = _store(out, unit, spec.job(unit), make_unit(spec.job(unit), unit))
+                job = spec.job(unit)
+                rows[unit] = _store(out, unit, job, make_unit(job, unit))
                 bar.update(1)
         elif todo:
             with connect(address, workers) as ray:
-                from engine.scaleout import cluster_cpus
-
                 def stored(unit: Unit, made: dict[str, Any]) -> None:
                     rows[unit] = _store(out, unit, spec.job(unit), made)
                     bar.update(1)
