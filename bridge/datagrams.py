@@ -45,7 +45,6 @@ MAX_INCOMING = 8192
 MAX_BUNDLE_DEPTH = 4
 MAX_MESSAGES = 64
 
-_BUNDLE_TAG = b"#bundle\x00"
 _INT = struct.Struct(">i")
 
 #: OSC type tags python-osc parses (and so the bridge accepts); ``[`` ``]`` delimit arrays.
@@ -229,15 +228,6 @@ def encode(address: str, args: Sequence[Any] = (), tags: str | None = None) -> b
         return builder.build().dgram
     except BuildError as exc:
         raise ValueError(f"cannot build {address}: {exc}") from None
-
-
-def encode_bundle(messages: Sequence[bytes]) -> bytes:
-    """A bundle (time tag "immediately") holding already encoded messages."""
-    parts = [_BUNDLE_TAG, struct.pack(">q", 1)]
-    for m in messages:
-        parts.append(_INT.pack(len(m)))
-        parts.append(m)
-    return b"".join(parts)
 
 
 # ------------------------------------------------------------------------ chunking

@@ -89,16 +89,18 @@ class Delivery:
         """Send ``address rid args...``; the id keeps the OSC type it arrived with."""
         if tags is None:
             tags = "".join(tag_of(a) for a in args)
-        self.sendto(encode(address, (rid, *args), rtag + tags), dest)
+        self.send([encode(address, (rid, *args), rtag + tags)], dest)
 
-    def sendto(self, data: bytes, dest: Address) -> None:
+    def send(self, datagrams: list[bytes], dest: Address) -> None:
+        """Send ``datagrams`` to ``dest`` back to back (:func:`~bridge.transport.send_burst`); failures are logged."""
         sock = self.sock
         if sock is None:
             return
         try:
-            sock.sendto(data, dest)
+            send_burst(sock, datagrams, dest)
         except OSError as exc:  # an unreachable requester must not take the server down
-            log.warning("cannot send %d bytes to %s:%d: %s", len(data), dest[0], dest[1], exc)
+            log.warning("cannot send %d datagrams (%d bytes) to %s:%d: %s", len(datagrams),
+                        sum(map(len, datagrams)), dest[0], dest[1], exc)
 
     def error(self, dest: Address, rid: Any, rtag: str, code: str, message: str) -> None:
         """``/qriff/error id code message``, the message cut to fit one datagram of MAX_DATAGRAM bytes."""
@@ -214,12 +216,7 @@ class Delivery:
                     flat += (int(n.pitch), float(n.start), float(n.duration), int(n.velocity))
                 burst.append(encode(f"{PREFIX}/clip/notes", flat, rtag + "iffi" * len(part)))
         burst.append(encode(f"{PREFIX}/clip/end", (rid, variation, total, str(midi), str(data)), rtag + "iiss"))
-        sock = self.sock
-        if sock is not None:
-            try:
-                send_burst(sock, burst, job.dest)
-            except OSError as exc:  # an unreachable requester must not take the server down
-                log.warning("cannot send %d datagrams to %s:%d: %s", len(burst), job.dest[0], job.dest[1], exc)
+        self.send(burst, job.dest)
         return f"{stem}.json", seconds
 
     # ------------------------------------------------------------ Live, render

@@ -101,13 +101,7 @@ def reply_port_of(msg: Message) -> int | None:
     method = protocol.method(msg.address)
     if method is not None and method.options:
         return _find_reply_port(args[1:])
-    if len(args) >= 3 and isinstance(args[-2], str) and args[-2].strip().lower() == "reply_port" \
-            and not msg.address.startswith(f"{PREFIX}/set/"):
-        try:
-            return protocol.as_int("reply_port", args[-1], 1, 65535)
-        except BridgeError:
-            return None
-    return None
+    return _port(args[-1]) if _trailing_reply_port(msg) else None
 
 
 def split_request(msg: Message) -> tuple[Any, str, list[Any]]:
@@ -116,8 +110,7 @@ def split_request(msg: Message) -> tuple[Any, str, list[Any]]:
     RequestError when the id is missing or of an unusable type.
     """
     args, tags = list(msg.args), msg.tags
-    if protocol.method(msg.address) is None and len(args) >= 3 and isinstance(args[-2], str) \
-            and args[-2].strip().lower() == "reply_port" and not msg.address.startswith(f"{PREFIX}/set/"):
+    if protocol.method(msg.address) is None and _trailing_reply_port(msg):
         args, tags = args[:-2], tags[:-2]
     rid, rtag = protocol.check_request_id(msg.address, args, tags)
     return rid, rtag, args[1:]
@@ -129,12 +122,24 @@ def options_of(address: str, args: Sequence[Any]) -> dict[str, Any]:
     return protocol.parse_options(address, args, method.options) if method is not None else {}
 
 
+def _trailing_reply_port(msg: Message) -> bool:
+    """Whether the message ends in ``reply_port N`` after its id (a ``/qriff/set/`` value never counts)."""
+    args = msg.args
+    return len(args) >= 3 and isinstance(args[-2], str) and args[-2].strip().lower() == "reply_port" \
+        and not msg.address.startswith(f"{PREFIX}/set/")
+
+
 def _find_reply_port(pairs: Sequence[Any]) -> int | None:
     for i in range(0, len(pairs) - 1, 2):
         name = pairs[i]
         if isinstance(name, str) and name.strip().lower() == "reply_port":
-            try:
-                return protocol.as_int("reply_port", pairs[i + 1], 1, 65535)
-            except BridgeError:
-                return None
+            return _port(pairs[i + 1])
     return None
+
+
+def _port(value: Any) -> int | None:
+    """``value`` as a reply port 1-65535, or None when it is not one."""
+    try:
+        return protocol.as_int("reply_port", value, 1, 65535)
+    except BridgeError:
+        return None

@@ -179,8 +179,9 @@ class Workers:
         seed = self._new_seed(total)
         t0 = time.perf_counter()
         clips = self._clips(batch[0].params, total, seed)
+        generate_s = time.perf_counter() - t0
         for job in batch:
-            job.started, job.generate_s = t0, time.perf_counter() - t0
+            job.started, job.generate_s = t0, generate_s
         log.debug("batched %d generate requests (%d clips)", len(batch), total)
         start = 0
         for job in batch:

@@ -525,13 +525,15 @@ def parse_options(address: str, args: Sequence[Any], allowed: Sequence[str]) -> 
             raise RequestError(f"{address}: option name {raw_name!r} at position {i + 1} is not a string "
                                f"(allowed keys: {', '.join(allowed)})")
         name = raw_name.strip().lower()
-        name = {"count": "variations", "time-signature": "time_signature", "timesig": "time_signature"}.get(name, name)
+        name = _OPTION_ALIASES.get(name, name)
         if name not in allowed:
             raise RequestError(f"{address}: option {raw_name!r} is not known (allowed keys: {', '.join(allowed)})")
         out[name] = _OPTION_PARSERS[name](value)
     return out
 
 
+#: Other spellings of option names accepted by :func:`parse_options`.
+_OPTION_ALIASES = {"count": "variations", "time-signature": "time_signature", "timesig": "time_signature"}
 _OPTION_PARSERS: dict[str, Callable[[Any], Any]] = {p.name: p.parse for p in PROPERTIES_RW if p.parse is not None}
 _OPTION_PARSERS.update({
     "primer": parse_clip_name,

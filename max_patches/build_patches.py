@@ -1,9 +1,10 @@
-"""Write ``qriff.maxpat`` (Max/MSP) and ``qriff.pd`` (Pure Data vanilla) from one layout.
+"""Write ``qriff.maxpat`` (Max/MSP), ``qriff_m4l.maxpat`` (its Max for Live device variant)
+and ``qriff.pd`` (Pure Data vanilla) from one layout.
 
-Both patches talk to ``qriff serve`` on 127.0.0.1:9000 and listen for replies on 9001
+The patches talk to ``qriff serve`` on 127.0.0.1:9000 and listen for replies on 9001
 (every request carries ``reply_port 9001``, because ``[udpsend]``/``[netsend]`` send
 from an ephemeral port). Run ``python max_patches/build_patches.py`` after changing the
-layout; tests/test_bridge_patches.py checks the written files against the OSC address
+layout; tests/bridge/test_patches.py checks the written files against the OSC address
 table, and opens the Pd patch headless against a live server.
 """
 

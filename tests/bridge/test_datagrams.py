@@ -22,13 +22,7 @@ from bridge.datagrams import (
     encode,
 )
 from bridge.errors import MalformedDatagram
-
-
-def _pyosc(address, *args):
-    b = OscMessageBuilder(address)
-    for a in args:
-        b.add_arg(a)
-    return b.build().dgram
+from tests.bridge.support import osc
 
 
 @pytest.mark.parametrize("args", [
@@ -36,7 +30,7 @@ def _pyosc(address, *args):
     (2**40,), (0.1, 3.25e10),
 ])
 def test_decode_matches_python_osc(args):
-    data = _pyosc("/qriff/generate", *args)
+    data = osc("/qriff/generate", *args)
     msg = decode_message(data)
     assert msg.address == "/qriff/generate"
     ref = OscMessage(data).params
