@@ -276,7 +276,7 @@ def prior_set(prior: Any, n: int = 512, bars: int = 8, time_signature: tuple[int
     """``n`` melodies sampled from the corpus prior alone (no RL), the baseline the DQN must beat.
 
     Each step draws a token from ``softmax(log p(a|s) / temperature)`` for the lead role
-    in C (``prior``: ``"shipped"`` or an :class:`engine.prior.PriorModel`).
+    in C (``prior``: ``"shipped"`` or an :class:`engine.corpus.prior.PriorModel`).
     """
     if isinstance(prior, str):
         from engine.corpus.prior import PriorModel
@@ -307,7 +307,7 @@ def steps_per_bar_of(evset: EvalSet) -> list[int]:
 
 def two_sample(evset: EvalSet, reference: EvalSet, seed: int = 0) -> Any:
     """Classifier two-sample test of ``evset`` against ``reference`` (held-out corpus
-    openings of the same length): :class:`engine.twosample.TwoSampleResult`. Five folds,
+    openings of the same length): :class:`engine.evaluation.twosample.TwoSampleResult`. Five folds,
     fewer when a side has under 10 melodies (at least 2 a fold)."""
     from engine.evaluation import twosample
 

@@ -1,6 +1,6 @@
 """Structure measures: does a melody return to its ideas the way real tunes do?
 
-Every function takes token sequences relative to the tonic (as :mod:`engine.metrics`)
+Every function takes token sequences relative to the tonic (as :mod:`engine.evaluation.metrics`)
 and the number of 16th-note steps in a bar. Definitions (README, ``qriff evaluate``):
 
 * **rhythm repeat**: share of bars after the first whose onset pattern (which steps

@@ -14,7 +14,7 @@ one row of features per melody (:func:`features`):
   and size class (:data:`INTERVAL_CLASSES`);
 * unigrams of note length (1..16 sixteenths) and bigrams of its class (:data:`LENGTH_CLASSES`);
 * the metric position of each onset (the step within the bar);
-* the structure measures of :mod:`engine.structure` (rhythm and near repeats, phrase
+* the structure measures of :mod:`engine.evaluation.structure` (rhythm and near repeats, phrase
   return, last note on the tonic, notes per bar, pitch range).
 
 N-gram counts are divided by the melody's number of notes (or intervals), so a row is a

@@ -163,17 +163,24 @@ def torch_rollout(net: QNetwork, contexts: list[observation.MelodyContext]) -> n
 
     Rows shorter than the longest context are padded with rests after their end.
     """
+    return _torch_rollout(net, contexts)[0]
+
+
+def _torch_rollout(net: QNetwork, contexts: list[observation.MelodyContext]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """:func:`torch_rollout`'s melodies and the observation batch of every step."""
     batch = observation.MelodyBatch.create(contexts)
     t = int(batch.n_steps.max())
     out = np.zeros((batch.size, t), np.int64)
+    seen = []
     with torch.no_grad():
         for s in range(t):
-            q = net(torch.from_numpy(observation.observe(batch))).numpy()
+            seen.append(observation.observe(batch))
+            q = net(torch.from_numpy(seen[-1])).numpy()
             act = q.argmax(axis=1)
             active = batch.step < batch.n_steps
             out[active, s] = act[active]
             batch.append(act, active)
-    return out
+    return out, seen
 
 
 def parity_check(net: QNetwork, onnx_model: bytes | str | os.PathLike[str],
@@ -186,7 +193,6 @@ def parity_check(net: QNetwork, onnx_model: bytes | str | os.PathLike[str],
     """
     import onnxruntime as ort
 
-
     data = onnx_model if isinstance(onnx_model, bytes) else Path(onnx_model).read_bytes()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -195,13 +201,7 @@ def parity_check(net: QNetwork, onnx_model: bytes | str | os.PathLike[str],
     d = net.config.obs_dim
     obs = (rng.random((n_random, d)) < 0.1).astype(np.float32) * rng.random((n_random, d), dtype=np.float32)
     contexts = parity_contexts(style_terms)
-    seqs = torch_rollout(net.eval(), contexts)
-    batch = observation.MelodyBatch.create(contexts)
-    real = []
-    for s in range(seqs.shape[1]):
-        real.append(observation.observe(batch))
-        active = batch.step < batch.n_steps
-        batch.append(seqs[:, s], active)
+    seqs, real = _torch_rollout(net.eval(), contexts)
     obs = np.concatenate([obs, *real]).astype(np.float32)
     with torch.no_grad():
         q_torch = net(torch.from_numpy(obs)).numpy()

@@ -636,15 +636,16 @@ def _lookback(batch: MelodyBatch, rows: np.ndarray, step: np.ndarray, out: np.nd
     # repeating: how many of the newest steps (up to 16) equal the steps k bars before them
     back = step[:, None] - _RUN_LAGS                            # newest first
     recent = np.where(back >= 0, tok[idx[:, None], np.clip(back, 0, last_col)], -1)
+    earlier_of: dict[int, tuple[np.ndarray, np.ndarray]] = {}     # k -> (source steps, their tokens)
     for j, k in enumerate(LOOKBACK_BARS):
         src = back - k * spb[:, None]
         earlier = np.where(src >= 0, tok[idx[:, None], np.clip(src, 0, last_col)], -2)
+        earlier_of[k] = src, earlier
         out[:, col + j] = _run_length(recent == earlier) / _RUN
         out[:, col + len(LOOKBACK_BARS) + j] = step >= k * spb
     col += 2 * len(LOOKBACK_BARS)
     for j, k in enumerate(RHYTHM_LOOKBACK_BARS):
-        src = back - k * spb[:, None]
-        earlier = np.where(src >= 0, tok[idx[:, None], np.clip(src, 0, last_col)], -2)
+        src, earlier = earlier_of[k]
         same = (src >= 0) & ((recent >= tokens.FIRST_PITCH) == (earlier >= tokens.FIRST_PITCH))
         out[:, col + j] = _run_length(same) / _RUN
     return col + len(RHYTHM_LOOKBACK_BARS)

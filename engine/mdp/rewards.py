@@ -550,11 +550,11 @@ def term_phrase_cadence(batch: MelodyBatch, actions: np.ndarray, feats: dict[str
 def term_crowding(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
     _, pos, spb = _bar_of(batch)
     cap = np.ceil(CROWDING_NOTES * spb / 16)
-    m = int(batch.step.max(initial=0))
-    idx = np.arange(m)[None, :]
-    start = (batch.step - pos)[:, None]
-    in_bar = (idx >= start) & (idx < batch.step[:, None])
-    count = (in_bar & (batch.tokens[:, :m] >= tokens.FIRST_PITCH)).sum(axis=1)
+    # notes struck earlier in this bar: the last ``pos`` steps (at most a bar, not the whole melody)
+    lags = np.arange(1, int(spb.max(initial=1)))[None, :]
+    src = batch.step[:, None] - lags
+    in_bar = lags <= pos[:, None]
+    count = (in_bar & (batch.tokens[_rows(batch)[:, None], np.maximum(src, 0)] >= tokens.FIRST_PITCH)).sum(axis=1)
     return -((actions >= tokens.FIRST_PITCH) & (count >= cap)).astype(np.float32)
 
 

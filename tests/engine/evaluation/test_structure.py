@@ -1,4 +1,4 @@
-"""Structure measures (engine.structure) and the classifier two-sample test (engine.twosample)."""
+"""Structure measures (engine.evaluation.structure) and the classifier two-sample test (engine.evaluation.twosample)."""
 
 import math
 
