@@ -19,7 +19,6 @@ whole history); a test checks the two agree bit for bit at every step.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import math
 import os
@@ -38,9 +37,8 @@ from engine.music.limits import MAX_BARS, MAX_COUNT, MAX_TEMPERATURE, MAX_TEMPO,
 from engine.runtime.modelfile import (
     ModelInfo,
     find_model,
+    load_model_bytes,
     load_model_file,
-    open_session,
-    read_model_info,
 )
 
 log = logging.getLogger(__name__)
@@ -247,8 +245,8 @@ class Policy:
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "<memory>") -> Policy:
         """A policy on model bytes held in memory (``qriff export`` checks a model before writing it)."""
-        session = open_session(data, f"model {name!r}")
-        return cls(session, read_model_info(session, Path(name), hashlib.sha256(data).hexdigest()[:12]), Path(name))
+        session, info = load_model_bytes(data, Path(name), f"model {name!r}")
+        return cls(session, info, Path(name))
 
     # ---------------------------------------------------------------- inference
     def q_values(self, obs: np.ndarray) -> np.ndarray:
