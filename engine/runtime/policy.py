@@ -47,14 +47,6 @@ log = logging.getLogger(__name__)
 _ACCENT = np.array([80, 88, 94, 102], np.int64)
 
 
-def _chord_name(chord: theory.Chord) -> str:
-    """A chord symbol for a parsed chord (``Am``, ``G7``), for the clip JSON."""
-    for suffix in ("", "m", "7", "maj7", "m7", "dim", "aug", "dim7", "m7b5", "sus4", "sus2", "6", "m6", "9", "5"):
-        if theory.CHORD_QUALITIES[suffix] == chord.intervals:
-            return theory.key_name(chord.root) + suffix
-    return chord.symbol
-
-
 class ObservationBuilder:
     """Builds :func:`engine.mdp.observation.observe`'s rows step by step, cheaply.
 
@@ -335,7 +327,7 @@ class Policy:
         seqs = self._rollout(row_ctx, n, forced, noise if temperature > 0 else None, row_tables)
 
         chord_names = (list(chords) if isinstance(chords, list) else
-                       [c.symbol for c in prog] if chords else [_chord_name(c) for c in prog])
+                       [c.symbol for c in prog] if chords else [theory.chord_symbol(c) for c in prog])
         velocity = _ACCENT[np.tile(_beat_strengths(ts), total_bars)]
         clips = []
         for i in range(count):
