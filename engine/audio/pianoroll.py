@@ -19,12 +19,8 @@ ROLE_COLOURS = {"lead": "#e4572e", "bass": "#2e86ab", "pad": "#59a96a"}
 _CYCLE = ("#a259c4", "#f3a712", "#8d6a9f", "#c44536", "#3d5a80", "#6c757d")
 
 
-def chord_label(chord: theory.Chord) -> str:
-    """A chord's letter symbol (``Am``, ``G7``), also for chords written as roman numerals."""
-    if chord.symbol[:1] in "ABCDEFG":
-        return chord.symbol
-    suffix = next((s for s, iv in theory.CHORD_QUALITIES.items() if tuple(iv) == tuple(chord.intervals)), "")
-    return theory.key_name(chord.root) + suffix
+#: A chord's letter symbol (``Am``, ``G7``), also for chords written as roman numerals.
+chord_label = theory.chord_symbol
 
 
 def _note_name(pitch: int) -> str:

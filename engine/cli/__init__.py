@@ -82,10 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except EngineError as exc:
-        print(f"qriff {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except _other_package_errors() as exc:
+    except (EngineError, *_other_package_errors()) as exc:
         print(f"qriff {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

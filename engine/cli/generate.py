@@ -61,9 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--style", default=None,
                    help="style preset (folk, hook, chorale, ambient), term=weight pairs (motif=2,rests=0.5) or "
                         "a preset with overrides (hook,prior=0.5); default: the folk-like default style")
-    g.add_argument("--temperature", type=bounded_float(0.0, MAX_TEMPERATURE), default=1.0,
+    g.add_argument("--temperature", type=bounded_float(0.0, MAX_TEMPERATURE), default=limits.DEFAULT_TEMPERATURE,
                    help=f"sampling temperature 0-{MAX_TEMPERATURE:g}: 0 always takes the best token, 1 samples "
-                        "softmax(Q), higher is wilder (default: 1.0)")
+                        f"softmax(Q), higher is wilder (default: {limits.DEFAULT_TEMPERATURE})")
     g.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=None,
                    help="random seed 0-2147483647; variation i uses seed+i (default: a random seed, printed)")
     g.add_argument("--count", type=bounded_int(1, MAX_COUNT), default=1,

@@ -38,12 +38,17 @@ _MINOR_BY_SHARPS = ("Abm", "Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm", "Am", "Em", "Bm
 
 
 def _track(events: list[tuple[int, int, mido.Message | mido.MetaMessage]]) -> mido.MidiTrack:
-    """A track from ``(tick, order, message)``: sorted, with delta times (mido ends it)."""
+    """A track from ``(tick, order, message)``: sorted, with delta times (mido ends it).
+
+    The messages are the caller's fresh ones: their ``time`` is set in place (a
+    ``copy`` per event cost more than the rest of the encoding).
+    """
     events.sort(key=lambda e: (e[0], e[1]))
     track = mido.MidiTrack()
     now = 0
     for tick, _, message in events:
-        track.append(message.copy(time=tick - now))
+        message.time = tick - now
+        track.append(message)
         now = tick
     return track
 

@@ -155,6 +155,18 @@ class Chord:
         return tuple(1 if i in rel else 0 for i in range(12))
 
 
+def chord_symbol(chord: Chord) -> str:
+    """A chord's letter symbol (``Am``, ``G7``), also for chords written as roman numerals.
+
+    A chord parsed from a letter symbol keeps it; otherwise the root's name and the
+    first suffix of :data:`CHORD_QUALITIES` with the chord's intervals.
+    """
+    if chord.symbol[:1] in "ABCDEFG":
+        return chord.symbol
+    suffix = next((s for s, iv in CHORD_QUALITIES.items() if tuple(iv) == tuple(chord.intervals)), "")
+    return key_name(chord.root) + suffix
+
+
 def parse_chord(symbol: str) -> Chord:
     """Parse a chord symbol: ``C``, ``Am``, ``F#m7``, ``Bbmaj7``, ``Bdim``, ``G7sus4``, ``C/E``."""
     text = str(symbol).strip()

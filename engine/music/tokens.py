@@ -30,14 +30,12 @@ def action_names() -> list[str]:
 
 
 def check_role(role: str) -> str:
-    """Return ``role`` if known, else raise a ValueError naming the allowed roles."""
+    """Return ``role`` if known, else raise an EngineError naming the allowed roles."""
     if role in ROLES:  # hot path (every note of every generated clip): no import here
         return role
     from engine.errors import EngineError
 
-    if role not in ROLES:
-        raise EngineError(f"role {role!r} is not known: allowed are {', '.join(ROLES)}")
-    return role
+    raise EngineError(f"role {role!r} is not known: allowed are {', '.join(ROLES)}")
 
 
 def home_tonic(tonic_pc: int, role: str = "lead") -> int:

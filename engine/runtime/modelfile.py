@@ -140,11 +140,19 @@ def read_model_info(session: Any, path: Path, digest: str) -> ModelInfo:
                      created=meta.get("created", ""), metadata=meta)
 
 
+def load_model_bytes(data: bytes, path: Path, where: str) -> tuple[Any, ModelInfo]:
+    """Open and check model bytes: ``(session, info)``; ModelError on any mismatch.
+
+    ``path`` names the model (its stem is the id when the metadata has none); ``where``
+    names it in an error about bytes that are not ONNX.
+    """
+    session = open_session(data, where)
+    return session, read_model_info(session, path, hashlib.sha256(data).hexdigest()[:12])
+
+
 def load_model_file(path: Path) -> tuple[Any, ModelInfo]:
     """Open and check one model file: ``(session, info)``; ModelError on any mismatch."""
-    data = path.read_bytes()
-    session = open_session(data, f"model file {str(path)!r}")
-    return session, read_model_info(session, path, hashlib.sha256(data).hexdigest()[:12])
+    return load_model_bytes(path.read_bytes(), path, f"model file {str(path)!r}")
 
 
 # ``available_models`` reads each file once while its size and time stay the same.

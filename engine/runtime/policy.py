@@ -19,7 +19,6 @@ whole history); a test checks the two agree bit for bit at every step.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import math
 import os
@@ -38,23 +37,14 @@ from engine.music.limits import MAX_BARS, MAX_COUNT, MAX_TEMPERATURE, MAX_TEMPO,
 from engine.runtime.modelfile import (
     ModelInfo,
     find_model,
+    load_model_bytes,
     load_model_file,
-    open_session,
-    read_model_info,
 )
 
 log = logging.getLogger(__name__)
 
 #: Velocity of a note by the metrical strength of the step it starts on (0 off-beat .. 3 downbeat).
 _ACCENT = np.array([80, 88, 94, 102], np.int64)
-
-
-def _chord_name(chord: theory.Chord) -> str:
-    """A chord symbol for a parsed chord (``Am``, ``G7``), for the clip JSON."""
-    for suffix in ("", "m", "7", "maj7", "m7", "dim", "aug", "dim7", "m7b5", "sus4", "sus2", "6", "m6", "9", "5"):
-        if theory.CHORD_QUALITIES[suffix] == chord.intervals:
-            return theory.key_name(chord.root) + suffix
-    return chord.symbol
 
 
 class ObservationBuilder:
@@ -247,8 +237,8 @@ class Policy:
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "<memory>") -> Policy:
         """A policy on model bytes held in memory (``qriff export`` checks a model before writing it)."""
-        session = open_session(data, f"model {name!r}")
-        return cls(session, read_model_info(session, Path(name), hashlib.sha256(data).hexdigest()[:12]), Path(name))
+        session, info = load_model_bytes(data, Path(name), f"model {name!r}")
+        return cls(session, info, Path(name))
 
     # ---------------------------------------------------------------- inference
     def q_values(self, obs: np.ndarray) -> np.ndarray:
@@ -337,7 +327,7 @@ class Policy:
         seqs = self._rollout(row_ctx, n, forced, noise if temperature > 0 else None, row_tables)
 
         chord_names = (list(chords) if isinstance(chords, list) else
-                       [c.symbol for c in prog] if chords else [_chord_name(c) for c in prog])
+                       [c.symbol for c in prog] if chords else [theory.chord_symbol(c) for c in prog])
         velocity = _ACCENT[np.tile(_beat_strengths(ts), total_bars)]
         clips = []
         for i in range(count):

@@ -232,3 +232,10 @@ def test_beat_strength_outside_the_bar(step):
 def test_theory_error_is_an_engine_error():
     assert issubclass(TheoryError, EngineError) and issubclass(TheoryError, ValueError)
     assert theory.MAX_STEPS_PER_BAR == max(theory.TIME_SIGNATURES.values())
+
+
+def test_chord_symbol_names_roman_numerals_by_letter():
+    assert theory.chord_symbol(theory.parse_chord("F#m7")) == "F#m7"
+    assert theory.chord_symbol(theory.parse_roman("vi", "C")) == "Am"
+    assert theory.chord_symbol(theory.parse_roman("V7", "G")) == "D7"
+    assert [theory.chord_symbol(c) for c in theory.default_progression("locrian", "B")] == ["Bdim", "C", "Em", "Am"]
