@@ -46,6 +46,7 @@ MAX_BUNDLE_DEPTH = 4
 MAX_MESSAGES = 64
 
 _INT = struct.Struct(">i")
+_MISSING = object()
 
 #: OSC type tags python-osc parses (and so the bridge accepts); ``[`` ``]`` delimit arrays.
 SUPPORTED_TAGS = "ihfdsbrmtTFN[]"
@@ -87,11 +88,16 @@ def _check_layout(data: bytes, pos: int, tags: str, args: list[Any]) -> None:
                 flat.append(v)
 
     walk(args)
+    # python-osc yields a value for every tag but the array brackets: True, False and None
+    # for T, F and N, so each of those takes its place in the sequence like any other value.
     values = iter(flat)
     for tag in tags:
         if tag in "[]":
             continue
-        value = next(values) if tag not in "TFN" else None
+        value = next(values, _MISSING)
+        if value is _MISSING:
+            raise MalformedDatagram(f"type tags ',{tags}' name more arguments than the datagram of "
+                                    f"{len(data)} bytes holds")
         if tag == "s":
             pos += _string_size(value)
         elif tag == "b":

@@ -42,6 +42,48 @@ def test_decode_matches_python_osc(args):
             assert got == want
 
 
+#: One argument of every payload type, with its python-osc value.
+_PAYLOADS = [(7, "i"), (2.5, "f"), ("text", "s"), (b"\x01\x02\x03", "b"), (2**40, "h")]
+
+
+@pytest.mark.parametrize("flag", [True, False, None], ids=["T", "F", "N"])
+@pytest.mark.parametrize("position", range(len(_PAYLOADS) + 1))
+def test_true_false_nil_take_their_place_anywhere(flag, position):
+    """T, F and N carry no bytes but a value: a string or blob after them is still read right."""
+    args = [v for v, _ in _PAYLOADS]
+    args.insert(position, flag)
+    data = osc("/qriff/generate", *args)
+    msg = decode_message(data)
+    assert list(msg.args) == list(OscMessage(data).params) == args
+    assert msg.tags[position] == {True: "T", False: "F", None: "N"}[flag]
+
+
+@pytest.mark.parametrize("tags", ["TTs", "NbF", "FsNsT", "NNNb"])
+def test_runs_of_flags_before_strings_and_blobs(tags):
+    values = {"T": True, "F": False, "N": None, "s": "abc", "b": b"xyz12"}
+    b = OscMessageBuilder("/qriff/ping")
+    b.add_arg(1)
+    for tag in tags:
+        b.add_arg(values[tag], tag)
+    msg = decode_message(b.build().dgram)
+    assert msg.args == (1, *(values[t] for t in tags)) and msg.tags == "i" + tags
+
+
+def test_flags_inside_an_array_before_a_string():
+    # ,iT[sN]b by hand (python-osc builds arrays only from Python lists of guessed types)
+    tagstr = b",iT[sN]b\x00"
+    tagstr += b"\x00" * (-len(tagstr) % 4)
+    data = b"/qriff/ping\x00" + tagstr + b"\x00\x00\x00\x01" + b"abc\x00" + b"\x00\x00\x00\x05xyz12\x00\x00\x00"
+    msg = decode_message(data)
+    assert msg.args == (1, True, ["abc", None], b"xyz12") and msg.tags == "iT[b"
+
+
+def test_tags_naming_more_values_than_the_datagram_holds_are_refused():
+    data = encode("/qriff/ping", (1, "a"), "is").replace(b",is\x00", b",iss")
+    with pytest.raises(MalformedDatagram):
+        decode_message(data)
+
+
 @pytest.mark.parametrize("args,tags", [
     ((7, 60, 0.25, 0.5, 96), "iiffi"), (("x", 1.0), "sf"), ((1, 2), "hd"), ((b"blob!",), "b"), ((True, None), "TN"),
 ])
