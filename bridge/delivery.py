@@ -23,7 +23,7 @@ from typing import Any
 from bridge.ableton import LiveClient, clip_name
 from bridge.clipfiles import write_clip_json
 from bridge.datagrams import MAX_DATAGRAM, NOTES_PER_CHUNK, chunks, encode
-from bridge.errors import BridgeError, RequestError
+from bridge.errors import BridgeError, FailureLog, RequestError
 from bridge.jobs import Job
 from bridge.protocol import PREFIX
 from bridge.transport import send_burst
@@ -78,6 +78,8 @@ class Delivery:
         self._lock = threading.Lock()
         self._number = 0
         self._last_clips: list[str] = []
+        #: Where unexpected failures of jobs are logged (the server shares its own).
+        self.failures = FailureLog(log)
 
     def close(self) -> None:
         self._writers.shutdown(wait=True)
@@ -119,7 +121,7 @@ class Delivery:
         elif isinstance(exc, EngineError):
             code = "render" if batch[0].kind == "render" else "bad_value"
         else:
-            log.error("%s request %r failed", batch[0].kind, batch[0].rid, exc_info=exc)
+            self.failures.record(f"{batch[0].kind} request {batch[0].rid!r}", exc)
             code = "internal"
         message = str(exc) if code != "internal" else f"{type(exc).__name__}: {exc} (see the server log)"
         for job in batch:

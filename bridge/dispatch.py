@@ -96,12 +96,19 @@ def unknown_address(address: str) -> RequestError:
 
 
 def reply_port_of(msg: Message) -> int | None:
-    """A valid ``reply_port N`` the message carries (honoured before anything else is checked), or None."""
+    """The reply port the message asks for, honoured before anything else is checked; None if none.
+
+    Anywhere after the request id, the string ``reply_port`` followed by a port 1-65535
+    names it (the first such pair wins), whether or not the rest of the message pairs up
+    or is valid at all: the error about a bad request must reach a Max or Pd listener too.
+    """
     args = msg.args
-    method = protocol.method(msg.address)
-    if method is not None and method.options:
-        return _find_reply_port(args[1:])
-    return _port(args[-1]) if _trailing_reply_port(msg) else None
+    for i in range(1, len(args) - 1):
+        if _is_reply_port_name(args[i]):
+            port = _port(args[i + 1])
+            if port is not None:
+                return port
+    return None
 
 
 def split_request(msg: Message) -> tuple[Any, str, list[Any]]:
@@ -122,19 +129,15 @@ def options_of(address: str, args: Sequence[Any]) -> dict[str, Any]:
     return protocol.parse_options(address, args, method.options) if method is not None else {}
 
 
+def _is_reply_port_name(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() == "reply_port"
+
+
 def _trailing_reply_port(msg: Message) -> bool:
-    """Whether the message ends in ``reply_port N`` after its id (a ``/qriff/set/`` value never counts)."""
+    """Whether a get, set or list request ends in ``reply_port N`` after its id (and a set's value)."""
     args = msg.args
-    return len(args) >= 3 and isinstance(args[-2], str) and args[-2].strip().lower() == "reply_port" \
-        and not msg.address.startswith(f"{PREFIX}/set/")
-
-
-def _find_reply_port(pairs: Sequence[Any]) -> int | None:
-    for i in range(0, len(pairs) - 1, 2):
-        name = pairs[i]
-        if isinstance(name, str) and name.strip().lower() == "reply_port":
-            return _port(pairs[i + 1])
-    return None
+    least = 4 if msg.address.startswith(f"{PREFIX}/set/") else 3
+    return len(args) >= least and _is_reply_port_name(args[-2])
 
 
 def _port(value: Any) -> int | None:

@@ -8,6 +8,11 @@ names the value received, what is allowed and, where useful, a hint.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
+
 #: Every code a ``/qriff/error`` reply can carry, with what it means.
 ERROR_CODES: dict[str, str] = {
     "malformed": "the datagram is not valid OSC (truncated, bad padding, unknown type tag, oversized)",
@@ -62,3 +67,33 @@ class LiveError(BridgeError):
     """Ableton Live, through AbletonOSC, reported an error or did not answer in time."""
 
     code = "live"
+
+
+class FailureLog:
+    """Logs unexpected failures with at most one traceback per ``interval`` seconds.
+
+    A failure that a datagram can trigger could otherwise be repeated by the sender as
+    fast as the network allows, and each full traceback costs about a kilobyte of log.
+    Between tracebacks failures are only counted; the next traceback line says how many
+    were not shown. ``clock`` (seconds, monotonic) is for tests.
+    """
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger, self.interval, self.clock = logger, interval, clock
+        self.total = 0
+        self._hidden = 0
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    def record(self, what: str, exc: BaseException) -> None:
+        """Count ``exc``; log it with its traceback unless one was logged in the last ``interval`` s."""
+        with self._lock:
+            self.total += 1
+            now = self.clock()
+            if self._last is not None and now - self._last < self.interval:
+                self._hidden += 1
+                return
+            hidden, self._hidden, self._last = self._hidden, 0, now
+        note = f" ({hidden} more unexpected failures since the last traceback)" if hidden else ""
+        self.logger.error("%s: unexpected %s%s", what, type(exc).__name__, note, exc_info=exc)

@@ -42,7 +42,7 @@ from bridge import dispatch, protocol
 from bridge.ableton import LIVE_PORT, LIVE_REPLY_PORT, LiveClient
 from bridge.datagrams import Message, decode
 from bridge.delivery import Delivery, Timing
-from bridge.errors import BridgeError, ConfigError, MalformedDatagram
+from bridge.errors import BridgeError, ConfigError, FailureLog, MalformedDatagram
 from bridge.jobs import Job, JobQueue, Workers
 from bridge.protocol import Request
 from bridge.source import ClipSource
@@ -120,6 +120,9 @@ class Server:
         self._loop_thread: threading.Thread | None = None
         self._served = 0
         self._malformed = 0
+        #: Unexpected failures (bugs): counted, logged with one traceback a minute at most.
+        self.failures = FailureLog(log)
+        self.delivery.failures = self.failures
         self._allow = tuple(config.allow)
         if not self._allow and self.binds_loopback():
             self._allow = LOOPBACK_NETWORKS
@@ -256,8 +259,8 @@ class Server:
                 break
             try:
                 self._on_datagram(data, addr)
-            except Exception:  # the loop must survive anything a datagram triggers
-                log.exception("unexpected failure handling a datagram from %s:%d", addr[0], addr[1])
+            except Exception as exc:  # the loop must survive anything a datagram triggers
+                self.failures.record(f"datagram from {addr[0]}:{addr[1]}", exc)
 
     def _allowed(self, host: str) -> bool:
         if not self._allow:
@@ -303,6 +306,11 @@ class Server:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s from %s: %s %s", msg.address, addr[0], exc.code, exc)
             self.delivery.error(self._dest(addr, reply_port), rid, rtag, exc.code, str(exc))
+        except Exception as exc:  # a bug: the sender still hears about it, and the loop goes on
+            self.failures.record(f"{msg.address} from {addr[0]}:{addr[1]}", exc)
+            self.delivery.error(self._dest(addr, reply_port), rid, rtag, "internal",
+                                f"{msg.address}: unexpected {type(exc).__name__} inside qriff; the request was not "
+                                "carried out (see the server log)")
 
     # ---------------------------------------------------------------- context
     def reply(self, request: Request, address: str, *args: Any) -> None:

@@ -203,6 +203,51 @@ def test_replies_go_to_reply_port_on_the_senders_host(server):
         sender.sock.recvfrom(65536)
 
 
+@pytest.mark.parametrize("address,args,expect", [
+    ("/qriff/generate", (5, "key", "D", "reply_port", "PORT", "bars"), ("/qriff/error", "bad_request")),
+    ("/qriff/generate", (5, "key", "reply_port", "PORT"), ("/qriff/error", "bad_request")),
+    ("/qriff/generate", (5, "bars", 99, "reply_port", "PORT"), ("/qriff/error", "bad_value")),
+    ("/qriff/set/key", (5, "D", "reply_port", "PORT"), ("/qriff/set/key", None)),
+    ("/qriff/set/key", (5, "H", "reply_port", "PORT"), ("/qriff/error", "bad_value")),
+    ("/qriff/set/bars", (5, 2, 3, "reply_port", "PORT"), ("/qriff/error", "bad_request")),
+    ("/qriff/get/key", (5, "extra", "reply_port", "PORT"), ("/qriff/error", "bad_request")),
+    ("/qriff/nothing", (5, "reply_port", "PORT"), ("/qriff/error", "unknown_address")),
+    ("/qriff/ping", (5, "reply_port", "PORT", "colour", 1), ("/qriff/error", "bad_request")),
+])
+def test_reply_port_is_honoured_wherever_it_appears(server, address, args, expect):
+    """Odd option lists, /qriff/set/*, unknown addresses: the answer reaches reply_port, not the sender."""
+    sender, listener = Peer(server.address), Peer(server.address)
+    sender.send(address, *[listener.port if a == "PORT" else a for a in args])
+    addr, params, _ = listener.recv()
+    assert addr == expect[0] and params[0] == 5, params
+    if expect[1]:
+        assert params[1] == expect[1], params
+    sender.sock.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        sender.sock.recvfrom(65536)
+    server.session.update(protocol.defaults())
+
+
+def test_unexpected_failure_is_answered_internal_and_logged_once_a_minute(server, peer, caplog):
+    def broken(ctx, request):
+        raise KeyError("a bug")
+
+    server.dispatcher.map("/qriff/broken", broken)
+    now = [0.0]
+    server.failures.clock = lambda: now[0]
+    with caplog.at_level("ERROR", logger="bridge.server"):
+        for i in range(50):
+            [(addr, params)] = peer.request("/qriff/broken", i, "reply_port", peer.port)
+            assert addr == "/qriff/error" and params[:2] == [i, "internal"]
+            assert "KeyError" in params[2] and "\n" not in params[2]
+        now[0] = 61.0
+        peer.request("/qriff/broken", 50)
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 2 and server.failures.total == 51
+    assert "49 more unexpected failures" in tracebacks[1].getMessage()
+    assert peer.request("/qriff/ping", 99) == [("/qriff/pong", [99, "0.1.0"])]
+
+
 def test_path_from_the_network_never_leaves_the_output_folder(peer, server, tmp_path):
     secret = tmp_path / "secret.json"
     secret.write_text("{}")
