@@ -124,9 +124,30 @@ def split_request(msg: Message) -> tuple[Any, str, list[Any]]:
 
 
 def options_of(address: str, args: Sequence[Any]) -> dict[str, Any]:
-    """The key/value options of a method's request (none for properties and lists)."""
+    """The options of a method's request (none for properties and lists).
+
+    A method's fixed arguments come first and are returned under their names, unparsed
+    (the handler checks them); an optional one is present when what follows would
+    otherwise not pair up. The rest are key/value options.
+    """
     method = protocol.method(address)
-    return protocol.parse_options(address, args, method.options) if method is not None else {}
+    if method is None:
+        return {}
+    required = [a for a in method.args if not a.optional]
+    optional = [a for a in method.args if a.optional]
+    if len(args) < len(required):
+        usage = " ".join(f"[{a.name}]" if a.optional else a.name for a in method.args)
+        raise RequestError(f"{address}: expected id {usage} after the address, got {len(args)} values after the id "
+                           f"(e.g. {address} 1 000001-0.json keep)")
+    fixed = list(required)
+    extra = len(args) - len(required)
+    for arg in optional:
+        if extra % 2 == 1:
+            fixed.append(arg)
+            extra -= 1
+    out: dict[str, Any] = {a.name: v for a, v in zip(fixed, args)}
+    out.update(protocol.parse_options(address, args[len(fixed):], method.options))
+    return out
 
 
 def _is_reply_port_name(value: Any) -> bool:

@@ -25,6 +25,7 @@ ERROR_CODES: dict[str, str] = {
     "render": "rendering the clip to audio failed",
     "live": "Ableton Live (AbletonOSC) reported an error or did not answer",
     "shutdown": "the server stopped before the request ran",
+    "store": "the feedback store could not be opened or written (see the message)",
     "internal": "an unexpected failure inside qriff (see the server log)",
 }
 

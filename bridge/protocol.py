@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from bridge.errors import BridgeError, RequestError
 from engine import __version__, limits
 from engine.errors import EngineError
+from engine.feedback import FeedbackError, parse_stars, parse_verdict
 from engine.mdp import styles
 from engine.music import theory, tokens
 
@@ -60,6 +61,7 @@ class Arg:
     kind: str
     doc: str = ""
     repeat: bool = False
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,9 @@ class Context(Protocol):
 
     def enqueue(self, kind: str, request: Request, params: dict[str, Any]) -> None:
         """Queue a generate, render or push job (BridgeError ``busy`` when the queue is full)."""
+
+    def judge(self, clip: str, verdict: str, stars: int | None, source: str) -> None:
+        """Record a verdict on the clip file ``clip`` of the output folder in the feedback store."""
 
 
 @dataclass(frozen=True)
@@ -440,6 +445,24 @@ def set_property(ctx: Context, request: Request, prop: Property) -> None:
     ctx.reply(request, request.address, value)
 
 
+#: Front ends a verdict may say it came from over OSC (the CLI records its own as ``cli``).
+FEEDBACK_SOURCES = ("osc", "device")
+
+
+def feedback(ctx: Context, request: Request) -> None:
+    """``/qriff/feedback id clip keep|discard [stars]``: stored, then ``/qriff/feedback/stored id clip verdict stars``
+    (stars 0 = none given)."""
+    o = request.options
+    clip = parse_clip_name(o["clip"])
+    try:
+        verdict = parse_verdict(o["verdict"])
+        stars = parse_stars(o.get("stars"))
+    except FeedbackError as exc:
+        raise RequestError(f"{request.address}: {exc}", code="bad_value") from None
+    ctx.judge(clip, verdict, stars, o.get("source", "osc"))
+    ctx.reply(request, f"{PREFIX}/feedback/stored", clip, verdict, stars or 0)
+
+
 def list_property(ctx: Context, request: Request, name: str) -> None:
     """``/qriff/list/<name> id`` -> ``id item item ...``."""
     _no_args(request)
@@ -460,6 +483,12 @@ METHODS: tuple[Method, ...] = (
            replies=(f"{PREFIX}/render/stem", f"{PREFIX}/render/end")),
     Method(f"{PREFIX}/live/push", "put a clip of the output folder into an Ableton Live clip slot (via AbletonOSC)",
            live_push, options=("clip", "track", "slot", "reply_port"), replies=(f"{PREFIX}/live/pushed",)),
+    Method(f"{PREFIX}/feedback",
+           "record that the musician keeps or discards a clip of the output folder (the last verdict on a clip "
+           "wins); source: osc or device",
+           feedback, args=(Arg("clip", "s", "clip file name from /qriff/clip/end"), Arg("verdict", "s", "keep or discard"),
+                           Arg("stars", "i", "1-5", optional=True)),
+           options=("source", "reply_port"), replies=(f"{PREFIX}/feedback/stored",)),
 )
 
 #: Replies, after the echoed id.
@@ -482,6 +511,8 @@ REPLIES: tuple[Reply, ...] = (
     Reply(f"{PREFIX}/render/end", "rendering finished", (Arg("files", "i"), Arg("clip", "s"))),
     Reply(f"{PREFIX}/live/pushed", "the clip is in Live",
           (Arg("variation", "i"), Arg("track", "i"), Arg("slot", "i"), Arg("name", "s"), Arg("notes", "i"))),
+    Reply(f"{PREFIX}/feedback/stored", "the verdict is stored",
+          (Arg("clip", "s"), Arg("verdict", "s"), Arg("stars", "i", "0 = none given"))),
     Reply(f"{PREFIX}/error", "any failure", (Arg("code", "s", "see the error codes"), Arg("message", "s"))),
 )
 
@@ -538,6 +569,7 @@ _OPTION_PARSERS: dict[str, Callable[[Any], Any]] = {p.name: p.parse for p in PRO
 _OPTION_PARSERS.update({
     "primer": parse_clip_name,
     "clip": parse_clip_name,
+    "source": _choice_parser("source", FEEDBACK_SOURCES),
     "track": _int_parser("track", 0, MAX_LIVE_INDEX),
     "slot": _int_parser("slot", 0, MAX_LIVE_INDEX),
 })
@@ -589,7 +621,7 @@ def list_items(name: str, models: Sequence[str] = ()) -> list[str]:
 # ---------------------------------------------------------------- documentation
 
 def _arg_text(args: Sequence[Arg]) -> str:
-    fixed = [f"{a.name}:{a.kind}" for a in args if not a.repeat]
+    fixed = [f"[{a.name}:{a.kind}]" if a.optional else f"{a.name}:{a.kind}" for a in args if not a.repeat]
     group = [f"{a.name}:{a.kind}" for a in args if a.repeat]
     if group:
         fixed.append("(" + " ".join(group) + ")*")

@@ -48,6 +48,7 @@ from bridge.protocol import Request
 from bridge.source import ClipSource
 from engine import __version__
 from engine.errors import EngineError
+from engine.feedback import FeedbackError, FeedbackStore, Judgement, load_judged_clip
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,8 @@ class ServerConfig:
     """Seconds to wait for each AbletonOSC answer."""
     live_create_scenes: bool = True
     """Add a scene when the target track has no empty clip slot from the requested one."""
+    feedback_store: Path | None = None
+    """The keep/discard store (None: ``$QRIFF_FEEDBACK_DB``, else the user data folder); opened on first use."""
 
 
 
@@ -116,6 +119,7 @@ class Server:
         self.session: dict[str, Any] = protocol.defaults()
         self.session["reply_port"] = config.reply_port
         self._sock: socket.socket | None = None
+        self._feedback: FeedbackStore | None = None
         self._stopping = threading.Event()
         self._loop_thread: threading.Thread | None = None
         self._served = 0
@@ -236,6 +240,9 @@ class Server:
             self.delivery.error(job.dest, job.rid, job.rtag, "shutdown", "the server stopped before this request ran")
         self.delivery.close()
         self.delivery.sock = None
+        if self._feedback is not None:
+            self._feedback.close()
+            self._feedback = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -330,6 +337,20 @@ class Server:
         except EngineError as exc:
             log.warning("cannot list models: %s", exc)
             return []
+
+    def judge(self, clip: str, verdict: str, stars: int | None, source: str) -> None:
+        """Store a verdict on the clip file ``clip`` of the output folder (inline: well under a millisecond)."""
+        path = self.delivery.clip_path(clip)
+        try:
+            judged, where = load_judged_clip(path)
+        except FeedbackError as exc:
+            raise BridgeError(str(exc), code="bad_value") from None
+        try:
+            if self._feedback is None:
+                self._feedback = FeedbackStore(self.config.feedback_store)
+            self._feedback.record(Judgement(judged, verdict, stars, source, str(where)))
+        except FeedbackError as exc:
+            raise BridgeError(str(exc), code="store") from None
 
     def enqueue(self, kind: str, request: Request, params: dict[str, Any]) -> None:
         dest = self._dest(request.sender, request.reply_port)

@@ -53,3 +53,12 @@ def cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QRIFF_CACHE_DIR", str(path))
         yield path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_feedback_store(tmp_path_factory):
+    """No test (nor a CLI it starts) records verdicts in the real user data folder."""
+    path = tmp_path_factory.mktemp("feedback") / "feedback.sqlite"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QRIFF_FEEDBACK_DB", str(path))
+        yield path

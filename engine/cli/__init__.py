@@ -33,6 +33,7 @@ ENGINE_COMMANDS = (
     "engine.cli.render",
     "engine.cli.corpus",
     "engine.cli.batch",
+    "engine.cli.feedback",
 )
 
 
