@@ -29,6 +29,7 @@ from bridge.protocol import PREFIX
 from bridge.transport import send_burst
 from engine import write_midi
 from engine.errors import EngineError, ModelError
+from engine.files import highest_number
 from engine.music.clip import Clip
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,16 @@ class Delivery:
         self._last_clips: list[str] = []
         #: Where unexpected failures of jobs are logged (the server shares its own).
         self.failures = FailureLog(log)
+
+    def continue_numbering(self) -> None:
+        """Number the next clips after the highest request number already in the output folder.
+
+        A server restarted on the same folder (the default one is shared by every run)
+        must never write over the clips of an earlier session.
+        """
+        highest = highest_number(self.out_dir, r"(\d+)-\d+\.(?:mid|json)")
+        with self._lock:
+            self._number = max(self._number, highest)
 
     def close(self) -> None:
         self._writers.shutdown(wait=True)

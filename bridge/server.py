@@ -21,8 +21,10 @@ and Pd's ``[netsend]`` send from an ephemeral port while ``[udpreceive]`` /
 
 Malformed datagrams never stop the server: each is answered with
 ``/qriff/error -1 malformed ...`` and logged (rate-limited). Nothing from the network
-chooses a file path: clips are written as ``<out>/<request number>-<variation>.mid``
-and a clip named in a request must be a plain file name inside the output folder.
+chooses a file path: clips are written as ``<out>/<request number>-<variation>.mid``,
+request numbers continuing after the highest already in the folder (a restart never
+writes over an earlier session's clips), and a clip named in a request must be a plain
+file name inside the output folder.
 """
 
 from __future__ import annotations
@@ -170,6 +172,7 @@ class Server:
             sock.close()
             raise ConfigError(f"--out {str(self.out_dir)!r} cannot hold clips: {exc.strerror or exc} "
                               "(give a writable folder)") from None
+        self.delivery.continue_numbering()
         sock.settimeout(0.2)
         self._sock = sock
         self.delivery.sock = sock

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["StagedFiles", "atomic_write"]
+__all__ = ["StagedFiles", "atomic_write", "highest_number"]
 
 _counter = itertools.count()
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -54,13 +55,19 @@ def _discard(tmp: Path) -> None:
         pass
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | str | Callable[[Path], object]) -> Path:
+def atomic_write(path: str | os.PathLike[str], data: bytes | str | Callable[[Path], object], *,
+                 replace: bool = True) -> Path:
     """Write ``path`` atomically; returns it as a ``Path``.
 
     ``data`` is the content (``str`` is written as UTF-8) or a function that writes a
     file given its path (``lambda tmp: figure.savefig(tmp)``); the function must write
     to exactly that path. A missing folder is made. On any error the temporary file is
     removed and the error propagates.
+
+    ``replace=False`` never replaces an existing file: the complete file is linked
+    into place (``os.link`` fails atomically when the name exists), and
+    ``FileExistsError`` is raised if something, even another process's file written
+    a moment ago, holds the name.
     """
     final = Path(path)
     tmp, fd = _create_temporary(final)
@@ -75,13 +82,37 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str | Callable[[Pat
                 view = view[os.write(fd, view):]
             os.close(fd)
             fd = -1
-        os.replace(tmp, final)
+        if replace:
+            os.replace(tmp, final)
+        else:
+            os.link(tmp, final)
+            _discard(tmp)
     except BaseException:
         if fd >= 0:
             os.close(fd)
         _discard(tmp)
         raise
     return final
+
+
+def highest_number(folder: str | os.PathLike[str], pattern: str) -> int:
+    """The largest number in the names of ``folder``'s entries matching ``pattern``; -1 when none (or no folder).
+
+    ``pattern`` is a regular expression whose first group is the number, matched
+    against whole names (``r"clip-(\\d+)(?:\\.mid|\\.json)?"``). New files numbered after it
+    never take the name of an existing one.
+    """
+    rx = re.compile(pattern)
+    best = -1
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return -1
+    for name in names:
+        m = rx.fullmatch(name)
+        if m:
+            best = max(best, int(m.group(1)))
+    return best
 
 
 class StagedFiles:

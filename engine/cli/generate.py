@@ -10,6 +10,7 @@ from pathlib import Path
 from engine.cli.options import add_music_options, bounded_float, bounded_int
 from engine.cli.render import add_render_options, render_options
 from engine.errors import EngineError
+from engine.files import atomic_write, highest_number
 from engine.music import limits, theory
 from engine.music.limits import MAX_COUNT, MAX_TEMPERATURE
 
@@ -49,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "generate", help="write melody clips (.mid / .json) from the DQN model",
         description="Generate melody clips with the trained Q-network (onnxruntime, no torch needed). "
-                    "Writes DIR/clip-0000.mid (and/or .json), one file per variation, and prints what it wrote.",
+                    "Writes DIR/clip-NNNN.mid (and/or .json), one file per variation, numbered after the highest "
+                    "clip number already in DIR (clip-0000 in a new folder), and prints what it wrote. Existing "
+                    "clips are never replaced unless --overwrite is given.",
         epilog="Examples: qriff generate --key D --scale dorian --bars 8 --style hook --count 4\n"
                "          qriff generate --roles lead,bass --chords 'Am F C G' --mood 0.5,0.8 --format both\n"
                "          qriff generate --primer riff.mid --bars 2 --render",
@@ -83,6 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     o.add_argument("--format", choices=("mid", "json", "both"), default="mid",
                    help="write .mid, clip .json or both (default: mid)")
     o.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default: ./{DEFAULT_OUT})")
+    o.add_argument("--overwrite", action="store_true",
+                   help="number the clips from clip-0000 and replace files of the same names (default: continue "
+                        "after the highest number in DIR, never replacing a clip)")
     o.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.add_argument("--render", action="store_true",
                    help="also render each clip to audio stems, a mix and a piano roll in DIR/clip-0000/ "
@@ -113,13 +119,11 @@ def run(args: argparse.Namespace) -> int:
                             valence=valence, arousal=arousal)
     out = Path(args.out)
     render_clip = _renderer() if args.render else None
-    for i, clip in enumerate(clips):
-        base = out / f"clip-{i:04d}"
-        written = []
-        if args.format in ("mid", "both"):
-            written.append(clip.write_midi(base.with_suffix(".mid")))
-        if args.format in ("json", "both"):
-            written.append(clip.write_json(base.with_suffix(".json")))
+    number = 0 if args.overwrite else highest_number(out, CLIP_NAME) + 1
+    for clip in clips:
+        written, number = _write_clip(clip, out, number, args.format, args.overwrite)
+        base = written[0].with_suffix("")
+        number += 1
         if render_clip is not None:
             result = render_clip(clip, base, **{**render_options(args), "quiet": True})
             written.extend([*result.stems.values(), result.mix])
@@ -128,6 +132,42 @@ def run(args: argparse.Namespace) -> int:
             print(f"{', '.join(str(w) for w in written)}  ({clip.key} {clip.scale}, {clip.bars} bars, "
                   f"{n_notes} notes, seed {clip.seed})", file=sys.stdout)
     return 0
+
+
+#: Names ``qriff generate`` writes (``clip-0007.mid``, ``.json``, and the ``clip-0007/`` render folder).
+CLIP_NAME = r"clip-(\d+)(?:\.mid|\.json)?"
+
+
+def _write_clip(clip, out: Path, number: int, fmt: str, overwrite: bool) -> tuple[list[Path], int]:
+    """Write ``clip`` as ``out/clip-NNNN.*`` from ``number`` on; (the files, the number used).
+
+    Without ``overwrite`` no file is replaced: when another process took the name in the
+    meantime, the next number is tried.
+    """
+    from engine.music.midi import midi_bytes
+
+    contents = []
+    if fmt in ("mid", "both"):
+        contents.append((".mid", midi_bytes(clip)))
+    if fmt in ("json", "both"):
+        contents.append((".json", clip.to_json() + "\n"))
+    for _ in range(1000):
+        base = out / f"clip-{number:04d}"
+        if not overwrite and base.exists():
+            number += 1
+            continue
+        written: list[Path] = []
+        try:
+            for suffix, data in contents:
+                written.append(atomic_write(base.with_suffix(suffix), data, replace=overwrite))
+        except FileExistsError:
+            if written:  # the .json's name was taken after the .mid was written: no partial clip stays
+                for path in written:
+                    path.unlink()
+            number += 1
+            continue
+        return written, number
+    raise EngineError(f"--out {str(out)!r}: no free clip number from clip-{number - 1000:04d} on after 1000 tries")
 
 
 def _renderer():

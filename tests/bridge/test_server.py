@@ -477,3 +477,19 @@ def test_cli_unusable_out_folder_exits_2(qriff, tmp_path):
     r = qriff("serve", "--port", "0", "--out", str(blocker), "--model", str(tmp_path / "none.onnx"))
     assert r.returncode == 2 and "cannot hold clips" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_restarted_server_never_writes_over_an_earlier_sessions_clips(tmp_path):
+    written = {}
+    for session in range(2):
+        with running_server(tmp_path) as srv:
+            peer = Peer(srv.address)
+            for rid in range(2):
+                end = peer.request("/qriff/generate", rid, "bars", 1, "seed", 10 * session + rid,
+                                   until="/qriff/clip/end")[-1][1]
+                for path in end[3:5]:
+                    assert path not in written
+                    written[path] = open(path, "rb").read()
+            peer.close()
+    assert len(written) == 8 and all(open(p, "rb").read() == data for p, data in written.items())
+    assert sorted(p.rsplit("/", 1)[1] for p in written)[-1] == "000004-0.mid"

@@ -169,3 +169,41 @@ def test_shipped_model_generates_with_no_flags(tmp_path, capsys, monkeypatch):
     code, err = _main(["generate"], capsys)
     assert code == 0, err
     assert (tmp_path / "qriff-clips" / "clip-0000.mid").is_file()
+
+
+def test_a_second_run_numbers_after_the_highest_clip_and_replaces_nothing(model, tmp_path, capsys):
+    out = tmp_path / "clips"
+    base = ["generate", "--model", model, "--out", str(out), "--format", "both", "-q"]
+    assert _main([*base, "--seed", "1", "--count", "2"], capsys)[0] == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    (out / "clip-0007.json").write_text("a clip the musician renamed into this folder")
+    (out / "notes.txt").write_text("not a clip")
+    assert _main([*base, "--seed", "2"], capsys)[0] == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["clip-0000.json", "clip-0000.mid", "clip-0001.json", "clip-0001.mid", "clip-0007.json",
+                     "clip-0008.json", "clip-0008.mid", "notes.txt"]
+    assert all((out / n).read_bytes() == data for n, data in first.items())
+    assert Clip.from_json((out / "clip-0008.json").read_text()).seed == 2
+
+
+def test_overwrite_replaces_on_request(model, tmp_path, capsys):
+    out = tmp_path / "clips"
+    base = ["generate", "--model", model, "--out", str(out), "--format", "json", "-q"]
+    assert _main([*base, "--seed", "1"], capsys)[0] == 0
+    assert _main([*base, "--seed", "5", "--overwrite"], capsys)[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == ["clip-0000.json"]
+    assert Clip.from_json((out / "clip-0000.json").read_text()).seed == 5
+
+
+def test_a_name_taken_meanwhile_is_skipped_not_replaced(tmp_path):
+    from engine.cli.generate import _write_clip
+    from engine.files import atomic_write
+
+    mine = atomic_write(tmp_path / "clip-0003.mid", b"someone else's file")
+    clip = Clip(bars=1, seed=1, tracks=[])
+    written, number = _write_clip(clip, tmp_path, 3, "both", overwrite=False)  # as if listed before it appeared
+    assert number == 4 and [p.name for p in written] == ["clip-0004.mid", "clip-0004.json"]
+    assert mine.read_bytes() == b"someone else's file" and not (tmp_path / "clip-0003.json").exists()
+    with pytest.raises(FileExistsError):
+        atomic_write(mine, b"x", replace=False)
+    assert mine.read_bytes() == b"someone else's file" and len(list(tmp_path.iterdir())) == 3

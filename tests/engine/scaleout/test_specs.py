@@ -173,6 +173,24 @@ def test_local_batch_resumes_and_matches_one_by_one(tmp_path, qriff):
     assert json.loads((out / "manifest.json").read_text()) == rows
 
 
+def test_a_batch_rerun_into_the_same_folder_rewrites_nothing(tmp_path):
+    """qriff batch names clips by setting and seed and resumes: a second run leaves every file as it was."""
+    spec = load_batch(write(tmp_path, "b.toml", 'count = 1\nseed = 3\npresets = ["dry"]\nsample_rate = 22050\n'
+                            '[[setting]]\nkey = "C"\nbars = 1\n'))
+    out = tmp_path / "pack"
+    assert run_batch(spec, out, local=True, quiet=True)["made"] == 1
+
+    def state():  # the manifests are summaries, rewritten (identically) by every run; the clips are not
+        return {p: (None if p.name.startswith("manifest.") else p.stat().st_mtime_ns, p.read_bytes())
+                for p in out.rglob("*") if p.is_file()}
+
+    files = state()
+    assert any(p.name == "clip.mid" for p in files)
+    again = run_batch(spec, out, local=True, quiet=True)
+    assert again["made"] == 0 and again["skipped"] == 1
+    assert state() == files
+
+
 # ------------------------------------------------------------------ bad input, CLI
 
 @pytest.mark.slow  # CLI subprocesses
