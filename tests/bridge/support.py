@@ -130,9 +130,11 @@ class Peer:
 
 @contextlib.contextmanager
 def running_server(tmp_path: Path, source: Any = None, **config: Any) -> Iterator[Server]:
-    """A started server on a free loopback port writing into ``tmp_path / 'out'``."""
+    """A started server on a free loopback port writing into ``tmp_path / 'out'`` (unless ``out_dir`` is given),
+    recording verdicts in ``tmp_path / 'feedback.sqlite'``."""
     config.setdefault("feedback_store", tmp_path / "feedback.sqlite")
-    cfg = ServerConfig(port=0, out_dir=tmp_path / "out", **config)
+    config.setdefault("out_dir", tmp_path / "out")
+    cfg = ServerConfig(port=0, **config)
     server = Server(cfg, source if source is not None else WalkSource())
     server.start()
     try:

@@ -8,6 +8,13 @@ tracks N clip_slots M [clip]``, ``live_set view highlighted_clip_slot``; ``has_m
 ``has_clip``, ``length``, ``name``; ``create_clip``, ``create_scene``, ``add_new_notes``
 with the Live 11 note dictionary, ``get_all_notes_extended``) and fails the run on
 anything else. As in Max, a call Live refuses is reported (here: logged), not thrown.
+
+``get_all_notes_extended`` answers as the scenario says: the JSON text Max 8 returns
+(default), a parsed object, an array (how the LiveAPI returns most results), nothing
+(a Live before 11.1, where the call does not exist) or text that is not JSON. Each clip
+has its own Live id, so a clip replaced in a slot is a different clip. Scenario
+messages starting with ``@`` act as the user: ``@highlight T S`` selects a slot,
+``@replace T S`` puts a clip of the user's in place of the one there.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ const scenario = JSON.parse(fs.readFileSync(scenarioPath, "utf8"));
 // tracks: [{midi: bool, slots: [clip or null]}]; every track has one slot per scene
 const live = {tracks: scenario.tracks, log: [], errors: [], outlets: []};
 const NOTE_KEYS = ["duration", "mute", "pitch", "start_time", "velocity"];
+const clipIds = new WeakMap(); let nextId = 100;
+function clipId(clip) { if (!clipIds.has(clip)) clipIds.set(clip, nextId++); return clipIds.get(clip); }
 function fail(msg) { throw new Error("not in the Live Object Model as the device may use it: " + msg); }
 class LiveAPI {
   constructor(a, b) {
@@ -46,6 +55,7 @@ class LiveAPI {
       this.t = +m[1]; this.s = +m[2]; this.kind = m[3] ? "clip" : "slot";
       const track = live.tracks[this.t];
       this.id = (track && this.s < track.slots.length && (this.kind === "slot" || track.slots[this.s])) ? 3 : 0;
+      if (this.kind === "clip" && this.id) this.id = clipId(track.slots[this.s]);
     } else fail("path " + path);
   }
   get(prop) {
@@ -85,7 +95,13 @@ class LiveAPI {
       return;
     }
     if (this.kind === "clip" && fn === "get_all_notes_extended") {
-      return JSON.stringify({notes: track.slots[this.s].notes});
+      const notes = track.slots[this.s].notes, mode = scenario.notesReturn || "json";
+      if (mode === "json") return JSON.stringify({notes});
+      if (mode === "object") return {notes};
+      if (mode === "array") return ["notes", notes.length].concat(...notes.map((n) => [n.pitch, n.start_time]));
+      if (mode === "missing") { live.errors.push("get_all_notes_extended: no such function"); return undefined; }
+      if (mode === "garbage") return "notes 0";
+      fail("notesReturn " + mode);
     }
     if (this.kind === "clip" && fn === "add_new_notes") {
       if (!arg || !Array.isArray(arg.notes)) fail("add_new_notes without {notes: [...]}");
@@ -104,7 +120,11 @@ const sandbox = {LiveAPI, post: () => {}, outlet: (n, ...a) => live.outlets.push
                  arrayfromargs: (a) => Array.prototype.slice.call(a)};
 vm.createContext(sandbox);
 vm.runInContext(fs.readFileSync(deviceJs, "utf8"), sandbox);
-for (const [fn, ...args] of scenario.messages) sandbox[fn](...args);
+for (const [fn, ...args] of scenario.messages) {
+  if (fn === "@highlight") scenario.highlighted = args;
+  else if (fn === "@replace") live.tracks[args[0]].slots[args[1]] = {name: "mine", notes: [], length: 4.0};
+  else sandbox[fn](...args);
+}
 console.log(JSON.stringify({tracks: live.tracks, log: live.log, errors: live.errors, outlets: live.outlets}));
 """
 
@@ -201,3 +221,53 @@ def test_slot_filled_before_the_create_is_never_written(require_tool, tmp_path, 
     assert out["outlets"][0][:2] == ["status", "error"] and "nothing was written" in out["outlets"][0][2]
     assert out["tracks"][0]["slots"][0] == users
     assert not [x for x in out["log"] if x[:3] == ["call", "live_set tracks 0 clip_slots 0 clip", "add_new_notes"]]
+
+
+@pytest.mark.parametrize("mode", ["array", "missing", "garbage"])
+def test_a_note_read_back_it_cannot_understand_aborts_the_write(require_tool, tmp_path, replies, mode):
+    """noteCount fails closed: only an object with a notes array lets the write go on."""
+    out = run_device(require_tool("node"), tmp_path, [midi(None, None, None)], [0, 0], as_messages(replies),
+                     notesReturn=mode)
+    assert [o[:2] for o in out["outlets"]][0] == ["status", "error"]
+    assert "could not read the clip's notes back" in out["outlets"][0][2] and "11.1" in out["outlets"][0][2]
+    assert not [x for x in out["log"] if x[0] == "call" and x[2] == "add_new_notes"]
+    assert not [x for x in out["log"] if x[0] == "set"]
+    assert all(not s or s["notes"] == [] for s in out["tracks"][0]["slots"])
+
+
+def test_a_parsed_object_is_read_like_its_json_text(require_tool, tmp_path, replies):
+    out = run_device(require_tool("node"), tmp_path, [midi(None, None, None)], [0, 0], as_messages(replies),
+                     notesReturn="object")
+    assert [o[:2] for o in out["outlets"]] == [["status", "wrote"], ["status", "wrote"]]
+
+
+def test_keep_and_discard_send_feedback_for_the_clips_the_device_wrote(require_tool, tmp_path, replies):
+    ends = [p for a, p in replies if a == "/qriff/clip/end"]
+    names = [Path(e[4]).name for e in ends]
+    messages = [*as_messages(replies), ["@highlight", 0, 1], ["keep"], ["@highlight", 0, 2], ["discard"],
+                ["@highlight", 0, 0], ["keep"], ["@replace", 0, 1], ["@highlight", 0, 1], ["discard"]]
+    mine = {"name": "mine", "notes": [], "length": 4.0}
+    out = run_device(require_tool("node"), tmp_path, [midi(mine, None, None)], [0, 0], messages)
+    sent = [o for o in out["outlets"] if o[0] == "feedback"]
+    assert sent == [["feedback", 500001, names[0], "keep"], ["feedback", 500002, names[1], "discard"]]
+    errors = [o[2] for o in out["outlets"] if o[:2] == ["status", "error"]]
+    assert "track 1 slot 1: no clip this device wrote" in errors[0]  # the user's own clip
+    assert "track 1 slot 2: the clip there is no longer the one qriff wrote" in errors[1]
+    assert len(errors) == 2
+
+
+def test_the_devices_feedback_is_stored_by_the_server(require_tool, tmp_path, replies):
+    """End to end: the device's feedback message, sent as the patch sends it, lands in the store."""
+    out = run_device(require_tool("node"), tmp_path, [midi(None, None)], [0, 0],
+                     [*as_messages(replies), ["@highlight", 0, 0], ["keep"]])
+    [(_, rid, clip, verdict)] = [o for o in out["outlets"] if o[0] == "feedback"]
+    out_dir = Path([p for a, p in replies if a == "/qriff/clip/end"][0][4]).parent
+    with running_server(tmp_path, out_dir=out_dir) as srv:
+        peer = Peer(srv.address)
+        got = peer.request("/qriff/feedback", rid, clip, verdict, "source", "device")
+    assert got == [("/qriff/feedback/stored", [rid, clip, "keep", 0])]
+    from engine.feedback import FeedbackStore
+
+    with FeedbackStore(tmp_path / "feedback.sqlite") as store:
+        [v] = list(store.verdicts())
+    assert (v.verdict, v.source) == ("keep", "device") and v.clip_path.endswith(clip)
