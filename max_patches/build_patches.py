@@ -1,5 +1,10 @@
-"""Write ``qriff.maxpat`` (Max/MSP), ``qriff_m4l.maxpat`` (its Max for Live device variant)
-and ``qriff.pd`` (Pure Data vanilla) from one layout.
+"""Write ``qriff.maxpat`` (Max/MSP), ``qriff.amxd`` (the Max for Live MIDI effect) and
+``qriff.pd`` (Pure Data vanilla) from one layout.
+
+``qriff.amxd`` is the device a Live user drops on a MIDI track: the ``ampf`` container
+(:func:`amxd_bytes`) around the device patcher, with ``qriff_live.js`` in its
+``dependency_cache`` (keep the two files together, or freeze the device in Max to embed
+the script before sharing it).
 
 The patches talk to ``qriff serve`` on 127.0.0.1:9000 and listen for replies on 9001
 (every request carries ``reply_port 9001``, because ``[udpsend]``/``[netsend]`` send
@@ -11,6 +16,7 @@ table, and opens the Pd patch headless against a live server.
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +66,13 @@ class MaxPatch:
     def connect(self, src: str, outlet: int, dst: str, inlet: int) -> None:
         self.lines.append({"patchline": {"source": [src, outlet], "destination": [dst, inlet]}})
 
-    def to_json(self, presentation: bool = False) -> dict[str, Any]:
+    def to_json(self, presentation: bool = False, device: bool = False) -> dict[str, Any]:
+        out = self._patcher_json(presentation)
+        if device:
+            out["patcher"].update(_device_fields(self.boxes))
+        return out
+
+    def _patcher_json(self, presentation: bool) -> dict[str, Any]:
         return {"patcher": {
             "fileversion": 1,
             "appversion": {"major": 8, "minor": 5, "revision": 0, "architecture": "x64", "modernui": 1},
@@ -103,8 +115,8 @@ def build_max(device: bool = False) -> dict[str, Any]:
 
     # ---- generate -------------------------------------------------------------
     gen = p.add("button", 20, 140, 40, 40, inlets=1, outlets=1, outlettype=["bang"],
-                **_shown(device, 8, 100, 24, 24))
-    p.comment("generate", 65, 150, 80, **_shown(device, 36, 104, 60, 20))
+                **_shown(device, 4, 60, 24, 24))
+    p.comment("generate", 65, 150, 80, **_shown(device, 30, 63, 64, 18))
     rid = p.obj("i", 20, 200, 2, 1)
     inc = p.obj("+ 1", 60, 230, 2, 1)
     p.connect(gen, 0, rid, 0)
@@ -142,19 +154,78 @@ def build_max(device: bool = False) -> dict[str, Any]:
     recv = p.obj(f"udpreceive {REPLY_PORT}", 20, 470, 1, 1)
     routes = ["/qriff/clip/begin", "/qriff/clip/track", "/qriff/clip/notes", "/qriff/clip/end", "/qriff/error",
               "/qriff/live/pushed", "/qriff/render/end", "/qriff/pong"]
+    labels = [(3, "clip ready"), (4, "error"), (5, "pushed to Live"), (6, "rendered"), (7, "connected")]
+    if device:
+        routes.append("/qriff/feedback/stored")
+        labels.append((8, "recorded"))
     route = p.obj("route " + " ".join(routes), 20, 500, 2, len(routes) + 1, w=900)
-    p.connect(recv, 0, route, 0)
-    status = p.msg("start qriff serve, then press generate", 20, 700, 640, **_shown(device, 100, 100, 420, 22))
+    if device:
+        # udpreceive outputs on the scheduler (high-priority) thread, where the LiveAPI must not be
+        # used; deferlow moves every reply to the main thread, in arrival order (defer would reverse
+        # a burst).
+        low = p.obj("deferlow", 20, 485, 1, 1)
+        p.connect(recv, 0, low, 0)
+        p.connect(low, 0, route, 0)
+    else:
+        p.connect(recv, 0, route, 0)
+    status = p.msg("start qriff serve, then press generate", 20, 700, 640, **_shown(device, 4, 146, 410, 20))
     p.comment("status", 670, 700, 60)
-    for i, label in ((3, "clip ready"), (4, "error"), (5, "pushed to Live"), (6, "rendered"), (7, "connected")):
+    for i, label in labels:
         pre = p.obj(f"prepend set {label}", 20 + 150 * (i - 3), 650, 1, 1)
         p.connect(route, i, pre, 0)
         p.connect(pre, 0, status, 0)
     if device:
-        _live_api_section(p, route, status, load)
+        _live_api_section(p, route, status, load, send)
     else:
         _playback_section(p, route, load)
-    return p.to_json(presentation=device)
+    return p.to_json(presentation=device, device=device)
+
+
+# ======================================================================= the device
+
+#: The device type of an .amxd (``mmmm`` MIDI effect, ``aaaa`` audio effect, ``iiii`` instrument).
+AMXD_MIDI_EFFECT = b"mmmm"
+#: The scripts the device loads, listed in its ``dependency_cache`` (kept beside the .amxd, or frozen in).
+DEVICE_SCRIPTS = ("qriff_live.js",)
+#: Device width in Live's device chain, pixels (the presentation view below fits in it).
+DEVICE_WIDTH = 420.0
+
+
+def _device_fields(boxes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Top-level patcher fields of a Max for Live device: parameters, dependencies, device type."""
+    params: dict[str, Any] = {}
+    for b in boxes:
+        box = b["box"]
+        if box.get("parameter_enable"):
+            value = box["saved_attribute_attributes"]["valueof"]
+            params[box["id"]] = [value["parameter_longname"], value["parameter_shortname"], 0]
+    params["inherited_shortname"] = 1
+    return {
+        "openrect": [0.0, 0.0, DEVICE_WIDTH, 169.0], "devicewidth": DEVICE_WIDTH,
+        "parameters": params,
+        "dependency_cache": [{"name": name, "bootpath": ".", "type": "TEXT", "implicit": 1}
+                             for name in DEVICE_SCRIPTS],
+        "latency": 0, "is_mpe": 0, "minimum_live_version": "", "minimum_max_version": "",
+        "platform_compatibility": 0, "autosave": 0,
+        "project": {"version": 1, "amxdtype": int.from_bytes(AMXD_MIDI_EFFECT, "big"), "readonly": 0,
+                    "devpathtype": 0, "devpath": ".", "autoorganize": 1, "hideprojectwindow": 1,
+                    "showdependencies": 1, "autolocalize": 0, "contents": {"patchers": {}, "code": {}},
+                    "layout": {}, "searchpath": {}, "detailsvisible": 0, "sortmode": 0, "viewmode": 0},
+    }
+
+
+def amxd_bytes(patcher: dict[str, Any], device_type: bytes = AMXD_MIDI_EFFECT) -> bytes:
+    """The .amxd file of ``patcher``: what Max writes when it saves an unfrozen device.
+
+    Layout (integers little-endian u32): ``ampf``, 4 (format version), the device type,
+    ``meta``, 4 (its size), 1, ``ptch``, the size of what follows, then the patcher
+    JSON as UTF-8 ending in a NUL byte, counted in that size.
+    """
+    if len(device_type) != 4:
+        raise ValueError(f"device type {device_type!r} must be 4 bytes (mmmm, aaaa or iiii)")
+    body = (json.dumps(patcher, indent=1) + "\n").encode("utf-8") + b"\x00"
+    u32 = struct.Struct("<I").pack
+    return b"ampf" + u32(4) + device_type + b"meta" + u32(4) + u32(1) + b"ptch" + u32(len(body)) + body
 
 
 def _shown(device: bool, x: float, y: float, w: float, h: float) -> dict[str, Any]:
@@ -201,22 +272,34 @@ def _parameter(name: str, kind: int, initial: float, **valueof: Any) -> dict[str
 
 
 def _live_controls(p: MaxPatch) -> tuple[str, ...]:
-    """live.menu, live.numbox and live.dial with parameter_enable on: Live saves and automates them."""
+    """live.menu, live.numbox and live.dial with parameter_enable on: Live saves and automates them.
+
+    Each control has a label beside it in the device view. Live's Int parameters hold at
+    most 256 values, so Seed (-1..99999) is a Float parameter shown with unit style Int.
+    """
     boxes = []
+    # presentation: (label x, label width, control x, control width) per control of a row
+    menus = ((4, 30, 36, 48), (92, 38, 132, 104), (244, 36, 282, 64))
     for i, (name, items) in enumerate((("Key", KEYS), ("Scale", SCALES), ("Style", STYLES))):
         x = 20 + 110 * i
+        lx, lw, cx, cw = menus[i]
+        p.comment(name, x, 60, 60, **_shown(True, lx, 5, lw, 18))
         boxes.append(p.add("live.menu", x, 80, 100, 15, inlets=1, outlets=3, outlettype=["", "", "float"],
-                           **_shown(True, 8 + 84 * i, 8, 80, 15),
+                           **_shown(True, cx, 6, cw, 15),
                            **_parameter(name, _ENUM, 0, parameter_enum=list(items), parameter_mmax=len(items) - 1)))
-    for i, (name, lo, hi, initial) in enumerate((("Bars", 1, 16, 4), ("Variations", 1, 16, 1),
-                                                 ("Seed", -1, 99999, -1))):
+    numbers = (("Bars", "Bars", 1, 16, 4, _INT, (4, 34, 40, 40)),
+               ("Variations", "Variations", 1, 16, 1, _INT, (88, 62, 152, 40)),
+               ("Seed", "Seed (-1 new)", -1, 99999, -1, _FLOAT, (200, 84, 286, 56)))
+    for i, (name, label, lo, hi, initial, kind, (lx, lw, cx, cw)) in enumerate(numbers):
         x = 360 + 70 * i
+        p.comment(label, x, 60, 70, **_shown(True, lx, 28, lw, 18))
         boxes.append(p.add("live.numbox", x, 80, 60, 15, inlets=1, outlets=2, outlettype=["", "float"],
-                           **_shown(True, 8 + 84 * i, 40, 80, 15),
-                           **_parameter(name, _INT, initial, parameter_mmin=lo, parameter_mmax=hi,
+                           **_shown(True, cx, 30, cw, 15),
+                           **_parameter(name, kind, initial, parameter_mmin=lo, parameter_mmax=hi,
                                         parameter_unitstyle=_UNIT_INT)))
+    p.comment("Temperature", 580, 40, 80, **_shown(True, 348, 2, 70, 18))
     boxes.append(p.add("live.dial", 580, 60, 44, 48, inlets=1, outlets=2, outlettype=["", "float"],
-                       **_shown(True, 260, 8, 44, 48),
+                       **_shown(True, 356, 22, 44, 48),
                        **_parameter("Temperature", _FLOAT, 1.0, parameter_mmin=0.0, parameter_mmax=2.0,
                                     parameter_unitstyle=_UNIT_FLOAT)))
     key, scale, style, bars, variations, seed, temp = boxes
@@ -244,26 +327,44 @@ def _push_section(p: MaxPatch) -> str:
     return push_msg
 
 
-def _live_api_section(p: MaxPatch, route: str, status: str, load: str) -> None:
-    """Max for Live: replies -> qriff_live.js, which writes clips through the Live API; MIDI passes through."""
+def _live_api_section(p: MaxPatch, route: str, status: str, load: str, send: str) -> None:
+    """Max for Live: replies -> qriff_live.js, which writes clips through the Live API; Keep and Discard
+    buttons -> qriff_live.js -> /qriff/feedback; MIDI passes through."""
     js = p.obj("js qriff_live.js", 20, 560, 1, 1)
     for outlet, selector in ((0, "begin"), (1, "track"), (2, "notes"), (3, "end")):
         pre = p.obj(f"prepend {selector}", 20 + 120 * outlet, 530, 1, 1)
         p.connect(route, outlet, pre, 0)
         p.connect(pre, 0, js, 0)
-    write = p.add("toggle", 520, 530, 24, 24, inlets=1, outlets=1, outlettype=["int"], **_shown(True, 8, 132, 18, 18))
-    p.comment("write clips into Live", 548, 532, 150, **_shown(True, 30, 131, 150, 20))
+    write = p.add("toggle", 520, 530, 24, 24, inlets=1, outlets=1, outlettype=["int"], **_shown(True, 4, 100, 18, 18))
+    p.comment("write clips into Live", 548, 532, 150, **_shown(True, 26, 100, 150, 18))
     on = p.msg("1", 520, 500)
     p.connect(load, 0, on, 0)
     p.connect(on, 0, write, 0)
     write_pre = p.obj("prepend write", 520, 560, 1, 1)
     p.connect(write, 0, write_pre, 0)
     p.connect(write_pre, 0, js, 0)
-    js_status = p.obj("route status", 20, 600, 2, 2)
-    p.connect(js, 0, js_status, 0)
+    # Keep / Discard: the clip in the highlighted slot, if qriff wrote it (the script checks)
+    for i, verdict in enumerate(("keep", "discard")):
+        button = p.add("button", 700 + 90 * i, 470, 24, 24, inlets=1, outlets=1, outlettype=["bang"],
+                       **_shown(True, 120 + 90 * i, 60, 24, 24))
+        p.comment(verdict.capitalize(), 726 + 90 * i, 472, 60, **_shown(True, 146 + 90 * i, 63, 56, 18))
+        word = p.msg(verdict, 700 + 90 * i, 500)
+        p.connect(button, 0, word, 0)
+        low = p.obj("deferlow", 700 + 90 * i, 530, 1, 1)  # LiveAPI work on the main thread, always
+        p.connect(word, 0, low, 0)
+        p.connect(low, 0, js, 0)
+    p.comment("Keep / Discard: the clip in the highlighted slot", 880, 472, 260)
+    js_out = p.obj("route status feedback", 20, 600, 2, 3)
+    p.connect(js, 0, js_out, 0)
     show = p.obj("prepend set", 20, 630, 1, 1)
-    p.connect(js_status, 0, show, 0)
+    p.connect(js_out, 0, show, 0)
     p.connect(show, 0, status, 0)
+    # feedback id clip verdict -> /qriff/feedback id clip verdict source device reply_port 9001
+    fb_msg = p.msg(f"/qriff/feedback $1 $2 $3 source device reply_port {REPLY_PORT}", 300, 630, 420)
+    fb_pack = p.obj("pack 0 s s", 300, 600, 3, 1)
+    p.connect(js_out, 1, fb_pack, 0)
+    p.connect(fb_pack, 0, fb_msg, 0)
+    p.connect(fb_msg, 0, send, 0)
     midi_in = p.obj("midiin", 760, 560, 1, 1)
     midi_out = p.obj("midiout", 760, 600, 1, 0)
     p.connect(midi_in, 0, midi_out, 0)
@@ -547,7 +648,7 @@ def build_pd() -> str:
 
 def main() -> None:
     (HERE / "qriff.maxpat").write_text(json.dumps(build_max(), indent=1) + "\n")
-    (HERE / "qriff_m4l.maxpat").write_text(json.dumps(build_max(device=True), indent=1) + "\n")
+    (HERE / "qriff.amxd").write_bytes(amxd_bytes(build_max(device=True)))
     (HERE / "qriff.pd").write_text(build_pd())
 
 

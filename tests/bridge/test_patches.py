@@ -1,6 +1,8 @@
 """The Max and Pd patches: structure, OSC addresses against the address table, and a live run.
 
-The .maxpat cannot be opened without Max, so it is checked structurally: every
+The .maxpat and the device (.amxd) cannot be opened without Max, so they are checked
+structurally: the .amxd container is parsed byte by byte (an independent reader of the
+format, see :func:`read_amxd`), and in both patchers every
 patchline joins existing boxes through existing inlets/outlets, the inlet/outlet counts
 of each object match Max's, and every OSC message it sends is a request of the
 address table with valid options whose values have the right kinds. The Pd patches are
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import subprocess
 import sys
 import time
@@ -23,8 +26,8 @@ from tests.bridge.support import free_udp_port, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 MAXPAT = ROOT / "max_patches" / "qriff.maxpat"
-M4L = ROOT / "max_patches" / "qriff_m4l.maxpat"
-MAXPATS = pytest.mark.parametrize("path", [MAXPAT, M4L], ids=["qriff.maxpat", "qriff_m4l.maxpat"])
+AMXD = ROOT / "max_patches" / "qriff.amxd"
+MAXPATS = pytest.mark.parametrize("path", [MAXPAT, AMXD], ids=["qriff.maxpat", "qriff.amxd"])
 PD_USER = ROOT / "max_patches" / "qriff.pd"
 PD_TEST = ROOT / "tests" / "pd" / "generate.pd"
 
@@ -36,6 +39,7 @@ MAX_OBJECTS = {
     "zl": lambda n: (2, 2), "gate": lambda n: (2, 1 if n else 1), "pipe": lambda n: (n, n - 1),
     "makenote": lambda n: (3, 2), "noteout": lambda n: (3, 0), "udpsend": lambda n: (1, 0),
     "udpreceive": lambda n: (1, 1), "js": lambda n: (1, 1), "midiin": lambda n: (1, 1), "midiout": lambda n: (1, 0),
+    "deferlow": lambda n: (1, 1),
 }
 MAX_UI = {"message": (2, 1), "comment": (1, 0), "button": (1, 1), "toggle": (1, 1), "number": (1, 2),
           "flonum": (1, 2), "dial": (1, 1), "umenu": (1, 3), "live.menu": (1, 3), "live.numbox": (1, 2),
@@ -72,6 +76,12 @@ def check_request(address: str, args: list[str], slot_kinds: dict[int, str]) -> 
     if method is None:
         assert len(rest) == len(table[address]), (address, args)
         return
+    fixed = [a for a in method.args if not a.optional]
+    assert len(rest) >= len(fixed), f"{address}: needs {[a.name for a in fixed]} after the id: {rest}"
+    for arg, value in zip(fixed, rest):
+        if value.startswith("$"):
+            assert kind_ok(arg.kind, slot_kinds[int(value[1:])]), f"{address} {arg.name}: {value}"
+    rest = rest[len(fixed):]
     assert len(rest) % 2 == 0, f"{address}: options must be key/value pairs: {rest}"
     for name, value in zip(rest[::2], rest[1::2]):
         assert name in method.options, f"{address}: option {name!r} is not in {method.options}"
@@ -89,8 +99,33 @@ def check_request(address: str, args: list[str], slot_kinds: dict[int, str]) -> 
 
 # ------------------------------------------------------------------------------ Max
 
+def read_amxd(data: bytes) -> dict:
+    """The parts of an .amxd: ``version``, ``type``, ``meta`` (bytes), ``patcher`` (the JSON, decoded).
+
+    ``ampf``, u32 version, 4-byte device type, then chunks (4-byte tag, u32 size
+    little-endian, payload): ``meta`` and ``ptch``, the last running to the end of the
+    file and holding the patcher JSON with a NUL at its end.
+    """
+    assert data[:4] == b"ampf", data[:4]
+    version = struct.unpack_from("<I", data, 4)[0]
+    out: dict = {"version": version, "type": data[8:12], "chunks": []}
+    pos = 12
+    while pos < len(data):
+        tag, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        payload = data[pos + 8:pos + 8 + size]
+        assert len(payload) == size, f"chunk {tag!r} declares {size} bytes, {len(payload)} follow"
+        out["chunks"].append((tag, size))
+        if tag == b"meta":
+            out["meta"] = payload
+        elif tag == b"ptch":
+            assert payload.endswith(b"\x00") and b"\x00" not in payload[:-1]
+            out["patcher"] = json.loads(payload[:-1].decode("utf-8"))
+        pos += 8 + size
+    return out
+
+
 def max_boxes(path=MAXPAT):
-    data = json.loads(path.read_text())
+    data = read_amxd(path.read_bytes())["patcher"] if path.suffix == ".amxd" else json.loads(path.read_text())
     boxes = {b["box"]["id"]: b["box"] for b in data["patcher"]["boxes"]}
     lines = [ln["patchline"] for ln in data["patcher"]["lines"]]
     return data, boxes, lines
@@ -178,7 +213,7 @@ def test_maxpat_has_the_controls_a_musician_needs():
 
 def test_device_parameters_are_saved_with_the_set_and_automatable():
     """live.menu / live.numbox / live.dial with parameter_enable on, each a valid value of its request option."""
-    data, boxes, lines = max_boxes(M4L)
+    data, boxes, lines = max_boxes(AMXD)
     params = {b["varname"]: b for b in boxes.values() if b["maxclass"].startswith("live.")}
     assert set(params) == {"Key", "Scale", "Style", "Bars", "Variations", "Seed", "Temperature"}
     assert not [b for b in boxes.values() if b["maxclass"] in ("umenu", "number", "dial", "flonum")]
@@ -210,6 +245,116 @@ def test_device_parameters_are_saved_with_the_set_and_automatable():
     assert len(status) == 1  # the status line is in the device view
 
 
+# ---------------------------------------------------------------------- the device
+
+def test_device_is_an_amxd_midi_effect():
+    data = AMXD.read_bytes()
+    amxd = read_amxd(data)
+    assert amxd["version"] == 4 and amxd["type"] == b"mmmm"
+    assert [tag for tag, _ in amxd["chunks"]] == [b"meta", b"ptch"] and len(amxd["meta"]) == 4
+    ptch_size = dict(amxd["chunks"])[b"ptch"]
+    assert 12 + 8 + 4 + 8 + ptch_size == len(data)  # header, meta chunk, ptch chunk: nothing before or after
+    patcher = amxd["patcher"]["patcher"]
+    assert patcher["project"]["amxdtype"] == int.from_bytes(b"mmmm", "big")
+    assert patcher["openinpresentation"] == 1 and patcher["devicewidth"] > 0
+
+
+def test_device_lists_the_script_it_loads():
+    patcher = read_amxd(AMXD.read_bytes())["patcher"]["patcher"]
+    deps = {d["name"]: d for d in patcher["dependency_cache"]}
+    scripts = [b["box"]["text"].split()[1] for b in patcher["boxes"] if b["box"].get("text", "").startswith("js ")]
+    assert scripts == ["qriff_live.js"]
+    for name in scripts:
+        assert deps[name]["type"] == "TEXT" and (AMXD.parent / name).is_file()  # kept beside the device
+
+
+def test_device_parameters_fit_lives_parameter_types():
+    """Live's Int parameters hold at most 256 values: Seed (-1..99999) is a Float with unit style Int."""
+    patcher = read_amxd(AMXD.read_bytes())["patcher"]["patcher"]
+    params = {}
+    for b in patcher["boxes"]:
+        box = b["box"]
+        if box.get("parameter_enable"):
+            params[box["varname"]] = (box["id"], box["saved_attribute_attributes"]["valueof"])
+    listed = {k: v[0] for k, v in patcher["parameters"].items() if k != "inherited_shortname"}
+    assert listed == {box_id: name for name, (box_id, _) in params.items()}
+    for name, (_, v) in params.items():
+        if v["parameter_type"] == 1:  # Int
+            assert v["parameter_mmax"] - v["parameter_mmin"] + 1 <= 256, name
+        elif v["parameter_type"] == 2:  # Enum
+            assert len(v["parameter_enum"]) <= 256, name
+    seed = params["Seed"][1]
+    assert seed["parameter_type"] == 0 and seed["parameter_unitstyle"] == 0  # Float, shown as Int
+    assert (seed["parameter_mmin"], seed["parameter_mmax"]) == (-1, 99999)
+    assert params["Bars"][1]["parameter_type"] == 1 and params["Variations"][1]["parameter_type"] == 1
+
+
+def _rect(box):
+    return box["presentation_rect"]
+
+
+def test_every_control_of_the_device_view_has_a_label_beside_it():
+    _, boxes, _ = max_boxes(AMXD)
+    shown = [b for b in boxes.values() if b.get("presentation")]
+    controls = [b for b in shown if b["maxclass"] in ("live.menu", "live.numbox", "live.dial", "button", "toggle")]
+    labels = [b for b in shown if b["maxclass"] == "comment"]
+    assert len(controls) == 7 + 4  # the parameters, generate, keep, discard, write
+    for c in controls:
+        x, y, w, h = _rect(c)
+        beside = [t for t in labels
+                  if (abs((_rect(t)[0] + _rect(t)[2]) - x) <= 12 or abs(_rect(t)[0] - (x + w)) <= 12)
+                  and _rect(t)[1] < y + h and y < _rect(t)[1] + _rect(t)[3]]
+        above = [t for t in labels if abs(_rect(t)[1] + _rect(t)[3] - y) <= 6 and _rect(t)[0] < x + w
+                 and x < _rect(t)[0] + _rect(t)[2]]
+        assert beside or above, f"{c.get('varname') or c['maxclass']} at {_rect(c)} has no label"
+    # nothing overlaps, and everything fits the device (Live shows 169 pixels of height)
+    width = read_amxd(AMXD.read_bytes())["patcher"]["patcher"]["devicewidth"]
+    for i, a in enumerate(shown):
+        ax, ay, aw, ah = _rect(a)
+        assert ax >= 0 and ay >= 0 and ax + aw <= width and ay + ah <= 169, a
+        for b in shown[i + 1:]:
+            bx, by, bw, bh = _rect(b)
+            assert not (ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah), (a, b)
+    names = {t["text"] for t in labels}
+    assert {"Keep", "Discard", "generate"} <= names
+
+
+def test_live_api_work_is_deferred():
+    """No path from [udpreceive] or a button reaches [js] without a [deferlow] on it."""
+    _, boxes, lines = max_boxes(AMXD)
+    out: dict[str, list[str]] = {}
+    for ln in lines:
+        out.setdefault(ln["source"][0], []).append(ln["destination"][0])
+    js = next(i for i, b in boxes.items() if b.get("text", "").startswith("js "))
+
+    def reaches_js_undeferred(start):
+        seen, todo = set(), [start]
+        while todo:
+            node = todo.pop()
+            for nxt in out.get(node, []):
+                if nxt == js:
+                    return True
+                if nxt not in seen and boxes[nxt].get("text") != "deferlow":
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return False
+
+    recv = next(i for i, b in boxes.items() if b.get("text", "").startswith("udpreceive"))
+    buttons = [i for i, b in boxes.items() if b["maxclass"] == "button"]
+    assert not reaches_js_undeferred(recv)
+    assert not any(reaches_js_undeferred(b) for b in buttons)
+    assert any(b.get("text") == "deferlow" for b in boxes.values())
+
+
+def test_keep_and_discard_reach_the_server_as_feedback_from_the_device():
+    _, boxes, _ = max_boxes(AMXD)
+    texts = [b.get("text", "") for b in boxes.values()]
+    [fb] = [t for t in texts if t.startswith("/qriff/feedback ")]
+    assert fb.split()[1:4] == ["$1", "$2", "$3"] and "source device" in fb
+    assert "route status feedback" in texts and "keep" in texts and "discard" in texts
+    assert any("/qriff/feedback/stored" in t for t in texts if t.startswith("route /"))
+
+
 def test_patches_are_what_the_builder_writes():
     import importlib.util
 
@@ -221,7 +366,7 @@ def test_patches_are_what_the_builder_writes():
     finally:
         del sys.modules["build_patches"]
     assert json.loads(MAXPAT.read_text()) == mod.build_max(), "run python max_patches/build_patches.py"
-    assert json.loads(M4L.read_text()) == mod.build_max(device=True), "run python max_patches/build_patches.py"
+    assert AMXD.read_bytes() == mod.amxd_bytes(mod.build_max(device=True)), "run python max_patches/build_patches.py"
     assert PD_USER.read_text() == mod.build_pd(), "run python max_patches/build_patches.py"
     assert mod.KEYS == protocol.list_items("keys") and mod.SCALES == protocol.list_items("scales")
     assert mod.STYLES == protocol.list_items("styles")
