@@ -586,7 +586,7 @@ def check_request_id(address: str, args: Sequence[Any], tags: str) -> tuple[Any,
     if tag in "fd":
         if not math.isfinite(rid):
             raise RequestError(f"{address}: request id {rid!r} is not finite: send an int or a string")
-        return float(rid), "f"
+        return float(rid), tag  # a double is echoed as a double: most do not fit a float32
     if tag in "sS":
         if len(rid) > 64:
             raise RequestError(f"{address}: request id of {len(rid)} characters is too long (allowed: up to 64)")

@@ -271,6 +271,9 @@ class Server:
                 self._on_datagram(data, addr)
             except Exception as exc:  # the loop must survive anything a datagram triggers
                 self.failures.record(f"datagram from {addr[0]}:{addr[1]}", exc)
+                self.delivery.error(self._dest(addr, None), -1, "i", "internal",
+                                    f"unexpected {type(exc).__name__} inside qriff while reading the datagram; "
+                                    "nothing was done (see the server log)")
 
     def _allowed(self, host: str) -> bool:
         if not self._allow:

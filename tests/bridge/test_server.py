@@ -493,3 +493,13 @@ def test_a_restarted_server_never_writes_over_an_earlier_sessions_clips(tmp_path
             peer.close()
     assert len(written) == 8 and all(open(p, "rb").read() == data for p, data in written.items())
     assert sorted(p.rsplit("/", 1)[1] for p in written)[-1] == "000004-0.mid"
+
+
+def test_a_double_id_too_large_for_a_float32_is_echoed_as_a_double(peer):
+    """Found by the fuzz: echoing 1e300 as a float32 raised OverflowError and the sender heard nothing."""
+    peer.send_raw(encode("/qriff/ping", (1e300,), "d"))
+    addr, params, raw = peer.recv()
+    assert addr == "/qriff/pong" and params[0] == 1e300 and b",ds" in raw
+    peer.send_raw(encode("/qriff/nothing", (-2.5e200,), "d"))
+    addr, params, _ = peer.recv()
+    assert addr == "/qriff/error" and params[:2] == [-2.5e200, "unknown_address"]
