@@ -6,6 +6,7 @@
 * :mod:`bridge.server`: the UDP socket and its receive loop.
 * :mod:`bridge.jobs`: the bounded job queue and the worker threads.
 * :mod:`bridge.delivery`: clip files, reply bursts, Live pushes and error replies.
+* :mod:`bridge.verdicts`: ``/qriff/feedback`` verdicts into the feedback store (group commits).
 * :mod:`bridge.ableton`: pushing clips into Live through AbletonOSC.
 * :mod:`bridge.source`: where clips come from (the onnxruntime policy).
 

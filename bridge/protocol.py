@@ -133,8 +133,8 @@ class Context(Protocol):
     def enqueue(self, kind: str, request: Request, params: dict[str, Any]) -> None:
         """Queue a generate, render or push job (BridgeError ``busy`` when the queue is full)."""
 
-    def judge(self, clip: str, verdict: str, stars: int | None, source: str) -> None:
-        """Record a verdict on the clip file ``clip`` of the output folder in the feedback store."""
+    def judge(self, request: Request, clip: str, verdict: str, stars: int | None, source: str) -> None:
+        """Store a verdict on the clip file ``clip`` of the output folder, then answer ``request``."""
 
 
 @dataclass(frozen=True)
@@ -459,8 +459,7 @@ def feedback(ctx: Context, request: Request) -> None:
         stars = parse_stars(o.get("stars"))
     except FeedbackError as exc:
         raise RequestError(f"{request.address}: {exc}", code="bad_value") from None
-    ctx.judge(clip, verdict, stars, o.get("source", "osc"))
-    ctx.reply(request, f"{PREFIX}/feedback/stored", clip, verdict, stars or 0)
+    ctx.judge(request, clip, verdict, stars, o.get("source", "osc"))  # answered once stored
 
 
 def list_property(ctx: Context, request: Request, name: str) -> None:

@@ -48,9 +48,9 @@ from bridge.errors import BridgeError, ConfigError, FailureLog, MalformedDatagra
 from bridge.jobs import Job, JobQueue, Workers
 from bridge.protocol import Request
 from bridge.source import ClipSource
+from bridge.verdicts import PendingVerdict, VerdictWriter
 from engine import __version__
 from engine.errors import EngineError
-from engine.feedback import FeedbackError, FeedbackStore, Judgement, load_judged_clip
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Server:
         self.session: dict[str, Any] = protocol.defaults()
         self.session["reply_port"] = config.reply_port
         self._sock: socket.socket | None = None
-        self._feedback: FeedbackStore | None = None
+        self.verdicts = VerdictWriter(config.feedback_store, self.delivery)
         self._stopping = threading.Event()
         self._loop_thread: threading.Thread | None = None
         self._served = 0
@@ -241,11 +241,9 @@ class Server:
         # Answer what is still queued, then let the workers finish their current job.
         for job in self.workers.stop():
             self.delivery.error(job.dest, job.rid, job.rtag, "shutdown", "the server stopped before this request ran")
+        self.verdicts.stop()  # every queued verdict is stored and answered first
         self.delivery.close()
         self.delivery.sock = None
-        if self._feedback is not None:
-            self._feedback.close()
-            self._feedback = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -344,19 +342,11 @@ class Server:
             log.warning("cannot list models: %s", exc)
             return []
 
-    def judge(self, clip: str, verdict: str, stars: int | None, source: str) -> None:
-        """Store a verdict on the clip file ``clip`` of the output folder (inline: well under a millisecond)."""
+    def judge(self, request: Request, clip: str, verdict: str, stars: int | None, source: str) -> None:
+        """Queue a checked verdict on the clip file ``clip`` for the verdict writer, which stores and answers it."""
         path = self.delivery.clip_path(clip)
-        try:
-            judged, where = load_judged_clip(path)
-        except FeedbackError as exc:
-            raise BridgeError(str(exc), code="bad_value") from None
-        try:
-            if self._feedback is None:
-                self._feedback = FeedbackStore(self.config.feedback_store)
-            self._feedback.record(Judgement(judged, verdict, stars, source, str(where)))
-        except FeedbackError as exc:
-            raise BridgeError(str(exc), code="store") from None
+        self.verdicts.submit(PendingVerdict(self._dest(request.sender, request.reply_port), request.rid,
+                                            request.rtag, clip, path, verdict, stars, source))
 
     def enqueue(self, kind: str, request: Request, params: dict[str, Any]) -> None:
         dest = self._dest(request.sender, request.reply_port)

@@ -105,10 +105,14 @@ def default_store_path() -> Path:
     return user_data_path("qriff", appauthor=False) / "feedback.sqlite"
 
 
+def _canonical(clip: Clip) -> str:
+    """The clip JSON with sorted keys and no whitespace: what is stored, and what its id digests."""
+    return json.dumps(clip.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
 def clip_id(clip: Clip) -> str:
-    """The clip's identity: sha256 (hex) of its JSON with sorted keys and no whitespace."""
-    canonical = json.dumps(clip.to_dict(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    """The clip's identity: sha256 (hex) of its canonical JSON (sorted keys, no whitespace)."""
+    return hashlib.sha256(_canonical(clip).encode("utf-8")).hexdigest()
 
 
 def parse_verdict(value: Any) -> str:
@@ -297,15 +301,15 @@ class FeedbackStore:
 
     def _row(self, j: Judgement, now: str) -> dict[str, Any]:
         clip = j.clip
-        data = clip.to_dict()
+        canonical = _canonical(clip)
         model_format, obs_version, qriff_version = self._contract
-        return {"clip_id": clip_id(clip), "verdict": j.verdict, "stars": j.stars, "source": j.source,
+        return {"clip_id": hashlib.sha256(canonical.encode("utf-8")).hexdigest(), "verdict": j.verdict, "stars": j.stars, "source": j.source,
                 "decided_at": now, "clip_path": j.clip_path, "model": clip.model or "",
                 "model_format": model_format, "obs_version": obs_version, "qriff_version": qriff_version,
                 "key": clip.key, "scale": clip.scale, "chords": json.dumps(list(clip.chords)),
                 "style": json.dumps(clip.style, sort_keys=True), "seed": clip.seed, "tempo": float(clip.tempo),
                 "bars": int(clip.bars), "time_signature": "{}/{}".format(*clip.time_signature),
-                "clip": json.dumps(data, separators=(",", ":"))}
+                "clip": canonical}
 
     def record(self, judgement: Judgement) -> str:
         """Store one verdict (the last one given for a clip wins); returns the clip id."""
@@ -321,8 +325,11 @@ class FeedbackStore:
         rows = [self._row(j, now) for j in checked]
         with self._lock:
             try:
-                with self._transaction():
-                    self._db.executemany(_UPSERT, rows)
+                if len(rows) == 1:  # one statement commits by itself (autocommit): a third of the cost
+                    self._db.execute(_UPSERT, rows[0])
+                else:
+                    with self._transaction():
+                        self._db.executemany(_UPSERT, rows)
             except sqlite3.Error as exc:
                 raise FeedbackError(f"cannot write to the feedback store {self.path}: {exc}") from None
         return [r["clip_id"] for r in rows]

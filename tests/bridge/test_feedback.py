@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 
@@ -84,3 +85,32 @@ def test_a_store_from_a_newer_qriff_is_reported_and_left_alone(tmp_path):
         assert addr == "/qriff/error" and params[1] == "store" and "newer than this qriff's" in params[2]
         assert peer.request("/qriff/ping", 3)[0][0] == "/qriff/pong"
     assert db.read_bytes() == before
+
+
+def test_verdicts_queued_when_the_server_stops_are_stored_and_answered(tmp_path):
+    """Group commits: whatever the receive loop accepted is stored before the server is gone."""
+    db = tmp_path / "feedback.sqlite"
+    srv_cm = running_server(tmp_path)
+    srv = srv_cm.__enter__()
+    try:
+        peer = Peer(srv.address)
+        end = peer.request("/qriff/generate", 1, "bars", 1, "variations", 4, until="/qriff/clip/end", count=4)
+        names = [p[4].rsplit("/", 1)[1] for a, p in end if a == "/qriff/clip/end"]
+        base = srv.read("served")
+        for i in range(300):
+            peer.send("/qriff/feedback", i, names[i % 4], "keep" if i % 2 else "discard")
+        deadline = time.monotonic() + 20
+        while srv.read("served") - base < 300 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    finally:
+        srv_cm.__exit__(None, None, None)
+    acks = 0
+    peer.sock.settimeout(0.5)
+    try:
+        while True:
+            data, _ = peer.sock.recvfrom(65536)
+            acks += b"/qriff/feedback/stored" in data
+    except TimeoutError:
+        pass
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT sum(revisions) FROM verdicts").fetchone()[0] == 300 == acks
