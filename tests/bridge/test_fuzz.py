@@ -145,8 +145,8 @@ def run_fuzz(tmp_path, count: int, seed: int = 18) -> dict:
                 if i % 200 == 199 or i == count - 1:  # let the server catch up: a ping answered means all read
                     replies += _sync(peer, srv, 10**8 + i)
             srv.session.update(protocol.defaults())  # whatever fuzzed /qriff/set messages changed
-            pong = peer.request("/qriff/ping", 1, "reply_port", peer.port)
-            clip = _drain_until(peer, "/qriff/generate", 2, "/qriff/clip/end")
+            pong = _drain_until(peer, "/qriff/ping", "after-fuzz-ping", "/qriff/pong")
+            clip = _drain_until(peer, "/qriff/generate", "after-fuzz-generate", "/qriff/clip/end", "bars", 1)
             alive = srv._loop_thread is not None and srv._loop_thread.is_alive()
             failures = srv.failures.total
             malformed, served = srv.read("malformed"), srv.read("served")
@@ -170,8 +170,9 @@ def _sync(peer: Peer, srv, rid: int) -> int:
     raise AssertionError("the server stopped answering ping")
 
 
-def _drain_until(peer: Peer, address: str, rid: int, until: str) -> list:
-    peer.send(address, rid, "bars", 1, "reply_port", peer.port)
+def _drain_until(peer: Peer, address: str, rid: str, until: str, *options: object) -> list:
+    """Send a request with an id no fuzzed datagram has, and read until its answer on ``until``."""
+    peer.send(address, rid, *options, "reply_port", peer.port)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         addr, params, _ = peer.recv(30)
@@ -184,7 +185,7 @@ def _drain_until(peer: Peer, address: str, rid: int, until: str) -> list:
 def _check(result: dict, count: int) -> None:
     assert result["tracebacks"] == [], [r.getMessage() for r in result["tracebacks"][:3]]
     assert result["failures"] == 0 and result["alive"]
-    assert result["pong"] == [("/qriff/pong", [1, "0.1.0"])] and result["clip"][0] == 2
+    assert result["pong"] == ["after-fuzz-ping", "0.1.0"] and result["clip"][0] == "after-fuzz-generate"
     assert result["malformed"] > count // 10 and result["replies"] > count // 2  # the fuzz did reach it
 
 
@@ -211,7 +212,7 @@ def test_the_fuzz_can_find_a_crash(tmp_path, monkeypatch):
     monkeypatch.setattr(datagrams, "_check_layout", crashing)
     result = run_fuzz(tmp_path, 600)
     assert result["tracebacks"] and result["failures"] > len(result["tracebacks"])  # rate-limited
-    assert result["pong"] == [("/qriff/pong", [1, "0.1.0"])]  # and even then the server answers
+    assert result["pong"] == ["after-fuzz-ping", "0.1.0"]  # and even then the server answers
 
 
 @pytest.mark.parametrize("flag", [True, False, None], ids=["T", "F", "N"])
