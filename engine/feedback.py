@@ -40,7 +40,7 @@ from engine.errors import EngineError
 from engine.music.clip import Clip, load_clip
 
 __all__ = ["SCHEMA_VERSION", "SOURCES", "VERDICTS", "FeedbackError", "FeedbackStore", "Judgement", "Verdict",
-           "clip_id", "default_store_path", "load_judged_clip", "parse_stars", "parse_verdict"]
+           "clip_id", "default_store_path", "judgements", "load_judged_clip", "parse_stars", "parse_verdict"]
 
 #: Version of the store's tables; a store with a higher ``user_version`` is refused.
 SCHEMA_VERSION = 1
