@@ -36,13 +36,18 @@ def clips(tmp_path):
     return a, b, c
 
 
+@pytest.fixture
+def store(tmp_path):
+    with FeedbackStore(tmp_path / "fb.sqlite") as s:
+        yield s
+
+
 def rows(path):
     with sqlite3.connect(path) as db:
         return db.execute("SELECT clip_id, verdict, stars, source, revisions FROM verdicts ORDER BY clip_id").fetchall()
 
 
-def test_a_verdict_stores_what_a_reward_model_needs(tmp_path, clips):
-    store = FeedbackStore(tmp_path / "fb.sqlite")
+def test_a_verdict_stores_what_a_reward_model_needs(tmp_path, store, clips):
     [j] = judgements([clips[0]], "keep", 4)
     cid = store.record(j)
     v = store.get(cid)
@@ -56,8 +61,7 @@ def test_a_verdict_stores_what_a_reward_model_needs(tmp_path, clips):
     assert v.decided_at.endswith("+00:00") and v.clip_path == str(clips[0].resolve())
 
 
-def test_the_last_verdict_wins_and_revisions_count(tmp_path, clips):
-    store = FeedbackStore(tmp_path / "fb.sqlite")
+def test_the_last_verdict_wins_and_revisions_count(tmp_path, store, clips):
     store.record_many(judgements([clips[0]], "keep", 5))
     store.record(Judgement(make_clip(1), "discard", None, "device"))  # same clip, other front end
     [v] = list(store.verdicts())
@@ -65,8 +69,7 @@ def test_the_last_verdict_wins_and_revisions_count(tmp_path, clips):
     assert v.first_at < v.decided_at and len(store) == 1
 
 
-def test_a_mid_is_judged_through_the_json_beside_it(tmp_path, clips):
-    store = FeedbackStore(tmp_path / "fb.sqlite")
+def test_a_mid_is_judged_through_the_json_beside_it(tmp_path, store, clips):
     ids = store.record_many(judgements([clips[1], tmp_path / "b.json"], "keep"))
     assert ids[0] == ids[1] and store.get(ids[0]).seed == 2 and store.get(ids[0]).revisions == 2
     [bare] = judgements([clips[2]], "discard")  # no .json: the MIDI's notes and key, no seed or model
@@ -82,9 +85,8 @@ def test_a_mid_is_judged_through_the_json_beside_it(tmp_path, clips):
     (["a.json"], "keep", True, "stars True"),
     (["notes.txt"], "keep", None, "notes.txt"),
 ])
-def test_bad_input_is_refused_and_the_store_untouched(tmp_path, clips, paths, verdict, stars, needle):
+def test_bad_input_is_refused_and_the_store_untouched(tmp_path, store, clips, paths, verdict, stars, needle):
     (tmp_path / "notes.txt").write_text("hello")
-    store = FeedbackStore(tmp_path / "fb.sqlite")
     store.record_many(judgements([clips[0]], "discard"))
     before = rows(tmp_path / "fb.sqlite")
     with pytest.raises(FeedbackError, match=needle.replace(".", r"\.").replace("(", r"\(")) as err:
@@ -97,7 +99,8 @@ def test_bad_input_is_refused_and_the_store_untouched(tmp_path, clips, paths, ve
 
 def test_a_store_from_a_newer_qriff_is_refused_untouched(tmp_path, clips):
     path = tmp_path / "fb.sqlite"
-    FeedbackStore(path).record_many(judgements([clips[0]], "keep"))
+    with FeedbackStore(path) as store:
+        store.record_many(judgements([clips[0]], "keep"))
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     before = path.read_bytes()
@@ -117,8 +120,7 @@ def test_another_sqlite_file_is_not_taken_over(tmp_path):
         FeedbackStore(tmp_path / "junk.sqlite")
 
 
-def test_stats_and_export(tmp_path, clips):
-    store = FeedbackStore(tmp_path / "fb.sqlite")
+def test_stats_and_export(tmp_path, store, clips):
     store.record_many(judgements([clips[0]], "keep", 5))
     store.record(Judgement(make_clip(7, model="m-2"), "discard", 1, "osc"))
     s = store.stats()
