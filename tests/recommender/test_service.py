@@ -5,6 +5,7 @@ database, and no event lost under concurrent posting."""
 from __future__ import annotations
 
 import http.client
+import re
 import shutil
 import sqlite3
 import threading
@@ -302,3 +303,13 @@ def test_cli_serves_until_interrupted(db):
     assert proc.returncode == 0, err
     assert f"on http://127.0.0.1:{port}" in out
     assert events_in(db) == 28
+
+
+def test_the_docs_page_lists_every_endpoint_and_event_field():
+    from recommender.events import FIELDS
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "service.md").read_text()
+    listed = set(re.findall(r"^\| `(GET|POST) (/\w+)`", page, re.M))
+    assert listed - {("GET", "/docs")} == {(m, p) for m, p, _ in ROUTES}
+    fields = {f for row in re.findall(r"^\| (`\w+`(?:, `\w+`)*) \|", page, re.M) for f in re.findall(r"`(\w+)`", row)}
+    assert set(FIELDS) <= fields
