@@ -93,7 +93,7 @@ class Reader:
 
     async def _fetch_snapshot(self) -> Path:
         path = self.dir / f"catalog-{time.time_ns()}.db"
-        path.write_bytes(await self.writer.snapshot.remote())
+        await asyncio.to_thread(path.write_bytes, await self.writer.snapshot.remote())
         return path
 
     async def _refresh_forever(self) -> None:
@@ -103,7 +103,8 @@ class Reader:
             await asyncio.sleep(self.snapshot_s)
             try:
                 db = await self._fetch_snapshot()
-                rec = Recommender(db, self.dir / "model.npz")
+                # opening a large catalog takes a while: off the loop, which keeps answering from the old one
+                rec = await asyncio.to_thread(Recommender, db, self.dir / "model.npz")
             except Exception as exc:  # the writer's node may be gone: keep answering from the old snapshot
                 log.warning("replica %s keeps its snapshot of %.0f s ago: %s", self.node[:8], time.time() - self.taken,
                             exc)

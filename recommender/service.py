@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -179,6 +180,13 @@ def create_app(reads: Reads, store: Store, health: Callable[[], dict], max_body:
     async def recommender_error(_: Request, exc: RecommenderError) -> JSONResponse:
         locked = "locked" in str(exc)
         return reply(503 if locked else 500, {"error": str(exc)}, {"Retry-After": "1"} if locked else None)
+
+    @app.exception_handler(sqlite3.Error)
+    async def database_error(_: Request, exc: sqlite3.Error) -> JSONResponse:
+        busy = any(w in str(exc) for w in ("locked", "busy"))
+        log.error("database error while reading: %s", exc)
+        return reply(503 if busy else 500, {"error": f"the database could not be read ({exc}): try again"},
+                     {"Retry-After": "1"} if busy else None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -268,6 +268,8 @@ def test_cli_bad_flags_exit_2(qriff, tmp_path):
     assert proc.returncode == 2 and "70000 is out of range (allowed: 1-65535)" in proc.stderr
     proc = qriff("rec", "serve", "--db", str(tmp_path / "none.db"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    proc = qriff("rec", "serve", "--db", str(tmp_path / "none.db"), "--ray-address", "127.0.0.1:1")
+    assert proc.returncode == 2 and "--ray-address '127.0.0.1:1' is not reachable" in proc.stderr, proc.stderr
 
 
 @pytest.mark.slow
