@@ -118,6 +118,10 @@ class Reader:
     async def _store(self, body: Any) -> Outcome:
         try:
             return await self.writer.store.remote(body)
+        except ray.exceptions.RayTaskError as exc:  # the writer ran and failed: its error, not an outage
+            cause = exc.as_instanceof_cause()
+            return Outcome(500, {"error": f"the event writer failed ({str(cause).strip().splitlines()[-1][:200]}): "
+                                          "nothing was stored"})
         except ray.exceptions.RayError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return Outcome(503, {"error": f"the event writer is not reachable ({first[:200]}): nothing was stored; "
