@@ -39,6 +39,7 @@ import ray
 from ray import serve
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from recommender.errors import ConfigError
 from recommender.events import EventWriter, Outcome
 from recommender.service import DEFAULT_MAX_BODY, Reads, create_app
 
@@ -148,10 +149,14 @@ def deploy(db: str | Path, model: str | Path | None = None, *, replicas: int = 2
     db = Path(db).expanduser()
     connect(db, create=False).close()  # a missing or foreign file is one clear error here, not in an actor
     here = ray.get_runtime_context().get_node_id()
-    writer = WriterActor.options(
-        name=WRITER_NAME, get_if_exists=False,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
-    ).remote(str(db), str(model) if model else None, lock_timeout)
+    try:
+        writer = WriterActor.options(
+            name=WRITER_NAME, get_if_exists=False,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
+        ).remote(str(db), str(model) if model else None, lock_timeout)
+    except ValueError:  # the name is taken
+        raise ConfigError(f"another 'qriff rec serve' already runs on this Ray cluster (its writer actor "
+                          f"{WRITER_NAME!r} exists): stop it first, since one cluster serves one catalog") from None
     ray.get(writer.counts.remote())  # opened the database, or raise its error now
     serve.start(proxy_location=proxy_location,
                 http_options={"host": host, "port": port, "request_timeout_s": REQUEST_TIMEOUT_S})
@@ -169,14 +174,14 @@ def serve_on_ray(db: str | Path, model: str | Path | None = None, *, address: st
     from engine.scaleout import connect
 
     with connect(address, workers=replicas + 1, flag="--ray-address"):
-        deploy(db, model, replicas=replicas, host=host, port=port, lock_timeout=lock_timeout, max_body=max_body,
-               snapshot_s=snapshot_s)
-        print(f"serving {db} from {replicas} Ray Serve replicas on http://{host}:{port} (events: one writer on "
-              "this machine); Ctrl-C stops", flush=True)
         try:
+            deploy(db, model, replicas=replicas, host=host, port=port, lock_timeout=lock_timeout, max_body=max_body,
+                   snapshot_s=snapshot_s)
+            print(f"serving {db} from {replicas} Ray Serve replicas on http://{host}:{port} (events: one writer on "
+                  "this machine); Ctrl-C stops", flush=True)
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # how a service is stopped: not an error
             pass
         finally:
-            serve.shutdown()
+            serve.shutdown()  # the writer actor goes with the Ray this command joined or started

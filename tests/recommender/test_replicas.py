@@ -125,3 +125,37 @@ def test_a_node_dies_and_the_other_keeps_answering(port, cluster):
     assert all(status == 200 for status, *_ in results), [r[:1] + r[3:] for r in results if r[0] != 200]
     served = {headers["x-qriff-node"] for _, headers, _, _ in results[-10:]}
     assert served <= alive_nodes() and len(alive_nodes()) == 1
+
+
+def test_cli_replicas_on_a_local_ray(db):
+    """``qriff rec serve --replicas 1`` as a user runs it: a private local Ray, answers, Ctrl-C takes it down."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "rec", "serve", "--db", str(db), "--port", str(free),
+                             "--replicas", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                status, headers, body = Client(free, timeout=10).call("GET", "/next?user=eli&n=2")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "the service did not come up"
+            time.sleep(0.5)
+        assert len(body["tracks"]) == 2 and headers["x-qriff-node"]
+        status, _, body = Client(free).call("POST", "/events", {"user": "eli", "item": 7, "timestamp": 1_850_000_000})
+        assert status == 201
+        assert "from 1 Ray Serve replicas" in proc.stdout.readline()  # deployed: Ctrl-C now stops a running service
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
