@@ -110,6 +110,19 @@ def build_catalog(tmp: Path, tracks: int, events: int, users: int) -> tuple[Path
     return db, list(data.user_names)
 
 
+def copy_catalog(db: Path, folder: Path) -> Path:
+    """A copy of ``db`` and its model as ``folder/catalog.db`` (SQLite's backup: consistent, WAL included)."""
+    from recommender.artifact import default_model_path
+
+    dest = folder / "catalog.db"
+    src, dst = sqlite3.connect(db), sqlite3.connect(dest)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    default_model_path(dest).write_bytes(default_model_path(db).read_bytes())
+    return dest
+
+
 class Server:
     """``qriff rec serve`` in its own process on 127.0.0.1."""
 
@@ -467,6 +480,8 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=4, help="keep-alive clients for throughput (default 4)")
     ap.add_argument("--skip", default="", help="comma-separated: throughput,load,events,ray")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    ap.add_argument("--catalog", type=Path, default=None,
+                    help="keep the built catalog in this folder, or reuse the one kept there (saves the build)")
     args = ap.parse_args()
     if args.quick:
         args.seconds, args.events, args.calls = min(args.seconds, 10), min(args.events, 2000), min(args.calls, 1000)
@@ -475,8 +490,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="qriff-bench-svc-") as d:
         tmp = Path(d)
         t0 = time.perf_counter()
-        db, users = build_catalog(tmp, 50_000 if not args.quick else 5_000, 300_000 if not args.quick else 30_000,
-                                  5_000 if not args.quick else 500)
+        kept = args.catalog / "catalog.db" if args.catalog else None
+        if kept and kept.exists():  # a pristine copy from an earlier run: same catalog, no event of that run
+            db = copy_catalog(kept, tmp)
+            users = [r[0] for r in sqlite3.connect(db).execute("SELECT name FROM users ORDER BY id")]
+        else:
+            db, users = build_catalog(tmp, 50_000 if not args.quick else 5_000,
+                                      300_000 if not args.quick else 30_000, 5_000 if not args.quick else 500)
+            if kept:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                copy_catalog(db, kept.parent)
         track_ids = [r[0] for r in sqlite3.connect(db).execute("SELECT id FROM tracks")]
         print(f"catalog: {len(track_ids)} tracks, {len(users)} listeners, built in {time.perf_counter() - t0:.0f} s",
               flush=True)
