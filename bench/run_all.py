@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("policy", "quality", "train", "render", "bridge", "recommender")
+SCRIPTS = ("policy", "quality", "train", "render", "bridge", "recommender", "service")
 
 
 def main(argv: list[str]) -> int:
