@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("policy", "quality", "train", "render", "bridge", "feedback", "recommender")
+SCRIPTS = ("policy", "quality", "train", "render", "bridge", "feedback", "recommender", "service")
 
 
 def main(argv: list[str]) -> int:

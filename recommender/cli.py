@@ -125,6 +125,8 @@ def register_rec(subparsers: Any) -> None:
         _common(p, model=True)
         p.set_defaults(func=run_next if name == "next" else run_playlist)
 
+    _register_serve(sub)
+
     p = sub.add_parser("evaluate", help="offline evaluation against baselines and ablations (HR/NDCG, full ranking)",
                        description="Leave-last-out by timestamp, full ranking with seen items filtered, HR and NDCG "
                                    "at 5/10/20 for most-popular, implicit ALS, item-kNN, GRU4Rec (ids, and with the "
@@ -155,6 +157,60 @@ def register_rec(subparsers: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
     p.set_defaults(func=run_evaluate)
+
+
+def _register_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="the recommender as an HTTP JSON service (next, playlist, search, events)",
+                       description="HTTP JSON service: GET /next, /playlist, /search, POST /events (plays and skips, "
+                                   "stored at once), GET /health, OpenAPI at /docs. Binds 127.0.0.1 unless --host "
+                                   "says otherwise. See docs/service.md.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=bounded_int(1, 65535), default=8000, help="TCP port (default 8000)")
+    p.add_argument("--max-body", type=bounded_int(1024, 64 * 1024 * 1024), default=None,
+                   help="largest request body in bytes; larger ones get 413 (default 262144)")
+    p.add_argument("--db", type=Path, default=None,
+                   help="SQLite database (default: recommender.db in the user data directory)")
+    p.add_argument("--model", type=Path, default=None, help="model file (default: <db name>.model.npz beside the db)")
+    p.add_argument("--lock-timeout", type=bounded_float(0, 3600), default=1.0,
+                   help="seconds an event waits for another process's lock on the db before the request gets 503 "
+                        "with Retry-After (default 1)")
+    g = p.add_argument_group("scale-out (Ray Serve; pip install 'qriff[ray]')")
+    g.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                   help="serve the read endpoints from replicas on this Ray cluster (HOST:PORT, ray://HOST:PORT or "
+                        "auto); events still go to one writer on this machine")
+    g.add_argument("--replicas", type=bounded_int(1, 1024), default=None, metavar="N",
+                   help="read replicas on Ray Serve, each with the model and a catalog snapshot (default 2 with "
+                        "--ray-address; without it, starts a local Ray)")
+    g.add_argument("--snapshot-s", type=bounded_float(1, 86400), default=30.0,
+                   help="seconds between a replica's catalog snapshots: how long a posted play may take to reach "
+                        "/next on Ray Serve (default 30)")
+    p.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise ConfigError("the service needs FastAPI and uvicorn: pip install 'qriff[serve]'") from None
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("listening on %s: anyone who can reach it can read and post listening data", args.host)
+    from recommender.service import DEFAULT_MAX_BODY
+
+    max_body = args.max_body or DEFAULT_MAX_BODY
+    if args.ray_address or args.replicas:
+        from recommender.replicas import serve_on_ray
+
+        serve_on_ray(_db(args), args.model, address=args.ray_address, replicas=args.replicas or 2, host=args.host,
+                     port=args.port, lock_timeout=args.lock_timeout, max_body=max_body,
+                     snapshot_s=args.snapshot_s)
+        return 0
+    from recommender.service import LocalService, serve_local
+
+    service = LocalService(_db(args), args.model, lock_timeout=args.lock_timeout, max_body=max_body)
+    print(f"serving {service.rec.db} on http://{args.host}:{args.port} (OpenAPI: /docs); Ctrl-C stops", flush=True)
+    serve_local(service, args.host, args.port)
+    return 0
 
 
 def register_search(subparsers: Any) -> None:
