@@ -1,0 +1,295 @@
+"""Q-learning with KL control against the recurrent corpus prior (RL Tuner's G-learning).
+
+The policy is ``pi(a|s) ∝ p(a|s) exp(G(s, a))``: the frozen corpus prior ``p`` (a
+:class:`~engine.learn.seqmodel.SeqNet`) times what the G-network adds. G starts as a copy
+of the prior with a zero output layer, so training starts *at* the prior. It learns the
+soft Bellman backup of the theory reward divided by the KL coefficient ``c``::
+
+    G(s_t, a_t) <- r_t / c + gamma * log sum_a' p(a'|s_{t+1}) exp(G'(s_{t+1}, a'))
+
+(``G'``: the slowly updated target network; 0 after the last step). This maximises
+``E[sum r] - c * KL(pi || p)``: a large ``c`` keeps the melodies close to the corpus, a
+small one lets the theory terms win. With the theory reward at zero, ``G = 0`` is the
+fixed point (the targets are exactly 0), so the trained policy *is* the prior.
+
+``mode="dqn"`` is the ablation without KL: the same network and initialisation, a hard
+``max`` backup of ``r / c`` and no prior in the policy (``pi ∝ exp(Q)``).
+
+Episodes (1-8 bars by default, at most 16) are replayed whole: the networks are
+unrolled over the stored observation sequence from a zero state, so no recurrent state
+is ever stored. The reward is the environment's (:class:`engine.mdp.rewards.RewardFunction`)
+with the ``prior`` term's weight set to 0: the prior enters through the KL only.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from engine.errors import EngineError
+from engine.learn.seqmodel import KLPolicyNet, SeqNet, g_network_from_prior
+from engine.mdp import observation, styles
+from engine.mdp.env import EnvConfig, VecMelodyEnv
+from engine.mdp.rewards import RewardFunction, available_terms
+from engine.music import tokens
+
+log = logging.getLogger(__name__)
+
+MODES = ("kl", "dqn")
+
+
+class KLTrainError(EngineError):
+    """A KL-training option is out of range."""
+
+
+@dataclass
+class KLConfig:
+    """One KL-control training run (saved in the model's metadata)."""
+
+    seed: int = 0
+    """Seeds torch, numpy, the environments and replay sampling."""
+    mode: str = "kl"
+    """``kl`` (G-learning against the prior) or ``dqn`` (no KL: hard max backup, the ablation)."""
+    kl_coef: float = 1.0
+    """c: the reward is divided by it (objective ``E[sum r] - c KL(pi || prior)``); larger stays nearer the prior."""
+    theory_weight: float = 1.0
+    """Multiplier of every theory term; 0 leaves only the KL (the policy must stay the prior)."""
+    gamma: float = 0.99
+    """Discount per 16th-note step."""
+    episodes: int = 12_000
+    """Training episodes collected."""
+    n_envs: int = 64
+    """Episodes stepped together."""
+    bars: tuple[int, int] = (1, 8)
+    """Fewest and most bars of a training episode."""
+    lr: float = 3e-4
+    """Adam learning rate for G."""
+    batch_episodes: int = 16
+    """Whole episodes per gradient step."""
+    replay_episodes: int = 1500
+    """Replay capacity in episodes (observations in float16)."""
+    learning_starts: int = 300
+    """Episodes collected before the first gradient step."""
+    updates_per_episode: float = 0.08
+    """Gradient steps per collected episode."""
+    tau: float = 0.01
+    """Soft target update per gradient step."""
+    max_grad_norm: float = 5.0
+    """Global gradient norm clip."""
+    explore_epsilon: float = 0.03
+    """Probability of a uniform random action while collecting (on top of sampling pi)."""
+    style: str | None = None
+    """None: a random style per episode (presets, blends, moods); else a fixed style spec."""
+    quiet: bool = False
+    """No progress bar."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form notes recorded with the run (e.g. the command)."""
+
+    def validate(self) -> None:
+        checks = [
+            ("mode", self.mode in MODES, f"one of {', '.join(MODES)}"),
+            ("kl_coef", 0.0 < self.kl_coef <= 1000.0, "0 < c <= 1000"),
+            ("theory_weight", 0.0 <= self.theory_weight <= 100.0, "0 to 100"),
+            ("gamma", 0.0 <= self.gamma <= 1.0, "0 to 1"),
+            ("episodes", self.episodes >= 1, ">= 1"),
+            ("n_envs", 1 <= self.n_envs <= 4096, "1 to 4096"),
+            ("bars", 1 <= self.bars[0] <= self.bars[1] <= 16, "(min, max) with 1 <= min <= max <= 16"),
+            ("lr", 0.0 < self.lr < 1.0, "0 < lr < 1"),
+            ("batch_episodes", self.batch_episodes >= 1, ">= 1"),
+            ("replay_episodes", self.replay_episodes >= self.batch_episodes, ">= batch_episodes"),
+            ("updates_per_episode", 0.0 <= self.updates_per_episode <= 16.0, "0 to 16"),
+            ("tau", 0.0 < self.tau <= 1.0, "0 < tau <= 1"),
+            ("explore_epsilon", 0.0 <= self.explore_epsilon < 1.0, "0 <= eps < 1"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise KLTrainError(f"KLConfig.{name} {getattr(self, name)!r} is out of range (allowed: {allowed})")
+
+
+class EpisodeReplay:
+    """Whole episodes: observations float16 ``[cap, T, D]``, actions, rewards and the prior's
+    log-probabilities float16 ``[cap, T, 38]`` at every step; the oldest episode goes first."""
+
+    def __init__(self, capacity: int, t_max: int, obs_dim: int, seed: int) -> None:
+        self.obs = np.zeros((capacity, t_max, obs_dim), np.float16)
+        self.act = np.zeros((capacity, t_max), np.int64)
+        self.rew = np.zeros((capacity, t_max), np.float32)
+        self.lp = np.zeros((capacity, t_max, tokens.N_ACTIONS), np.float16)
+        self.length = np.zeros(capacity, np.int64)
+        self.capacity, self.size, self.next = capacity, 0, 0
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, obs: np.ndarray, act: np.ndarray, rew: np.ndarray, lp: np.ndarray) -> None:
+        i, n = self.next, len(act)
+        self.obs[i, :n], self.act[i, :n], self.rew[i, :n], self.lp[i, :n] = obs, act, rew, lp
+        self.length[i] = n
+        self.next = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, n: int) -> dict[str, torch.Tensor]:
+        idx = self.rng.choice(self.size, size=min(n, self.size), replace=False)
+        t = int(self.length[idx].max())
+        mask = np.arange(t)[None, :] < self.length[idx][:, None]
+        return {"obs": torch.from_numpy(self.obs[idx, :t].astype(np.float32)),
+                "act": torch.from_numpy(self.act[idx, :t]), "rew": torch.from_numpy(self.rew[idx, :t]),
+                "lp": torch.from_numpy(self.lp[idx, :t].astype(np.float32)), "mask": torch.from_numpy(mask)}
+
+
+def soft_targets(mode: str, g_target: torch.Tensor, lp: torch.Tensor, rew: torch.Tensor, mask: torch.Tensor,
+                 kl_coef: float, gamma: float) -> torch.Tensor:
+    """Backup targets ``[B, T]``: ``r/c + gamma * V(s_{t+1})``, V = 0 after an episode's last step.
+
+    ``kl``: ``V(s) = logsumexp_a(log p(a|s) + G'(s, a))``; ``dqn``: ``V(s) = max_a Q'(s, a)``.
+    """
+    v = torch.logsumexp(lp + g_target, dim=-1) if mode == "kl" else g_target.max(dim=-1).values
+    nxt = torch.zeros_like(v)
+    nxt[:, :-1] = v[:, 1:] * mask[:, 1:]
+    return rew / kl_coef + gamma * nxt
+
+
+def act_logits(mode: str, g: torch.Tensor, lp: torch.Tensor) -> torch.Tensor:
+    """What the policy samples from: ``log p + G`` (kl) or ``Q`` (dqn)."""
+    return lp + g if mode == "kl" else g
+
+
+def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
+             progress_cb: Any = None) -> tuple[KLPolicyNet, dict[str, Any]]:
+    """Train G against ``prior``; returns the policy network (prior + G, or Q alone for dqn) and a log."""
+    config.validate()
+    torch.set_num_threads(1)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    t0 = time.perf_counter()
+    terms = available_terms()
+    env = VecMelodyEnv(config.n_envs, EnvConfig(bars=tuple(config.bars), style=config.style, terms=terms),
+                       reward=RewardFunction(terms), seed=config.seed)
+    prior_col = terms.index("prior")
+    d = observation.obs_dim(len(terms))
+    prior = copy.deepcopy(prior).eval()
+    g = g_network_from_prior(prior, d)
+    g_target = copy.deepcopy(g).eval()
+    for p in g_target.parameters():
+        p.requires_grad_(False)
+    policy = KLPolicyNet(prior, g)
+    opt = torch.optim.Adam(g.parameters(), lr=config.lr)
+    t_max = config.bars[1] * 16
+    replay = EpisodeReplay(config.replay_episodes, t_max, d, config.seed)
+    n = config.n_envs
+    buf_obs = np.zeros((n, t_max, d), np.float16)
+    buf_act = np.zeros((n, t_max), np.int64)
+    buf_rew = np.zeros((n, t_max), np.float32)
+    buf_lp = np.zeros((n, t_max, tokens.N_ACTIONS), np.float16)
+    pos = np.zeros(n, np.int64)
+    rows = np.arange(n)
+
+    obs = env.reset()
+    env.weights[:, prior_col] = 0.0
+    state = policy.zero_state(n)
+    episodes = updates = 0
+    returns: list[float] = []
+    losses: list[float] = []
+    history: list[dict[str, float]] = []
+    debt = 0.0
+    next_log = 500
+    show = not config.quiet and sys.stderr.isatty()
+    bar = tqdm(total=config.episodes, desc=f"{config.mode} c={config.kl_coef:g}", unit="ep", disable=not show)
+    while episodes < config.episodes:
+        with torch.no_grad():
+            o = torch.from_numpy(obs)
+            hp = prior.state_size
+            lp_t, sp = prior.step(o, state[:, :hp])
+            lp_t = torch.log_softmax(lp_t, -1)
+            g_t, sg = g.step(o, state[:, hp:])
+            logits = act_logits(config.mode, g_t, lp_t).numpy()
+            state = torch.cat([sp, sg], dim=-1)
+        a = (logits + rng.gumbel(size=logits.shape)).argmax(axis=1)
+        explore = rng.random(n) < config.explore_epsilon
+        a = np.where(explore, rng.integers(0, tokens.N_ACTIONS, n), a)
+        buf_obs[rows, pos] = obs
+        buf_act[rows, pos] = a
+        buf_lp[rows, pos] = lp_t.numpy()
+        obs, r, done, info = env.step(a)
+        buf_rew[rows, pos] = r * config.theory_weight
+        pos += 1
+        for row in info["done_rows"]:
+            k = int(pos[row])
+            replay.add(buf_obs[row, :k], buf_act[row, :k], buf_rew[row, :k], buf_lp[row, :k])
+            returns.append(float(buf_rew[row, :k].sum()))
+            pos[row] = 0
+            state[row] = 0.0
+            episodes += 1
+            debt += config.updates_per_episode
+            bar.update(1)
+        if len(info["done_rows"]):
+            env.weights[:, prior_col] = 0.0
+        while episodes >= config.learning_starts and debt >= 1.0:
+            debt -= 1.0
+            b = replay.sample(config.batch_episodes)
+            q_all = g(b["obs"])[0]
+            with torch.no_grad():
+                y = soft_targets(config.mode, g_target(b["obs"])[0], b["lp"], b["rew"], b["mask"].float(),
+                                 config.kl_coef, config.gamma)
+            q = q_all.gather(-1, b["act"].unsqueeze(-1)).squeeze(-1)
+            m = b["mask"].float()
+            loss = (torch.nn.functional.smooth_l1_loss(q, y, reduction="none") * m).sum() / m.sum()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(g.parameters(), config.max_grad_norm)
+            opt.step()
+            with torch.no_grad():
+                for pt, po in zip(g_target.parameters(), g.parameters()):
+                    pt.mul_(1 - config.tau).add_(po, alpha=config.tau)
+            updates += 1
+            losses.append(float(loss))
+        if episodes >= next_log:
+            next_log += 500
+            row = {"episodes": episodes, "updates": updates, "seconds": round(time.perf_counter() - t0, 1),
+                   "mean_return": float(np.mean(returns[-500:])) if returns else math.nan,
+                   "loss": float(np.mean(losses[-200:])) if losses else math.nan}
+            history.append(row)
+            bar.set_postfix(ret=f"{row['mean_return']:.2f}", loss=f"{row['loss']:.3f}")
+            log.info("%s", json.dumps(row))
+            if progress_cb is not None:
+                progress_cb(row)
+    bar.close()
+    result = KLPolicyNet(prior, g) if config.mode == "kl" else _QOnly(prior, g)
+    log_out = {"config": asdict(config), "history": history, "updates": updates, "episodes": episodes,
+               "seconds": round(time.perf_counter() - t0, 1),
+               "final_mean_return": float(np.mean(returns[-500:])) if returns else math.nan}
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "train_log.json").write_text(json.dumps(log_out, indent=1))
+    return result, log_out
+
+
+class _QOnly(KLPolicyNet):
+    """The no-KL ablation's policy: ``softmax(Q)`` with no prior term (the prior's state is still
+    carried so that every exported model has the same two-part state)."""
+
+    def step(self, obs: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        hp = self.prior.state_size
+        lp, sp = self.prior.step(obs, state[:, :hp])
+        q, sg = self.g.step(obs, state[:, hp:])
+        return q, torch.log_softmax(lp, -1), torch.cat([sp, sg], dim=-1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.g(obs)[0]
+
+
+def style_terms() -> tuple[str, ...]:
+    """The style terms a KL model reads (all available terms, in order)."""
+    return tuple(available_terms())
+
+
+__all__ = ["KLConfig", "KLTrainError", "EpisodeReplay", "soft_targets", "train_kl", "style_terms", "styles"]
