@@ -91,6 +91,8 @@ class KLConfig:
     """Probability of a uniform random action while collecting (on top of sampling pi)."""
     style: str | None = None
     """None: a random style per episode (presets, blends, moods); else a fixed style spec."""
+    log_every: int = 500
+    """Episodes between log rows."""
     quiet: bool = False
     """No progress bar."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -119,13 +121,13 @@ class KLConfig:
 
 class EpisodeReplay:
     """Whole episodes: observations float16 ``[cap, T, D]``, actions, rewards and the prior's
-    log-probabilities float16 ``[cap, T, 38]`` at every step; the oldest episode goes first."""
+    log-probabilities float32 ``[cap, T, 38]`` at every step; the oldest episode goes first."""
 
     def __init__(self, capacity: int, t_max: int, obs_dim: int, seed: int) -> None:
         self.obs = np.zeros((capacity, t_max, obs_dim), np.float16)
         self.act = np.zeros((capacity, t_max), np.int64)
         self.rew = np.zeros((capacity, t_max), np.float32)
-        self.lp = np.zeros((capacity, t_max, tokens.N_ACTIONS), np.float16)
+        self.lp = np.zeros((capacity, t_max, tokens.N_ACTIONS), np.float32)
         self.length = np.zeros(capacity, np.int64)
         self.capacity, self.size, self.next = capacity, 0, 0
         self.rng = np.random.default_rng(seed)
@@ -143,7 +145,7 @@ class EpisodeReplay:
         mask = np.arange(t)[None, :] < self.length[idx][:, None]
         return {"obs": torch.from_numpy(self.obs[idx, :t].astype(np.float32)),
                 "act": torch.from_numpy(self.act[idx, :t]), "rew": torch.from_numpy(self.rew[idx, :t]),
-                "lp": torch.from_numpy(self.lp[idx, :t].astype(np.float32)), "mask": torch.from_numpy(mask)}
+                "lp": torch.from_numpy(self.lp[idx, :t]), "mask": torch.from_numpy(mask)}
 
 
 def soft_targets(mode: str, g_target: torch.Tensor, lp: torch.Tensor, rew: torch.Tensor, mask: torch.Tensor,
@@ -152,7 +154,12 @@ def soft_targets(mode: str, g_target: torch.Tensor, lp: torch.Tensor, rew: torch
 
     ``kl``: ``V(s) = logsumexp_a(log p(a|s) + G'(s, a))``; ``dqn``: ``V(s) = max_a Q'(s, a)``.
     """
-    v = torch.logsumexp(lp + g_target, dim=-1) if mode == "kl" else g_target.max(dim=-1).values
+    if mode == "kl":
+        # minus logsumexp(lp), which is 0 up to rounding: with G' = 0 the value is then exactly
+        # 0, so a zero reward gives zero targets and zero gradients (Adam would amplify 1e-7s)
+        v = torch.logsumexp(lp + g_target, dim=-1) - torch.logsumexp(lp, dim=-1)
+    else:
+        v = g_target.max(dim=-1).values
     nxt = torch.zeros_like(v)
     nxt[:, :-1] = v[:, 1:] * mask[:, 1:]
     return rew / kl_coef + gamma * nxt
@@ -173,7 +180,7 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
     t0 = time.perf_counter()
     terms = available_terms()
     env = VecMelodyEnv(config.n_envs, EnvConfig(bars=tuple(config.bars), style=config.style, terms=terms),
-                       reward=RewardFunction(terms), seed=config.seed)
+                       reward=RewardFunction(terms, prior_by_kl=True), seed=config.seed)
     prior_col = terms.index("prior")
     d = observation.obs_dim(len(terms))
     prior = copy.deepcopy(prior).eval()
@@ -189,7 +196,7 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
     buf_obs = np.zeros((n, t_max, d), np.float16)
     buf_act = np.zeros((n, t_max), np.int64)
     buf_rew = np.zeros((n, t_max), np.float32)
-    buf_lp = np.zeros((n, t_max, tokens.N_ACTIONS), np.float16)
+    buf_lp = np.zeros((n, t_max, tokens.N_ACTIONS), np.float32)
     pos = np.zeros(n, np.int64)
     rows = np.arange(n)
 
@@ -201,7 +208,7 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
     losses: list[float] = []
     history: list[dict[str, float]] = []
     debt = 0.0
-    next_log = 500
+    next_log = config.log_every
     show = not config.quiet and sys.stderr.isatty()
     bar = tqdm(total=config.episodes, desc=f"{config.mode} c={config.kl_coef:g}", unit="ep", disable=not show)
     while episodes < config.episodes:
@@ -251,9 +258,9 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
                 for pt, po in zip(g_target.parameters(), g.parameters()):
                     pt.mul_(1 - config.tau).add_(po, alpha=config.tau)
             updates += 1
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         if episodes >= next_log:
-            next_log += 500
+            next_log += config.log_every
             row = {"episodes": episodes, "updates": updates, "seconds": round(time.perf_counter() - t0, 1),
                    "mean_return": float(np.mean(returns[-500:])) if returns else math.nan,
                    "loss": float(np.mean(losses[-200:])) if losses else math.nan}

@@ -11,11 +11,13 @@ test, overall, per corpus source and per scale family.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -256,3 +258,55 @@ def train_seq_prior(config: SeqPriorConfig, progress: bool = True) -> tuple[SeqN
         "seconds": round(time.perf_counter() - t0, 1), "history": history, "config": asdict(config),
     }
     return net, metrics
+
+
+# ----------------------------------------------------------------- the prior file
+
+#: Format of the recurrent prior's file (``prior-seq.pt``); bump when its layout changes.
+SEQ_PRIOR_FORMAT = 1
+#: Where the shipped recurrent prior lives.
+SEQ_PRIOR_PATH = Path(__file__).resolve().parent.parent / "models" / "prior-seq.pt"
+
+
+def save_seq_prior(net: SeqNet, metrics: dict[str, Any], path: str | Path) -> Path:
+    """Write the prior (weights, sizes, metrics, the observation contract) atomically, plus a
+    ``.json`` beside it with everything but the weights."""
+    from engine.corpus.prior import observation_fingerprint
+    from engine.files import atomic_write
+
+    path = Path(path)
+    meta = {"format": SEQ_PRIOR_FORMAT, "seq_config": net.config.to_dict(), "metrics": metrics,
+            "obs_version": observation.OBS_VERSION, "obs_layout": observation.layout_string(0),
+            "obs_fingerprint": observation_fingerprint(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    atomic_write(path, lambda tmp: torch.save({"meta": meta, "state_dict": net.state_dict()}, tmp))
+    atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1) + "\n"))
+    return path
+
+
+def load_seq_prior(path: str | Path | None = None) -> tuple[SeqNet, dict[str, Any]]:
+    """The recurrent prior and its metadata; ModelError naming what to retrain when the file is
+    missing, corrupt, or was trained on another observation contract."""
+    from engine.corpus.prior import observation_fingerprint
+    from engine.errors import ModelError
+
+    p = Path(path) if path is not None else SEQ_PRIOR_PATH
+    hint = f"retrain it with: qriff corpus prior --out {p}"
+    if not p.is_file():
+        raise ModelError(f"recurrent prior {str(p)!r} does not exist: {hint}")
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+        meta = blob["meta"]
+        net = SeqNet(SeqConfig.from_dict(meta["seq_config"]))
+        net.load_state_dict(blob["state_dict"])
+    except Exception as exc:  # torch raises many types for a bad file
+        raise ModelError(f"recurrent prior {str(p)!r} cannot be read ({type(exc).__name__}): {hint}") from None
+    if meta.get("format") != SEQ_PRIOR_FORMAT:
+        raise ModelError(f"recurrent prior {str(p)!r} has format {meta.get('format')!r}, this qriff reads "
+                         f"{SEQ_PRIOR_FORMAT}: {hint}")
+    if meta.get("obs_version") != observation.OBS_VERSION or meta.get("obs_layout") != observation.layout_string(0) \
+            or meta.get("obs_fingerprint") != observation_fingerprint():
+        raise ModelError(f"recurrent prior {str(p)!r} was trained on observation version {meta.get('obs_version')} "
+                         f"(layout {meta.get('obs_layout')!r}), which differs from this qriff's "
+                         f"{observation.OBS_VERSION}: {hint}")
+    return net.eval(), meta

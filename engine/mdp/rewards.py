@@ -573,11 +573,12 @@ class RewardFunction:
     ``theory_scale`` multiplies every term except ``prior`` (training uses 2, RL Tuner's
     1/c with c = 0.5): the prior keeps its natural scale, so softmax(Q) at temperature 1
     stays close to the corpus where a style asks for it, while the music-theory rules
-    get gaps wide enough to be obeyed.
+    get gaps wide enough to be obeyed. ``prior_by_kl``: the prior is the KL reference of
+    :mod:`engine.learn.kl_train`, so the ``prior`` term is 0 without a warning.
     """
 
     def __init__(self, terms: Sequence[str] = styles.BUILTIN_TERMS, prior: Prior | Any | None = None,
-                 theory_scale: float = 1.0) -> None:
+                 theory_scale: float = 1.0, prior_by_kl: bool = False) -> None:
         terms = tuple(terms)
         if not terms:
             raise RewardError("a reward needs at least one term: available are " + ", ".join(available_terms()))
@@ -593,7 +594,8 @@ class RewardFunction:
         self.theory_scale = float(theory_scale)
         self._scale = None if theory_scale == 1.0 else \
             np.array([1.0 if t == "prior" else theory_scale for t in terms], np.float32)
-        self._warned = False
+        # Under KL control the prior is the reference policy, not a reward term: its term is 0 by design.
+        self._warned = prior_by_kl
 
     def __repr__(self) -> str:
         return f"RewardFunction(terms={self.terms!r}, prior={type(self.prior).__name__ if self.prior else None})"
