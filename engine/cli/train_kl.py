@@ -37,8 +37,10 @@ def add_kl_options(p: argparse.ArgumentParser) -> None:
                    help="multiplier of the theory terms (0: KL only, the policy must stay the prior; default 1)")
     g.add_argument("--prior", default=None, metavar="PATH.pt",
                    help="recurrent prior to start from (default: the shipped engine/models/prior-seq.pt)")
-    g.add_argument("--val-clips", type=bounded_int(16, 4096), default=256,
-                   help="clips generated for the validation scores (default 256)")
+    g.add_argument("--val-clips", type=bounded_int(0, 4096), default=256,
+                   help="clips generated for the validation scores (default 256; 0 skips them)")
+    g.add_argument("--val-limit", type=bounded_int(1, 10**6), default=None, metavar="N",
+                   help="corpus tunes read for the validation reference (default: all; for quick runs)")
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -94,11 +96,12 @@ def run_kl(args: argparse.Namespace) -> int:
                                "prior_test_nll": prior_meta["metrics"].get("test_nll")}
     export_seq_model(net, model_path, style_terms(), train_config={"algo": args.algo, **log["config"]},
                      train_metrics=metrics, model_id=f"qriff-{args.algo}-{out.name}-s{cfg.seed}", train_command=command)
-    from engine.learn.kl_select import validation_scores
+    if args.val_clips:
+        from engine.learn.kl_select import validation_scores
 
-    scores = validation_scores(model_path, n=args.val_clips, seed=cfg.seed)
-    (out / "validation.json").write_text(json.dumps(scores, indent=1) + "\n")
-    metrics["validation"] = scores
+        scores = validation_scores(model_path, n=args.val_clips, seed=cfg.seed, limit=args.val_limit)
+        (out / "validation.json").write_text(json.dumps(scores, indent=1) + "\n")
+        metrics["validation"] = scores
     if not args.quiet:
         print(f"trained {log['episodes']} episodes, {log['updates']} gradient steps in "
               f"{(time.perf_counter() - t0) / 60:.1f} min; model {model_path}")

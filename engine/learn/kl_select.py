@@ -22,16 +22,17 @@ from engine.runtime import Policy
 VAL_BARS = 8
 
 
-def validation_scores(model: str | os.PathLike[str], n: int = 256, seed: int = 0, style: str | None = None
-                      ) -> dict[str, Any]:
-    """AUC against valid-split Essen openings, theory rows and shape rows of ``n`` clips."""
+def validation_scores(model: str | os.PathLike[str], n: int = 256, seed: int = 0, style: str | None = None,
+                      limit: int | None = None, bars: int = VAL_BARS, split: str = "valid") -> dict[str, Any]:
+    """AUC against valid-split Essen openings, theory rows and shape rows of ``n`` clips
+    (``limit``: tunes of the corpus read, for quick runs)."""
     policy = Policy.load(model)
-    clips = policy.generate(key="C", scale="major", bars=VAL_BARS, count=n, seed=10_000 + seed, style=style)
+    clips = policy.generate(key="C", scale="major", bars=bars, count=n, seed=10_000 + seed, style=style)
     from engine.evaluation.evaluate import clip_tokens
 
     seqs = [clip_tokens(c) for c in clips]
-    ref = corpus_set(bars=VAL_BARS, scale="major", time_signature=(4, 4), n=600, split="valid",
-                     sources=("essen",), progress=False)
+    ref = corpus_set(bars=bars, scale="major", time_signature=(4, 4), n=600, split=split,
+                     sources=("essen",), limit=limit, progress=False)
     mine = EvalSet(label="model", sequences=seqs, contexts=[SequenceContext("major", (4, 4))] * len(seqs))
     auc = two_sample(mine, ref, seed=seed)
     rl = metrics.rl_tuner_stats(seqs, "major")

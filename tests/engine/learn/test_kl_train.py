@@ -62,3 +62,54 @@ def test_a_short_run_moves_the_policy_towards_the_reward():
 def test_bad_config_is_refused_with_the_field_named(field, value):
     with pytest.raises(KLTrainError, match=f"KLConfig.{field}"):
         KLConfig(**{field: value}).validate()
+
+
+def _saved_tiny_prior(tmp_path):
+    from engine.learn.seqprior_training import save_seq_prior
+
+    return save_seq_prior(tiny_prior(), {"test_nll": 3.0}, tmp_path / "tiny-prior.pt")
+
+
+@pytest.mark.slow
+def test_cli_trains_and_exports_a_kl_model_and_its_validation_scores(qriff, tmp_path, cache):
+    import json
+    import os
+
+    from engine.learn.kl_select import validation_scores
+    from engine.runtime import Policy
+
+    prior = _saved_tiny_prior(tmp_path)
+    out = tmp_path / "run"
+    env = {**os.environ, "QRIFF_CACHE_DIR": str(cache)}
+    r = qriff("train", "--algo", "kl", "--prior", str(prior), "--episodes", "40", "--kl", "0.5", "--out", str(out),
+              "--val-clips", "0", "-q", timeout=600, env=env)
+    assert r.returncode == 0, r.stderr
+    policy = Policy.load(out / "model.onnx")
+    assert policy.info.recurrent
+    assert policy.info.metadata["train_command"].startswith("qriff train --algo kl --kl 0.5 --episodes 40")
+    assert json.loads(policy.info.metadata["train_config"])["kl_coef"] == 0.5
+    scores = validation_scores(out / "model.onnx", n=24, limit=80, bars=2, split="train")
+    assert 0.0 <= scores["auc"] <= 1.0 and scores["clips"] == 24
+    assert scores["auc"] > 0.8  # an untrained tiny prior is easy to tell from real tunes
+    # the model is not silently replaced by a second run into the same folder
+    r = qriff("train", "--algo", "kl", "--prior", str(prior), "--episodes", "40", "--out", str(out), env=env)
+    assert r.returncode == 2 and "exists" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_refuses_mlp_flags_and_a_missing_prior(qriff, tmp_path):
+    r = qriff("train", "--algo", "kl", "--preset", "tiny", "--out", str(tmp_path / "a"))
+    assert r.returncode == 2 and "--preset" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = qriff("train", "--algo", "kl", "--prior", str(tmp_path / "none.pt"), "--out", str(tmp_path / "b"))
+    assert r.returncode == 2 and "qriff corpus prior" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_prior_of_another_observation_contract_is_refused_with_what_to_retrain(tmp_path):
+    from engine.errors import ModelError
+    from engine.learn.seqprior_training import load_seq_prior
+
+    path = _saved_tiny_prior(tmp_path)
+    blob = torch.load(path, weights_only=True)
+    blob["meta"]["obs_version"] = 1
+    torch.save(blob, path)
+    with pytest.raises(ModelError, match="observation version 1.*qriff corpus prior --out"):
+        load_seq_prior(path)
