@@ -166,11 +166,18 @@ def _run_seq_prior(args: argparse.Namespace) -> int:
     cfg = SeqPriorConfig(seed=args.seed, sources=tuple(args.sources) if args.sources else None, limit=args.limit)
     if args.epochs is not None:
         cfg.epochs = args.epochs
+    from engine.learn.kl_train import style_terms
+    from engine.learn.seqexport import export_prior_model
+
     net, m = train_seq_prior(cfg, progress=not args.quiet)
     out = save_seq_prior(net, m, args.out or SEQ_PRIOR_PATH)
+    command = "qriff corpus prior --arch gru" + (f" --epochs {args.epochs}" if args.epochs else "") \
+        + (f" --seed {args.seed}" if args.seed else "")
+    export_prior_model(net, out.with_suffix(".onnx"), style_terms(),
+                       metrics={k: m[k] for k in ("test_nll", "test_accuracy", "valid_nll")}, train_command=command)
     print(json.dumps({k: v for k, v in m.items() if k != "history"}, indent=1))
     print(f"test NLL {m['test_nll']:.3f} nats/step (unigram {m['unigram_test_nll']:.3f}), accuracy "
-          f"{100 * m['test_accuracy']:.1f}%; wrote {out}")
+          f"{100 * m['test_accuracy']:.1f}%; wrote {out} and the prior-alone model {out.with_suffix('.onnx')}")
     for group in ("test_per_source", "test_per_scale_family"):
         print(f"{group.replace('test_per_', 'per ').replace('_', ' ')}: " + ", ".join(
             f"{k} {v['nll']:.3f} ({v['steps']} steps)" for k, v in m[group].items()))

@@ -125,3 +125,14 @@ def parity_check(net: KLPolicyNet, data: bytes, style_terms: tuple[str, ...] | l
     identical = all(np.array_equal(policy.greedy_tokens(ctx), seqs[i, : ctx.n_steps]) for i, ctx in enumerate(contexts))
     return ParityReport(max_abs_diff=diff, n_obs=n_random + sum(len(r) for r in real), greedy_identical=identical,
                         n_sequences=len(contexts), q_scale=float(np.abs(q_t.numpy()).max()))
+
+
+def export_prior_model(prior: Any, path: str | os.PathLike[str], style_terms: tuple[str, ...] | list[str], *,
+                       metrics: dict[str, Any] | None = None, train_command: str = "",
+                       model_id: str = "qriff-prior") -> ParityReport | None:
+    """Write the recurrent prior alone as a model (logits = its log-probabilities): what KL
+    training starts from, and the "prior alone" row of every table. It reads the same
+    observation as the trained models (style columns included, and ignored)."""
+    net = KLPolicyNet(prior, None, obs_dim=observation.obs_dim(len(style_terms)))
+    return export_seq_model(net, path, style_terms, train_config={"algo": "prior"}, train_metrics=metrics or {},
+                            model_id=model_id, train_command=train_command)

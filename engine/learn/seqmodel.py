@@ -110,16 +110,20 @@ class KLPolicyNet(nn.Module):
     pair is one flat vector ``[B, prior.hidden + g.hidden]``.
     """
 
-    def __init__(self, prior: SeqNet, g: SeqNet | None) -> None:
+    def __init__(self, prior: SeqNet, g: SeqNet | None, obs_dim: int | None = None) -> None:
         super().__init__()
         self.prior = prior
         self.g = g
+        # the prior alone may still be handed whole observations (style columns it ignores)
+        self._obs_dim = obs_dim
         for p in self.prior.parameters():
             p.requires_grad_(False)
 
     @property
     def obs_dim(self) -> int:
-        return self.g.config.obs_dim if self.g is not None else self.prior.config.obs_dim
+        if self.g is not None:
+            return self.g.config.obs_dim
+        return self._obs_dim or self.prior.config.obs_dim
 
     @property
     def state_size(self) -> int:
