@@ -117,9 +117,10 @@ def test_leap_gradual_resolution_and_doubling():
     assert r[:4].tolist() == [0, 0, -1, 0]
 
 
-@pytest.mark.parametrize("gap,expected", [(6, 1.0), (5, 0.0)])
-def test_leap_back_counts_only_more_than_six_steps_later(gap, expected):
-    seq = [C4, A4] + [H] * gap + [C4]  # the leap back comes gap + 1 steps after the leap
+@pytest.mark.parametrize("gap,expected", [(8, 1.0), (7, 1.0), (6, 0.0), (5, 0.0)])
+def test_leap_back_counts_only_with_more_than_six_steps_between(gap, expected):
+    # RL Tuner: more than steps_between_leaps = 6 steps must lie between the two leaps
+    seq = [C4, A4] + [H] * gap + [C4]  # gap steps lie between the leap and the leap back
     r = raw_of("leap", seq)
     assert r[len(seq) - 1] == expected
     # either way the leap is no longer pending: a later leap up starts afresh
@@ -247,13 +248,18 @@ def ref_autocorr(seq: list[int], lag: int) -> float:
 
 
 def ref_leaps(seq: list[int]) -> tuple[list[int], bool]:
-    """Leap outcome per step (+1 resolved, -1 doubled) and whether a leap is pending at the end."""
-    out, direction, frm, leapt_at = [], 0, None, 0
+    """Leap outcome per step (+1 resolved, -1 doubled) and whether a leap is pending at the end.
+
+    RL Tuner's ``detect_leap_up_back`` as written: ``steps_since_last_leap`` goes up by one for
+    every step that is not a leap (rests and holds included) and back to 0 at a leap; a leap back
+    resolves only when it is above ``steps_between_leaps`` = 6 at that moment."""
+    out, direction, frm, since = [], 0, None, 0
     for i, a in enumerate(seq):
         if i == 0:
             out.append(0)
             continue
         if a in (R, H):
+            since += 1
             out.append(0)
             continue
         prev = next((p for p in reversed(seq[:i]) if p >= 2), None)
@@ -264,14 +270,15 @@ def ref_leaps(seq: list[int]) -> tuple[list[int], bool]:
             d = 1 if up else -1
             if direction != 0:
                 if direction != d:
-                    outcome = 1 if i - leapt_at > 6 else 0
+                    outcome = 1 if since > 6 else 0
                     direction, frm = 0, None
                 else:
                     outcome = -1
             else:
                 direction, frm = d, prev
-            leapt_at = i
+            since = 0
         else:
+            since += 1
             if (direction == 1 and a <= frm) or (direction == -1 and a >= frm):
                 outcome = 1
                 direction, frm = 0, None
@@ -574,3 +581,35 @@ def test_crowding_charges_notes_beyond_six_a_bar():
     assert per_bar("crowding", busy + BAR_A, 2) == [-10.0, 0.0]
     r = raw_of("crowding", [C4] * 12, ctx(bars=1, ts=(3, 4)))       # 3/4: 12 steps, cap ceil(4.5) = 5
     assert r.tolist() == [0.0] * 5 + [-1.0] * 7
+
+
+def test_leap_term_and_leap_metric_agree_on_random_melodies():
+    """The reward's leap bookkeeping and the evaluation metric's count the same leaps on melodies
+    whose leaps fall 4-10 steps apart (around RL Tuner's boundary of more than 6 between)."""
+    metrics = pytest.importorskip("engine.evaluation.metrics")
+    rng = np.random.default_rng(7)
+    contexts = [ctx(bars=4, chords="I") for _ in range(64)]
+    seqs = []
+    for c in contexts:
+        seq: list[int] = []
+        while len(seq) < c.n_steps:
+            seq.append(int(rng.choice([C4, G4, C5, 2, 35, D4, A4])))
+            seq.extend([int(rng.choice([H, H, R, E4, F4]))] * int(rng.integers(3, 10)))
+        seqs.append(seq[:c.n_steps])
+    batch = MelodyBatch.create(contexts)
+    fn = RewardFunction(("leap",))
+    raws = []
+    for t in range(contexts[0].n_steps):
+        acts = np.array([s[t] for s in seqs])
+        raws.append(fn.raw(batch, acts)[:, 0])
+        batch.append(acts)
+    raw = np.stack(raws, axis=1)
+    total = np.zeros(2, int)
+    for row, seq in zip(raw, seqs):
+        outcome, pending = ref_leaps(seq)
+        row[-1] += 0.5 * pending  # the end's -0.5 for a leap left pending is no outcome
+        assert row.tolist() == [float(x) for x in outcome]
+        got = (int((row >= 1).sum()), int((row <= -1).sum()))
+        assert got == metrics.leap_outcomes(seq)
+        total += got
+    assert total.min() >= 20  # the test bed does exercise both outcomes
