@@ -360,6 +360,24 @@ class MelodyBatch:
             self._table[rows] = context_rows(self, np.repeat(rows, t + 1), np.tile(np.arange(t + 1), len(rows))
                                               ).reshape(len(rows), t + 1, _CTX_WIDTH)
 
+    def take(self, rows: np.ndarray) -> MelodyBatch:
+        """A new batch holding copies of ``rows`` (int indices, repeats allowed) in that order,
+        melodies so far and their cached features included (what a beam search needs to
+        branch a melody into several continuations)."""
+        rows = np.asarray(rows, np.int64)
+        out = MelodyBatch(
+            tokens=self.tokens[rows], step=self.step[rows], n_steps=self.n_steps[rows],
+            steps_per_bar=self.steps_per_bar[rows], ts_index=self.ts_index[rows], scale_mask=self.scale_mask[rows],
+            chord_mask=self.chord_mask[rows], chord_root=self.chord_root[rows], role=self.role[rows],
+            style=self.style[rows], extra=dict(self.extra),
+        )
+        if self._table is not None:
+            out._table = self._table[rows]
+        if self._feats_valid():
+            out._feats = {k: v[rows] for k, v in self._feats.items()}  # type: ignore[union-attr]
+            out._feats_step = out.step.copy()
+        return out
+
     def reset_rows(self, rows: np.ndarray, contexts: list[MelodyContext]) -> None:
         """Start new, empty melodies in ``rows`` (int indices) with the given contexts."""
         rows = np.asarray(rows, np.int64)
