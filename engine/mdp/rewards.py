@@ -566,10 +566,19 @@ def _sounds_after(batch: MelodyBatch, idx: np.ndarray) -> np.ndarray:
     return (last >= 0) & (tok >= tokens.FIRST_PITCH)
 
 
-@_builtin("register", "new note: (token - 19.5) / 12 in [-1, 1] (positive weight: higher)")
+@_builtin("register", "at each bar's end: the mean of (token - 19.5) / 12, clipped to [-1, 1], over the bar's "
+                      "notes (positive weight: higher)")
 def term_register(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
-    value = np.clip((actions - 19.5) / 12.0, -1.0, 1.0)
-    return np.where(actions >= tokens.FIRST_PITCH, value, 0.0).astype(np.float32)
+    # Once a bar, averaged: paid per note, a high register bought more notes (ambient's
+    # optimum played six top-octave notes a bar).
+    end = _bar_end(batch)
+    if not end.any():
+        return np.zeros(batch.size, np.float32)
+    bar = _bar_tokens(batch, actions, 0)
+    struck = bar >= tokens.FIRST_PITCH
+    height = np.where(struck, np.clip((bar - 19.5) / 12.0, -1.0, 1.0), 0.0).sum(axis=1)
+    mean = height / np.maximum(struck.sum(axis=1), 1)
+    return np.where(end, mean, 0.0).astype(np.float32)
 
 
 @_builtin("prior", "log p(a|s) + log 38 under the corpus prior, floored at -10")

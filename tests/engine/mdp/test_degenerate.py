@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 
 from engine.corpus import melodies as corpus
+from engine.evaluation import metrics
 from engine.mdp import styles
-from engine.mdp.observation import MelodyContext
+from engine.mdp.observation import MelodyBatch, MelodyContext
 from engine.mdp.rewards import RewardFunction
 from engine.music import tokens
 
@@ -248,3 +249,76 @@ def test_the_bar_catches_a_term_that_pays_per_note(scored):
     w[styles.BUILTIN_TERMS.index("density")] = styles.MAX_WEIGHT
     bar = np.quantile(real @ w, QUANTILE)
     assert (deg["scale up-down 16ths"] @ w).mean() > bar
+
+
+# ------------------------------------------------------- the reward's optimum
+
+def beam_search(context: MelodyContext, w: np.ndarray, width: int = 16, seed: int = 0) -> np.ndarray:
+    """The melody a beam search over the 38 tokens finds for the highest episode return under
+    weights ``w``: what a policy maximising the reward alone would drift to (int64 ``[n_steps]``)."""
+    fn = RewardFunction(styles.BUILTIN_TERMS)
+    batch = MelodyBatch.create([context])
+    ret = np.zeros(1)
+    jitter = np.random.default_rng(seed)  # breaks ties between tokens the reward is indifferent to
+    n_act = tokens.N_ACTIONS
+    for _ in range(context.n_steps):
+        k = batch.size
+        wide = batch.take(np.repeat(np.arange(k), n_act))
+        acts = np.tile(np.arange(n_act), k)
+        total = np.repeat(ret, n_act) + fn.raw(wide, acts) @ w + jitter.uniform(0, 1e-6, k * n_act)
+        top = np.argsort(-total)[:width]
+        batch = wide.take(top)
+        batch.append(acts[top])
+        ret = total[top]
+    return batch.tokens[0, :context.n_steps].copy()
+
+
+def silent_steps(seq: np.ndarray) -> np.ndarray:
+    """bool ``[n]``: nothing sounds at the step (a rest, a hold after one, or before the first note)."""
+    out, sounding = [], False
+    for tok in seq.tolist():
+        sounding = True if tok >= tokens.FIRST_PITCH else False if tok == R else sounding
+        out.append(not sounding)
+    return np.array(out)
+
+
+def shape(seq: np.ndarray, context: MelodyContext) -> dict[str, float]:
+    """What the style targets are stated in: notes a bar, rest steps, 16th notes, range, the
+    fewest distinct pitches in a bar, chord tones struck on strong beats, notes out of key."""
+    spb = context.steps_per_bar
+    notes = metrics.notes_of(seq)
+    pitches = np.array([p for p, _ in notes])
+    bars = seq.reshape(-1, spb)
+    strong = [t for t in range(len(seq)) if t % (spb // 2) == 0 and seq[t] >= tokens.FIRST_PITCH]
+    chord = [context.chord_mask_per_step[t][(seq[t] - C4) % 12] > 0 for t in strong]
+    return {
+        "notes_a_bar": len(notes) / len(bars),
+        "rest_steps": float(np.mean(silent_steps(seq))),
+        "sixteenths": float(np.mean([n == 1 for _, n in notes])),
+        "range": float(pitches.max() - pitches.min()),
+        "fewest_pitches_a_bar": min(len(set(b[b >= tokens.FIRST_PITCH].tolist())) for b in bars[:-1]),
+        "chord_on_strong_beats": float(np.mean(chord)) if chord else 0.0,
+        "not_in_key": float(np.mean(context.scale_mask[(pitches - C4) % 12] == 0)),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale,chords", [("major", "C G Am F"), ("dorian", None)])
+@pytest.mark.parametrize("style", list(styles.PRESETS))
+def test_the_rewards_optimum_sounds_like_its_style(style, scale, chords):
+    """With the reward alone, the best melody a beam search finds is no degenerate one and has
+    the shape its preset's name promises (the targets of issue 16 for hook, chorale, ambient)."""
+    context = MelodyContext.from_music(key="C", scale=scale, bars=BARS, chords=chords,
+                                       style=np.zeros(len(styles.BUILTIN_TERMS), np.float32))
+    got = shape(beam_search(context, weights(style)), context)
+    assert got["not_in_key"] == 0.0, got
+    assert got["fewest_pitches_a_bar"] >= 2, got        # no one-note or silent bars
+    assert 2.0 <= got["notes_a_bar"] <= 6.0, got         # neither held notes nor 16th-note runs
+    assert got["sixteenths"] <= 0.1, got
+    assert got["range"] <= 19, got
+    if style == "hook":
+        assert got["chord_on_strong_beats"] >= 0.8, got
+    if style == "chorale":
+        assert got["sixteenths"] <= 0.05 and got["range"] <= 12, got
+    if style == "ambient":
+        assert got["notes_a_bar"] <= 3.0 and got["rest_steps"] >= 0.3, got

@@ -13,6 +13,7 @@ from engine.mdp import observation, rewards, styles
 from engine.mdp.env import EnvConfig, VecMelodyEnv
 from engine.mdp.observation import MelodyBatch, MelodyContext
 from engine.mdp.rewards import RewardError, RewardFunction
+from engine.music import theory
 
 R, H = 0, 1
 C4, D4, E4, F4, Fs4, G4, Gs4, A4, B4 = 14, 16, 18, 19, 20, 21, 22, 23, 25
@@ -240,8 +241,12 @@ def test_density_rests_register():
     assert raw_of("rests", [H, H, C4, H])[15] == 1.0      # holds before the first note are silent
     assert raw_of("rests", [C4, R, E4, H])[15] == 0.0     # one silent step is no breath
     assert raw_of("rests", [C4] + [R] * 9 + [E4])[15] == 0.0  # nine are more than a breath
+    # the register is judged once a bar, as the mean height of its notes (not per note)
     r = raw_of("register", [C5, 2, 37, H])
-    np.testing.assert_allclose(r[:4], [6.5 / 12, -1.0, 1.0, 0.0])
+    assert np.flatnonzero(r).tolist() == [15]
+    assert r[15] == pytest.approx((6.5 / 12 - 1.0 + 1.0) / 3)
+    busy = raw_of("register", [37] * 6 + [H] * 10)
+    assert busy[15] == raw_of("register", [37] + [H] * 15)[15] == 1.0
 
 
 # -------------------------------------------- RL Tuner's rules, transcribed plainly
@@ -675,3 +680,13 @@ def test_leap_term_charges_doubled_leaps_and_ping_pong():
     riff = [2, 7, 14] * 10
     r = raw_of("leap", riff)
     assert r[3] == -0.5 and (r[:30] <= 0).all()
+
+
+@pytest.mark.parametrize("scale", theory.SCALE_NAMES)
+def test_key_uses_the_requested_scale_so_characteristic_degrees_cost_nothing(scale):
+    # the 7th of major and harmonic minor, #4 of lydian, natural 6 of dorian: in the scale, no cost
+    c = ctx(bars=1, chords=None, scale=scale)
+    mask = theory.scale_mask(scale)
+    seq = list(range(C4, C4 + 12)) + [H] * 4
+    r = raw_of("key", seq, c)
+    assert r[:12].tolist() == [0.0 if mask[pc] else -1.0 for pc in range(12)]
