@@ -47,6 +47,8 @@ from engine.music import tokens
 log = logging.getLogger(__name__)
 
 MODES = ("kl", "dqn")
+#: The smallest style weight of ``prior`` that scales the KL coefficient (0 would remove the KL).
+MIN_PRIOR_WEIGHT = 0.1
 
 
 class KLTrainError(EngineError):
@@ -63,6 +65,9 @@ class KLConfig:
     """``kl`` (G-learning against the prior) or ``dqn`` (no KL: hard max backup, the ablation)."""
     kl_coef: float = 1.0
     """c: the reward is divided by it (objective ``E[sum r] - c KL(pi || prior)``); larger stays nearer the prior."""
+    kl_by_style: bool = True
+    """Scale c by each episode's style weight of the ``prior`` term (at least ``MIN_PRIOR_WEIGHT``):
+    folk (1.0) stays nearer the corpus than hook (0.3), and ``prior=2`` in a style asks for more realism."""
     theory_weight: float = 1.0
     """Multiplier of every theory term; 0 leaves only the KL (the policy must stay the prior)."""
     gamma: float = 0.99
@@ -129,13 +134,16 @@ class EpisodeReplay:
         self.rew = np.zeros((capacity, t_max), np.float32)
         self.lp = np.zeros((capacity, t_max, tokens.N_ACTIONS), np.float32)
         self.length = np.zeros(capacity, np.int64)
+        self.coef = np.ones(capacity, np.float32)
         self.capacity, self.size, self.next = capacity, 0, 0
         self.rng = np.random.default_rng(seed)
 
-    def add(self, obs: np.ndarray, act: np.ndarray, rew: np.ndarray, lp: np.ndarray) -> None:
+    def add(self, obs: np.ndarray, act: np.ndarray, rew: np.ndarray, lp: np.ndarray, coef: float = 1.0) -> None:
+        """One episode; ``coef`` multiplies its KL coefficient."""
         i, n = self.next, len(act)
         self.obs[i, :n], self.act[i, :n], self.rew[i, :n], self.lp[i, :n] = obs, act, rew, lp
         self.length[i] = n
+        self.coef[i] = coef
         self.next = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
@@ -145,12 +153,15 @@ class EpisodeReplay:
         mask = np.arange(t)[None, :] < self.length[idx][:, None]
         return {"obs": torch.from_numpy(self.obs[idx, :t].astype(np.float32)),
                 "act": torch.from_numpy(self.act[idx, :t]), "rew": torch.from_numpy(self.rew[idx, :t]),
-                "lp": torch.from_numpy(self.lp[idx, :t]), "mask": torch.from_numpy(mask)}
+                "lp": torch.from_numpy(self.lp[idx, :t]), "mask": torch.from_numpy(mask),
+                "coef": torch.from_numpy(self.coef[idx])}
 
 
 def soft_targets(mode: str, g_target: torch.Tensor, lp: torch.Tensor, rew: torch.Tensor, mask: torch.Tensor,
-                 kl_coef: float, gamma: float) -> torch.Tensor:
+                 kl_coef: float | torch.Tensor, gamma: float) -> torch.Tensor:
     """Backup targets ``[B, T]``: ``r/c + gamma * V(s_{t+1})``, V = 0 after an episode's last step.
+
+    ``kl_coef``: a number, or one per episode (``[B, 1]``).
 
     ``kl``: ``V(s) = logsumexp_a(log p(a|s) + G'(s, a))``; ``dqn``: ``V(s) = max_a Q'(s, a)``.
     """
@@ -200,8 +211,14 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
     pos = np.zeros(n, np.int64)
     rows = np.arange(n)
 
+    def take_kl_weights(rows: np.ndarray) -> None:
+        # the style's prior weight becomes the episode's KL multiplier, and leaves the reward
+        kl_w[rows] = np.maximum(env.weights[rows, prior_col], MIN_PRIOR_WEIGHT) if config.kl_by_style else 1.0
+        env.weights[rows, prior_col] = 0.0
+
+    kl_w = np.ones(n, np.float32)
     obs = env.reset()
-    env.weights[:, prior_col] = 0.0
+    take_kl_weights(rows)
     state = policy.zero_state(n)
     episodes = updates = 0
     returns: list[float] = []
@@ -231,7 +248,7 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
         pos += 1
         for row in info["done_rows"]:
             k = int(pos[row])
-            replay.add(buf_obs[row, :k], buf_act[row, :k], buf_rew[row, :k], buf_lp[row, :k])
+            replay.add(buf_obs[row, :k], buf_act[row, :k], buf_rew[row, :k], buf_lp[row, :k], float(kl_w[row]))
             returns.append(float(buf_rew[row, :k].sum()))
             pos[row] = 0
             state[row] = 0.0
@@ -239,14 +256,14 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
             debt += config.updates_per_episode
             bar.update(1)
         if len(info["done_rows"]):
-            env.weights[:, prior_col] = 0.0
+            take_kl_weights(info["done_rows"])
         while episodes >= config.learning_starts and debt >= 1.0:
             debt -= 1.0
             b = replay.sample(config.batch_episodes)
             q_all = g(b["obs"])[0]
             with torch.no_grad():
                 y = soft_targets(config.mode, g_target(b["obs"])[0], b["lp"], b["rew"], b["mask"].float(),
-                                 config.kl_coef, config.gamma)
+                                 config.kl_coef * b["coef"][:, None], config.gamma)
             q = q_all.gather(-1, b["act"].unsqueeze(-1)).squeeze(-1)
             m = b["mask"].float()
             loss = (torch.nn.functional.smooth_l1_loss(q, y, reduction="none") * m).sum() / m.sum()
