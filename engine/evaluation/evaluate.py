@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ClipError, EngineError
-from engine.evaluation import metrics, structure
+from engine.evaluation import metrics, scales, shape, structure
 from engine.files import atomic_write
 from engine.mdp import observation
 from engine.music import theory, tokens
@@ -73,6 +73,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("rest_share", "rest steps", "%"),
     ("hold_share", "held steps", "%"),
     *structure.STRUCTURE_ROWS,
+    *(row for row in shape.SHAPE_ROWS if row[0] not in {k for k, _, _ in structure.STRUCTURE_ROWS}),
+    ("characteristic_share", "characteristic degree among notes (see the per-scale table)", "%"),
     ("two_sample_auc", "told apart from the corpus: classifier ROC AUC (0.5 = chance)", "f"),
     ("n", "compositions", "d"),
     ("steps", "steps", "d"),
@@ -125,8 +127,10 @@ def evaluate_sequences(seqs: Sequence[np.ndarray | Sequence[int]], *, reference:
     Keys: RL Tuner's (see :func:`engine.evaluation.metrics.rl_tuner_stats`), ``overlap_pitch_class``,
     ``overlap_interval``, ``overlap_length``, ``prior_log_likelihood``,
     ``distinct_clips``, ``distinct_4grams``, ``rest_share``, ``hold_share``,
-    ``onset_share`` and the structure measures of :func:`engine.evaluation.structure.structure_stats`.
-    Shares are in 0..1.
+    ``onset_share``, the structure measures of :func:`engine.evaluation.structure.structure_stats`, the
+    shape measures of :func:`engine.evaluation.shape.shape_stats` (chord tones against ``chords``) and,
+    for a scale with a characteristic degree (:data:`engine.evaluation.scales.CHARACTERISTIC`),
+    ``characteristic_share``. Shares are in 0..1.
     """
     ts = theory.parse_time_signature(time_signature)
     scale = theory.parse_scale(scale)
@@ -177,6 +181,21 @@ def _evaluate(seqs: list[np.ndarray], ctxs: list[SequenceContext], reference: me
     out.update(metrics.diversity(seqs))
     out.update(metrics.token_shares(seqs))
     out.update(structure.structure_stats(seqs, [theory.steps_per_bar(c.time_signature) for c in ctxs]))
+    out.update(shape.shape_stats(seqs, frames_of(ctxs)))
+    if len(by_scale) == 1 and theory.parse_scale(ctxs[0].scale) in scales.CHARACTERISTIC:
+        out["characteristic_share"] = scales.degree_share(seqs, scales.CHARACTERISTIC[ctxs[0].scale][0])
+    return out
+
+
+def frames_of(ctxs: Sequence[SequenceContext]) -> list[shape.Frame]:
+    """The :class:`engine.evaluation.shape.Frame` of every context (chords relative to its tonic)."""
+    cache: dict[Any, shape.Frame] = {}
+    out = []
+    for c in ctxs:
+        k = (c.time_signature, tuple(c.chords) if c.chords else None, c.key, c.scale)
+        if k not in cache:
+            cache[k] = shape.Frame.of(c.time_signature, c.chords, c.key, c.scale)
+        out.append(cache[k])
     return out
 
 
