@@ -467,6 +467,51 @@ def evaluate_set(evset: EvalSet, reference: metrics.Histograms | None, prior: An
     return _evaluate(evset.sequences, evset.contexts, reference, prior)
 
 
+
+# ------------------------------------------------------------ scale families
+
+def corpus_degree_shares(families: Sequence[str] = scales.FAMILIES, sources: Sequence[str] | None = None,
+                         limit: int | None = None, progress: bool = True) -> dict[str, scales.CorpusShare]:
+    """The corpus share of each family's characteristic degree (held-out tunes, with the
+    fallbacks of :func:`engine.evaluation.scales.corpus_shares`)."""
+    from engine.corpus import melodies as corpus
+
+    heldout = corpus.load_corpus("heldout", sources=sources, limit=limit, progress=progress)
+    every = corpus.load_corpus("all", sources=sources, limit=limit, progress=progress)
+    return scales.corpus_shares(heldout, every, [f for f in families if f in scales.CHARACTERISTIC])
+
+
+def scale_rows(evset: EvalSet, shares: dict[str, scales.CorpusShare] | None) -> list[dict[str, Any]]:
+    """One row per scale family present in ``evset`` (melodies grouped by their scale):
+    ``set``, ``scale``, ``degree``, ``n``, ``share``, ``corpus_share``, ``ratio``, ``basis``.
+    Scales without a characteristic degree (:data:`engine.evaluation.scales.CHARACTERISTIC`) are left out."""
+    groups: dict[str, list[np.ndarray]] = {}
+    for seq, c in zip(evset.sequences, evset.contexts):
+        groups.setdefault(theory.parse_scale(c.scale), []).append(seq)
+    rows = []
+    for fam in [f for f in scales.FAMILIES if f in groups]:
+        pc, label = scales.CHARACTERISTIC[fam]
+        share = scales.degree_share(groups[fam], pc)
+        ref = (shares or {}).get(fam)
+        rows.append({"set": evset.label, "scale": fam, "degree": f"{label} (pc {pc})", "n": len(groups[fam]),
+                     "share": share, "corpus_share": ref.share if ref else math.nan,
+                     "ratio": shape.ratio(share, ref.share) if ref else math.nan, "basis": ref.basis if ref else ""})
+    return rows
+
+
+def scale_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of :func:`scale_rows` (the target band of major and harmonic minor marked)."""
+    lo, hi = scales.TARGET_BAND
+    lines = ["| row | scale | characteristic degree | melodies | share of notes | corpus share | ratio | "
+             "corpus tunes |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = format_value(r["ratio"], "f")
+        if r["scale"] in scales.TARGET_FAMILIES and not math.isnan(r["ratio"]):
+            ratio += f" ({'in' if lo <= r['ratio'] <= hi else 'outside'} {lo}-{hi}x)"
+        lines.append(f"| {r['set']} | {r['scale']} | {r['degree']} | {r['n']} | {format_value(r['share'], '%')} | "
+                     f"{format_value(r['corpus_share'], '%')} | {ratio} | {r['basis'] or 'n/a'} |")
+    return "\n".join(lines)
+
 # ------------------------------------------------------------------ output
 
 def format_value(value: float | None, kind: str) -> str:
@@ -504,8 +549,9 @@ def markdown_table(results: dict[str, dict[str, float]], published: bool = True)
 
 
 def write_results(out_dir: str | os.PathLike[str], results: dict[str, dict[str, float]],
-                  info: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``evaluation.json`` (every metric, plus ``info``) and ``evaluation.md`` atomically."""
+                  info: dict[str, Any], per_scale: Sequence[dict[str, Any]] = ()) -> tuple[Path, Path]:
+    """Write ``evaluation.json`` (every metric, plus ``info`` and the :func:`scale_rows`) and
+    ``evaluation.md`` atomically."""
     out = Path(out_dir)
 
     def clean(v: Any) -> Any:
@@ -517,10 +563,13 @@ def write_results(out_dir: str | os.PathLike[str], results: dict[str, dict[str, 
 
     payload = {"info": info, "published": {"columns": list(PUBLISHED_COLUMNS),
                                            "metrics": {k: list(v) for k, v in PUBLISHED.items()}},
-               "results": {label: {k: clean(v) for k, v in r.items()} for label, r in results.items()}}
+               "results": {label: {k: clean(v) for k, v in r.items()} for label, r in results.items()},
+               "per_scale": [{k: clean(v) for k, v in r.items()} for r in per_scale]}
     text = json.dumps(payload, indent=1)
     md = "# qriff evaluation\n\n" + "\n".join(f"- {k}: {v}" for k, v in info.items()) + "\n\n" + \
         markdown_table(results) + "\n"
+    if per_scale:
+        md += "\n## Characteristic degree per scale family\n\n" + scale_table(per_scale) + "\n"
     j = atomic_write(out / "evaluation.json", lambda tmp: Path(tmp).write_text(text + "\n"))
     m = atomic_write(out / "evaluation.md", lambda tmp: Path(tmp).write_text(md))
     return j, m
