@@ -29,7 +29,8 @@ row whose name starts with "prior"). ``--tradeoff C=PATH[,PATH...]`` (repeatable
 models trained with KL coefficient C on the default style only and draws coefficient (log
 x) against AUC and against the theory rows (``--tradeoff-png``, default
 ``docs/images/kl-tradeoff.png``). ``--out DIR`` writes ``quality.json`` and ``quality.md``.
-Exit status 1 when a target of a ``--model`` row is missed, 2 for bad arguments.
+Exit status 1 when a target of a ``--model`` row is missed, 2 for bad arguments. Without
+``--model`` or ``--tradeoff``, the rows are the shipped model and the shipped prior alone.
 
     .venv/bin/python bench/bench_quality.py --model mlp=engine/models/default.onnx \\
         --model "prior alone=engine/models/prior.npz" --clips 128 --out /tmp/quality
@@ -447,6 +448,12 @@ def parse_tradeoff(text: str) -> tuple[float, ModelSpec]:
     return c, spec
 
 
+def default_models() -> list[ModelSpec]:
+    """The rows of a bare run (``bench/run_all.py``): the shipped model and the shipped prior alone."""
+    return [ModelSpec("shipped model", [str(ROOT / "engine" / "models" / "default.onnx")]),
+            ModelSpec("prior alone", ["prior:shipped"])]
+
+
 def run_models(specs: Sequence[ModelSpec], settings: Settings, ref: Reference, full: bool = True,
                generators: dict[str, Generator] | None = None, quiet: bool = False) -> dict[str, dict[str, Any]]:
     """name -> {seeds, per_seed, summary} for every spec (``generators``: path -> Generator, to skip loading)."""
@@ -494,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     if not args.model and not args.tradeoff:
-        ap.error("nothing to measure: give --model NAME=PATH (e.g. mlp=engine/models/default.onnx) or --tradeoff C=PATH")
+        args.model = default_models()
     if args.clips < 10:
         ap.error(f"--clips {args.clips} is too few: the two-sample test needs at least 10 clips (default: 512)")
     names = [m.name for m in args.model]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -151,20 +150,25 @@ def test_tradeoff_png(tmp_path):
 
 
 @pytest.mark.parametrize("argv, match", [
-    ([], "nothing to measure"),
     (["--model", "x"], "is not NAME=PATH"),
     (["--model", "x=/no/such.onnx"], "does not exist"),
     (["--tradeoff", "0=engine/models/default.onnx"], "must be a number > 0"),
     (["--model", "a=engine/models/default.onnx", "--baseline", "b"], "is not a --model row"),
     (["--model", "a=engine/models/default.onnx", "--clips", "3"], "too few"),
 ])
-def test_bad_arguments_exit_2(argv, match, capsys):
-    os.chdir(ROOT)
+def test_bad_arguments_exit_2(argv, match, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
     with pytest.raises(SystemExit) as e:
         bq.main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert match in err
+
+
+def test_a_bare_run_measures_the_shipped_model_and_prior():
+    specs = bq.default_models()
+    assert [s.name for s in specs] == ["shipped model", "prior alone"]
+    assert Path(specs[0].paths[0]).is_file() and specs[1].paths == ["prior:shipped"]
 
 
 @pytest.mark.slow
