@@ -481,6 +481,19 @@ def table(rows: dict[str, dict[str, Any]], ref: Reference, settings: Settings, b
         r["targets"] = check(r["summary"], targets(None if name == baseline else base, settings))
 
 
+def json_safe(v: Any) -> Any:
+    """``v`` with NaN as None and numpy scalars as Python numbers (strict JSON)."""
+    if isinstance(v, dict):
+        return {str(k): json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    if isinstance(v, (np.floating, np.integer, np.bool_)):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", type=parse_spec, default=[], metavar="NAME=PATH[,PATH...]",
@@ -545,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
             "note": ref.note, "calibration_auc": ref.calibration_auc, "shape": ref.shape,
             "degree": {f: asdict(cs) for f, cs in ref.degree.items()}},
             "models": rows, "tradeoff": {str(c): s for c, s in curve.items()}}
-        (out / "quality.json").write_text(json.dumps(payload, indent=1, default=float, allow_nan=True))
+        (out / "quality.json").write_text(json.dumps(json_safe(payload), indent=1, allow_nan=False))
         (out / "quality.md").write_text(text + "\n")
         print(f"wrote {out / 'quality.json'} and {out / 'quality.md'}")
     missed = {n: [t for t in r["targets"] if not t["met"]] for n, r in rows.items()}

@@ -173,5 +173,6 @@ def test_a_bare_run_measures_the_shipped_model_and_prior():
 
 @pytest.mark.slow
 def test_json_round_trip_of_a_row(rows):
-    text = json.dumps(rows["rests"], default=float)
-    assert json.loads(text)["summary"]["auc"]["seeds"] == 1
+    text = json.dumps(bq.json_safe(rows["rests"]), allow_nan=False)   # strict JSON: NaN becomes null
+    row = json.loads(text)
+    assert row["summary"]["auc"]["seeds"] == 1 and row["summary"]["hook_leaps_resolved"]["mean"] is None
