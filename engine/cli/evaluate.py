@@ -15,6 +15,7 @@ FAMILIES = ("major", "natural_minor", "harmonic_minor", "dorian", "lydian")
 
 def families_type(text: str) -> tuple[str, ...]:
     """``all`` or a comma list of scale families (aliases accepted) for ``--scales``."""
+    from engine.errors import TheoryError
     from engine.music import theory
 
     if text.strip().lower() == "all":
@@ -23,7 +24,7 @@ def families_type(text: str) -> tuple[str, ...]:
     for item in (t for t in text.split(",") if t.strip()):
         try:
             name = theory.parse_scale(item)
-        except Exception:
+        except TheoryError:
             name = None
         if name not in FAMILIES:
             raise argparse.ArgumentTypeError(f"scale family {item.strip()!r} is not evaluated per scale: give 'all' "
@@ -79,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m = p.add_argument_group("models and output")
     m.add_argument("--prior", default=None, metavar="PATH.npz", help="prior model (default: the shipped one)")
     m.add_argument("--no-prior", action="store_true", help="leave out the prior log-likelihood")
-    m.add_argument("--no-reference", action="store_true", help="leave out the corpus overlap (no corpus needed)")
+    m.add_argument("--no-reference", action="store_true", help="leave out the corpus overlap and the per-scale table's corpus shares (no corpus needed)")
     m.add_argument("--no-two-sample", action="store_true",
                    help="leave out the classifier two-sample test (by default, with --corpus, every other row is "
                         "told apart from held-out corpus openings of its length, and two corpus halves calibrate it)")
@@ -121,8 +122,10 @@ def run(args: argparse.Namespace) -> int:
         corpus_row = ev.corpus_set(args.bars, args.scale, ts, args.n, args.split, sources, args.seed,
                                    limit=args.limit, progress=not args.quiet)
         sets.append(corpus_row)
+    random_row = None
     if args.corpus or args.random:
-        sets.append(ev.random_set(args.n, args.bars, ts, args.scale, args.seed))
+        random_row = ev.random_set(args.n, args.bars, ts, args.scale, args.seed)
+        sets.append(random_row)
     labels = [s.label for s in sets]
     if len(set(labels)) != len(labels):
         for i, s in enumerate(sets):
@@ -159,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             info[f"two-sample calibration for {corpus_row.label}"] = \
                 f"AUC {calib.auc:.3f} between two random halves ({calib.n_per_set} melodies a side)"
     per_scale: list[dict] = []
-    scored = [s for s in sets if s is not corpus_row and not s.label.startswith("uniform random")] + scale_sets
+    scored = [s for s in sets if s is not corpus_row and s is not random_row] + scale_sets
     if scored:
         shares = None if args.no_reference else ev.corpus_degree_shares(sources=sources, limit=args.limit,
                                                                         progress=not args.quiet)
