@@ -98,6 +98,10 @@ class KLConfig:
     """None: a random style per episode (presets, blends, moods); else a fixed style spec."""
     log_every: int = 500
     """Episodes between log rows."""
+    eval_every: int = 3000
+    """Episodes between evaluations of every preset style (and one at the end); 0: only at the end."""
+    eval_clips: int = 64
+    """Clips per style in each evaluation (8 bars, C major, temperature 1)."""
     quiet: bool = False
     """No progress bar."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -226,6 +230,8 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
     history: list[dict[str, float]] = []
     debt = 0.0
     next_log = config.log_every
+    next_eval = config.eval_every
+    evaluations: list[dict[str, Any]] = []
     show = not config.quiet and sys.stderr.isatty()
     bar = tqdm(total=config.episodes, desc=f"{config.mode} c={config.kl_coef:g}", unit="ep", disable=not show)
     while episodes < config.episodes:
@@ -276,6 +282,10 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
                     pt.mul_(1 - config.tau).add_(po, alpha=config.tau)
             updates += 1
             losses.append(float(loss.detach()))
+        if config.eval_every and episodes >= next_eval:
+            next_eval += config.eval_every
+            evaluations.append({"episodes": episodes, **evaluate_styles(policy, config.eval_clips, config.seed)})
+            log.info("evaluation at %d episodes: %s", episodes, json.dumps(evaluations[-1]))
         if episodes >= next_log:
             next_log += config.log_every
             row = {"episodes": episodes, "updates": updates, "seconds": round(time.perf_counter() - t0, 1),
@@ -288,7 +298,10 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
                 progress_cb(row)
     bar.close()
     result = KLPolicyNet(prior, g) if config.mode == "kl" else _QOnly(prior, g)
-    log_out = {"config": asdict(config), "history": history, "updates": updates, "episodes": episodes,
+    evaluations.append({"episodes": episodes, **evaluate_styles(result, config.eval_clips, config.seed)})
+    log.info("evaluation at the end: %s", json.dumps(evaluations[-1]))
+    log_out = {"config": asdict(config), "history": history, "evaluations": evaluations, "updates": updates,
+               "episodes": episodes,
                "seconds": round(time.perf_counter() - t0, 1),
                "final_mean_return": float(np.mean(returns[-500:])) if returns else math.nan}
     if out_dir is not None:
@@ -309,6 +322,49 @@ class _QOnly(KLPolicyNet):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.g(obs)[0]
+
+
+#: What each preset is checked on while training (the style's own targets).
+STYLE_ROWS = ("notes_per_bar", "pitch_range", "silent_share", "sixteenth_share", "long_note_share", "near_repeat",
+              "chord_tones_strong", "not_in_key")
+
+
+def sample_tokens(net: KLPolicyNet, contexts: list[observation.MelodyContext], seed: int,
+                  temperature: float = 1.0) -> np.ndarray:
+    """Melodies ``int64 [B, T]`` sampled from ``net`` in torch (``softmax(logits / T)``), step by step."""
+    rng = np.random.default_rng(seed)
+    batch = observation.MelodyBatch.create(contexts)
+    t_max = int(batch.n_steps.max())
+    out = np.zeros((batch.size, t_max), np.int64)
+    state = net.zero_state(batch.size)
+    with torch.no_grad():
+        for t in range(t_max):
+            logits, _, state = net.step(torch.from_numpy(observation.observe(batch)), state)
+            z = logits.numpy() / max(temperature, 1e-6) + rng.gumbel(size=logits.shape)
+            act = z.argmax(axis=1)
+            active = batch.step < batch.n_steps
+            out[active, t] = act[active]
+            batch.append(act, active)
+    return out
+
+
+def evaluate_styles(net: KLPolicyNet, n: int, seed: int, bars: int = 8) -> dict[str, dict[str, float]]:
+    """Shape and key rows of ``n`` clips per preset style (C major, 4/4, default chords)."""
+    from engine.evaluation import metrics as ev_metrics
+    from engine.evaluation import shape
+
+    terms = style_terms()
+    out: dict[str, dict[str, float]] = {}
+    frame = shape.Frame.of((4, 4), None, 0, "major")
+    for name in styles.PRESETS:
+        vec = styles.style_vector(styles.parse_style(name, terms), terms)
+        ctx = observation.MelodyContext.from_music(key=0, scale="major", bars=bars, time_signature=(4, 4), role="lead",
+                                                   style=vec)
+        seqs = list(sample_tokens(net, [ctx] * n, seed))
+        row = shape.shape_stats(seqs, frame)
+        row["not_in_key"] = ev_metrics.rl_tuner_stats(seqs, "major")["not_in_key"]
+        out[name] = {k: round(float(row[k]), 4) for k in STYLE_ROWS}
+    return out
 
 
 def style_terms() -> tuple[str, ...]:
