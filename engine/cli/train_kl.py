@@ -3,8 +3,8 @@
 ``kl`` is the shipped model's recipe: the recurrent corpus prior (``qriff corpus prior``)
 is the reference policy and G-learning tunes the theory terms on top of it. ``dqn-seq``
 is the no-KL ablation on the same network. Writes ``config.json``, ``train_log.json``,
-``validation.json`` (the coefficient-picking scores on the corpus *valid* split) and
-``model.onnx`` into ``--out``.
+``validation.json`` (the coefficient-picking scores on the corpus *valid* split),
+``policy.pt`` (the torch weights, for fine-tuning and benchmarks) and ``model.onnx`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -94,6 +94,9 @@ def run_kl(args: argparse.Namespace) -> int:
     metrics: dict[str, Any] = {"episodes": log["episodes"], "updates": log["updates"], "seconds": log["seconds"],
                                "final_mean_return": log["final_mean_return"],
                                "prior_test_nll": prior_meta["metrics"].get("test_nll")}
+    from engine.learn.seqmodel import save_policy
+
+    save_policy(net, out / "policy.pt", {"command": command})
     export_seq_model(net, model_path, style_terms(), train_config={"algo": args.algo, **log["config"]},
                      train_metrics=metrics, model_id=f"qriff-{args.algo}-{out.name}-s{cfg.seed}", train_command=command)
     if args.val_clips:

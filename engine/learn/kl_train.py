@@ -38,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from engine.errors import EngineError
-from engine.learn.seqmodel import KLPolicyNet, SeqNet, g_network_from_prior
+from engine.learn.seqmodel import KLPolicyNet, QOnlyPolicyNet, SeqNet, g_network_from_prior
 from engine.mdp import observation, styles
 from engine.mdp.env import EnvConfig, VecMelodyEnv
 from engine.mdp.rewards import RewardFunction, available_terms
@@ -297,7 +297,7 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
             if progress_cb is not None:
                 progress_cb(row)
     bar.close()
-    result = KLPolicyNet(prior, g) if config.mode == "kl" else _QOnly(prior, g)
+    result = KLPolicyNet(prior, g) if config.mode == "kl" else QOnlyPolicyNet(prior, g)
     evaluations.append({"episodes": episodes, **evaluate_styles(result, config.eval_clips, config.seed)})
     log.info("evaluation at the end: %s", json.dumps(evaluations[-1]))
     log_out = {"config": asdict(config), "history": history, "evaluations": evaluations, "updates": updates,
@@ -308,20 +308,6 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "train_log.json").write_text(json.dumps(log_out, indent=1))
     return result, log_out
-
-
-class _QOnly(KLPolicyNet):
-    """The no-KL ablation's policy: ``softmax(Q)`` with no prior term (the prior's state is still
-    carried so that every exported model has the same two-part state)."""
-
-    def step(self, obs: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        hp = self.prior.state_size
-        lp, sp = self.prior.step(obs, state[:, :hp])
-        q, sg = self.g.step(obs, state[:, hp:])
-        return q, torch.log_softmax(lp, -1), torch.cat([sp, sg], dim=-1)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.g(obs)[0]
 
 
 #: What each preset is checked on while training (the style's own targets).

@@ -163,3 +163,46 @@ class StepModule(nn.Module):
 def prior_obs_dim() -> int:
     """Observation columns the prior reads (no style weights)."""
     return observation.obs_dim(0)
+
+
+def save_policy(net: KLPolicyNet, path: Any, meta: dict[str, Any] | None = None) -> None:
+    """The torch weights of a KL policy (prior and G, with their sizes) as one ``.pt`` file:
+    what later fine-tuning and the speed bench start from (the ONNX file cannot be read back
+    into torch)."""
+    from pathlib import Path
+
+    from engine.files import atomic_write
+
+    blob = {"kind": type(net).__name__, "prior_config": net.prior.config.to_dict(), "prior": net.prior.state_dict(),
+            "g_config": None if net.g is None else net.g.config.to_dict(),
+            "g": None if net.g is None else net.g.state_dict(), "obs_dim": net.obs_dim, "meta": meta or {}}
+    atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
+
+
+def load_policy(path: Any) -> KLPolicyNet:
+    """A policy written by :func:`save_policy`."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    prior = SeqNet(SeqConfig.from_dict(blob["prior_config"]))
+    prior.load_state_dict(blob["prior"])
+    g = None
+    if blob["g_config"] is not None:
+        g = SeqNet(SeqConfig.from_dict(blob["g_config"]))
+        g.load_state_dict(blob["g"])
+    cls = {"KLPolicyNet": KLPolicyNet, "QOnlyPolicyNet": QOnlyPolicyNet}[blob["kind"]]
+    return cls(prior.eval(), g.eval() if g is not None else None, obs_dim=int(blob["obs_dim"])).eval()
+
+
+class QOnlyPolicyNet(KLPolicyNet):
+    """The no-KL ablation's policy: ``softmax(Q)`` with no prior term (the prior's state is still
+    carried, so every exported recurrent model has the same two-part state)."""
+
+    def step(self, obs: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        assert self.g is not None
+        hp = self.prior.state_size
+        lp, sp = self.prior.step(obs, state[:, :hp])
+        q, sg = self.g.step(obs, state[:, hp:])
+        return q, torch.log_softmax(lp, -1), torch.cat([sp, sg], dim=-1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        assert self.g is not None
+        return self.g(obs)[0]
