@@ -72,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.add_argument("--hidden", default=None, metavar="W,W",
                     help="hidden layer widths (default: 256,256)")
     pr.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="random seed (default: 0)")
+    pr.add_argument("--init", default=None, metavar="PATH.pt",
+                    help="gru only: start from this prior (fine-tune it, e.g. with --sources essen)")
+    pr.add_argument("--lr", type=float, default=None, help="gru only: Adam learning rate (default 2e-3)")
     pr.set_defaults(func=run_prior)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
@@ -166,13 +169,20 @@ def _run_seq_prior(args: argparse.Namespace) -> int:
     cfg = SeqPriorConfig(seed=args.seed, sources=tuple(args.sources) if args.sources else None, limit=args.limit)
     if args.epochs is not None:
         cfg.epochs = args.epochs
+    if args.init:
+        cfg.init = args.init
+    if args.lr is not None:
+        if not 0 < args.lr < 1:
+            raise EngineError(f"--lr {args.lr!r} is out of range (allowed: 0 < lr < 1)")
+        cfg.lr = args.lr
     from engine.learn.kl_train import style_terms
     from engine.learn.seqexport import export_prior_model
 
     net, m = train_seq_prior(cfg, progress=not args.quiet)
     out = save_seq_prior(net, m, args.out or SEQ_PRIOR_PATH)
     command = "qriff corpus prior --arch gru" + (f" --epochs {args.epochs}" if args.epochs else "") \
-        + (f" --seed {args.seed}" if args.seed else "")
+        + (f" --seed {args.seed}" if args.seed else "") + (f" --init {args.init}" if args.init else "") \
+        + (f" --lr {args.lr}" if args.lr else "") + (" --sources " + ",".join(args.sources) if args.sources else "")
     export_prior_model(net, out.with_suffix(".onnx"), style_terms(),
                        metrics={k: m[k] for k in ("test_nll", "test_accuracy", "valid_nll")}, train_command=command)
     print(json.dumps({k: v for k, v in m.items() if k != "history"}, indent=1))

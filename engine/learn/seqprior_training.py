@@ -73,6 +73,8 @@ class SeqPriorConfig:
     """Corpus sources (None: all)."""
     limit: int | None = None
     """Tunes per source (None: all); for quick runs and tests."""
+    init: str | None = None
+    """A prior ``.pt`` to start from (fine-tuning, e.g. on one source); None: random weights."""
 
 
 class EpisodeSet:
@@ -199,14 +201,21 @@ def train_seq_prior(config: SeqPriorConfig, progress: bool = True) -> tuple[SeqN
     show = progress and sys.stderr.isatty()
     data = {s: _episode_set(mels, config.max_bars, show) for s, mels in splits.items()}
     log.info("observed %s steps in %.0f s", {s: d.steps for s, d in data.items()}, time.perf_counter() - t0)
-    net = SeqNet(SeqConfig(obs_dim=observation.obs_dim(0), embed=config.embed, hidden=config.hidden,
-                           head=config.head))
+    if config.init:
+        net, _ = load_seq_prior(config.init)
+        net.train()
+    else:
+        net = SeqNet(SeqConfig(obs_dim=observation.obs_dim(0), embed=config.embed, hidden=config.hidden,
+                               head=config.head))
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, config.lr_decay)
     train = data["train"]
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     history = []
     bad = 0
+    if config.init:  # fine-tuning keeps the starting weights unless an epoch beats them on valid
+        best = (evaluate(net, data["valid"])["nll"], {k: v.detach().clone() for k, v in net.state_dict().items()})
+        history.append({"epoch": 0, "valid_nll": best[0], "init": config.init})
     for epoch in range(config.epochs):
         net.train()
         order = rng.permutation(len(train))
