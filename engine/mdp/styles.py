@@ -40,7 +40,7 @@ BUILTIN_TERMS: tuple[str, ...] = (
     "density",       # + busier (onsets), - sparser
     "rests",         # + rests and breathing space, - continuous
     "register",      # + higher, - lower within the role's range
-    "prior",         # log p(a|s) of the corpus prior: sound like real melodies
+    "prior",         # closeness to the corpus: the KL coefficient's multiplier (KL models), log p(a|s) (MLP)
     "bar_repeat",    # riff: repeat the bar one or two bars back, vary a third copy
     "phrase_return", # bars 5-6 answer bars 1-2, bars 7-8 end differently
     "rhythm_motif",  # strike where the bar one or two back struck
@@ -66,15 +66,15 @@ PRESETS: dict[str, dict[str, float]] = {
     # A riff: a 1-2 bar figure restated with variation on the bar (bar_repeat pays a varied
     # restatement most, a third identical copy costs), chord tones on the beats, RL Tuner's
     # leap and repetition rules strict. Crowding keeps it off wall-to-wall 16ths.
-    "hook": {"prior": 0.3, "key": 5.0, "chord": 2.0, "cadence": 2.0, "leap": 5.0, "repetition": 5.0,
+    "hook": {"prior": 0.2, "key": 5.0, "chord": 2.0, "cadence": 2.0, "leap": 5.0, "repetition": 5.0,
              "motif": 0.5, "repeat_motif": 1.0, "intervals": 1.0, "range": 2.0, "bar_repeat": 3.0,
              "rhythm_motif": 2.0, "crowding": 2.5, "pace": 2.0, "note_length": 1.0},
     # Bach-chorale-like soprano lines: chord tones, quarters and halves, within an octave.
-    "chorale": {"prior": 0.8, "key": 1.5, "chord": 1.5, "cadence": 1.5, "leap": 1.5, "repetition": 1.0,
+    "chorale": {"prior": 0.5, "key": 1.5, "chord": 1.5, "cadence": 1.5, "leap": 1.5, "repetition": 1.0,
                 "intervals": 1.0, "contour": 0.5, "phrase_cadence": 1.0, "phrase_return": 0.5, "crowding": 1.0,
                 "pace": 2.0, "note_length": 1.5, "span": 2.0},
     # Sparse, floating: 2-3 long notes a bar, a breath of rest in most bars, in key.
-    "ambient": {"prior": 0.5, "key": 2.0, "chord": 1.0, "intervals": 1.0, "repetition": 0.5, "rests": 1.5,
+    "ambient": {"prior": 0.1, "key": 2.0, "chord": 1.0, "intervals": 1.0, "repetition": 0.5, "rests": 2.0,
                 "density": -0.3, "register": 0.3, "crowding": 1.0, "pace": 1.5, "span": 0.5, "note_length": 1.0},
 }
 DEFAULT_STYLE = "folk"
