@@ -36,7 +36,8 @@ def add_kl_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--theory-weight", type=float, default=None, metavar="W",
                    help="multiplier of the theory terms (0: KL only, the policy must stay the prior; default 1)")
     g.add_argument("--prior", default=None, metavar="PATH.pt",
-                   help="recurrent prior to start from (default: the shipped engine/models/prior-seq.pt)")
+                   help="recurrent prior to start from and stay near (default: engine/models/prior-essen.pt, the "
+                        "all-sources prior fine-tuned on the Essen folk songs)")
     g.add_argument("--val-clips", type=bounded_int(0, 4096), default=256,
                    help="clips generated for the validation scores (default 256; 0 skips them)")
     g.add_argument("--val-limit", type=bounded_int(1, 10**6), default=None, metavar="N",
@@ -66,7 +67,7 @@ def run_kl(args: argparse.Namespace) -> int:
 
         from engine.learn.kl_train import KLConfig, style_terms, train_kl
         from engine.learn.seqexport import export_seq_model
-        from engine.learn.seqprior_training import load_seq_prior
+        from engine.learn.seqprior_training import KL_PRIOR_PATH, load_seq_prior
     except ImportError as exc:
         raise EngineError(f"training needs torch (pip install 'qriff[train]'): {exc}") from None
     if args.resume or args.sweep or args.set or args.config or args.preset != "default" or args.steps or args.envs:
@@ -86,7 +87,7 @@ def run_kl(args: argparse.Namespace) -> int:
     command = command_line(args)
     cfg.extra = {"command": command}
     cfg.validate()
-    prior, prior_meta = load_seq_prior(args.prior)
+    prior, prior_meta = load_seq_prior(args.prior or KL_PRIOR_PATH)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps({"algo": args.algo, **vars(cfg)}, indent=1, default=list) + "\n")
     t0 = time.perf_counter()

@@ -273,8 +273,12 @@ def train_seq_prior(config: SeqPriorConfig, progress: bool = True) -> tuple[SeqN
 
 #: Format of the recurrent prior's file (``prior-seq.pt``); bump when its layout changes.
 SEQ_PRIOR_FORMAT = 1
-#: Where the shipped recurrent prior lives.
+#: Where the shipped recurrent prior (all corpus sources) lives.
 SEQ_PRIOR_PATH = Path(__file__).resolve().parent.parent / "models" / "prior-seq.pt"
+#: The KL reference of the shipped model: that prior fine-tuned on the Essen folk songs
+#: (``qriff corpus prior --sources essen --init engine/models/prior-seq.pt``), the corpus the
+#: default style is measured against.
+KL_PRIOR_PATH = SEQ_PRIOR_PATH.with_name("prior-essen.pt")
 
 
 def save_seq_prior(net: SeqNet, metrics: dict[str, Any], path: str | Path) -> Path:
