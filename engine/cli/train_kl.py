@@ -92,7 +92,8 @@ def run_kl(args: argparse.Namespace) -> int:
     (out / "config.json").write_text(json.dumps({"algo": args.algo, **vars(cfg)}, indent=1, default=list) + "\n")
     t0 = time.perf_counter()
     net, log = train_kl(cfg, prior, out)
-    metrics: dict[str, Any] = {"episodes": log["episodes"], "updates": log["updates"], "seconds": log["seconds"],
+    metrics: dict[str, Any] = {"episodes": log["episodes"], "env_steps": log["env_steps"], "updates": log["updates"],
+                               "seconds": log["seconds"],
                                "final_mean_return": log["final_mean_return"],
                                "prior_test_nll": prior_meta["metrics"].get("test_nll")}
     from engine.learn.seqmodel import save_policy

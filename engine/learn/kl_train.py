@@ -224,7 +224,7 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
     obs = env.reset()
     take_kl_weights(rows)
     state = policy.zero_state(n)
-    episodes = updates = 0
+    episodes = updates = env_steps = 0
     returns: list[float] = []
     losses: list[float] = []
     history: list[dict[str, float]] = []
@@ -250,6 +250,7 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
         buf_act[rows, pos] = a
         buf_lp[rows, pos] = lp_t.numpy()
         obs, r, done, info = env.step(a)
+        env_steps += n
         buf_rew[rows, pos] = r * config.theory_weight
         pos += 1
         for row in info["done_rows"]:
@@ -301,7 +302,7 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
     evaluations.append({"episodes": episodes, **evaluate_styles(result, config.eval_clips, config.seed)})
     log.info("evaluation at the end: %s", json.dumps(evaluations[-1]))
     log_out = {"config": asdict(config), "history": history, "evaluations": evaluations, "updates": updates,
-               "episodes": episodes,
+               "episodes": episodes, "env_steps": env_steps,
                "seconds": round(time.perf_counter() - t0, 1),
                "final_mean_return": float(np.mean(returns[-500:])) if returns else math.nan}
     if out_dir is not None:
