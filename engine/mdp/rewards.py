@@ -242,19 +242,20 @@ def term_key(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarra
 
 
 def _beat_value(batch: MelodyBatch, pitch: np.ndarray, beat: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """Chord value of the pitch sounding (token, or -1 for none) at ``step`` of metrical strength
-    ``beat`` (0-3): downbeat +-1, strong beat +-0.75, other beats +0.5 for a chord tone and 0 for a
-    passing tone, off-beats 0; a bass on the downbeat: root +1, other chord tone +0.5, else -1."""
-    rows = _rows(batch)
-    step = np.minimum(step, batch.n_steps - 1)
+    """Chord value of the pitch struck (token, or < 2 for none) at ``step`` of metrical strength
+    ``beat`` (0-3), all ``[B, K]``: downbeat +-1, strong beat +-0.75, other beats +0.5 for a chord
+    tone and 0 for a passing tone, off-beats 0; a bass on the downbeat: root +1, other chord tone
+    +0.5, else -1."""
+    rows = _rows(batch)[:, None]
+    step = np.minimum(step, (batch.n_steps - 1)[:, None])
     pc = _pc(pitch)
     tone = batch.chord_mask[rows, step, pc] > 0
     weight = _BEAT_WEIGHT[beat]
     value = np.where(tone, weight, np.where(beat >= 2, -weight, 0.0))
-    bass_down = (batch.role == tokens.ROLES.index("bass")) & (beat == 3)
+    bass_down = (batch.role == tokens.ROLES.index("bass"))[:, None] & (beat == 3)
     root = pc == batch.chord_root[rows, step]
     value = np.where(bass_down, np.where(root, 1.0, np.where(tone, 0.5, -1.0)), value)
-    return np.where(pitch >= 0, value, 0.0)
+    return np.where(pitch >= tokens.FIRST_PITCH, value, 0.0)
 
 
 #: Per bar, the chord term pays at most a downbeat's worth (+1): a melody with a chord tone on
@@ -271,15 +272,11 @@ def term_chord(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndar
     # it matters earn as much as a line of chord roots on every beat.
     _, pos, spb = _bar_of(batch)
     bar = _bar_tokens(batch, actions, 0)                  # valid up to the action's column
-    start = batch.step - pos
-    total_before = np.zeros(batch.size)
-    value_now = np.zeros(batch.size)
-    for j in range(min(bar.shape[1], int(pos.max(initial=0)) + 1)):
-        tok = bar[:, j]
-        beat = _BEATS[batch.ts_index, np.minimum(j, spb - 1)]
-        v = np.where((j <= pos) & (tok >= tokens.FIRST_PITCH), _beat_value(batch, tok, beat, start + j), 0.0)
-        total_before += np.where(j < pos, v, 0.0)
-        value_now = np.where(j == pos, v, value_now)
+    cols = np.arange(bar.shape[1])[None, :]
+    beat = _BEATS[batch.ts_index[:, None], np.minimum(cols, (spb - 1)[:, None])]
+    value = _beat_value(batch, bar, beat, (batch.step - pos)[:, None] + cols)
+    total_before = np.where(cols < pos[:, None], value, 0.0).sum(axis=1)
+    value_now = value[_rows(batch), pos]
     after = total_before + value_now
     return (np.minimum(after, CHORD_CAP) - np.minimum(total_before, CHORD_CAP)).astype(np.float32)
 
@@ -461,9 +458,13 @@ def _motif_copies(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.n
 @_builtin("repeat_motif", "once per 8-step window: 1 (+0.25 per pitch beyond 3) when its motif restates an "
                           "earlier one for the first time (a third statement earns nothing)")
 def term_repeat_motif(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
-    copies, distinct = _motif_copies(batch, actions, feats)
-    value = np.where(copies == 1, 1.0 + 0.25 * (distinct - MOTIF_MIN_PITCHES), 0.0)
-    return np.where(_window_end(batch), value, 0.0).astype(np.float32)
+    out = np.zeros(batch.size, np.float32)
+    rows = np.flatnonzero(_window_end(batch))
+    if rows.size:
+        sub = batch.take(rows)
+        copies, distinct = _motif_copies(sub, actions[rows])
+        out[rows] = np.where(copies == 1, 1.0 + 0.25 * (distinct - MOTIF_MIN_PITCHES), 0.0)
+    return out
 
 
 # semitones 0..12 -> reward; wider than an octave: _WIDE. Penalties only: a bonus per note
