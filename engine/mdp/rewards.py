@@ -6,57 +6,71 @@ and returns its raw, unweighted reward (float32 ``[B]``). Raw values are of orde
 that style weights (``-5..5``, see :mod:`engine.mdp.styles`) are comparable across terms.
 The total reward of a step is ``sum_s weight_s * raw_s``.
 
-Built-in terms (names in :data:`engine.mdp.styles.BUILTIN_TERMS`). Several follow RL Tuner
-(Jaques et al. 2017) closely because its metrics are what a ``hook`` model is judged on:
+Built-in terms (names in :data:`engine.mdp.styles.BUILTIN_TERMS`). Under KL control the RL
+optimises these terms alone (the corpus prior is the KL reference), so each must stand on its
+own: **no term pays per note, per copied step or per silent step**. A term either only charges
+(a penalty real tunes rarely incur), or pays a bounded amount once a bar, a window or a clip
+that real tunes also reach. ``tests/engine/mdp/test_degenerate.py`` holds every preset to this:
+no degenerate melody (ping-pong, one-note loops, silence, runs, trills, copied bars, lines of
+chord tones) may earn as much as the lowest quarter of held-out Essen tunes. See
+``docs/rewards.md``. Several terms follow RL Tuner (Jaques et al. 2017):
 
-=============  ===============================================================================
-term           raw reward
-=============  ===============================================================================
-key            -1 for a pitch outside the scale (RL Tuner's "notes not in key").
-chord          on beats: the note sounding (new or held) is a chord tone +s, else -s, with
-               s = 1 downbeat, 0.75 strong beat, 0.5 other beats, 0 off-beats. A bass on a
-               downbeat: root +1, other chord tone +0.5, else -1.
-cadence        first step: +1 for the home tonic (token 14, "starts with tonic"), +0.5 for
-               another tonic. Last step: final note is the tonic +1, the last chord's root
-               +0.5, else -0.5; +0.5 more if that note is still held at the last step. Last
-               step of a mid-melody phrase (every 4th bar): +0.5 for the tonic or chord root.
-leap           +1 when a leap is resolved, -1 when a leap is doubled (RL Tuner's bookkeeping,
-               :func:`engine.mdp.observation.leap_update`); last step: -0.5 if a leap is pending.
-repetition     -1 when RL Tuner's "excessively repeated" test fires (exact rule).
-autocorr       -(sum over lags 1-3 of abs(rho) where abs(rho) > 0.15), rho the autocorrelation of
-               the token sequence including the action (RL Tuner's penalty / 3).
-motif          1 + 0.1 per distinct pitch beyond 3 when the last 8 tokens hold >= 3 distinct
-               pitches (RL Tuner's "notes in motif", reward / 3).
-repeat_motif   1 + 0.25 per distinct pitch beyond 3 when that 8-token motif also occurs earlier,
-               token for token (RL Tuner's "notes in repeated motif", reward / 4).
-intervals      per new note vs the last pitch: step (1-2 semitones) +0.4, third +0.45 (+0.75
-               when both notes are in the scale), fourth +0.35, tritone -0.5, fifth +0.1
-               (+0.5 from the tonic or the fifth), sixth +0.25, seventh -1.5, octave 0,
-               wider -2; unisons, rests and holds 0 (RL Tuner's preferred intervals x 5).
-range          last step: +1 if the highest pitch occurs once, +1 if the lowest does (RL
-               Tuner's unique max/min). Any step: -0.5 for a note that stretches the range
-               past an octave and a fifth (19 semitones).
-contour        -0.5 for a note extending a run in one direction to 5 or more intervals;
-               +0.5 for turning after a run of 2 or more; last step: +1 if the first
-               highest note lies in the middle half of the melody (an arch).
-density        +0.5 for a new note, -0.5 for a rest or hold (weight > 0: busier; < 0: sparser).
-rests          +0.5 for a silent step (rest, or hold while silent) in a silence of up to 4
-               steps, -0.5 once a silence passes 8 steps (weight > 0: breathing space).
-register       new note: (token - 19.5) / 12 clipped to [-1, 1] (weight > 0: higher).
-prior          log p(a|s) + log 38 under the corpus prior (0 for a uniform prior), floored
-               at -10; 0 (and a warning, once) when no prior is loaded.
-bar_repeat     riff: +0.5 when the action equals the token one or two bars back; -1 at the end
-               of a bar that equals both the bar before and the one before that (a third
-               identical bar: vary it).
-phrase_return  statement and answer over 8-bar periods: in bars 5-6, +0.5 when the action
-               equals the token four bars back, -0.25 otherwise; at the end of bar 7 or 8,
-               -1 when the bar copies the bar four back whole (end differently).
-rhythm_motif   from bar 2 on: +0.25 when the action strikes (or does not) as the step one or
-               two bars back did, -0.25 when it matches neither.
-phrase_cadence second half of a phrase-end bar (every 4th bar, and the last): +1 for a chord
-               tone struck on the half bar, -0.5 for any other onset, +0.25 for holding.
-crowding       -1 for a note beyond 6 in the current bar (6 per 16 steps, scaled to the metre).
-=============  ===============================================================================
+==============  ==============================================================================
+term            raw reward
+==============  ==============================================================================
+key             -1 for a pitch outside the requested scale (its characteristic degrees, e.g. the
+                7th of major, #4 of lydian, natural 6 of dorian, cost nothing).
+chord           a chord tone struck on a beat: downbeat +1, strong beat +0.75, other beats +0.5;
+                a non-chord tone struck on the downbeat -1, on a strong beat -0.75 (a passing
+                tone on another beat 0); pays at most +1 a bar (:data:`CHORD_CAP`). Held notes
+                do not count. A bass on a downbeat: root +1, other chord tone +0.5, else -1.
+cadence         last step: the final note is the tonic +1, its third or fifth or the last
+                chord's root +0.5, else -0.5; +0.5 more for a stable final note still held.
+                End of every 4th bar: +0.5 for the tonic or chord root. No reward for the
+                first note (paying for a tonic start made 99.6% of clips open on it).
+leap            a leap (>= 7 semitones) doubled -1; a leap back with 6 or fewer steps between
+                the two leaps -0.5 (ping-pong; RL Tuner resolves only with more than 6); a
+                leap still pending at the end -0.5. Resolving earns nothing (a bonus paid for
+                leaping). Bookkeeping: :func:`engine.mdp.observation.leap_update`.
+repetition      -1 when RL Tuner's "excessively repeated" test fires for a pitch; a rest or a
+                hold only when it stretches a silence or a note past a whole bar.
+autocorr        -(sum over lags 1-3 of abs(rho) where abs(rho) > 0.15), rho the autocorrelation
+                of the raw tokens (RL Tuner's penalty / 3). Real tunes trip it at most steps,
+                so no preset weighs it.
+motif           once per 8-step window: 1 + 0.1 per distinct pitch beyond 3 when it holds >= 3.
+repeat_motif    once per 8-step window: 1 + 0.25 per distinct pitch beyond 3 when its motif
+                restates an earlier one for the first time (a third statement earns nothing).
+intervals       per new note vs the last pitch: tritone -0.5, sixths -0.25, sevenths -1.5,
+                wider than an octave -2; everything else 0 (penalties only).
+range           last step: +1 if the highest pitch occurs once, +1 if the lowest does (RL
+                Tuner's unique max/min); any step: -0.5 for a note stretching the range past
+                19 semitones.
+contour         -0.5 for a note extending a run in one direction to 5 or more intervals; last
+                step: +1 if the first highest note lies in the middle half (an arch).
+density         +0.5 for a new note, -0.5 for a rest or hold (a dial: weight > 0 busier,
+                < 0 sparser; crowding, pace and repetition bound both ends).
+rests           at each bar's end: +1 for a bar with 2-8 silent steps (of 16, scaled to the
+                metre); any step: -0.5 for a silent step once a silence passes 8 steps.
+register        at each bar's end: the mean over its notes of (token - 19.5) / 12 clipped to
+                [-1, 1] (a dial: weight > 0 higher).
+prior           log p(a|s) + log 38 under the corpus prior (0 for a uniform prior), floored at
+                -10; 0 (and a warning, once) when no prior is loaded.
+bar_repeat      at each bar's end: restating the bar one or two back with variation (>= half
+                its notes at the same step and pitch, not a copy) +1, copying it +0.5, a third
+                copy in a row (or a 2-bar riff's third statement) -1.
+phrase_return   8-bar periods: at the end of bars 5 and 6, +1 if the bar restates the bar four
+                back, -0.5 if not; at the end of bars 7 and 8, -1 for a bar copied whole.
+rhythm_motif    at each bar's end (2 or more notes): onset steps shared with the bar one or two
+                back / onset steps of either >= 0.5: +0.5; under 0.25: -0.25.
+phrase_cadence  second half of a phrase-end bar (every 4th bar, and the last): +1 for a chord
+                tone struck on the half bar, -0.5 for any other onset, +0.25 for holding.
+crowding        -1 for a note beyond 6 in the current bar (6 per 16 steps, scaled to the metre).
+pace            -1 at the end of a bar, the last excepted, striking fewer than 2 different
+                pitches.
+note_length     when a note ends: -1 for a 16th, -0.25 for an 8th.
+span            -1 for a note stretching the range past an octave.
+steps           at each bar's end: +1 if a note of the bar moves by a step (1-2 semitones).
+==============  ==============================================================================
 
 Custom terms: :func:`register_term` adds a named :data:`TermFn`; list it in
 ``RewardFunction(terms=...)`` (and ``EnvConfig.terms``) and it gets its own style weight,
