@@ -6,57 +6,71 @@ and returns its raw, unweighted reward (float32 ``[B]``). Raw values are of orde
 that style weights (``-5..5``, see :mod:`engine.mdp.styles`) are comparable across terms.
 The total reward of a step is ``sum_s weight_s * raw_s``.
 
-Built-in terms (names in :data:`engine.mdp.styles.BUILTIN_TERMS`). Several follow RL Tuner
-(Jaques et al. 2017) closely because its metrics are what a ``hook`` model is judged on:
+Built-in terms (names in :data:`engine.mdp.styles.BUILTIN_TERMS`). Under KL control the RL
+optimises these terms alone (the corpus prior is the KL reference), so each must stand on its
+own: **no term pays per note, per copied step or per silent step**. A term either only charges
+(a penalty real tunes rarely incur), or pays a bounded amount once a bar, a window or a clip
+that real tunes also reach. ``tests/engine/mdp/test_degenerate.py`` holds every preset to this:
+no degenerate melody (ping-pong, one-note loops, silence, runs, trills, copied bars, lines of
+chord tones) may earn as much as the lowest quarter of held-out Essen tunes. See
+``docs/rewards.md``. Several terms follow RL Tuner (Jaques et al. 2017):
 
-=============  ===============================================================================
-term           raw reward
-=============  ===============================================================================
-key            -1 for a pitch outside the scale (RL Tuner's "notes not in key").
-chord          on beats: the note sounding (new or held) is a chord tone +s, else -s, with
-               s = 1 downbeat, 0.75 strong beat, 0.5 other beats, 0 off-beats. A bass on a
-               downbeat: root +1, other chord tone +0.5, else -1.
-cadence        first step: +1 for the home tonic (token 14, "starts with tonic"), +0.5 for
-               another tonic. Last step: final note is the tonic +1, the last chord's root
-               +0.5, else -0.5; +0.5 more if that note is still held at the last step. Last
-               step of a mid-melody phrase (every 4th bar): +0.5 for the tonic or chord root.
-leap           +1 when a leap is resolved, -1 when a leap is doubled (RL Tuner's bookkeeping,
-               :func:`engine.mdp.observation.leap_update`); last step: -0.5 if a leap is pending.
-repetition     -1 when RL Tuner's "excessively repeated" test fires (exact rule).
-autocorr       -(sum over lags 1-3 of abs(rho) where abs(rho) > 0.15), rho the autocorrelation of
-               the token sequence including the action (RL Tuner's penalty / 3).
-motif          1 + 0.1 per distinct pitch beyond 3 when the last 8 tokens hold >= 3 distinct
-               pitches (RL Tuner's "notes in motif", reward / 3).
-repeat_motif   1 + 0.25 per distinct pitch beyond 3 when that 8-token motif also occurs earlier,
-               token for token (RL Tuner's "notes in repeated motif", reward / 4).
-intervals      per new note vs the last pitch: step (1-2 semitones) +0.4, third +0.45 (+0.75
-               when both notes are in the scale), fourth +0.35, tritone -0.5, fifth +0.1
-               (+0.5 from the tonic or the fifth), sixth +0.25, seventh -1.5, octave 0,
-               wider -2; unisons, rests and holds 0 (RL Tuner's preferred intervals x 5).
-range          last step: +1 if the highest pitch occurs once, +1 if the lowest does (RL
-               Tuner's unique max/min). Any step: -0.5 for a note that stretches the range
-               past an octave and a fifth (19 semitones).
-contour        -0.5 for a note extending a run in one direction to 5 or more intervals;
-               +0.5 for turning after a run of 2 or more; last step: +1 if the first
-               highest note lies in the middle half of the melody (an arch).
-density        +0.5 for a new note, -0.5 for a rest or hold (weight > 0: busier; < 0: sparser).
-rests          +0.5 for a silent step (rest, or hold while silent) in a silence of up to 4
-               steps, -0.5 once a silence passes 8 steps (weight > 0: breathing space).
-register       new note: (token - 19.5) / 12 clipped to [-1, 1] (weight > 0: higher).
-prior          log p(a|s) + log 38 under the corpus prior (0 for a uniform prior), floored
-               at -10; 0 (and a warning, once) when no prior is loaded.
-bar_repeat     riff: +0.5 when the action equals the token one or two bars back; -1 at the end
-               of a bar that equals both the bar before and the one before that (a third
-               identical bar: vary it).
-phrase_return  statement and answer over 8-bar periods: in bars 5-6, +0.5 when the action
-               equals the token four bars back, -0.25 otherwise; at the end of bar 7 or 8,
-               -1 when the bar copies the bar four back whole (end differently).
-rhythm_motif   from bar 2 on: +0.25 when the action strikes (or does not) as the step one or
-               two bars back did, -0.25 when it matches neither.
-phrase_cadence second half of a phrase-end bar (every 4th bar, and the last): +1 for a chord
-               tone struck on the half bar, -0.5 for any other onset, +0.25 for holding.
-crowding       -1 for a note beyond 6 in the current bar (6 per 16 steps, scaled to the metre).
-=============  ===============================================================================
+==============  ==============================================================================
+term            raw reward
+==============  ==============================================================================
+key             -1 for a pitch outside the requested scale (its characteristic degrees, e.g. the
+                7th of major, #4 of lydian, natural 6 of dorian, cost nothing).
+chord           a chord tone struck on a beat: downbeat +1, strong beat +0.75, other beats +0.5;
+                a non-chord tone struck on the downbeat -1, on a strong beat -0.75 (a passing
+                tone on another beat 0); pays at most +1 a bar (:data:`CHORD_CAP`). Held notes
+                do not count. A bass on a downbeat: root +1, other chord tone +0.5, else -1.
+cadence         last step: the final note is the tonic +1, its third or fifth or the last
+                chord's root +0.5, else -0.5; +0.5 more for a stable final note still held.
+                End of every 4th bar: +0.5 for the tonic or chord root. No reward for the
+                first note (paying for a tonic start made 99.6% of clips open on it).
+leap            a leap (>= 7 semitones) doubled -1; a leap back with 6 or fewer steps between
+                the two leaps -0.5 (ping-pong; RL Tuner resolves only with more than 6); a
+                leap still pending at the end -0.5. Resolving earns nothing (a bonus paid for
+                leaping). Bookkeeping: :func:`engine.mdp.observation.leap_update`.
+repetition      -1 when RL Tuner's "excessively repeated" test fires for a pitch; a rest or a
+                hold only when it stretches a silence or a note past a whole bar.
+autocorr        -(sum over lags 1-3 of abs(rho) where abs(rho) > 0.15), rho the autocorrelation
+                of the raw tokens (RL Tuner's penalty / 3). Real tunes trip it at most steps,
+                so no preset weighs it.
+motif           once per 8-step window: 1 + 0.1 per distinct pitch beyond 3 when it holds >= 3.
+repeat_motif    once per 8-step window: 1 + 0.25 per distinct pitch beyond 3 when its motif
+                restates an earlier one for the first time (a third statement earns nothing).
+intervals       per new note vs the last pitch: tritone -0.5, sixths -0.25, sevenths -1.5,
+                wider than an octave -2; everything else 0 (penalties only).
+range           last step: +1 if the highest pitch occurs once, +1 if the lowest does (RL
+                Tuner's unique max/min); any step: -0.5 for a note stretching the range past
+                19 semitones.
+contour         -0.5 for a note extending a run in one direction to 5 or more intervals; last
+                step: +1 if the first highest note lies in the middle half (an arch).
+density         +0.5 for a new note, -0.5 for a rest or hold (a dial: weight > 0 busier,
+                < 0 sparser; crowding, pace and repetition bound both ends).
+rests           at each bar's end: +1 for a bar with 2-8 silent steps (of 16, scaled to the
+                metre); any step: -0.5 for a silent step once a silence passes 8 steps.
+register        at each bar's end: the mean over its notes of (token - 19.5) / 12 clipped to
+                [-1, 1] (a dial: weight > 0 higher).
+prior           log p(a|s) + log 38 under the corpus prior (0 for a uniform prior), floored at
+                -10; 0 (and a warning, once) when no prior is loaded.
+bar_repeat      at each bar's end: restating the bar one or two back with variation (>= half
+                its notes at the same step and pitch, not a copy) +1, copying it +0.5, a third
+                copy in a row (or a 2-bar riff's third statement) -1.
+phrase_return   8-bar periods: at the end of bars 5 and 6, +1 if the bar restates the bar four
+                back, -0.5 if not; at the end of bars 7 and 8, -1 for a bar copied whole.
+rhythm_motif    at each bar's end (2 or more notes): onset steps shared with the bar one or two
+                back / onset steps of either >= 0.5: +0.5; under 0.25: -0.25.
+phrase_cadence  second half of a phrase-end bar (every 4th bar, and the last): +1 for a chord
+                tone struck on the half bar, -0.5 for any other onset, +0.25 for holding.
+crowding        -1 for a note beyond 6 in the current bar (6 per 16 steps, scaled to the metre).
+pace            -1 at the end of a bar, the last excepted, striking fewer than 2 different
+                pitches.
+note_length     when a note ends: -1 for a 16th, -0.25 for an 8th.
+span            -1 for a note stretching the range past an octave.
+steps           at each bar's end: +1 if a note of the bar moves by a step (1-2 semitones).
+==============  ==============================================================================
 
 Custom terms: :func:`register_term` adds a named :data:`TermFn`; list it in
 ``RewardFunction(terms=...)`` (and ``EnvConfig.terms``) and it gets its own style weight,
@@ -242,46 +256,43 @@ def term_key(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarra
 
 
 def _beat_value(batch: MelodyBatch, pitch: np.ndarray, beat: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """Chord value of the pitch sounding (token, or -1 for none) at ``step`` of metrical strength
-    ``beat`` (0-3): downbeat +-1, strong beat +-0.75, other beats +0.5 for a chord tone and 0 for a
-    passing tone, off-beats 0; a bass on the downbeat: root +1, other chord tone +0.5, else -1."""
-    rows = _rows(batch)
-    step = np.minimum(step, batch.n_steps - 1)
+    """Chord value of the pitch struck (token, or < 2 for none) at ``step`` of metrical strength
+    ``beat`` (0-3), all ``[B, K]``: downbeat +-1, strong beat +-0.75, other beats +0.5 for a chord
+    tone and 0 for a passing tone, off-beats 0; a bass on the downbeat: root +1, other chord tone
+    +0.5, else -1."""
+    rows = _rows(batch)[:, None]
+    step = np.minimum(step, (batch.n_steps - 1)[:, None])
     pc = _pc(pitch)
     tone = batch.chord_mask[rows, step, pc] > 0
     weight = _BEAT_WEIGHT[beat]
     value = np.where(tone, weight, np.where(beat >= 2, -weight, 0.0))
-    bass_down = (batch.role == tokens.ROLES.index("bass")) & (beat == 3)
+    bass_down = (batch.role == tokens.ROLES.index("bass"))[:, None] & (beat == 3)
     root = pc == batch.chord_root[rows, step]
     value = np.where(bass_down, np.where(root, 1.0, np.where(tone, 0.5, -1.0)), value)
-    return np.where(pitch >= 0, value, 0.0)
+    return np.where(pitch >= tokens.FIRST_PITCH, value, 0.0)
 
 
-#: Per bar, the chord term pays at most the weight of its downbeat and strong beats (4/4: 1.75):
-#: a melody on chord tones where it matters earns as much as a line of chord roots.
-_CHORD_CAP = np.array([_BEAT_WEIGHT[_BEATS[i][_BEATS[i] >= 2]].sum() for i in range(_BEATS.shape[0])], np.float32)
+#: Per bar, the chord term pays at most a downbeat's worth (+1): a melody with a chord tone on
+#: the downbeat earns as much as a line of chord tones on every beat (which out-earned real
+#: tunes when the cap was the strong beats' 1.75). Non-chord tones on strong beats still cost.
+CHORD_CAP = 1.0
 
 
 @_builtin("chord", "chord tones struck on beats (downbeat +-1, strong beat +-0.75, other beats +0.5), at most "
-                   "the downbeat's and strong beats' weight a bar (bass: root on the downbeat)")
+                   "+1 a bar (bass: root on the downbeat)")
 def term_chord(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
     # Only notes struck on a beat count: when held notes counted, a line of whole-note chord
     # roots out-earned every real tune. The cap per bar makes a melody with chord tones where
     # it matters earn as much as a line of chord roots on every beat.
     _, pos, spb = _bar_of(batch)
     bar = _bar_tokens(batch, actions, 0)                  # valid up to the action's column
-    start = batch.step - pos
-    total_before = np.zeros(batch.size)
-    value_now = np.zeros(batch.size)
-    for j in range(min(bar.shape[1], int(pos.max(initial=0)) + 1)):
-        tok = bar[:, j]
-        beat = _BEATS[batch.ts_index, np.minimum(j, spb - 1)]
-        v = np.where((j <= pos) & (tok >= tokens.FIRST_PITCH), _beat_value(batch, tok, beat, start + j), 0.0)
-        total_before += np.where(j < pos, v, 0.0)
-        value_now = np.where(j == pos, v, value_now)
-    cap = _CHORD_CAP[batch.ts_index]
+    cols = np.arange(bar.shape[1])[None, :]
+    beat = _BEATS[batch.ts_index[:, None], np.minimum(cols, (spb - 1)[:, None])]
+    value = _beat_value(batch, bar, beat, (batch.step - pos)[:, None] + cols)
+    total_before = np.where(cols < pos[:, None], value, 0.0).sum(axis=1)
+    value_now = value[_rows(batch), pos]
     after = total_before + value_now
-    return (np.minimum(after, cap) - np.minimum(total_before, cap)).astype(np.float32)
+    return (np.minimum(after, CHORD_CAP) - np.minimum(total_before, CHORD_CAP)).astype(np.float32)
 
 
 def _last_pitch_upto(batch: MelodyBatch, idx: np.ndarray) -> np.ndarray:
@@ -461,9 +472,13 @@ def _motif_copies(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.n
 @_builtin("repeat_motif", "once per 8-step window: 1 (+0.25 per pitch beyond 3) when its motif restates an "
                           "earlier one for the first time (a third statement earns nothing)")
 def term_repeat_motif(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
-    copies, distinct = _motif_copies(batch, actions, feats)
-    value = np.where(copies == 1, 1.0 + 0.25 * (distinct - MOTIF_MIN_PITCHES), 0.0)
-    return np.where(_window_end(batch), value, 0.0).astype(np.float32)
+    out = np.zeros(batch.size, np.float32)
+    rows = np.flatnonzero(_window_end(batch))
+    if rows.size:
+        sub = batch.take(rows)
+        copies, distinct = _motif_copies(sub, actions[rows])
+        out[rows] = np.where(copies == 1, 1.0 + 0.25 * (distinct - MOTIF_MIN_PITCHES), 0.0)
+    return out
 
 
 # semitones 0..12 -> reward; wider than an octave: _WIDE. Penalties only: a bonus per note
@@ -766,6 +781,27 @@ def term_span(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarr
     new_mn = np.where(is_pitch & ((mn < 0) | (a < mn)), a, mn)
     stretch = is_pitch & (mn >= 0) & (new_mx - new_mn > SPAN_LIMIT) & ((a > mx) | (a < mn))
     return -stretch.astype(np.float32)
+
+
+@_builtin("steps", "stepwise motion, judged at each bar's end: +1 for a bar where a note moves by a step (1-2 "
+                   "semitones) from the one before (86% of Essen's bars, 95% of Bach's soprano bars)")
+def term_steps(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+    # Paid once a bar, so a scale run earns no more than a real tune; a line of chord tones
+    # (arpeggios, roots) earns nothing: with the chord term capped, they out-earned real tunes.
+    end = _bar_end(batch)
+    if not end.any():
+        return np.zeros(batch.size, np.float32)
+    _, pos, _ = _bar_of(batch)
+    bar = _bar_tokens(batch, actions, 0)
+    before = batch.step - pos - 1
+    last = np.where(before >= 0, _last_pitch_upto(batch, before), -1)
+    step = np.zeros(batch.size, bool)
+    for j in range(bar.shape[1]):
+        tok = bar[:, j]
+        note = tok >= tokens.FIRST_PITCH
+        step |= note & (last >= 0) & (np.abs(tok - last) >= 1) & (np.abs(tok - last) <= 2)
+        last = np.where(note, tok, last)
+    return (end & step).astype(np.float32)
 
 
 if tuple(_REGISTRY) != styles.BUILTIN_TERMS:  # pragma: no cover - guards edits to this module

@@ -49,6 +49,7 @@ BUILTIN_TERMS: tuple[str, ...] = (
     "pace",          # soft floor: a bar of fewer than 2 different pitches costs
     "note_length",   # short notes charged: 16ths most, 8ths a little
     "span",          # a note stretching the range past an octave costs
+    "steps",         # a bar that moves by step at least once
 )
 
 #: The largest absolute weight a style may give a term.
@@ -56,31 +57,30 @@ MAX_WEIGHT = 5.0
 
 #: Named presets. Missing terms weigh 0.
 PRESETS: dict[str, dict[str, float]] = {
-    # Default: real folk-like melodies. The corpus prior leads (through the KL); theory keeps
-    # it clean without paying per note; structure terms, judged once a bar, make it return to
-    # its ideas (answer bars 1-2 in bars 5-6, reuse rhythms, land at phrase ends). The terms
-    # that real Essen tunes themselves pay for (8th notes, a crowded bar, small leaps) weigh
-    # little: under KL control they pulled the melodies away from the corpus (3.8 notes a bar
-    # against Essen's 4.4, validation AUC 0.81 against the prior's 0.74). So do chord tones on
-    # the beats and the tonic cadence (onsets on beat 3, thirds down); what the prior lacks is
-    # structure (it repeats an earlier bar's rhythm in 36% of bars, Essen in 45%), which
-    # weighs most, with RL Tuner's leap rule (Essen resolves 95% of its leaps, the prior 88%).
-    "folk": {"prior": 1.0, "key": 1.0, "chord": 0.25, "cadence": 0.5, "leap": 2.0, "repetition": 1.0,
-             "intervals": 0.25, "range": 0.2, "bar_repeat": 1.5, "phrase_return": 1.5, "rhythm_motif": 1.5,
-             "phrase_cadence": 0.5, "crowding": 0.25, "pace": 0.5, "note_length": 0.1},
+    # Default: real folk-like melodies. The corpus prior leads (through the KL coefficient, or as
+    # the reward's prior term for the MLP model); theory keeps it clean without paying per note;
+    # structure terms, judged once a bar, make it return to its ideas (answer bars 1-2 in bars
+    # 5-6, reuse rhythms, land at phrase ends) at about the corpus's density (pace and crowding
+    # keep 2-6 notes a bar). Lighter penalties on 8ths, crowding and small leaps (which real
+    # tunes pay too) or more weight on repeating bars let copied bars, trills and scales
+    # out-earn real tunes (the degenerate-melody suite), so they stay.
+    "folk": {"prior": 1.0, "key": 1.0, "chord": 0.5, "cadence": 1.0, "leap": 0.5, "repetition": 0.5, "contour": 0.5,
+             "intervals": 0.5, "range": 0.2, "phrase_return": 0.5, "rhythm_motif": 0.5, "density": 0.25,
+             "phrase_cadence": 0.5, "crowding": 0.5, "pace": 1.0, "note_length": 0.5, "steps": 1.0},
     # A riff: a 1-2 bar figure restated with variation on the bar (bar_repeat pays a varied
     # restatement most, a third identical copy costs), chord tones on the beats, RL Tuner's
     # leap and repetition rules strict. Crowding keeps it off wall-to-wall 16ths.
-    "hook": {"prior": 0.2, "key": 5.0, "chord": 2.0, "cadence": 2.0, "leap": 5.0, "repetition": 5.0,
-             "motif": 0.5, "repeat_motif": 1.0, "intervals": 1.0, "range": 2.0, "bar_repeat": 3.0,
-             "rhythm_motif": 2.0, "crowding": 2.5, "pace": 2.0, "note_length": 1.0},
+    "hook": {"prior": 0.2, "key": 5.0, "chord": 3.0, "cadence": 2.0, "leap": 5.0, "repetition": 5.0,
+             "motif": 0.5, "repeat_motif": 1.0, "intervals": 1.0, "range": 2.0, "bar_repeat": 1.5,
+             "rhythm_motif": 2.0, "crowding": 2.5, "pace": 2.0, "note_length": 1.0, "density": 0.5, "steps": 1.0},
     # Bach-chorale-like soprano lines: chord tones, quarters and halves, within an octave.
     "chorale": {"prior": 0.5, "key": 1.5, "chord": 1.5, "cadence": 1.5, "leap": 1.5, "repetition": 1.0,
                 "intervals": 1.0, "contour": 0.5, "phrase_cadence": 1.0, "phrase_return": 0.5, "crowding": 1.0,
-                "pace": 2.0, "note_length": 1.5, "span": 2.0},
+                "pace": 2.0, "note_length": 1.5, "span": 2.0, "steps": 1.5},
     # Sparse, floating: 2-3 long notes a bar, a breath of rest in most bars, in key.
     "ambient": {"prior": 0.1, "key": 2.0, "chord": 1.0, "intervals": 1.0, "repetition": 0.5, "rests": 2.0,
-                "density": -0.3, "register": 0.3, "crowding": 1.0, "pace": 1.5, "span": 0.5, "note_length": 1.0},
+                "density": -0.3, "register": 0.3, "crowding": 1.0, "pace": 1.5, "span": 0.5, "note_length": 1.0,
+                "steps": 1.5, "contour": 0.5},
 }
 DEFAULT_STYLE = "folk"
 

@@ -111,18 +111,47 @@ def degenerate_melodies(c: MelodyContext, tune: np.ndarray, rng: np.random.Gener
         "chord roots, whole notes": per_bar(c, lambda _, root, __: [C4 + root] + [H] * (spb - 1)),
         "chord roots, quarters": per_bar(c, lambda _, root, __: notes([C4 + root], spb, 4)),
         "one note a bar, then rests": per_bar(c, lambda *_: [C4] + [R] * (spb - 1)),
+        "arpeggio quarters": arpeggio(c, 4),
+        "arpeggio halves": arpeggio(c, 8),
+        "staccato chord tones on the beats": per_bar(c, lambda _, root, pcs: [
+            x for i in range(spb // 4) for x in (C4 + (pcs[i % len(pcs)] - C4) % 12 + (12 if pcs[i % len(pcs)] < 0 else 0), R, H, H)]),
         "the tune's bar 1 copied 8 times": list(tune[:spb]) * BARS,
+        "the tune's bar 1, 8 times, last note varied": varied_copies(c, tune),
         "the tune's bars 1-2 copied 4 times": list(tune[:2 * spb]) * (BARS // 2),
     }
 
 
+def varied_copies(c: MelodyContext, tune: np.ndarray) -> list[int]:
+    """The tune's first bar 8 times, its last note moved to another scale tone each time (a
+    copied bar that dodges the copy penalty)."""
+    spb = c.steps_per_bar
+    bar = list(tune[:spb])
+    last = max(i for i, t in enumerate(bar) if t >= tokens.FIRST_PITCH)
+    sc = scale_tones(c)
+    out: list[int] = []
+    for i in range(BARS):
+        b = list(bar)
+        b[last] = sc[i % len(sc)]
+        out += b
+    return out
+
+
 def hook_like(c: MelodyContext, tune: np.ndarray) -> list[int]:
-    """A riff: the tune's bars 1-2 played four times, each pair's second statement varied by the
-    tune's own later bars (their second halves), ending on the tune's bar 8."""
-    spb, half = c.steps_per_bar, c.steps_per_bar // 2
-    b = [list(tune[i * spb:(i + 1) * spb]) for i in range(BARS)]
-    vary = [b[0][:half] + b[2][half:], b[1][:half] + b[3][half:]]
-    return b[0] + b[1] + vary[0] + vary[1] + b[0] + b[1] + vary[0] + b[7]
+    """A riff that follows the chords: the tune's bars 1-2 played four times, each note struck on
+    the downbeat or the half bar moved to the nearest tone of the bar's chord, the last bar the
+    tune's own ending."""
+    spb = c.steps_per_bar
+    riff = [list(tune[:spb]), list(tune[spb:2 * spb])]
+    out: list[int] = []
+    for bar in range(BARS - 1):
+        b = list(riff[bar % 2])
+        mask = c.chord_mask_per_step[bar * spb]
+        for pos in (0, spb // 2):
+            if b[pos] >= tokens.FIRST_PITCH:
+                b[pos] = min((t for t in range(b[pos] - 6, b[pos] + 7) if tokens.FIRST_PITCH <= t < tokens.N_ACTIONS
+                              and mask[(t - C4) % 12] > 0), key=lambda t: abs(t - b[pos]))
+        out += b
+    return out + list(tune[(BARS - 1) * spb:BARS * spb])
 
 
 def beat_pitches(c: MelodyContext, tune: np.ndarray) -> list[int]:
@@ -173,6 +202,16 @@ def weights(style: str | None) -> np.ndarray:
     return np.array([w[t] for t in styles.BUILTIN_TERMS], np.float64)
 
 
+def scale_of(m: corpus.CorpusMelody) -> str:
+    """The tune's scale: Essen declares only the tonic and the corpus reads the mode from the
+    third, so a minor tune that raises its 7th more often than not is in harmonic minor (else
+    the key term would charge its leading tones)."""
+    pcs = (m.tokens[m.tokens >= tokens.FIRST_PITCH] - C4) % 12
+    if m.scale == "natural_minor" and (pcs == 11).sum() > (pcs == 10).sum():
+        return "harmonic_minor"
+    return m.scale
+
+
 @pytest.fixture(scope="module")
 def scored(cache):
     return score_all()
@@ -186,7 +225,7 @@ def score_all() -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray
     assert len(tunes) >= 30, f"only {len(tunes)} held-out tunes: raise ESSEN_TUNES"
     contexts, reals = [], []
     for m in tunes:
-        contexts.append(MelodyContext.from_music(key="C", scale=m.scale, bars=BARS, time_signature=m.time_signature,
+        contexts.append(MelodyContext.from_music(key="C", scale=scale_of(m), bars=BARS, time_signature=m.time_signature,
                                                  chords=list(m.chords[:BARS]),
                                                  style=np.zeros(len(styles.BUILTIN_TERMS), np.float32)))
         reals.append(m.tokens[:contexts[-1].n_steps])

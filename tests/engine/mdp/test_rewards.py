@@ -61,26 +61,28 @@ def test_chord_tones_struck_on_beats_weighted_by_strength():
     assert r[0] == 1.0      # downbeat, C in C
     assert r[1] == 0.0      # off-beat
     assert r[4] == 0.0      # other beat, F not in C: a passing tone costs nothing there
-    assert r[8] == 0.75     # strong beat, G in C: the bar's cap (1.75) is reached
+    assert r[8] == 0.0      # strong beat, G in C: the bar's cap (+1) was reached on the downbeat
     assert r[12] == 0.0     # beat, G only held
     assert r[16] == 0.0     # rest on the downbeat
     assert r[20] == 0.5     # beat, B in G
     assert r[24] == -0.75   # strong beat, C not in G
 
 
-def test_chord_pays_at_most_the_strong_beats_weight_a_bar():
-    # C E G C on the four beats of a C bar: 1 + 0.5 + 0.75 (cap 1.75 reached) + 0 more
+def test_chord_pays_at_most_one_downbeat_a_bar():
+    # C E G C on the four beats of a C bar: 1 on the downbeat reaches the cap, nothing more
     r = raw_of("chord", [C4, H, H, H, E4, H, H, H, G4, H, H, H, C5, H, H, H])
-    assert r[:16].sum() == pytest.approx(1.75)
-    assert r[12] == 0.0
+    assert r[:16].tolist() == [1.0] + [0.0] * 15
+    # a passing tone on the downbeat (-1), then chord tones: 0.5 + 0.75 + 0.5 up to the cap
+    r = raw_of("chord", [D4, H, H, H, E4, H, H, H, G4, H, H, H, C5, H, H, H])
+    assert r[:16].sum() == pytest.approx(0.75) and r[0] == -1.0
     # bar 2 is G major: F on its downbeat costs the full -1 (penalties are not capped)
     r = raw_of("chord", [C4, H, H, H, E4, H, H, H, G4, H, H, H, C5, H, H, H, F4])
     assert r[16] == -1.0
 
 
 def test_chord_in_three_four_and_for_bass():
-    r = raw_of("chord", [C4, H, H, H, A4, H, H, H, E4], ctx(ts=(3, 4)))
-    assert r[0] == 1.0 and r[4] == 0.0 and r[8] == 0.0   # 3/4: the downbeat alone is the cap
+    r = raw_of("chord", [D4, H, H, H, A4, H, H, H, E4], ctx(ts=(3, 4)))
+    assert r[0] == -1.0 and r[4] == 0.0 and r[8] == 0.5   # 3/4: beats 2 and 3 are weak beats
     bass = ctx(role="bass")
     assert raw_of("chord", [C4], bass)[0] == 1.0                   # root on the downbeat
     assert raw_of("chord", [E4], bass)[0] == 0.5                   # other chord tone
@@ -690,3 +692,34 @@ def test_key_uses_the_requested_scale_so_characteristic_degrees_cost_nothing(sca
     seq = list(range(C4, C4 + 12)) + [H] * 4
     r = raw_of("key", seq, c)
     assert r[:12].tolist() == [0.0 if mask[pc] else -1.0 for pc in range(12)]
+
+
+
+def test_pace_charges_a_bar_of_fewer_than_two_pitches_but_not_the_last():
+    c = ctx(bars=3, chords="I")
+    r = raw_of("pace", [C4, H, C4, H] * 4 + [C4, D4] + [H] * 14 + [C4] + [H] * 15, c)
+    assert np.flatnonzero(r).tolist() == [15] and r[15] == -1.0   # bar 1: one pitch; bar 3 is the last
+
+
+def test_note_length_charges_sixteenths_and_eighths_when_the_note_ends():
+    c = ctx(bars=1, chords="I")
+    r = raw_of("note_length", [C4, D4, H, E4, H, H, H, F4, R, G4, H, H, H, H, H, H], c)
+    assert r[1] == -1.0       # C lasted one step
+    assert r[3] == -0.25      # D lasted two
+    assert r[7] == 0.0        # E lasted four
+    assert r[8] == -1.0       # F, cut by the rest after one step
+    assert r[15] == 0.0       # G held to the end: seven steps
+    assert raw_of("note_length", [C4] * 16, c)[15] == -2.0   # the last step ends two 16ths
+
+
+def test_span_charges_notes_stretching_the_range_past_an_octave():
+    r = raw_of("span", [C4, C5, D5, 2, B4])
+    assert r[:5].tolist() == [0.0, 0.0, -1.0, -1.0, 0.0]
+
+
+def test_steps_pays_a_bar_that_moves_by_step_once():
+    c = ctx(bars=3, chords="I")
+    arpeggio = [C4, H, H, H, E4, H, H, H, G4, H, H, H, C5, H, H, H]
+    run = [C4, D4, E4, F4, G4, A4, B4, C5] + [H] * 8
+    r = raw_of("steps", arpeggio + run + [B4] + [H] * 15, c)
+    assert np.flatnonzero(r).tolist() == [31, 47] and r[31] == r[47] == 1.0   # C5 -> B4 across the bar line
