@@ -9,6 +9,9 @@ from pathlib import Path
 from engine.cli.options import bounded_int, scale_type, time_signature_type
 from engine.music.limits import MAX_BARS
 
+#: The prior ``--prior-sample`` samples: the KL reference of the shipped model.
+RECURRENT_PRIOR = Path(__file__).resolve().parent.parent / "models" / "prior-essen.onnx"
+
 #: Scale families of the per-scale table (engine.evaluation.scales.FAMILIES, kept here so --help imports nothing heavy).
 FAMILIES = ("major", "natural_minor", "harmonic_minor", "dorian", "lydian")
 
@@ -78,7 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"{', '.join(FAMILIES)}, or 'all') for the per-scale table: the share of each family's "
                         "characteristic degree (7th, b6, raised 7th, natural 6th, #4) against the corpus's")
     m = p.add_argument_group("models and output")
-    m.add_argument("--prior", default=None, metavar="PATH.npz", help="prior model (default: the shipped one)")
+    m.add_argument("--prior", default=None, metavar="PATH.npz",
+                   help="feed-forward prior of the log-likelihood row (default: the shipped one)")
+    m.add_argument("--prior-model", default=None, metavar="PATH.onnx",
+                   help="recurrent prior that --prior-sample samples (default: engine/models/prior-essen.onnx, "
+                        "the KL reference of the shipped model)")
     m.add_argument("--no-prior", action="store_true", help="leave out the prior log-likelihood")
     m.add_argument("--no-reference", action="store_true", help="leave out the corpus overlap and the per-scale table's corpus shares (no corpus needed)")
     m.add_argument("--no-two-sample", action="store_true",
@@ -108,13 +115,15 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     sets = [ev.clip_set(folder) for folder in args.folders]
     prior = None
-    if not args.no_prior or args.prior_sample:
+    if not args.no_prior:
         from engine.corpus.prior import PriorModel
 
         prior = PriorModel.load(args.prior)
+    # --prior-sample samples the recurrent prior the shipped model is tuned against
+    sampled = args.prior_model or str(RECURRENT_PRIOR)
     if args.prior_sample:
-        sets.append(ev.prior_set(prior, args.n, args.bars, ts, args.scale, seed=args.seed))
-    scale_sets = [ev.prior_set(prior, args.n, args.bars, ts, fam, seed=args.seed) for fam in args.scales]
+        sets.append(ev.prior_set(sampled, args.n, args.bars, ts, args.scale, seed=args.seed))
+    scale_sets = [ev.prior_set(sampled, args.n, args.bars, ts, fam, seed=args.seed) for fam in args.scales]
     for s in scale_sets:
         s.label = f"{s.label}, {s.contexts[0].scale}"
     corpus_row = None
