@@ -100,7 +100,7 @@ def run_kl(args: argparse.Namespace) -> int:
 
     save_policy(net, out / "policy.pt", {"command": command})
     export_seq_model(net, model_path, style_terms(), train_config={"algo": args.algo, **log["config"]},
-                     train_metrics=metrics, model_id=f"qriff-{args.algo}-{out.name}-s{cfg.seed}", train_command=command)
+                     train_metrics=metrics, model_id=f"qriff-{args.algo}-{out.name}", train_command=command)
     if args.val_clips:
         from engine.learn.kl_select import validation_scores
 
