@@ -137,11 +137,18 @@ def main(argv: list[str] | None = None) -> int:
         for feed in prepared:
             sess.run(None, feed)
 
+    prepared16 = [{k: np.repeat(v, 16, axis=0) for k, v in feed.items()} for feed in prepared]
+
+    def run_floor16(i: int) -> None:
+        for feed in prepared16:
+            sess.run(None, feed)
+
     def run_torch(i: int) -> None:
         torch_eager_clip(net, ctx, i)
 
     cases = {"policy (1 clip)": run_policy, "floor (64 session.run)": run_floor,
-             "torch eager (1 clip)": run_torch, "policy (16 variations)": run_policy16}
+             "torch eager (1 clip)": run_torch, "policy (16 variations)": run_policy16,
+             "floor x16 (64 session.run, batch 16)": run_floor16}
     for fn in cases.values():  # warm up
         for i in range(3):
             fn(i)
@@ -177,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|")
     for label, value, wall_ratio, ok in checks:
         print(f"| {label} | {value:.2f}x | {wall_ratio:.2f}x | {'yes' if ok else 'NO'} |")
+    f16 = med["floor x16 (64 session.run, batch 16)"]
+    print(f"\nthe network alone at batch 16 costs {f16 / floor:.2f}x batch 1: 16 variations cannot cost less than "
+          f"{f16 / p1:.2f}x one clip with this network (the rest, {(p16 - f16) / p16:.0%}, is observations and sampling)")
     missed = [label for label, _, _, ok in checks if not ok]
     if missed:
         print(f"\nmissed: {'; '.join(missed)}", file=sys.stderr)
