@@ -1,23 +1,39 @@
-"""Quality of the shipped model: structure, corpus likeness, "can anyone tell?", RL Tuner's table.
+"""The model table of issue 16: realism, theory, shape, styles and scales, one row per model.
 
-One run generates ``--clips`` clips per case through the runtime policy with fixed seeds
-(variation ``i`` has seed ``i``) at the model's default temperature (1), scores them
-with ``engine.evaluation`` and prints the tables beside RL Tuner's published columns, the
-held-out corpus (all sources, and its Essen part alone) and the corpus prior sampled
-alone (no RL):
+Every model is evaluated with the same settings: ``--clips`` clips (default 512) of 8 bars
+in C major, seeds 0..n-1, temperature 1, default style unless stated (``--style``). A
+model is an ONNX file loadable by :meth:`engine.runtime.policy.Policy.load` (recurrent or
+not: clips always come from ``Policy.generate``) or a corpus prior ``.npz``, sampled alone
+(no RL, style ignored: the "prior alone" row). ``--model NAME=PATH[,PATH...]`` gives one
+row; several paths are several seeds, reported as mean ± std (and min-max in the JSON).
 
-* C major, 8 bars, default progression: the default style, ``--style hook`` and the
-  prior alone: RL Tuner's statistics, corpus overlap, the structure measures and the
-  classifier two-sample test against held-out 8-bar openings;
-* C major, 2 bars (RL Tuner's own protocol): both styles; the overlap targets are checked
-  here, against the whole held-out corpus and its Essen part;
-* C natural minor, 4 bars, chords ``i VI III VII``: both styles, reported.
+Rows (``docs/evaluation.md`` defines each measure):
 
-Checks issue 10's targets and exits 1 when one is missed. ``--out DIR`` also writes
-``quality.json``, ``quality.md`` and ``histograms.png`` (default style and prior alone
-against the corpus).
+* **realism**: classifier two-sample AUC against held-out Essen openings of the same
+  length (4/4 major tunes of the valid + test splits; 0.5 = can't tell); the calibration
+  row tells two random halves of those openings apart.
+* **theory** (``engine.evaluation.metrics``): notes not in key, leaps resolved (RL
+  Tuner's rule as ``metrics.leap_outcomes`` implements it), notes excessively repeated.
+* **shape** (``engine.evaluation.shape``), each with its ratio to the Essen openings;
+  the issue's band is 0.75-1.25x.
+* **hook** (``--style hook --chords "C G Am F"``): near repeat, chord tones on strong
+  beats, distinct clips among the first 256, leaps resolved, AUC.
+* **chorale**: 16ths, range. **ambient**: notes a bar, rest steps, not in key.
+* **scales** (``engine.evaluation.scales``): in major, natural minor, harmonic minor,
+  Dorian and Lydian (each with its default progression), the share of the characteristic
+  degree and its ratio to the corpus share.
 
-    .venv/bin/python bench/bench_quality.py [--model PATH] [--clips 512] [--out DIR]
+Every target of the issue is marked met (✓) or missed (✗) on the mean over seeds, with
+its figure; comparisons "better than the prior alone" use ``--baseline`` (default: the
+row whose name starts with "prior"). ``--tradeoff C=PATH[,PATH...]`` (repeatable) evaluates
+models trained with KL coefficient C on the default style only and draws coefficient (log
+x) against AUC and against the theory rows (``--tradeoff-png``, default
+``docs/images/kl-tradeoff.png``). ``--out DIR`` writes ``quality.json`` and ``quality.md``.
+Exit status 1 when a target of a ``--model`` row is missed, 2 for bad arguments. Without
+``--model`` or ``--tradeoff``, the rows are the shipped model and the shipped prior alone.
+
+    .venv/bin/python bench/bench_quality.py --model mlp=engine/models/default.onnx \\
+        --model "prior alone=engine/models/prior.npz" --clips 128 --out /tmp/quality
 """
 
 from __future__ import annotations
@@ -27,188 +43,529 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-from threadpoolctl import threadpool_limits  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from engine.corpus.prior import PriorModel  # noqa: E402
-from engine.evaluation import evaluate  # noqa: E402
-from engine.runtime import Policy  # noqa: E402
+from engine.errors import EngineError  # noqa: E402
+from engine.evaluation import evaluate, metrics, scales, shape  # noqa: E402
 
-MINOR_CHORDS = "i VI III VII"
-BARS = 8
-
-#: (case label, style, generate kwargs, evaluate kwargs)
-CASES = [
-    ("default", None, {"key": "C", "scale": "major", "bars": BARS}, {"scale": "major"}),
-    ("hook", "hook", {"key": "C", "scale": "major", "bars": BARS}, {"scale": "major"}),
-    ("default, 2 bars", None, {"key": "C", "scale": "major", "bars": 2}, {"scale": "major"}),
-    ("hook, 2 bars", "hook", {"key": "C", "scale": "major", "bars": 2}, {"scale": "major"}),
-    ("default, minor 4 bars", None, {"key": "C", "scale": "natural_minor", "bars": 4, "chords": MINOR_CHORDS},
-     {"scale": "natural_minor", "chords": MINOR_CHORDS}),
-    ("hook, minor 4 bars", "hook", {"key": "C", "scale": "natural_minor", "bars": 4, "chords": MINOR_CHORDS},
-     {"scale": "natural_minor", "chords": MINOR_CHORDS}),
-]
-
-STRUCTURE = ("rhythm_repeat", "near_repeat", "phrase_return")
+HOOK_CHORDS = "C G Am F"
+DEFAULT_TRADEOFF_PNG = ROOT / "docs" / "images" / "kl-tradeoff.png"
 
 
-def targets(r: dict, corpus: dict, prior_alone: dict) -> list[tuple[str, float, bool]]:
-    """(description, measured, met) for every target of issue 10 (the 8-bar C major cases)."""
-    d, h = r["default"], r["hook"]
-    out = []
+@dataclass
+class Settings:
+    """What every model is asked for (the issue's protocol unless shrunk for a quick look)."""
 
-    def add(text: str, value: float, ok: bool) -> None:
-        out.append((text, value, bool(ok) and not math.isnan(value)))
+    clips: int = 512
+    """Clips per case (default style, each preset, each scale family)."""
+    bars: int = 8
+    """Bars per clip."""
+    key: str = "C"
+    """Key of every clip (tokens are read relative to it)."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    style: str | None = None
+    """Style of the "default" case (None: the model's default style)."""
+    distinct_of: int = 256
+    """The hook's distinct-clips row counts the first this many clips (fewer if --clips is smaller)."""
+    families: tuple[str, ...] = scales.FAMILIES
+    """Scale families of the per-scale rows."""
+    seed: int = 0
+    """Clip ``i`` has seed ``seed + i``; also the two-sample test's fold seed."""
 
-    for k in STRUCTURE:
-        ratio = d[k] / corpus[k] if corpus[k] else math.nan
-        add(f"default: {k} within 0.7-1.5x the corpus's {corpus[k]:.3f} (ratio)", ratio, 0.7 <= ratio <= 1.5)
-    for k in ("notes_per_bar", "pitch_range"):
-        ratio = d[k] / corpus[k]
-        add(f"default: {k} within +-25% of the corpus's {corpus[k]:.2f} (ratio)", ratio, 0.75 <= ratio <= 1.25)
-    add("default: last note on the tonic >= 75%", d["last_on_tonic"], d["last_on_tonic"] >= 0.75)
-    d2 = r["default, 2 bars"]  # the overlap targets use RL Tuner's 2-bar protocol
-    for ref in ("", "essen_"):
-        where = "whole held-out corpus" if not ref else "its Essen part"
-        for k, bound in (("pitch_class", 0.85), ("interval", 0.85), ("length", 0.80)):
-            v = d2[f"{ref}overlap_{k}"]
-            add(f"default, 2 bars: overlap {k} >= {bound} ({where})", v, v >= bound)
-    add("default: notes not in key <= 0.5%", d["not_in_key"], d["not_in_key"] <= 0.005)
-    add("default: leaps resolved >= 90%", d["leaps_resolved"], d["leaps_resolved"] >= 0.90)
-    add("default: distinct clips >= 99%", d["distinct_clips"], d["distinct_clips"] >= 0.99)
-    add("default: two-sample AUC against the corpus <= 0.75", d["two_sample_auc"], d["two_sample_auc"] <= 0.75)
-    for k, better in (("not_in_key", "<="), ("repeated", "<="), ("leaps_resolved", ">=")):
-        v, p = d[k], prior_alone[k]
-        add(f"default beats the prior alone: {k} {better} {p:.4g}", v, v <= p if better == "<=" else v >= p)
-    for k in ("pitch_class", "interval", "length"):
-        v, p = d[f"overlap_{k}"], prior_alone[f"overlap_{k}"]
-        add(f"default: overlap {k} within 0.03 of the prior alone's {p:.3f}", v, v >= p - 0.03)
-    add("hook: near repeat >= 0.5", h["near_repeat"], h["near_repeat"] >= 0.5)
-    add("hook: notes per bar <= 12", h["notes_per_bar"], h["notes_per_bar"] <= 12)
-    for k, op, bound, text in (
-            ("not_in_key", "<=", 0.005, "notes not in key <= 0.5% (RL Tuner Q 1%)"),
-            ("repeated", "<=", 0.001, "notes excessively repeated <= 0.1% (Q 0%)"),
-            ("abs_autocorr_1", "<=", 0.15, "|autocorrelation lag 1| <= 0.15"),
-            ("abs_autocorr_2", "<=", 0.15, "|autocorrelation lag 2| <= 0.15"),
-            ("abs_autocorr_3", "<=", 0.15, "|autocorrelation lag 3| <= 0.15"),
-            ("starts_with_tonic", ">=", 0.90, "starts with tonic >= 90% (Q 28.8%)"),
-            ("leaps_resolved", ">=", 0.95, "leaps resolved >= 95% (Q 91.1%)"),
-            ("unique_max", ">=", 0.65, "unique max note >= 65% (Q 56.4%)"),
-            ("unique_min", ">=", 0.60, "unique min note >= 60% (Q 51.9%)"),
-            ("in_motif", ">=", 0.76, "notes in motif >= 76% (Q 75.7%)"),
-            ("in_repeated_motif", ">=", 0.05, "notes in repeated motif >= 5% (Q 0.11%)"),
-            ("distinct_clips", ">=", 0.99, "distinct clips >= 99%")):
-        v = abs(h[k[4:]]) if k.startswith("abs_") else h[k]
-        add(f"hook: {text}", v, v <= bound if op == "<=" else v >= bound)
+
+#: A model as the bench sees it: (clips, scale, chords or None, style or None, seed) -> token sequences
+#: relative to the tonic, each ``bars * 16`` long (4/4).
+Generator = Callable[[int, str, "str | None", "str | None", int], list[np.ndarray]]
+
+
+def onnx_generator(path: str, settings: Settings) -> Generator:
+    """Clips from :meth:`Policy.generate` (batches of 64), read back as lead tokens."""
+    from engine.runtime import Policy
+
+    policy = Policy.load(path)
+
+    def gen(n: int, scale: str, chords: str | None, style: str | None, seed: int) -> list[np.ndarray]:
+        out = []
+        for start in range(0, n, 64):
+            clips = policy.generate(key=settings.key, scale=scale, bars=settings.bars, count=min(64, n - start),
+                                    seed=seed + start, temperature=settings.temperature, chords=chords, style=style)
+            out.extend(evaluate.clip_tokens(c) for c in clips)
+        return out
+
+    return gen
+
+
+def prior_generator(path: str | None, settings: Settings) -> Generator:
+    """The corpus prior sampled alone (no RL; the prior has no style, so ``style`` is ignored)."""
+    from engine.corpus.prior import PriorModel
+
+    prior = PriorModel.load(path)
+
+    def gen(n: int, scale: str, chords: str | None, style: str | None, seed: int) -> list[np.ndarray]:
+        return evaluate.prior_set(prior, n=n, bars=settings.bars, scale=scale, chords=chords, seed=seed,
+                                  temperature=settings.temperature).sequences
+
+    return gen
+
+
+def generator_for(path: str, settings: Settings) -> Generator:
+    """An ONNX model or a prior ``.npz`` (``prior:shipped`` for the shipped prior)."""
+    if path == "prior:shipped":
+        return prior_generator(None, settings)
+    if path.endswith(".npz"):
+        return prior_generator(path, settings)
+    return onnx_generator(path, settings)
+
+
+# ------------------------------------------------------------ the reference
+
+@dataclass
+class Reference:
+    """What models are measured against: held-out Essen openings and the corpus degree shares."""
+
+    openings: evaluate.EvalSet
+    """Held-out Essen 4/4 major openings of ``bars`` bars (the two-sample test's other side)."""
+    shape: dict[str, float]
+    """Shape measures of the openings (their own chords)."""
+    calibration_auc: float
+    """Two-sample AUC between two random halves of the openings."""
+    degree: dict[str, scales.CorpusShare]
+    """Corpus share of each family's characteristic degree."""
+    note: str = ""
+
+
+def build_reference(settings: Settings, split: str = "heldout", limit: int | None = None,
+                    progress: bool = False) -> Reference:
+    """Held-out Essen openings of ``settings.bars`` bars (all there are), their shape and calibration,
+    and the corpus degree shares (``limit``: first N tunes a source, for tests and quick looks)."""
+    from engine.corpus import melodies as corpus
+
+    openings = evaluate.corpus_set(settings.bars, "major", (4, 4), n=100_000, split=split, sources=["essen"],
+                                   seed=settings.seed, limit=limit, progress=progress)
+    heldout = corpus.load_corpus(split, limit=limit, progress=progress)
+    every = corpus.load_corpus("all", limit=limit, progress=progress)
+    return reference_of(openings, scales.corpus_shares(heldout, every, settings.families), settings.seed)
+
+
+def reference_of(openings: evaluate.EvalSet, degree: dict[str, scales.CorpusShare], seed: int = 0) -> Reference:
+    """A :class:`Reference` from openings and degree shares already chosen."""
+    sh = shape.shape_stats(openings.sequences, evaluate.frames_of(openings.contexts))
+    calib = evaluate.two_sample_calibration(openings, seed=seed)
+    return Reference(openings, sh, calib.auc, degree, note=f"{openings.note}; calibration: two halves of "
+                     f"{calib.n_per_set} melodies a side")
+
+
+# ------------------------------------------------------------- measuring
+
+def _set(seqs: list[np.ndarray], scale: str, chords: str | None, label: str) -> evaluate.EvalSet:
+    chord_list = chords.split() if chords else None
+    return evaluate.EvalSet(label, seqs, [evaluate.SequenceContext(scale, (4, 4), 0, chord_list)] * len(seqs))
+
+
+def measure(gen: Generator, settings: Settings, ref: Reference, full: bool = True,
+            progress: Callable[[str], None] | None = None) -> dict[str, float]:
+    """Every row of one model (one seed) as a flat dict (keys: see :data:`COLUMNS`).
+
+    ``full=False`` measures the default style only (realism, theory, shape): the trade-off curve.
+    """
+    out: dict[str, float] = {}
+    n, seed = settings.clips, settings.seed
+
+    def say(what: str) -> None:
+        if progress:
+            progress(what)
+
+    say("default")
+    default = _set(gen(n, "major", None, settings.style, seed), "major", None, "default")
+    r = evaluate.evaluate_set(default, None, None)
+    out["auc"] = evaluate.two_sample(default, ref.openings, seed=seed).auc
+    for k in ("not_in_key", "leaps_resolved", "repeated"):
+        out[k] = r[k]
+    for k, _, _ in shape.SHAPE_ROWS:
+        out[k] = r[k]
+        out[f"{k}_ratio"] = shape.ratio(r[k], ref.shape[k])
+    if not full:
+        return out
+    say("hook")
+    hook = _set(gen(n, "major", HOOK_CHORDS, "hook", seed), "major", HOOK_CHORDS, "hook")
+    h = evaluate.evaluate_set(hook, None, None)
+    out.update(hook_near_repeat=h["near_repeat"], hook_chord_tones=h["chord_tones_strong"],
+               hook_leaps_resolved=h["leaps_resolved"],
+               hook_distinct=metrics.diversity(hook.sequences[:min(settings.distinct_of, n)])["distinct_clips"],
+               hook_auc=evaluate.two_sample(hook, ref.openings, seed=seed).auc)
+    say("chorale")
+    ch = evaluate.evaluate_set(_set(gen(n, "major", None, "chorale", seed), "major", None, "chorale"), None, None)
+    out.update(chorale_sixteenth_share=ch["sixteenth_share"], chorale_pitch_range=ch["pitch_range"])
+    say("ambient")
+    am = evaluate.evaluate_set(_set(gen(n, "major", None, "ambient", seed), "major", None, "ambient"), None, None)
+    out.update(ambient_notes_per_bar=am["notes_per_bar"], ambient_silent_share=am["silent_share"],
+               ambient_not_in_key=am["not_in_key"])
+    for fam in settings.families:
+        say(fam)
+        seqs = default.sequences if fam == "major" and settings.style is None else gen(n, fam, None, None, seed)
+        pc = scales.CHARACTERISTIC[fam][0]
+        share = scales.degree_share(seqs, pc)
+        out[f"scale_{fam}"] = share
+        out[f"scale_{fam}_ratio"] = shape.ratio(share, ref.degree[fam].share)
     return out
 
 
-def generate_tokens(policy: Policy, n: int, style: str | None, temperature: float, **kw) -> list:
-    """``n`` clips with seeds 0..n-1 (in batches of 64), as lead-token sequences relative to the tonic."""
-    seqs = []
-    for start in range(0, n, 64):
-        clips = policy.generate(count=min(64, n - start), seed=start, style=style, temperature=temperature, **kw)
-        seqs.extend(evaluate.clip_tokens(c) for c in clips)
-    return seqs
+def summarise(per_seed: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """key -> {mean, std, min, max, seeds} over seeds (NaN seeds left out; std 0 for one seed)."""
+    out = {}
+    for k in per_seed[0]:
+        vals = np.array([s[k] for s in per_seed if s.get(k) is not None and not math.isnan(s[k])], np.float64)
+        if len(vals):
+            out[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                      "min": float(vals.min()), "max": float(vals.max()), "seeds": len(vals)}
+        else:
+            out[k] = {"mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan, "seeds": 0}
+    return out
+
+
+# --------------------------------------------------------------- targets
+
+@dataclass
+class Target:
+    """One target: a row key, a test on its mean, and how to print it."""
+
+    key: str
+    text: str
+    test: Callable[[float], bool]
+
+
+def targets(baseline: dict[str, dict[str, float]] | None, settings: Settings) -> list[Target]:
+    """The issue's targets as :class:`Target` s (``baseline``: the prior-alone row's summary, or None)."""
+    lo, hi = shape.RATIO_BAND
+    out = [Target("auc", "AUC <= 0.75", lambda v: v <= 0.75)]
+    if baseline is not None:
+        b = {k: baseline[k]["mean"] for k in ("auc", "not_in_key", "leaps_resolved", "repeated")}
+        out += [Target("auc", f"AUC <= baseline's {b['auc']:.3f}", lambda v, x=b["auc"]: v <= x),
+                Target("not_in_key", f"not in key < baseline's {b['not_in_key']:.2%}",
+                       lambda v, x=b["not_in_key"]: v < x),
+                Target("leaps_resolved", f"leaps resolved > baseline's {b['leaps_resolved']:.3f}",
+                       lambda v, x=b["leaps_resolved"]: v > x),
+                Target("repeated", f"excessively repeated < baseline's {b['repeated']:.2%}",
+                       lambda v, x=b["repeated"]: v < x)]
+    out += [Target(f"{k}_ratio", f"{k} within {lo}-{hi}x Essen", shape.in_band) for k in shape.RATIO_KEYS]
+    out += [Target("hook_near_repeat", "hook: near repeat >= 0.5", lambda v: v >= 0.5),
+            Target("hook_chord_tones", f"hook: chord tones on strong beats >= 0.8 ({HOOK_CHORDS})", lambda v: v >= 0.8),
+            Target("hook_distinct", f"hook: >= 99% of {settings.distinct_of} clips distinct", lambda v: v >= 0.99),
+            Target("hook_leaps_resolved", "hook: leaps resolved >= 0.9", lambda v: v >= 0.9),
+            Target("chorale_sixteenth_share", "chorale: 16ths <= 5%", lambda v: v <= 0.05),
+            Target("chorale_pitch_range", "chorale: range <= 12 semitones", lambda v: v <= 12),
+            Target("ambient_notes_per_bar", "ambient: <= 3 notes a bar", lambda v: v <= 3),
+            Target("ambient_silent_share", "ambient: >= 30% rest steps", lambda v: v >= 0.30),
+            Target("ambient_not_in_key", "ambient: not in key <= 0.5%", lambda v: v <= 0.005)]
+    lo7, hi7 = scales.TARGET_BAND
+    out += [Target(f"scale_{f}_ratio", f"{f}: characteristic degree within {lo7}-{hi7}x the corpus share",
+                   lambda v: lo7 <= v <= hi7) for f in scales.TARGET_FAMILIES if f in settings.families]
+    return out
+
+
+def check(summary: dict[str, dict[str, float]], tgts: Sequence[Target]) -> list[dict[str, Any]]:
+    """Every target judged on the mean over seeds: ``{target, key, measured, met}`` (NaN misses)."""
+    out = []
+    for t in tgts:
+        v = summary.get(t.key, {}).get("mean", math.nan)
+        out.append({"target": t.text, "key": t.key, "measured": v, "met": bool(not math.isnan(v) and t.test(v))})
+    return out
+
+
+# ---------------------------------------------------------------- output
+
+#: (section, key, label, kind): the table's columns in order; kind "%" share, "f" number, "x" ratio.
+COLUMNS: list[tuple[str, str, str, str]] = [
+    ("realism and theory", "auc", "AUC vs Essen", "f"),
+    ("realism and theory", "not_in_key", "not in key", "%"),
+    ("realism and theory", "leaps_resolved", "leaps resolved", "f"),
+    ("realism and theory", "repeated", "excessively repeated", "%"),
+    *[("shape (model, ratio to Essen)", k, label, kind) for k, label, kind in shape.SHAPE_ROWS],
+    ("styles", "hook_near_repeat", "hook near repeat", "f"),
+    ("styles", "hook_chord_tones", "hook chord tones on strong beats", "%"),
+    ("styles", "hook_distinct", "hook distinct clips", "%"),
+    ("styles", "hook_leaps_resolved", "hook leaps resolved", "f"),
+    ("styles", "hook_auc", "hook AUC", "f"),
+    ("styles", "chorale_sixteenth_share", "chorale 16ths", "%"),
+    ("styles", "chorale_pitch_range", "chorale range", "f"),
+    ("styles", "ambient_notes_per_bar", "ambient notes a bar", "f"),
+    ("styles", "ambient_silent_share", "ambient rest steps", "%"),
+    ("styles", "ambient_not_in_key", "ambient not in key", "%"),
+    *[("scales (characteristic degree, ratio to corpus)", f"scale_{f}",
+       f"{f.replace('_', ' ')}: {scales.CHARACTERISTIC[f][1]}", "%") for f in scales.FAMILIES],
+]
+
+
+def _fmt(v: float, kind: str) -> str:
+    if v is None or math.isnan(v):
+        return "n/a"
+    if kind == "%":
+        return f"{v * 100:.3g}%"
+    if kind == "x":
+        return f"{v:.2f}x"
+    return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def cell(summary: dict[str, dict[str, float]], key: str, kind: str, marks: dict[str, bool]) -> str:
+    """``0.861 ± 0.004 (0.71x) ✓``: mean ± std over seeds, the ratio when there is one, and ✓/✗ per target."""
+    s = summary.get(key)
+    if s is None:
+        return "—"
+    text = _fmt(s["mean"], kind)
+    if s["seeds"] > 1:
+        text += f" ± {_fmt(s['std'], kind)}"
+    r = summary.get(f"{key}_ratio")
+    if r is not None:
+        text += f" ({_fmt(r['mean'], 'x')})"
+    for k in (key, f"{key}_ratio"):
+        if k in marks:
+            text += " ✓" if marks[k] else " ✗"
+    return text
+
+
+def markdown(rows: dict[str, dict[str, Any]], ref: Reference, settings: Settings, head: str) -> str:
+    """The model table: one table per section, one row per model, then each row's targets."""
+    lines = [head, ""]
+    ref_row = {k: {"mean": v, "std": 0.0, "seeds": 1} for k, v in ref.shape.items()}
+    ref_row["auc"] = {"mean": ref.calibration_auc, "std": 0.0, "seeds": 1}
+    for f, cs in ref.degree.items():
+        ref_row[f"scale_{f}"] = {"mean": cs.share, "std": 0.0, "seeds": 1}
+    sections = list(dict.fromkeys(c[0] for c in COLUMNS))
+    for sec in sections:
+        cols = [c for c in COLUMNS if c[0] == sec and (c[1] in ref_row or any(c[1] in r["summary"] for r in rows.values()))]
+        lines += [f"### {sec}", "", "| model | seeds | " + " | ".join(c[2] for c in cols) + " |",
+                  "|---|---|" + "---|" * len(cols)]
+        for name, r in rows.items():
+            marks = {t["key"]: t["met"] for t in r["targets"]}
+            lines.append(f"| {name} | {r['seeds']} | " + " | ".join(cell(r["summary"], c[1], c[3], marks) for c in cols)
+                         + " |")
+        ref_cells = [cell(ref_row, c[1], c[3], {}) if c[1] in ref_row else "—" for c in cols]
+        label = "Essen openings (AUC: calibration, half vs half; scales: corpus share)"
+        lines += [f"| {label} | - | " + " | ".join(ref_cells) + " |", ""]
+    lines += ["### targets (on the mean over seeds)", "", "| model | met | missed |", "|---|---|---|"]
+    for name, r in rows.items():
+        met = sum(t["met"] for t in r["targets"])
+        missed = "; ".join(f"{t['target']}: {t['measured']:.4g}" for t in r["targets"] if not t["met"])
+        lines.append(f"| {name} | {met} of {len(r['targets'])} | {missed or '-'} |")
+    lines += ["", "Corpus shares of the characteristic degrees: "
+              + "; ".join(f"{f} {cs.share:.2%} ({cs.basis})" for f, cs in ref.degree.items()),
+              f"Reference: {ref.note}.", f"Settings: {json.dumps(asdict(settings))}"]
+    return "\n".join(lines)
+
+
+def write_tradeoff_png(points: dict[float, dict[str, dict[str, float]]], path: str | Path,
+                       calibration_auc: float | None = None) -> Path:
+    """Two panels over the KL coefficient (log x): AUC against Essen, and the theory rows.
+
+    ``points``: coefficient (> 0) -> :func:`summarise` output of the models trained with it;
+    error bars are the std over seeds.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from engine.files import atomic_write
+
+    cs = sorted(points)
+    if not cs or cs[0] <= 0:
+        raise EngineError(f"KL coefficients {cs} must be > 0 for a log axis: give a no-KL model as a --model row")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+
+    def series(ax, key, label, scale=1.0, **kw):
+        m = [points[c][key]["mean"] * scale for c in cs]
+        e = [points[c][key]["std"] * scale for c in cs]
+        return ax.errorbar(cs, m, yerr=e, marker="o", capsize=3, label=label, **kw)
+
+    series(a1, "auc", "two-sample AUC vs Essen")
+    if calibration_auc is not None:
+        a1.axhline(calibration_auc, color="grey", ls=":", label="Essen half vs half")
+    a1.axhline(0.75, color="red", ls="--", lw=0.8, label="target 0.75")
+    a1.set_ylabel("AUC (0.5 = can't tell)")
+    # leaps resolved (~0.8-1) on its own axis, so the small shares stay readable
+    handles = [series(a2, "not_in_key", "notes not in key, %", 100),
+               series(a2, "repeated", "excessively repeated, %", 100)]
+    a2.set_ylabel("percent of steps (lower is better)")
+    a3 = a2.twinx()
+    handles.append(series(a3, "leaps_resolved", "leaps resolved (right axis)", color="tab:green"))
+    a3.set_ylabel("leaps resolved, share (higher is better)")
+    a2.legend(handles=handles, fontsize=8)
+    a1.legend(fontsize=8)
+    for ax in (a1, a2):
+        ax.set_xscale("log")
+        ax.set_xlabel("KL coefficient c")
+    fig.suptitle("KL-controlled Q-learning: realism and theory against the coefficient", fontsize=11)
+    fig.tight_layout()
+    try:
+        return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    finally:
+        plt.close(fig)
+
+
+# ------------------------------------------------------------------ CLI
+
+@dataclass
+class ModelSpec:
+    """``NAME=PATH[,PATH...]``: one row, one path per seed."""
+
+    name: str
+    paths: list[str] = field(default_factory=list)
+
+
+def parse_spec(text: str, what: str = "--model") -> ModelSpec:
+    """Parse ``NAME=PATH[,PATH...]``; paths must exist (``prior:shipped`` names the shipped prior)."""
+    name, sep, rest = text.partition("=")
+    paths = [p.strip() for p in rest.split(",") if p.strip()]
+    if not sep or not name.strip() or not paths:
+        raise argparse.ArgumentTypeError(f"{what} {text!r} is not NAME=PATH[,PATH...]: e.g. "
+                                         "mlp=engine/models/default.onnx (several paths: several seeds)")
+    for p in paths:
+        if p != "prior:shipped" and not Path(p).is_file():
+            raise argparse.ArgumentTypeError(f"{what} {name.strip()}: model file {p!r} does not exist "
+                                             "(an .onnx model or a prior .npz; prior:shipped for the shipped prior)")
+    return ModelSpec(name.strip(), paths)
+
+
+def parse_tradeoff(text: str) -> tuple[float, ModelSpec]:
+    """``C=PATH[,PATH...]`` with C > 0."""
+    spec = parse_spec(text, "--tradeoff")
+    try:
+        c = float(spec.name)
+    except ValueError:
+        c = math.nan
+    if not c > 0 or math.isinf(c):
+        raise argparse.ArgumentTypeError(f"--tradeoff {text!r}: the KL coefficient {spec.name!r} must be a number > 0 "
+                                         "(the plot's x axis is logarithmic; give a no-KL model as a --model row)")
+    return c, spec
+
+
+def default_models() -> list[ModelSpec]:
+    """The rows of a bare run (``bench/run_all.py``): the shipped model and the shipped prior alone."""
+    return [ModelSpec("shipped model", [str(ROOT / "engine" / "models" / "default.onnx")]),
+            ModelSpec("prior alone", ["prior:shipped"])]
+
+
+def run_models(specs: Sequence[ModelSpec], settings: Settings, ref: Reference, full: bool = True,
+               generators: dict[str, Generator] | None = None, quiet: bool = False) -> dict[str, dict[str, Any]]:
+    """name -> {seeds, per_seed, summary} for every spec (``generators``: path -> Generator, to skip loading)."""
+    from tqdm import tqdm
+
+    rows = {}
+    total = sum(len(s.paths) for s in specs)
+    with tqdm(total=total, desc="models", disable=quiet, unit="seed") as bar:
+        for spec in specs:
+            per_seed = []
+            for p in spec.paths:
+                gen = (generators or {}).get(p) or generator_for(p, settings)
+                per_seed.append(measure(gen, settings, ref, full,
+                                        progress=lambda w, n=spec.name: bar.set_postfix_str(f"{n}: {w}")))
+                bar.update(1)
+            rows[spec.name] = {"seeds": len(per_seed), "paths": spec.paths, "per_seed": per_seed,
+                               "summary": summarise(per_seed)}
+    return rows
+
+
+def table(rows: dict[str, dict[str, Any]], ref: Reference, settings: Settings, baseline: str | None) -> None:
+    """Judge every row's targets in place (``baseline``: the row the "better than" targets compare with)."""
+    base = rows[baseline]["summary"] if baseline else None
+    for name, r in rows.items():
+        r["targets"] = check(r["summary"], targets(None if name == baseline else base, settings))
+
+
+def json_safe(v: Any) -> Any:
+    """``v`` with NaN as None and numpy scalars as Python numbers (strict JSON)."""
+    if isinstance(v, dict):
+        return {str(k): json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    if isinstance(v, (np.floating, np.integer, np.bool_)):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="ONNX model (default: the shipped model)")
-    ap.add_argument("--prior", default=None, help="prior .npz (default: the shipped prior)")
+    ap.add_argument("--model", action="append", type=parse_spec, default=[], metavar="NAME=PATH[,PATH...]",
+                    help="a row: an ONNX model or a prior .npz (prior:shipped), several paths = several seeds")
+    ap.add_argument("--tradeoff", action="append", type=parse_tradeoff, default=[], metavar="C=PATH[,PATH...]",
+                    help="a point of the KL trade-off curve: models trained with coefficient C")
+    ap.add_argument("--tradeoff-png", default=str(DEFAULT_TRADEOFF_PNG), metavar="PATH",
+                    help=f"where the trade-off PNG goes (default: {DEFAULT_TRADEOFF_PNG.relative_to(ROOT)})")
+    ap.add_argument("--baseline", default=None, metavar="NAME",
+                    help="the row the 'better than the prior alone' targets compare with "
+                         "(default: the row whose name starts with 'prior', if any)")
     ap.add_argument("--clips", type=int, default=512, help="clips per case (default: 512)")
+    ap.add_argument("--style", default=None, help="style of the default case (default: the model's default)")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
-    ap.add_argument("--out", default=None, help="also write quality.json, quality.md and histograms.png here")
+    ap.add_argument("--limit", type=int, default=None, metavar="N",
+                    help="corpus: first N tunes a source only (quick looks; the reference shrinks too)")
+    ap.add_argument("--out", default=None, metavar="DIR", help="also write quality.json and quality.md here")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
-    # The prior's numpy matmuls: one BLAS thread (a second one only spin-waits on a busy box).
-    threadpool_limits(limits=1, user_api="blas")
+    if not args.model and not args.tradeoff:
+        args.model = default_models()
+    if args.clips < 10:
+        ap.error(f"--clips {args.clips} is too few: the two-sample test needs at least 10 clips (default: 512)")
+    names = [m.name for m in args.model]
+    if len(set(names)) != len(names):
+        ap.error(f"--model names must differ, got {names}")
+    baseline = args.baseline or next((n for n in names if n.lower().startswith("prior")), None)
+    if baseline is not None and baseline not in names:
+        ap.error(f"--baseline {baseline!r} is not a --model row: give one of {', '.join(names) or '(none)'}")
+    if args.out and Path(args.out).exists() and (Path(args.out) / "quality.json").exists():
+        ap.error(f"--out {args.out!r} already holds quality.json: give a new folder (nothing is overwritten)")
+    from threadpoolctl import threadpool_limits
 
+    threadpool_limits(limits=1, user_api="blas")  # one BLAS thread: a second only spin-waits on a busy box
+    settings = Settings(clips=args.clips, temperature=args.temperature, style=args.style,
+                        distinct_of=min(256, args.clips))
     t0 = time.perf_counter()
-    policy = Policy.load(args.model)
-    prior = PriorModel.load(args.prior)
-    ref_major, n_major = evaluate.corpus_reference((4, 4), "major", progress=False)
-    ref_essen, n_essen = evaluate.corpus_reference((4, 4), "major", sources=["essen"], progress=False)
-    ref_minor, n_minor = evaluate.corpus_reference((4, 4), "natural_minor", progress=False)
-    corpus8 = evaluate.corpus_set(bars=BARS, scale="major", n=args.clips, progress=False)
-    essen8 = evaluate.corpus_set(bars=BARS, scale="major", n=args.clips, sources=["essen"], progress=False)
-    corpus2 = evaluate.corpus_set(bars=2, scale="major", n=600, progress=False)
-    corpus_minor = evaluate.corpus_set(bars=4, scale="natural_minor", n=300, progress=False)
-    prior_alone = evaluate.prior_set(prior, n=args.clips, bars=BARS, seed=0, temperature=args.temperature)
-
-    results: dict[str, dict[str, float]] = {}
-    sets: dict[str, evaluate.EvalSet] = {}
-    for label, style, gen_kw, ev_kw in CASES:
-        seqs = generate_tokens(policy, args.clips, style, args.temperature, **gen_kw)
-        ref = ref_minor if "minor" in label else ref_major
-        results[label] = evaluate.evaluate_sequences(seqs, reference=ref, prior=prior, **ev_kw)
-        sets[label] = evaluate.EvalSet(label, seqs, [evaluate.SequenceContext(ev_kw["scale"], (4, 4), 0,
-                                                                             None)] * len(seqs))
-    results["prior alone"] = evaluate.evaluate_set(prior_alone, ref_major, prior)
-    sets["prior alone"] = prior_alone
-    for label in ("default", "hook", "prior alone", "default, 2 bars", "hook, 2 bars"):
-        ov = evaluate.metrics.Histograms.of(sets[label].sequences).overlap(ref_essen)
-        results[label].update({f"essen_overlap_{k}": v for k, v in ov.items()})
-    for label in ("default", "hook", "prior alone"):
-        test = evaluate.two_sample(sets[label], corpus8)
-        results[label]["two_sample_auc"] = test.auc
-        results[label]["two_sample_summary"] = test.summary(5)
-    corpus8_r = evaluate.evaluate_set(corpus8, ref_major, prior)
-    essen8_r = evaluate.evaluate_set(essen8, ref_essen, prior)
-    calib = evaluate.two_sample_calibration(corpus8)
-    corpus8_r["two_sample_auc"] = calib.auc
-    corpus2_r = evaluate.evaluate_set(corpus2, ref_major, prior)
-    corpus_minor_r = evaluate.evaluate_set(corpus_minor, ref_minor, prior)
-
-    head = (f"model {policy.info.model_id}, {args.clips} clips per case (seeds 0..{args.clips - 1}), temperature "
-            f"{args.temperature:g}; overlap reference: whole held-out 4/4 tunes ({n_major} major, {n_essen} of them "
-            f"Essen, {n_minor} minor); {time.perf_counter() - t0:.0f} s")
-    table8 = evaluate.markdown_table({
-        "qriff default": results["default"], "qriff --style hook": results["hook"],
-        "corpus prior alone": results["prior alone"], corpus8.label: corpus8_r, "Essen " + essen8.label: essen8_r})
-    table2 = evaluate.markdown_table({"qriff default": results["default, 2 bars"],
-                                      "qriff --style hook": results["hook, 2 bars"], corpus2.label: corpus2_r})
-    table_minor = evaluate.markdown_table({
-        "qriff default": results["default, minor 4 bars"], "qriff --style hook": results["hook, minor 4 bars"],
-        corpus_minor.label: corpus_minor_r}, published=False)
-    essen_rows = "\n".join(
-        f"| {label} | " + " / ".join(f"{results[label][f'essen_overlap_{k}']:.3f}"
-                                     for k in ("pitch_class", "interval", "length")) + " |"
-        for label in ("default", "hook", "prior alone", "default, 2 bars", "hook, 2 bars"))
-    tells = "\n".join(f"- {label}: AUC {results[label]['two_sample_summary']}"
-                      for label in ("default", "hook", "prior alone"))
-    tells += f"\n- corpus vs corpus (two random halves): AUC {calib.auc:.3f}"
-    text = (head + f"\n\n## C major, {BARS} bars\n\n" + table8
-            + "\n\n### Overlap against the Essen part alone (pitch class / interval / length)\n\n"
-            + "| row | overlap |\n|---|---|\n" + essen_rows
-            + "\n\n### Can anyone tell? (classifier two-sample test against held-out 8-bar openings)\n\n" + tells
-            + "\n\n## C major, 2 bars (RL Tuner's protocol)\n\n" + table2
-            + f"\n\n## C natural minor, 4 bars, chords {MINOR_CHORDS}\n\n" + table_minor)
+    try:
+        ref = build_reference(settings, limit=args.limit, progress=not args.quiet)
+        rows = run_models(args.model, settings, ref, quiet=args.quiet)
+        table(rows, ref, settings, baseline)
+        curve = {}
+        if args.tradeoff:
+            specs = [ModelSpec(f"c={c:g}", s.paths) for c, s in args.tradeoff]
+            got = run_models(specs, settings, ref, full=False, quiet=args.quiet)
+            curve = {c: got[f"c={c:g}"]["summary"] for c, _ in args.tradeoff}
+    except EngineError as exc:
+        print(f"bench_quality: {exc}", file=sys.stderr)
+        return 2
+    head = (f"# Model table (issue 16)\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {settings.clips} clips "
+            f"of {settings.bars} bars in {settings.key} a case, temperature {settings.temperature:g}, style "
+            f"{settings.style or 'default'}; {time.perf_counter() - t0:.0f} s")
+    text = markdown(rows, ref, settings, head) if rows else head
     print(text)
-
-    checks = targets(results, corpus8_r, results["prior alone"])
-    print("\n## Targets (issue 10)\n\n| target | measured | met |\n|---|---|---|")
-    missed = []
-    for desc, value, ok in checks:
-        shown = f"{value:.4g}"
-        print(f"| {desc} | {shown} | {'yes' if ok else 'NO'} |")
-        if not ok:
-            missed.append(f"{desc} (measured {shown})")
+    if curve:
+        png = write_tradeoff_png(curve, args.tradeoff_png, ref.calibration_auc)
+        print(f"\nwrote {png}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        payload = {"info": head, "results": results, "corpus8": corpus8_r, "essen8": essen8_r, "corpus2": corpus2_r,
-                   "corpus_minor": corpus_minor_r, "calibration_auc": calib.auc,
-                   "targets": [{"target": d, "measured": v, "met": ok} for d, v, ok in checks], "missed": missed}
-        (out / "quality.json").write_text(json.dumps(payload, indent=1, default=float))
+        payload = {"settings": asdict(settings), "reference": {
+            "note": ref.note, "calibration_auc": ref.calibration_auc, "shape": ref.shape,
+            "degree": {f: asdict(cs) for f, cs in ref.degree.items()}},
+            "models": rows, "tradeoff": {str(c): s for c, s in curve.items()}}
+        (out / "quality.json").write_text(json.dumps(json_safe(payload), indent=1, allow_nan=False))
         (out / "quality.md").write_text(text + "\n")
-        evaluate.write_histograms_png(out / "histograms.png", [sets["default"], sets["hook"], prior_alone], corpus8)
-    if missed:
-        print(f"\nmissed {len(missed)} of {len(checks)} targets:\n  " + "\n  ".join(missed), file=sys.stderr)
+        print(f"wrote {out / 'quality.json'} and {out / 'quality.md'}")
+    missed = {n: [t for t in r["targets"] if not t["met"]] for n, r in rows.items()}
+    if any(missed.values()):
+        print("\nmissed: " + "; ".join(f"{n} {len(m)} of {len(rows[n]['targets'])}" for n, m in missed.items() if m),
+              file=sys.stderr)
         return 1
-    print(f"\nall {len(checks)} targets met")
     return 0
 
 

@@ -53,18 +53,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                     "the share of rests, holds and onsets.")
     _add_selection(st)
     st.set_defaults(func=run_stats)
-    pr = sub.add_parser("prior", help="train the corpus prior (needs torch) and write it as .npz + .json",
+    pr = sub.add_parser("prior", help="train the corpus prior (needs torch)",
                         description="Train the next-token prior on the train split, early-stopped on valid, and "
-                                    "report held-out (test) NLL per step and accuracy beside a unigram baseline.")
+                                    "report held-out (test) NLL per step and accuracy beside a unigram baseline, "
+                                    "per corpus source and per scale family. --arch gru (default) trains the "
+                                    "recurrent prior that KL training starts from (.pt + .json); --arch mlp the "
+                                    "feed-forward one of the reward's prior term (.npz + .json).")
     _add_selection(pr)
-    pr.add_argument("--out", default=None, metavar="PATH.npz",
-                    help="where to write the model (default: the shipped engine/models/prior.npz)")
-    pr.add_argument("--epochs", type=bounded_int(1, 1000), default=None, help="most epochs (default: 15)")
+    pr.add_argument("--arch", choices=("gru", "mlp"), default="gru",
+                    help="gru: recurrent sequence prior (default); mlp: the feed-forward prior")
+    pr.add_argument("--out", default=None, metavar="PATH",
+                    help="where to write the model (default: the shipped engine/models/prior-seq.pt for gru, "
+                         "engine/models/prior.npz for mlp)")
+    pr.add_argument("--epochs", type=bounded_int(1, 1000), default=None,
+                    help="most epochs (default: 8 gru, 15 mlp)")
     pr.add_argument("--rows", type=bounded_int(0, 10**9), default=None, metavar="N",
                     help="training steps sampled per epoch, 0 = all (default: 400000)")
     pr.add_argument("--hidden", default=None, metavar="W,W",
                     help="hidden layer widths (default: 256,256)")
     pr.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="random seed (default: 0)")
+    pr.add_argument("--init", default=None, metavar="PATH.pt",
+                    help="gru only: start from this prior (fine-tune it, e.g. with --sources essen)")
+    pr.add_argument("--lr", type=float, default=None, help="gru only: Adam learning rate (default 2e-3)")
     pr.set_defaults(func=run_prior)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
@@ -119,6 +129,9 @@ def run_prior(args: argparse.Namespace) -> int:
     from engine.corpus.prior import DEFAULT_PATH
     from engine.errors import EngineError
 
+    if args.arch == "gru":
+        return _run_seq_prior(args)
+
     try:
         from engine.learn.prior_training import PriorConfig, train_prior
     except ImportError as exc:
@@ -141,4 +154,41 @@ def run_prior(args: argparse.Namespace) -> int:
     print(json.dumps(summary, indent=1))
     print(f"test NLL {m['test_nll']:.3f} nats/step (unigram {m['unigram_test_nll']:.3f}), accuracy "
           f"{100 * m['test_accuracy']:.1f}% (unigram {100 * m['unigram_test_accuracy']:.1f}%); wrote {out}")
+    return 0
+
+
+def _run_seq_prior(args: argparse.Namespace) -> int:
+    from engine.errors import EngineError
+
+    try:
+        from engine.learn.seqprior_training import SEQ_PRIOR_PATH, SeqPriorConfig, save_seq_prior, train_seq_prior
+    except ImportError as exc:
+        raise EngineError(f"training the prior needs torch: pip install -e '.[train]' ({exc})") from None
+    if args.rows is not None or args.hidden:
+        raise EngineError("--rows and --hidden apply to --arch mlp; the gru prior's sizes are fixed by its config")
+    cfg = SeqPriorConfig(seed=args.seed, sources=tuple(args.sources) if args.sources else None, limit=args.limit)
+    if args.epochs is not None:
+        cfg.epochs = args.epochs
+    if args.init:
+        cfg.init = args.init
+    if args.lr is not None:
+        if not 0 < args.lr < 1:
+            raise EngineError(f"--lr {args.lr!r} is out of range (allowed: 0 < lr < 1)")
+        cfg.lr = args.lr
+    from engine.learn.kl_train import style_terms
+    from engine.learn.seqexport import export_prior_model
+
+    net, m = train_seq_prior(cfg, progress=not args.quiet)
+    out = save_seq_prior(net, m, args.out or SEQ_PRIOR_PATH)
+    command = "qriff corpus prior --arch gru" + (f" --epochs {args.epochs}" if args.epochs else "") \
+        + (f" --seed {args.seed}" if args.seed else "") + (f" --init {args.init}" if args.init else "") \
+        + (f" --lr {args.lr}" if args.lr else "") + (" --sources " + ",".join(args.sources) if args.sources else "")
+    export_prior_model(net, out.with_suffix(".onnx"), style_terms(),
+                       metrics={k: m[k] for k in ("test_nll", "test_accuracy", "valid_nll")}, train_command=command)
+    print(json.dumps({k: v for k, v in m.items() if k != "history"}, indent=1))
+    print(f"test NLL {m['test_nll']:.3f} nats/step (unigram {m['unigram_test_nll']:.3f}), accuracy "
+          f"{100 * m['test_accuracy']:.1f}%; wrote {out} and the prior-alone model {out.with_suffix('.onnx')}")
+    for group in ("test_per_source", "test_per_scale_family"):
+        print(f"{group.replace('test_per_', 'per ').replace('_', ' ')}: " + ", ".join(
+            f"{k} {v['nll']:.3f} ({v['steps']} steps)" for k, v in m[group].items()))
     return 0

@@ -9,18 +9,51 @@ from pathlib import Path
 from engine.cli.options import bounded_int, scale_type, time_signature_type
 from engine.music.limits import MAX_BARS
 
+#: The prior ``--prior-sample`` samples: the KL reference of the shipped model.
+RECURRENT_PRIOR = Path(__file__).resolve().parent.parent / "models" / "prior-essen.onnx"
+
+#: Scale families of the per-scale table (engine.evaluation.scales.FAMILIES, kept here so --help imports nothing heavy).
+FAMILIES = ("major", "natural_minor", "harmonic_minor", "dorian", "lydian")
+
+
+def families_type(text: str) -> tuple[str, ...]:
+    """``all`` or a comma list of scale families (aliases accepted) for ``--scales``."""
+    from engine.errors import TheoryError
+    from engine.music import theory
+
+    if text.strip().lower() == "all":
+        return FAMILIES
+    out = []
+    for item in (t for t in text.split(",") if t.strip()):
+        try:
+            name = theory.parse_scale(item)
+        except TheoryError:
+            name = None
+        if name not in FAMILIES:
+            raise argparse.ArgumentTypeError(f"scale family {item.strip()!r} is not evaluated per scale: give 'all' "
+                                             f"or a comma list of {', '.join(FAMILIES)}")
+        out.append(name)
+    if not out:
+        raise argparse.ArgumentTypeError(f"--scales {text!r} names no family: give 'all' or a comma list of "
+                                         f"{', '.join(FAMILIES)}")
+    return tuple(dict.fromkeys(out))
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate", help="score clips (or the corpus, or a random policy) with RL Tuner's metrics and more",
         description="Score melodies with RL Tuner's composition statistics (after transposing to C), their "
                     "histogram overlap with held-out corpus tunes of the same metre and scale (pitch class, "
-                    "interval, note length), the corpus prior's log-likelihood per step, and diversity. "
+                    "interval, note length), the corpus prior's log-likelihood per step, diversity, the shape measures "
+                    "(notes a bar, range, rests, long notes, 16ths, steps, leading tone, first note, chord tones on "
+                    "strong beats; see docs/evaluation.md) and, per scale family, the share of its characteristic "
+                    "degree against the corpus's. "
                     "Prints a markdown table with RL Tuner's published columns beside ours.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Examples: qriff evaluate out/                      (a folder of clip .json/.mid files)\n"
                "          qriff evaluate --corpus                   (held-out corpus and random rows: 2 bars, C major, 4/4)\n"
-               "          qriff evaluate out/ --corpus --out report/ (all three, written as JSON and markdown)")
+               "          qriff evaluate out/ --corpus --out report/ (all three, written as JSON and markdown)\n"
+               "          qriff evaluate --prior-sample --scales all --bars 8 (the prior alone in five scale families)")
     p.add_argument("folders", nargs="*", metavar="DIR", help="folders of clips (.json, .mid) to score, one row each")
     p.add_argument("--corpus", action="store_true",
                    help="add a row of real openings from the held-out corpus, and a uniform-random row")
@@ -43,10 +76,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--limit", type=bounded_int(1, 100_000), default=None, metavar="N",
                    help="use only the first N tunes of each corpus source (quick looks; default: all)")
     g.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="sampling seed (default: 0)")
+    g.add_argument("--scales", type=families_type, default=(), metavar="LIST",
+                   help="with --prior-sample, also sample the prior in each of these scale families (comma list of "
+                        f"{', '.join(FAMILIES)}, or 'all') for the per-scale table: the share of each family's "
+                        "characteristic degree (7th, b6, raised 7th, natural 6th, #4) against the corpus's")
     m = p.add_argument_group("models and output")
-    m.add_argument("--prior", default=None, metavar="PATH.npz", help="prior model (default: the shipped one)")
+    m.add_argument("--prior", default=None, metavar="PATH.npz",
+                   help="feed-forward prior of the log-likelihood row (default: the shipped one)")
+    m.add_argument("--prior-model", default=None, metavar="PATH.onnx",
+                   help="recurrent prior that --prior-sample samples (default: engine/models/prior-essen.onnx, "
+                        "the KL reference of the shipped model)")
     m.add_argument("--no-prior", action="store_true", help="leave out the prior log-likelihood")
-    m.add_argument("--no-reference", action="store_true", help="leave out the corpus overlap (no corpus needed)")
+    m.add_argument("--no-reference", action="store_true", help="leave out the corpus overlap and the per-scale table's corpus shares (no corpus needed)")
     m.add_argument("--no-two-sample", action="store_true",
                    help="leave out the classifier two-sample test (by default, with --corpus, every other row is "
                         "told apart from held-out corpus openings of its length, and two corpus halves calibrate it)")
@@ -66,24 +107,34 @@ def run(args: argparse.Namespace) -> int:
     if not args.folders and not args.corpus and not args.random and not args.prior_sample:
         raise UsageError("nothing to evaluate: give a folder of clips, --corpus, --random or --prior-sample "
                          "(see qriff evaluate --help)")
+    if args.scales and not args.prior_sample:
+        raise UsageError("--scales samples the prior in each family: add --prior-sample (a folder of clips is "
+                         "grouped by its clips' scales without it)")
     sources = check_sources(args.sources) if args.sources else None
     ts = theory.parse_time_signature(args.time_signature)
     t0 = time.perf_counter()
     sets = [ev.clip_set(folder) for folder in args.folders]
     prior = None
-    if not args.no_prior or args.prior_sample:
+    if not args.no_prior:
         from engine.corpus.prior import PriorModel
 
         prior = PriorModel.load(args.prior)
+    # --prior-sample samples the recurrent prior the shipped model is tuned against
+    sampled = args.prior_model or str(RECURRENT_PRIOR)
     if args.prior_sample:
-        sets.append(ev.prior_set(prior, args.n, args.bars, ts, args.scale, seed=args.seed))
+        sets.append(ev.prior_set(sampled, args.n, args.bars, ts, args.scale, seed=args.seed))
+    scale_sets = [ev.prior_set(sampled, args.n, args.bars, ts, fam, seed=args.seed) for fam in args.scales]
+    for s in scale_sets:
+        s.label = f"{s.label}, {s.contexts[0].scale}"
     corpus_row = None
     if args.corpus:
         corpus_row = ev.corpus_set(args.bars, args.scale, ts, args.n, args.split, sources, args.seed,
                                    limit=args.limit, progress=not args.quiet)
         sets.append(corpus_row)
+    random_row = None
     if args.corpus or args.random:
-        sets.append(ev.random_set(args.n, args.bars, ts, args.scale, args.seed))
+        random_row = ev.random_set(args.n, args.bars, ts, args.scale, args.seed)
+        sets.append(random_row)
     labels = [s.label for s in sets]
     if len(set(labels)) != len(labels):
         for i, s in enumerate(sets):
@@ -119,6 +170,13 @@ def run(args: argparse.Namespace) -> int:
             results[corpus_row.label]["two_sample_auc"] = calib.auc
             info[f"two-sample calibration for {corpus_row.label}"] = \
                 f"AUC {calib.auc:.3f} between two random halves ({calib.n_per_set} melodies a side)"
+    per_scale: list[dict] = []
+    scored = [s for s in sets if s is not corpus_row and s is not random_row] + scale_sets
+    if scored:
+        shares = None if args.no_reference else ev.corpus_degree_shares(sources=sources, limit=args.limit,
+                                                                        progress=not args.quiet)
+        for s in scored:
+            per_scale.extend(ev.scale_rows(s, shares))
     if not args.no_prior:
         info["prior"] = str(args.prior or "shipped engine/models/prior.npz")
     info["seconds"] = round(time.perf_counter() - t0, 1)
@@ -126,8 +184,12 @@ def run(args: argparse.Namespace) -> int:
     for k, v in info.items():
         if k.startswith("two-sample"):
             print(f"\n{k}: {v}")
+    if per_scale:
+        print("\ncharacteristic degree per scale family (share of notes; corpus: held-out tunes of that scale, "
+              "see docs/evaluation.md):\n")
+        print(ev.scale_table(per_scale))
     if args.out:
-        j, md = ev.write_results(args.out, results, info)
+        j, md = ev.write_results(args.out, results, info, per_scale)
         print(f"\nwrote {j} and {md}")
         others = [s for s in sets if s is not corpus_row and s.label in references]
         if corpus_row is not None and others:

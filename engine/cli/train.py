@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from engine.cli.sweep import add_sweep_options
 
     add_sweep_options(p)
+    from engine.cli.train_kl import add_kl_options
+
+    add_kl_options(p)
     p.set_defaults(func=run)
 
 
@@ -116,6 +119,10 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.algo != "mlp":
+        from engine.cli.train_kl import run_kl
+
+        return run_kl(args)
     if args.sweep:
         from engine.cli.sweep import run_sweep_command
 

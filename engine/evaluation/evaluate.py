@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ClipError, EngineError
-from engine.evaluation import metrics, structure
+from engine.evaluation import metrics, scales, shape, structure
 from engine.files import atomic_write
 from engine.mdp import observation
 from engine.music import theory, tokens
@@ -73,6 +73,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("rest_share", "rest steps", "%"),
     ("hold_share", "held steps", "%"),
     *structure.STRUCTURE_ROWS,
+    *(row for row in shape.SHAPE_ROWS if row[0] not in {k for k, _, _ in structure.STRUCTURE_ROWS}),
+    ("characteristic_share", "characteristic degree among notes (see the per-scale table)", "%"),
     ("two_sample_auc", "told apart from the corpus: classifier ROC AUC (0.5 = chance)", "f"),
     ("n", "compositions", "d"),
     ("steps", "steps", "d"),
@@ -125,8 +127,10 @@ def evaluate_sequences(seqs: Sequence[np.ndarray | Sequence[int]], *, reference:
     Keys: RL Tuner's (see :func:`engine.evaluation.metrics.rl_tuner_stats`), ``overlap_pitch_class``,
     ``overlap_interval``, ``overlap_length``, ``prior_log_likelihood``,
     ``distinct_clips``, ``distinct_4grams``, ``rest_share``, ``hold_share``,
-    ``onset_share`` and the structure measures of :func:`engine.evaluation.structure.structure_stats`.
-    Shares are in 0..1.
+    ``onset_share``, the structure measures of :func:`engine.evaluation.structure.structure_stats`, the
+    shape measures of :func:`engine.evaluation.shape.shape_stats` (chord tones against ``chords``) and,
+    for a scale with a characteristic degree (:data:`engine.evaluation.scales.CHARACTERISTIC`),
+    ``characteristic_share``. Shares are in 0..1.
     """
     ts = theory.parse_time_signature(time_signature)
     scale = theory.parse_scale(scale)
@@ -177,6 +181,21 @@ def _evaluate(seqs: list[np.ndarray], ctxs: list[SequenceContext], reference: me
     out.update(metrics.diversity(seqs))
     out.update(metrics.token_shares(seqs))
     out.update(structure.structure_stats(seqs, [theory.steps_per_bar(c.time_signature) for c in ctxs]))
+    out.update(shape.shape_stats(seqs, frames_of(ctxs)))
+    if len(by_scale) == 1 and theory.parse_scale(ctxs[0].scale) in scales.CHARACTERISTIC:
+        out["characteristic_share"] = scales.degree_share(seqs, scales.CHARACTERISTIC[ctxs[0].scale][0])
+    return out
+
+
+def frames_of(ctxs: Sequence[SequenceContext]) -> list[shape.Frame]:
+    """The :class:`engine.evaluation.shape.Frame` of every context (chords relative to its tonic)."""
+    cache: dict[Any, shape.Frame] = {}
+    out = []
+    for c in ctxs:
+        k = (c.time_signature, tuple(c.chords) if c.chords else None, c.key, c.scale)
+        if k not in cache:
+            cache[k] = shape.Frame.of(c.time_signature, c.chords, c.key, c.scale)
+        out.append(cache[k])
     return out
 
 
@@ -276,8 +295,13 @@ def prior_set(prior: Any, n: int = 512, bars: int = 8, time_signature: tuple[int
     """``n`` melodies sampled from the corpus prior alone (no RL), the baseline the DQN must beat.
 
     Each step draws a token from ``softmax(log p(a|s) / temperature)`` for the lead role
-    in C (``prior``: ``"shipped"`` or an :class:`engine.corpus.prior.PriorModel`).
+    in C. ``prior``: the path of a recurrent prior exported as a model (``.onnx``, e.g.
+    ``engine/models/prior-essen.onnx``, the KL reference of the shipped model; sampled through
+    :meth:`engine.runtime.policy.Policy.generate`, which carries its state), ``"shipped"`` or an
+    :class:`engine.corpus.prior.PriorModel` (the feed-forward prior).
     """
+    if isinstance(prior, (str, os.PathLike)) and str(prior).endswith(".onnx"):
+        return _recurrent_prior_set(str(prior), n, bars, time_signature, scale, chords, seed, temperature)
     if isinstance(prior, str):
         from engine.corpus.prior import PriorModel
 
@@ -298,6 +322,26 @@ def prior_set(prior: Any, n: int = 512, bars: int = 8, time_signature: tuple[int
     return EvalSet(label=f"corpus prior alone ({n})", sequences=seqs,
                    contexts=[SequenceContext(scale, ts, 0, chord_list)] * n,
                    note=f"{n} x {bars} bars sampled from the corpus prior alone (no RL), temperature {temperature:g}")
+
+
+def _recurrent_prior_set(path: str, n: int, bars: int, time_signature: tuple[int, int] | str, scale: str,
+                         chords: str | Sequence[str] | None, seed: int, temperature: float) -> EvalSet:
+    from engine.music.limits import MAX_COUNT
+    from engine.runtime import Policy
+
+    policy = Policy.load(path)
+    ts = theory.parse_time_signature(time_signature)
+    scale = theory.parse_scale(scale)
+    chord_list = chords.split() if isinstance(chords, str) else (list(chords) if chords else None)
+    clips = []
+    for start in range(0, n, MAX_COUNT):  # variation i has seed seed + i however the calls are cut
+        clips += policy.generate(key="C", scale=scale, bars=bars, count=min(MAX_COUNT, n - start), seed=seed + start,
+                                 temperature=temperature, chords=chord_list, time_signature=ts)
+    seqs = [clip_tokens(c) for c in clips]
+    return EvalSet(label=f"corpus prior alone ({n})", sequences=seqs,
+                   contexts=[SequenceContext(scale, ts, 0, chord_list)] * n,
+                   note=f"{n} x {bars} bars sampled from the recurrent prior {policy.info.model_id} alone (no RL), "
+                        f"temperature {temperature:g}")
 
 
 def steps_per_bar_of(evset: EvalSet) -> list[int]:
@@ -448,6 +492,51 @@ def evaluate_set(evset: EvalSet, reference: metrics.Histograms | None, prior: An
     return _evaluate(evset.sequences, evset.contexts, reference, prior)
 
 
+
+# ------------------------------------------------------------ scale families
+
+def corpus_degree_shares(families: Sequence[str] = scales.FAMILIES, sources: Sequence[str] | None = None,
+                         limit: int | None = None, progress: bool = True) -> dict[str, scales.CorpusShare]:
+    """The corpus share of each family's characteristic degree (held-out tunes, with the
+    fallbacks of :func:`engine.evaluation.scales.corpus_shares`)."""
+    from engine.corpus import melodies as corpus
+
+    heldout = corpus.load_corpus("heldout", sources=sources, limit=limit, progress=progress)
+    every = corpus.load_corpus("all", sources=sources, limit=limit, progress=progress)
+    return scales.corpus_shares(heldout, every, [f for f in families if f in scales.CHARACTERISTIC])
+
+
+def scale_rows(evset: EvalSet, shares: dict[str, scales.CorpusShare] | None) -> list[dict[str, Any]]:
+    """One row per scale family present in ``evset`` (melodies grouped by their scale):
+    ``set``, ``scale``, ``degree``, ``n``, ``share``, ``corpus_share``, ``ratio``, ``basis``.
+    Scales without a characteristic degree (:data:`engine.evaluation.scales.CHARACTERISTIC`) are left out."""
+    groups: dict[str, list[np.ndarray]] = {}
+    for seq, c in zip(evset.sequences, evset.contexts):
+        groups.setdefault(theory.parse_scale(c.scale), []).append(seq)
+    rows = []
+    for fam in [f for f in scales.FAMILIES if f in groups]:
+        pc, label = scales.CHARACTERISTIC[fam]
+        share = scales.degree_share(groups[fam], pc)
+        ref = (shares or {}).get(fam)
+        rows.append({"set": evset.label, "scale": fam, "degree": f"{label} (pc {pc})", "n": len(groups[fam]),
+                     "share": share, "corpus_share": ref.share if ref else math.nan,
+                     "ratio": shape.ratio(share, ref.share) if ref else math.nan, "basis": ref.basis if ref else ""})
+    return rows
+
+
+def scale_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of :func:`scale_rows` (the target band of major and harmonic minor marked)."""
+    lo, hi = scales.TARGET_BAND
+    lines = ["| row | scale | characteristic degree | melodies | share of notes | corpus share | ratio | "
+             "corpus tunes |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = format_value(r["ratio"], "f")
+        if r["scale"] in scales.TARGET_FAMILIES and not math.isnan(r["ratio"]):
+            ratio += f" ({'in' if lo <= r['ratio'] <= hi else 'outside'} {lo}-{hi}x)"
+        lines.append(f"| {r['set']} | {r['scale']} | {r['degree']} | {r['n']} | {format_value(r['share'], '%')} | "
+                     f"{format_value(r['corpus_share'], '%')} | {ratio} | {r['basis'] or 'n/a'} |")
+    return "\n".join(lines)
+
 # ------------------------------------------------------------------ output
 
 def format_value(value: float | None, kind: str) -> str:
@@ -485,8 +574,9 @@ def markdown_table(results: dict[str, dict[str, float]], published: bool = True)
 
 
 def write_results(out_dir: str | os.PathLike[str], results: dict[str, dict[str, float]],
-                  info: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``evaluation.json`` (every metric, plus ``info``) and ``evaluation.md`` atomically."""
+                  info: dict[str, Any], per_scale: Sequence[dict[str, Any]] = ()) -> tuple[Path, Path]:
+    """Write ``evaluation.json`` (every metric, plus ``info`` and the :func:`scale_rows`) and
+    ``evaluation.md`` atomically."""
     out = Path(out_dir)
 
     def clean(v: Any) -> Any:
@@ -498,10 +588,13 @@ def write_results(out_dir: str | os.PathLike[str], results: dict[str, dict[str, 
 
     payload = {"info": info, "published": {"columns": list(PUBLISHED_COLUMNS),
                                            "metrics": {k: list(v) for k, v in PUBLISHED.items()}},
-               "results": {label: {k: clean(v) for k, v in r.items()} for label, r in results.items()}}
+               "results": {label: {k: clean(v) for k, v in r.items()} for label, r in results.items()},
+               "per_scale": [{k: clean(v) for k, v in r.items()} for r in per_scale]}
     text = json.dumps(payload, indent=1)
     md = "# qriff evaluation\n\n" + "\n".join(f"- {k}: {v}" for k, v in info.items()) + "\n\n" + \
         markdown_table(results) + "\n"
+    if per_scale:
+        md += "\n## Characteristic degree per scale family\n\n" + scale_table(per_scale) + "\n"
     j = atomic_write(out / "evaluation.json", lambda tmp: Path(tmp).write_text(text + "\n"))
     m = atomic_write(out / "evaluation.md", lambda tmp: Path(tmp).write_text(md))
     return j, m

@@ -54,7 +54,8 @@ from engine.music import theory, tokens
 MOTIF_STEPS = 8
 #: A leap is an interval of at least this many semitones (RL Tuner: a fifth).
 LEAP = 7
-#: Leaping back resolves a leap only when more than this many steps have passed.
+#: Leaping back resolves a leap only when more than this many steps lie between the two
+#: leaps (RL Tuner's ``steps_between_leaps``: leaps at steps 1 and 9 resolve, 1 and 8 not).
 LEAP_BACK_STEPS = 6
 #: Histogram widths: pitch class, interval (-12..+12), note length (1..16 steps).
 N_PC, N_INTERVAL, N_LENGTH = 12, 25, 16
@@ -132,8 +133,8 @@ def leap_outcomes(seq: Sequence[int] | np.ndarray) -> tuple[int, int]:
     Intervals are taken between successive pitches (rests and holds skipped). The first
     leap (>= :data:`LEAP` semitones) remembers its direction and the pitch it left. A
     further leap the same way counts *doubled* (the first stays pending); a leap back
-    counts *resolved* when it comes more than :data:`LEAP_BACK_STEPS` steps after the
-    last leap (a quicker leap back just clears it); a non-leap note reaching or passing
+    counts *resolved* when more than :data:`LEAP_BACK_STEPS` steps lie between it and
+    the last leap (a quicker leap back just clears it); a non-leap note reaching or passing
     the pitch it left counts *resolved*.
     """
     s = _as_seq(seq)
@@ -150,7 +151,7 @@ def leap_outcomes(seq: Sequence[int] | np.ndarray) -> tuple[int, int]:
                 elif sign == direction:
                     doubled += 1
                 else:
-                    resolved += t - leapt_at > LEAP_BACK_STEPS
+                    resolved += t - leapt_at - 1 > LEAP_BACK_STEPS
                     direction, leapt_from = 0, -1
                 leapt_at = t
             elif (direction == 1 and tok <= leapt_from) or (direction == -1 and tok >= leapt_from):

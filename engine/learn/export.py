@@ -77,20 +77,50 @@ def onnx_bytes(net: QNetwork) -> bytes:
 def build_metadata(net: QNetwork, style_terms: tuple[str, ...] | list[str], *, train_config: dict[str, Any],
                    train_metrics: dict[str, Any], model_id: str, train_command: str = "",
                    roles: tuple[str, ...] = tokens.ROLES) -> dict[str, str]:
-    """The metadata_props of a qriff model (all values are strings; lists and dicts as JSON)."""
+    """The metadata_props of a feed-forward qriff model (all values are strings; lists and dicts as JSON)."""
+    return model_metadata(net.config.obs_dim, net.config.to_dict(), style_terms, train_config=train_config,
+                          train_metrics=train_metrics, model_id=model_id, train_command=train_command, roles=roles)
+
+
+def model_metadata(obs_dim: int, model_config: dict[str, Any], style_terms: tuple[str, ...] | list[str], *,
+                   train_config: dict[str, Any], train_metrics: dict[str, Any], model_id: str,
+                   train_command: str = "", roles: tuple[str, ...] = tokens.ROLES,
+                   fmt: str = MODEL_FORMAT, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The metadata_props of a qriff model reading ``obs_dim`` columns, with its provenance:
+    the code's git commit (``git_commit``), the style presets it was trained with
+    (``style_presets``) and the command that reproduces it (``train_command``)."""
     n_style = len(style_terms)
-    if observation.obs_dim(n_style) != net.config.obs_dim:
-        raise ModelError(f"network reads {net.config.obs_dim} observation columns, but {n_style} style terms give "
+    if observation.obs_dim(n_style) != obs_dim:
+        raise ModelError(f"network reads {obs_dim} observation columns, but {n_style} style terms give "
                          f"{observation.obs_dim(n_style)}: export with the style terms it was trained on")
-    return {
-        "qriff_model": MODEL_FORMAT, "model_id": model_id, "obs_version": str(observation.OBS_VERSION),
+    meta = {
+        "qriff_model": fmt, "model_id": model_id, "obs_version": str(observation.OBS_VERSION),
         "obs_layout": observation.layout_string(n_style), "actions": json.dumps(tokens.action_names()),
         "style_terms": json.dumps(list(style_terms)), "roles": json.dumps(list(roles)),
         "scales": json.dumps(list(theory.SCALE_NAMES)), "train_config": json.dumps(train_config, sort_keys=True),
         "train_metrics": json.dumps(train_metrics, sort_keys=True), "train_command": train_command,
-        "model_config": json.dumps(net.config.to_dict()),
+        "model_config": json.dumps(model_config),
+        "git_commit": git_commit(), "style_presets": json.dumps(styles.PRESETS, sort_keys=True),
         "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
     }
+    meta.update(extra or {})
+    return meta
+
+
+def git_commit() -> str:
+    """The commit of the qriff source tree this runs from (``+dirty`` with uncommitted changes),
+    or ``unknown`` outside a git checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def export_model(net: QNetwork, path: str | os.PathLike[str], style_terms: tuple[str, ...] | list[str], *,

@@ -66,8 +66,8 @@ _TS_LIST = tuple(theory.TIME_SIGNATURES)
 
 #: A melodic interval of this many semitones or more is a leap (RL Tuner: a fifth).
 LEAP_SEMITONES = 7
-#: Leaping back resolves a leap only when it comes more than this many steps after the
-#: last leap (as ``engine.evaluation.metrics`` counts it).
+#: Leaping back resolves a leap only when more than this many steps lie between the two
+#: leaps (RL Tuner's ``steps_between_leaps``; ``engine.evaluation.metrics`` counts the same).
 LEAP_BACK_MIN_STEPS = 6
 #: Context tables larger than this many float32 cells are not built (rows are then
 #: computed step by step, with the same result).
@@ -140,9 +140,11 @@ def leap_update(feats: dict[str, np.ndarray], actions: np.ndarray, started: np.n
     changes, as in RL Tuner). A leap is an interval of :data:`LEAP_SEMITONES` or more
     from the last pitch (rests and holds skipped). The first leap remembers its direction
     and the pitch it left; a second leap the same way is *doubled* (the leap stays
-    pending); a leap back more than :data:`LEAP_BACK_MIN_STEPS` steps after the last
-    leap, or a non-leap note at or past the pitch it left, *resolves* it (a quicker leap
-    back just clears it). ``since_leap`` counts the steps after the last leap.
+    pending); a leap back with more than :data:`LEAP_BACK_MIN_STEPS` steps between it
+    and the last leap (RL Tuner's rule: leaps at steps 1 and 9 have 7 between them and
+    resolve, leaps at steps 1 and 8 do not), or a non-leap note at or past the pitch it
+    left, *resolves* it (a quicker leap back just clears it). ``since_leap`` counts the
+    steps after the last leap (the steps between it and the step being written).
 
     Returns ``(outcome, leap_dir, leapt_from, since_leap)``: outcome int64 ``[B]`` is
     +1 resolved, -1 doubled, 0 neither; the rest is the state after appending.
@@ -158,7 +160,7 @@ def leap_update(feats: dict[str, np.ndarray], actions: np.ndarray, started: np.n
     doubled = leap & pending & (sgn == d)
     back = leap & pending & (sgn != d)
     gradual = note & ~leap & (((d == 1) & (actions <= frm)) | ((d == -1) & (actions >= frm)))
-    resolved = (back & (since + 1 > LEAP_BACK_MIN_STEPS)) | gradual
+    resolved = (back & (since > LEAP_BACK_MIN_STEPS)) | gradual
     reset = back | gradual
     outcome = resolved.astype(np.int64) - doubled
     new_dir = np.where(fresh, sgn, np.where(reset, 0, d))
@@ -357,6 +359,24 @@ class MelodyBatch:
         if self._table is not None:
             self._table[rows] = context_rows(self, np.repeat(rows, t + 1), np.tile(np.arange(t + 1), len(rows))
                                               ).reshape(len(rows), t + 1, _CTX_WIDTH)
+
+    def take(self, rows: np.ndarray) -> MelodyBatch:
+        """A new batch holding copies of ``rows`` (int indices, repeats allowed) in that order,
+        melodies so far and their cached features included (what a beam search needs to
+        branch a melody into several continuations)."""
+        rows = np.asarray(rows, np.int64)
+        out = MelodyBatch(
+            tokens=self.tokens[rows], step=self.step[rows], n_steps=self.n_steps[rows],
+            steps_per_bar=self.steps_per_bar[rows], ts_index=self.ts_index[rows], scale_mask=self.scale_mask[rows],
+            chord_mask=self.chord_mask[rows], chord_root=self.chord_root[rows], role=self.role[rows],
+            style=self.style[rows], extra=dict(self.extra),
+        )
+        if self._table is not None:
+            out._table = self._table[rows]
+        if self._feats_valid():
+            out._feats = {k: v[rows] for k, v in self._feats.items()}  # type: ignore[union-attr]
+            out._feats_step = out.step.copy()
+        return out
 
     def reset_rows(self, rows: np.ndarray, contexts: list[MelodyContext]) -> None:
         """Start new, empty melodies in ``rows`` (int indices) with the given contexts."""

@@ -40,12 +40,16 @@ BUILTIN_TERMS: tuple[str, ...] = (
     "density",       # + busier (onsets), - sparser
     "rests",         # + rests and breathing space, - continuous
     "register",      # + higher, - lower within the role's range
-    "prior",         # log p(a|s) of the corpus prior: sound like real melodies
+    "prior",         # closeness to the corpus: the KL coefficient's multiplier (KL models), log p(a|s) (MLP)
     "bar_repeat",    # riff: repeat the bar one or two bars back, vary a third copy
     "phrase_return", # bars 5-6 answer bars 1-2, bars 7-8 end differently
     "rhythm_motif",  # strike where the bar one or two back struck
     "phrase_cadence",  # land on a chord tone and hold at phrase ends
     "crowding",      # soft cap: a note beyond 6 per bar costs
+    "pace",          # soft floor: a bar of fewer than 2 different pitches costs
+    "note_length",   # short notes charged: 16ths most, 8ths a little
+    "span",          # a note stretching the range past an octave costs
+    "steps",         # a bar that moves by step at least once
 )
 
 #: The largest absolute weight a style may give a term.
@@ -53,27 +57,30 @@ MAX_WEIGHT = 5.0
 
 #: Named presets. Missing terms weigh 0.
 PRESETS: dict[str, dict[str, float]] = {
-    # Default: real folk-like melodies. The corpus prior leads; theory keeps it clean
-    # without paying per note (no interval bonus: it bought density); structure terms
-    # make it return to its ideas (answer bars 1-2 in bars 5-6, reuse rhythms, land at
-    # phrase ends) at about the corpus's density.
-    "folk": {"prior": 1.0, "key": 1.0, "chord": 0.25, "cadence": 2.0, "leap": 0.5, "repetition": 0.5,
-             "range": 0.2, "bar_repeat": 0.5, "phrase_return": 2.0, "rhythm_motif": 0.5, "phrase_cadence": 0.5,
-             "crowding": 0.5},
-    # RL Tuner's aesthetic as a riff: a 1-2 bar figure repeated on the bar with variation,
-    # motif-driven, judged by RL Tuner's metrics, so their terms weigh most (near the 5
-    # maximum: at sampling temperature 1 a rule is only obeyed when breaking it costs
-    # several nats). Crowding keeps it off wall-to-wall 16ths.
-    "hook": {"prior": 0.3, "key": 5.0, "chord": 0.5, "cadence": 5.0, "leap": 5.0, "repetition": 5.0,
-             "autocorr": 5.0, "motif": 2.0, "repeat_motif": 2.0, "intervals": 0.5, "range": 5.0,
-             "bar_repeat": 3.0, "rhythm_motif": 2.0, "crowding": 2.5},
-    # Bach-chorale-like soprano lines: chord tones, stepwise motion, longer notes.
-    "chorale": {"prior": 0.8, "key": 1.5, "chord": 1.5, "cadence": 1.5, "leap": 1.5, "repetition": 1.0,
-                "intervals": 1.0, "contour": 0.5, "density": -0.5, "phrase_cadence": 1.0, "phrase_return": 0.5,
-                "crowding": 1.0},
-    # Sparse, floating: long notes, rests, consonance.
-    "ambient": {"prior": 0.5, "key": 1.5, "chord": 1.0, "intervals": 1.0, "repetition": 0.5, "rests": 1.0,
-                "density": -1.0, "register": 0.3, "crowding": 1.0},
+    # Default: real folk-like melodies. The corpus prior leads (through the KL coefficient, or as
+    # the reward's prior term for the MLP model); theory keeps it clean without paying per note;
+    # structure terms, judged once a bar, make it return to its ideas (answer bars 1-2 in bars
+    # 5-6, reuse rhythms, land at phrase ends) at about the corpus's density (pace and crowding
+    # keep 2-6 notes a bar). Lighter penalties on 8ths, crowding and small leaps (which real
+    # tunes pay too) or more weight on repeating bars let copied bars, trills and scales
+    # out-earn real tunes (the degenerate-melody suite), so they stay.
+    "folk": {"prior": 1.0, "key": 1.0, "chord": 0.5, "cadence": 1.0, "leap": 0.5, "repetition": 0.5, "contour": 0.5,
+             "intervals": 0.5, "range": 0.2, "phrase_return": 0.5, "rhythm_motif": 0.5, "density": 0.25,
+             "phrase_cadence": 0.5, "crowding": 0.5, "pace": 1.0, "note_length": 0.5, "steps": 1.0},
+    # A riff: a 1-2 bar figure restated with variation on the bar (bar_repeat pays a varied
+    # restatement most, a third identical copy costs), chord tones on the beats, RL Tuner's
+    # leap and repetition rules strict. Crowding keeps it off wall-to-wall 16ths.
+    "hook": {"prior": 0.2, "key": 5.0, "chord": 3.0, "cadence": 2.0, "leap": 5.0, "repetition": 5.0,
+             "motif": 0.5, "repeat_motif": 1.0, "intervals": 1.0, "range": 2.0, "bar_repeat": 1.5,
+             "rhythm_motif": 2.0, "crowding": 2.5, "pace": 2.0, "note_length": 1.0, "density": 0.5, "steps": 1.0},
+    # Bach-chorale-like soprano lines: chord tones, quarters and halves, within an octave.
+    "chorale": {"prior": 0.5, "key": 1.5, "chord": 1.5, "cadence": 1.5, "leap": 1.5, "repetition": 1.0,
+                "intervals": 1.0, "contour": 0.5, "phrase_cadence": 1.0, "phrase_return": 0.5, "crowding": 1.0,
+                "pace": 2.0, "note_length": 1.5, "span": 2.0, "steps": 1.5},
+    # Sparse, floating: 2-3 long notes a bar, a breath of rest in most bars, in key.
+    "ambient": {"prior": 0.1, "key": 2.0, "chord": 1.0, "intervals": 1.0, "repetition": 0.5, "rests": 2.0,
+                "density": -0.3, "register": 0.3, "crowding": 1.0, "pace": 1.5, "span": 0.5, "note_length": 1.0,
+                "steps": 1.5, "contour": 0.5},
 }
 DEFAULT_STYLE = "folk"
 

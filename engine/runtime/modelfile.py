@@ -23,8 +23,13 @@ from engine.music import tokens
 
 log = logging.getLogger(__name__)
 
-#: Format version of the ONNX files this qriff reads and writes (metadata ``qriff_model``).
+#: Format of a feed-forward model (metadata ``qriff_model``): ``obs -> q_values``.
 MODEL_FORMAT = "1"
+#: Format of a recurrent model: ``(obs, state) -> (q_values, state_out)``, the state carried
+#: by the caller from step to step (zeros at a clip's first step); ``state_size`` in the metadata.
+RECURRENT_FORMAT = "2"
+#: Formats this qriff reads.
+READABLE_FORMATS = (MODEL_FORMAT, RECURRENT_FORMAT)
 #: Folder of the models shipped inside the package.
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 #: The model used when none is named.
@@ -47,6 +52,12 @@ class ModelInfo:
     train_metrics: dict[str, Any]
     created: str
     metadata: dict[str, str]
+    state_size: int = 0
+    """Width of the recurrent state (0: a feed-forward model)."""
+
+    @property
+    def recurrent(self) -> bool:
+        return self.state_size > 0
 
 
 @dataclass(frozen=True)
@@ -98,9 +109,10 @@ def read_model_info(session: Any, path: Path, digest: str) -> ModelInfo:
     """
     meta = dict(session.get_modelmeta().custom_metadata_map)
     where = f"model {str(path)!r}"
-    if meta.get("qriff_model") != MODEL_FORMAT:
-        raise ModelError(f"{where} is not a qriff model of format {MODEL_FORMAT} "
-                         f"(metadata qriff_model={meta.get('qriff_model')!r}): {_HINT}")
+    fmt = meta.get("qriff_model")
+    if fmt not in READABLE_FORMATS:
+        raise ModelError(f"{where} is not a qriff model of format {' or '.join(READABLE_FORMATS)} "
+                         f"(metadata qriff_model={fmt!r}): {_HINT}")
     try:
         style_terms = tuple(json.loads(meta["style_terms"]))
         roles = tuple(json.loads(meta["roles"]))
@@ -109,6 +121,7 @@ def read_model_info(session: Any, path: Path, digest: str) -> ModelInfo:
         obs_version = int(meta["obs_version"])
         train_config = json.loads(meta.get("train_config", "{}"))
         train_metrics = json.loads(meta.get("train_metrics", "{}"))
+        state_size = int(meta["state_size"]) if fmt == RECURRENT_FORMAT else 0
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelError(f"{where} has missing or malformed metadata ({exc}): {_HINT}") from None
     if obs_version != observation.OBS_VERSION:
@@ -124,20 +137,30 @@ def read_model_info(session: Any, path: Path, digest: str) -> ModelInfo:
     if bad_roles or not roles:
         raise ModelError(f"{where} lists roles {list(roles)}, allowed are {', '.join(tokens.ROLES)}: {_HINT}")
     d = observation.obs_dim(len(style_terms))
-    ins, outs = session.get_inputs(), session.get_outputs()
-    if len(ins) != 1 or ins[0].name != "obs" or ins[0].type != "tensor(float)" or len(ins[0].shape) != 2 \
-            or ins[0].shape[1] != d:
-        got = ", ".join(f"{i.name} {i.type} {i.shape}" for i in ins)
-        raise ModelError(f"{where} has inputs [{got}], expected one input 'obs' tensor(float) [batch, {d}]: {_HINT}")
-    if len(outs) != 1 or outs[0].name != "q_values" or len(outs[0].shape) != 2 \
-            or outs[0].shape[1] != tokens.N_ACTIONS:
-        got = ", ".join(f"{o.name} {o.type} {o.shape}" for o in outs)
-        raise ModelError(f"{where} has outputs [{got}], expected one output 'q_values' "
-                         f"[batch, {tokens.N_ACTIONS}]: {_HINT}")
+    _check_io(session, where, d, state_size)
     model_id = meta.get("model_id") or f"{path.stem}-{digest}"
     return ModelInfo(model_id=model_id, obs_version=obs_version, obs_dim=d, style_terms=style_terms,
                      roles=roles, scales=scales, train_config=train_config, train_metrics=train_metrics,
-                     created=meta.get("created", ""), metadata=meta)
+                     created=meta.get("created", ""), metadata=meta, state_size=state_size)
+
+
+def _check_io(session: Any, where: str, d: int, state_size: int) -> None:
+    """ModelError unless the graph's inputs and outputs are those of its format."""
+    want_in = [("obs", d)] + ([("state", state_size)] if state_size else [])
+    want_out = [("q_values", tokens.N_ACTIONS)] + ([("state_out", state_size)] if state_size else [])
+    ins, outs = session.get_inputs(), session.get_outputs()
+    if len(ins) != len(want_in) or any(i.name != n or i.type != "tensor(float)" or len(i.shape) != 2 or i.shape[1] != w
+                                       for i, (n, w) in zip(ins, want_in)):
+        got = ", ".join(f"{i.name} {i.type} {i.shape}" for i in ins)
+        want = ", ".join(f"'{n}' tensor(float) [batch, {w}]" for n, w in want_in)
+        raise ModelError(f"{where} has inputs [{got}], expected {'one input' if len(want_in) == 1 else 'inputs'} "
+                         f"{want}: {_HINT}")
+    if len(outs) != len(want_out) or any(o.name != n or len(o.shape) != 2 or o.shape[1] != w
+                                         for o, (n, w) in zip(outs, want_out)):
+        got = ", ".join(f"{o.name} {o.type} {o.shape}" for o in outs)
+        want = ", ".join(f"'{n}' [batch, {w}]" for n, w in want_out)
+        raise ModelError(f"{where} has outputs [{got}], expected {'one output' if len(want_out) == 1 else 'outputs'} "
+                         f"{want}: {_HINT}")
 
 
 def load_model_bytes(data: bytes, path: Path, where: str) -> tuple[Any, ModelInfo]:

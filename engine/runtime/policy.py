@@ -216,6 +216,9 @@ class Policy:
         self.path = path
         self._input = session.get_inputs()[0].name
         self._output = session.get_outputs()[0].name
+        # A recurrent model (format 2) also takes and returns its state: zeros at a clip's
+        # first step, then each step's state_out is the next step's state.
+        self._state_size = info.state_size
         # (tonic, scale, bars, metre, chords, role, style bytes) -> (context, static table):
         # a DAW asking again for the same frame skips parsing and tabulating it.
         self._contexts: OrderedDict[tuple, tuple[observation.MelodyContext, np.ndarray]] = OrderedDict()
@@ -241,9 +244,18 @@ class Policy:
         return cls(session, info, Path(name))
 
     # ---------------------------------------------------------------- inference
-    def q_values(self, obs: np.ndarray) -> np.ndarray:
-        """Q-values ``float32 [B, 38]`` for observations ``float32 [B, D]``."""
-        return self.session.run([self._output], {self._input: np.asarray(obs, np.float32)})[0]
+    def q_values(self, obs: np.ndarray, state: np.ndarray | None = None) -> np.ndarray:
+        """Q-values (action logits) ``float32 [B, 38]`` for observations ``float32 [B, D]``.
+
+        A recurrent model also reads its state ``float32 [B, state_size]`` (None: zeros, a
+        clip's first step); use :meth:`generate` to carry it through a clip.
+        """
+        obs = np.asarray(obs, np.float32)
+        feeds = {self._input: obs}
+        if self._state_size:
+            feeds["state"] = (np.zeros((obs.shape[0], self._state_size), np.float32) if state is None
+                              else np.asarray(state, np.float32))
+        return self.session.run([self._output], feeds)[0]
 
     def resolve_style(self, style: str | Mapping[str, float] | None = None, valence: float = 0.0,
                       arousal: float = 0.0) -> dict[str, float]:
@@ -374,8 +386,10 @@ class Policy:
         # buffer) to the session once, so each step is a bare run with no conversions.
         run_step = self._bound_runner(builder.obs, b)
         any_forced = (forced >= 0).any(axis=1).tolist()
+        # a recurrent model reads every step, primer steps included, to carry its state
+        skip_forced = not self._state_size
         for t in range(n):
-            if any_forced[t] and (forced[t] >= 0).all():
+            if skip_forced and any_forced[t] and (forced[t] >= 0).all():
                 act = forced[t]
             else:
                 q = run_step()
@@ -403,12 +417,24 @@ class Policy:
         binding.bind_input(self._input, "cpu", 0, np.float32, list(obs.shape), obs.ctypes.data)
         binding.bind_output(self._output, "cpu", 0, np.float32, list(q.shape), q.ctypes.data)
         run = self.session.run_with_iobinding
+        if not self._state_size:
+            def step() -> np.ndarray:
+                run(binding)
+                return q
 
-        def step() -> np.ndarray:
+            return step
+        # Two state buffers bound once: after each run the new state is copied into the input.
+        state_in = np.zeros((b, self._state_size), np.float32)
+        state_out = np.zeros_like(state_in)
+        binding.bind_input("state", "cpu", 0, np.float32, list(state_in.shape), state_in.ctypes.data)
+        binding.bind_output("state_out", "cpu", 0, np.float32, list(state_out.shape), state_out.ctypes.data)
+
+        def recurrent_step() -> np.ndarray:
             run(binding)
+            np.copyto(state_in, state_out)
             return q
 
-        return step
+        return recurrent_step
 
     def _primer_tokens(self, primer: Clip | str | os.PathLike[str] | None, tonic: int, steps_per_bar: int,
                        ts: tuple[int, int], roles: tuple[str, ...]) -> tuple[dict[str, np.ndarray], int]:

@@ -265,3 +265,64 @@ def test_cli_bad_input_exits_2(tmp_path, qriff, make, match):
 def test_cli_needs_something(qriff):
     r = qriff("evaluate")
     assert r.returncode == 2 and "nothing to evaluate" in r.stderr
+
+
+# ------------------------------------------------------------ per-scale rows
+
+def test_scale_rows_group_by_scale():
+    from engine.evaluation import scales
+
+    minor = MEL.copy()
+    minor[2] = 17                                 # an Eb
+    s = ev.EvalSet("x", [MEL, minor, MEL], [ev.SequenceContext("major"), ev.SequenceContext("natural_minor"),
+                                            ev.SequenceContext("blues")])
+    shares = {"major": scales.CorpusShare("major", 0.05, 10, "ten tunes")}
+    rows = ev.scale_rows(s, shares)
+    assert [(r["scale"], r["n"]) for r in rows] == [("major", 1), ("natural_minor", 1)]   # blues has no degree
+    major = rows[0]
+    assert major["share"] == scales.degree_share([MEL], 11) and major["ratio"] == pytest.approx(major["share"] / 0.05)
+    assert math.isnan(rows[1]["corpus_share"]) and rows[1]["basis"] == ""
+    table = ev.scale_table(rows)
+    assert "| x | major | 7th (pc 11) | 1 |" in table and "ten tunes" in table and "| n/a |" in table
+
+
+def test_cli_families_match_the_module():
+    from engine.cli import evaluate as cli
+    from engine.evaluation import scales
+
+    assert cli.FAMILIES == scales.FAMILIES
+    assert cli.families_type("all") == scales.FAMILIES
+    assert cli.families_type("ionian, Dorian,major") == ("major", "dorian")
+
+
+def test_cli_folder_has_shape_and_scale_rows(tmp_path, qriff):
+    clips = tmp_path / "clips"
+    clip_of(MEL).write_json(clips / "a.json")
+    clip_of(MEL, key="D", scale="dorian", chords=("Dm", "G")).write_json(clips / "b.json")
+    out = tmp_path / "report"
+    r = qriff("evaluate", str(clips), "--no-prior", "--no-reference", "--out", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    assert "| 16th notes |" in r.stdout and "| chord tones on strong beats |" in r.stdout
+    assert "| clips | major | 7th (pc 11) | 1 |" in r.stdout and "| clips | dorian | 6th (natural) (pc 9) | 1 |" in r.stdout
+    data = json.loads((out / "evaluation.json").read_text())
+    assert [row["scale"] for row in data["per_scale"]] == ["major", "dorian"]
+    assert "Characteristic degree per scale family" in (out / "evaluation.md").read_text()
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--prior-sample", "--scales", "blues"], "is not evaluated per scale"),
+    (["--prior-sample", "--scales", ","], "names no family"),
+    (["--scales", "all", "--random"], "add --prior-sample"),
+])
+def test_cli_bad_scales_exit_2(qriff, args, match):
+    r = qriff("evaluate", *args, "--no-prior", "--no-reference")
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and match in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_prior_in_each_family(qriff):
+    r = qriff("evaluate", "--prior-sample", "--scales", "lydian,harmonic", "--n", "4", "--bars", "1", "--no-prior",
+              "--no-reference", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "| corpus prior alone (4), lydian | lydian | #4 (pc 6) | 4 |" in r.stdout
+    assert "| corpus prior alone (4), harmonic_minor | harmonic_minor | 7th (raised) (pc 11) | 4 |" in r.stdout

@@ -78,9 +78,13 @@ def test_repeated_motif():
 # --------------------------------------------------------------------- leaps
 
 @pytest.mark.parametrize("seq, expected", [
-    # leap up C4->G4 at t=1, leap back down at t=8: 7 steps later (> 6) -> resolved
-    ([C4, G4, H, H, H, H, H, H, C4], (1, 0)),
-    # the same leap back at t=7 (6 steps later) only clears the leap
+    # leap up C4->G4 at t=1, leap back down at t=9: 7 steps lie between (> 6) -> resolved
+    ([C4, G4, H, H, H, H, H, H, H, C4], (1, 0)),
+    # notes count as steps between too (G4 -> A4 is no leap; A4 -> C4 leaps back)
+    ([C4, G4, H, A4, H, H, A4, H, H, C4], (1, 0)),
+    ([C4, G4, A4, H, H, A4, H, H, C4], (0, 0)),
+    # the same leap back at t=8 (6 steps between, as the old off-by-one accepted) only clears the leap
+    ([C4, G4, H, H, H, H, H, H, C4], (0, 0)),
     ([C4, G4, H, H, H, H, H, C4], (0, 0)),
     # two leaps up in a row -> doubled
     ([C4, G4, 28], (0, 1)),
@@ -144,7 +148,7 @@ def test_rl_tuner_stats_denominators():
 
 def test_leaps_resolved_pooled_over_compositions():
     # one resolved leap in the first, one doubled in the second -> 1 / (1 + 1)
-    s = metrics.rl_tuner_stats([[C4, G4, H, H, H, H, H, H, C4], [C4, G4, 28, H, H, H, H, H, H]])
+    s = metrics.rl_tuner_stats([[C4, G4, H, H, H, H, H, H, H, C4], [C4, G4, 28, H, H, H, H, H, H]])
     assert s["leaps_resolved"] == pytest.approx(0.5)
     assert (s["leaps_resolved_count"], s["leaps_doubled_count"]) == (1, 1)
 

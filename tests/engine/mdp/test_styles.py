@@ -113,6 +113,21 @@ def test_sample_style_is_varied_bounded_and_reproducible():
     assert len({tuple(np.round(r, 6)) for r in arr}) == 300
     # every preset's signature shows up: e.g. rests are weighted only by ambient (and moods)
     assert (arr[:, TERMS.index("rests")] > 0.5).mean() > 0.1
-    assert (arr[:, TERMS.index("motif")] > 1.0).mean() > 0.1
+    assert (arr[:, TERMS.index("bar_repeat")] > 1.0).mean() > 0.1      # the hook
+    assert (arr[:, TERMS.index("note_length")] > 1.0).mean() > 0.1     # the chorale
     again = [styles.sample_style(np.random.default_rng(0)) for _ in range(1)]
     assert again[0] == draws[0]
+
+
+def test_docs_and_readme_list_every_built_in_term():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    page = (root / "docs" / "rewards.md").read_text()
+    listed = re.findall(r"^\| (\w+) \| ", page.split("## Terms")[1].split("##")[0], re.M)
+    assert listed[1:] == list(TERMS)  # the first row is the table's head
+    readme = (root / "README.md").read_text()
+    rows = set(re.findall(r"^\| ([\w /]+) \| ", readme, re.M))
+    named = {t for row in rows for t in row.split(" / ")}
+    assert set(TERMS) <= named, set(TERMS) - named
