@@ -47,8 +47,9 @@ range           last step: +1 if the highest pitch occurs once, +1 if the lowest
                 19 semitones.
 contour         -0.5 for a note extending a run in one direction to 5 or more intervals; last
                 step: +1 if the first highest note lies in the middle half (an arch).
-density         +0.5 for a new note, -0.5 for a rest or hold (a dial: weight > 0 busier,
-                < 0 sparser; crowding, pace and repetition bound both ends).
+density         a bar's (notes - 4) / 3 clipped to [-1, 1] (16 steps; scaled to the metre),
+                paid as it accrues: -1 on the bar's first step (0 notes), +1/3 for each
+                note up to the 7th. A dial: weight > 0 busier, < 0 sparser.
 rests           at each bar's end: +1 for a bar with 2-8 silent steps (of 16, scaled to the
                 metre); any step: -0.5 for a silent step once a silence passes 8 steps.
 register        at each bar's end: the mean over its notes of (token - 19.5) / 12 clipped to
@@ -525,9 +526,24 @@ def term_contour(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.nd
     return (-0.5 * long_run + np.where(_is_last(batch) & arch, 1.0, 0.0)).astype(np.float32)
 
 
-@_builtin("density", "+0.5 a new note, -0.5 a rest or hold (positive weight: busier)")
+def _density_of(notes: np.ndarray, steps_per_bar: np.ndarray) -> np.ndarray:
+    quarter = steps_per_bar / 4
+    return np.clip((notes - quarter) / (0.75 * quarter), -1.0, 1.0)
+
+
+@_builtin("density", "a bar's (notes - 4) / 3, clipped to [-1, 1] (16 steps; scaled to the metre), paid as it "
+                     "accrues: -1 at the bar's start, +1/3 a note up to 7; positive weight: busier")
 def term_density(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
-    return np.where(actions >= tokens.FIRST_PITCH, 0.5, -0.5).astype(np.float32)
+    # Bounded a bar: paid per step, the dial paid 8th-note runs (and, turned down, silence) more
+    # than any real tune as soon as a mood moved it by 1. Paid as the bar's count grows (the
+    # increments of the clipped value) so the signal stays as immediate as a per-note one.
+    _, pos, spb = _bar_of(batch)
+    bar = _bar_tokens(batch, actions, 0)
+    struck = bar >= tokens.FIRST_PITCH
+    before = (struck & (np.arange(bar.shape[1])[None, :] < pos[:, None])).sum(axis=1)
+    after = before + (actions >= tokens.FIRST_PITCH)
+    start = np.where(pos > 0, _density_of(before, spb), 0.0)
+    return (_density_of(after, spb) - start).astype(np.float32)
 
 
 def _silent(actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
