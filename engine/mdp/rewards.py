@@ -47,8 +47,9 @@ range           last step: +1 if the highest pitch occurs once, +1 if the lowest
                 19 semitones.
 contour         -0.5 for a note extending a run in one direction to 5 or more intervals; last
                 step: +1 if the first highest note lies in the middle half (an arch).
-density         +0.5 for a new note, -0.5 for a rest or hold (a dial: weight > 0 busier,
-                < 0 sparser; crowding, pace and repetition bound both ends).
+density         a bar's (notes - 4) / 3 clipped to [-1, 1] (16 steps; scaled to the metre),
+                paid as it accrues: -1 on the bar's first step (0 notes), +1/3 for each
+                note up to the 7th. A dial: weight > 0 busier, < 0 sparser.
 rests           at each bar's end: +1 for a bar with 2-8 silent steps (of 16, scaled to the
                 metre); any step: -0.5 for a silent step once a silence passes 8 steps.
 register        at each bar's end: the mean over its notes of (token - 19.5) / 12 clipped to
@@ -285,7 +286,7 @@ def term_chord(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndar
     # roots out-earned every real tune. The cap per bar makes a melody with chord tones where
     # it matters earn as much as a line of chord roots on every beat.
     _, pos, spb = _bar_of(batch)
-    bar = _bar_tokens(batch, actions, 0)                  # valid up to the action's column
+    bar = _bar_tokens(batch, actions, 0, feats)                  # valid up to the action's column
     cols = np.arange(bar.shape[1])[None, :]
     beat = _BEATS[batch.ts_index[:, None], np.minimum(cols, (spb - 1)[:, None])]
     value = _beat_value(batch, bar, beat, (batch.step - pos)[:, None] + cols)
@@ -525,9 +526,24 @@ def term_contour(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.nd
     return (-0.5 * long_run + np.where(_is_last(batch) & arch, 1.0, 0.0)).astype(np.float32)
 
 
-@_builtin("density", "+0.5 a new note, -0.5 a rest or hold (positive weight: busier)")
+def _density_of(notes: np.ndarray, steps_per_bar: np.ndarray) -> np.ndarray:
+    quarter = steps_per_bar / 4
+    return np.clip((notes - quarter) / (0.75 * quarter), -1.0, 1.0)
+
+
+@_builtin("density", "a bar's (notes - 4) / 3, clipped to [-1, 1] (16 steps; scaled to the metre), paid as it "
+                     "accrues: -1 at the bar's start, +1/3 a note up to 7; positive weight: busier")
 def term_density(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
-    return np.where(actions >= tokens.FIRST_PITCH, 0.5, -0.5).astype(np.float32)
+    # Bounded a bar: paid per step, the dial paid 8th-note runs (and, turned down, silence) more
+    # than any real tune as soon as a mood moved it by 1. Paid as the bar's count grows (the
+    # increments of the clipped value) so the signal stays as immediate as a per-note one.
+    _, pos, spb = _bar_of(batch)
+    bar = _bar_tokens(batch, actions, 0, feats)
+    struck = bar >= tokens.FIRST_PITCH
+    before = (struck & (np.arange(bar.shape[1])[None, :] < pos[:, None])).sum(axis=1)
+    after = before + (actions >= tokens.FIRST_PITCH)
+    start = np.where(pos > 0, _density_of(before, spb), 0.0)
+    return (_density_of(after, spb) - start).astype(np.float32)
 
 
 def _silent(actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
@@ -548,7 +564,7 @@ def term_rests(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndar
     end = _bar_end(batch)
     value = -0.5 * long
     if end.any():
-        cur = _bar_tokens(batch, actions, 0)
+        cur = _bar_tokens(batch, actions, 0, feats)
         spb = batch.steps_per_bar
         # silent steps in the bar: rests, and holds after a rest (or before the first note)
         n_silent = _silent_steps(cur, batch)
@@ -589,7 +605,7 @@ def term_register(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.n
     end = _bar_end(batch)
     if not end.any():
         return np.zeros(batch.size, np.float32)
-    bar = _bar_tokens(batch, actions, 0)
+    bar = _bar_tokens(batch, actions, 0, feats)
     struck = bar >= tokens.FIRST_PITCH
     height = np.where(struck, np.clip((bar - 19.5) / 12.0, -1.0, 1.0), 0.0).sum(axis=1)
     mean = height / np.maximum(struck.sum(axis=1), 1)
@@ -613,10 +629,24 @@ def _bar_of(batch: MelodyBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return step // spb, step % spb, spb
 
 
-def _bar_tokens(batch: MelodyBatch, actions: np.ndarray, back: int) -> np.ndarray:
+def _bar_tokens(batch: MelodyBatch, actions: np.ndarray, back: int, feats: dict | None = None) -> np.ndarray:
     """int64 ``[B, W]`` (W the longest bar): the tokens of the bar ``back`` bars before the one
-    being written (0: that bar, its last step being the action), for rows at a bar's last
-    step. Columns past a row's bar length, and bars before the melody's start, hold -1."""
+    being written (0: that bar so far, the action in the step being written's column; later
+    columns hold tokens of no meaning), meant for rows at a bar's last step. Columns past a
+    row's bar length, and bars before the melody's start, hold -1. Memoised in ``feats`` (the
+    per-call copy :class:`RewardFunction` hands the terms) when given."""
+    key = f"_bar{back}"
+    if feats is not None and key in feats:
+        step, acts, out = feats[key]  # type: ignore[misc]
+        if np.array_equal(step, batch.step) and np.array_equal(acts, actions):
+            return out
+    out = _bar_tokens_uncached(batch, actions, back)
+    if feats is not None:
+        feats[key] = (batch.step.copy(), np.array(actions, copy=True), out)  # type: ignore[assignment]
+    return out
+
+
+def _bar_tokens_uncached(batch: MelodyBatch, actions: np.ndarray, back: int) -> np.ndarray:
     _, pos, spb = _bar_of(batch)
     width = int(spb.max(initial=1))
     cols = np.arange(width)[None, :]
@@ -668,11 +698,11 @@ def term_bar_repeat(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np
     end = _bar_end(batch, 1)
     if not end.any():
         return np.zeros(batch.size, np.float32)
-    cur, b1, b2 = (_bar_tokens(batch, actions, k) for k in (0, 1, 2))
+    cur, b1, b2 = (_bar_tokens(batch, actions, k, feats) for k in (0, 1, 2))
     best = np.maximum(bar_similarity(cur, b1), bar_similarity(cur, b2))
     copy1, copy2 = _copies(cur, b1), _copies(cur, b2)
     # a third copy: the same bar for the third time in a row (lag 1), or a 2-bar riff's third time
-    third = (copy1 & _copies(b1, b2)) | (copy2 & _copies(b2, _bar_tokens(batch, actions, 4)))
+    third = (copy1 & _copies(b1, b2)) | (copy2 & _copies(b2, _bar_tokens(batch, actions, 4, feats)))
     value = np.where(third, -1.0, np.where(copy1 | copy2, 0.5, np.where(best >= RESTATE, 1.0, 0.0)))
     return np.where(end, value, 0.0).astype(np.float32)
 
@@ -686,7 +716,7 @@ def term_phrase_return(batch: MelodyBatch, actions: np.ndarray, feats: dict[str,
     if not end.any():
         return np.zeros(batch.size, np.float32)
     period = bar % PHRASE_PERIOD
-    cur, old = _bar_tokens(batch, actions, 0), _bar_tokens(batch, actions, back)
+    cur, old = _bar_tokens(batch, actions, 0, feats), _bar_tokens(batch, actions, back, feats)
     answer = (period == 4) | (period == 5)
     value = np.where(answer, np.where(bar_similarity(cur, old) >= RESTATE, 1.0, -0.5), 0.0)
     value = value - 1.0 * ((period >= 6) & _copies(cur, old))
@@ -699,7 +729,7 @@ def term_rhythm_motif(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, 
     end = _bar_end(batch, 1)
     if not end.any():
         return np.zeros(batch.size, np.float32)
-    cur, b1, b2 = (_bar_tokens(batch, actions, k) for k in (0, 1, 2))
+    cur, b1, b2 = (_bar_tokens(batch, actions, k, feats) for k in (0, 1, 2))
     best = np.maximum(rhythm_similarity(cur, b1), rhythm_similarity(cur, b2))
     notes = (cur >= tokens.FIRST_PITCH).sum(axis=1)
     value = np.where(notes >= 2, np.where(best >= 0.5, 0.5, np.where(best < 0.25, -0.25, 0.0)), 0.0)
@@ -745,7 +775,7 @@ def term_pace(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarr
     end = _bar_end(batch) & ~_is_last(batch)
     if not end.any():
         return np.zeros(batch.size, np.float32)
-    pitches = _distinct_pitches(_bar_tokens(batch, actions, 0))
+    pitches = _distinct_pitches(_bar_tokens(batch, actions, 0, feats))
     return -(end & (pitches < PACE_MIN_PITCHES)).astype(np.float32)
 
 
@@ -792,7 +822,7 @@ def term_steps(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndar
     if not end.any():
         return np.zeros(batch.size, np.float32)
     _, pos, _ = _bar_of(batch)
-    bar = _bar_tokens(batch, actions, 0)
+    bar = _bar_tokens(batch, actions, 0, feats)
     before = batch.step - pos - 1
     last = np.where(before >= 0, _last_pitch_upto(batch, before), -1)
     step = np.zeros(batch.size, bool)

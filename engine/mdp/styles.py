@@ -72,14 +72,14 @@ PRESETS: dict[str, dict[str, float]] = {
     # leap and repetition rules strict. Crowding keeps it off wall-to-wall 16ths.
     "hook": {"prior": 0.2, "key": 5.0, "chord": 3.0, "cadence": 2.0, "leap": 5.0, "repetition": 5.0,
              "motif": 0.5, "repeat_motif": 1.0, "intervals": 1.0, "range": 2.0, "bar_repeat": 1.5,
-             "rhythm_motif": 2.0, "crowding": 2.5, "pace": 2.0, "note_length": 1.0, "density": 0.5, "steps": 1.0},
+             "rhythm_motif": 2.0, "crowding": 2.5, "pace": 2.0, "note_length": 2.0, "density": 1.0, "steps": 1.0},
     # Bach-chorale-like soprano lines: chord tones, quarters and halves, within an octave.
     "chorale": {"prior": 0.5, "key": 1.5, "chord": 1.5, "cadence": 1.5, "leap": 1.5, "repetition": 1.0,
                 "intervals": 1.0, "contour": 0.5, "phrase_cadence": 1.0, "phrase_return": 0.5, "crowding": 1.0,
                 "pace": 2.0, "note_length": 1.5, "span": 2.0, "steps": 1.5},
     # Sparse, floating: 2-3 long notes a bar, a breath of rest in most bars, in key.
     "ambient": {"prior": 0.1, "key": 2.0, "chord": 1.0, "intervals": 1.0, "repetition": 0.5, "rests": 2.0,
-                "density": -0.3, "register": 0.3, "crowding": 1.0, "pace": 1.5, "span": 0.5, "note_length": 1.0,
+                "density": -1.0, "register": 0.3, "crowding": 1.0, "pace": 1.5, "span": 0.5, "note_length": 1.0,
                 "steps": 1.5, "contour": 0.5},
 }
 DEFAULT_STYLE = "folk"

@@ -232,7 +232,14 @@ def test_contour_runs_turns_and_arch():
 
 
 def test_density_rests_register():
-    assert raw_of("density", [C4, H, R])[:3].tolist() == [0.5, -0.5, -0.5]
+    # density: a bar's (notes - 4) / 3 clipped to [-1, 1], paid as it accrues
+    r = raw_of("density", [C4, H, R])
+    assert r[:3].tolist() == [-1.0, 0.0, 0.0] and r[:16].sum() == -1.0       # one note: (1 - 4) / 3 -> -1
+    r = raw_of("density", [C4, D4, E4, F4, G4] + [H] * 11)
+    assert r[:16].sum() == pytest.approx(1 / 3) and r[4] == pytest.approx(1 / 3)
+    r = raw_of("density", [C4] * 16)
+    assert r[:16].sum() == pytest.approx(1.0) and r[7:16].tolist() == [0.0] * 9  # no pay past the 7th note
+    assert raw_of("density", [C4] * 12, ctx(bars=1, ts=(3, 4)))[:12].sum() == pytest.approx(1.0)  # (12 - 3) / 2.25
     # a silence past 8 steps costs every further step (the padding holds keep it silent)
     r = raw_of("rests", [C4, R] + [H] * 9)
     assert r[:11].tolist() == [0] * 9 + [-0.5, -0.5]
@@ -428,11 +435,12 @@ def test_batch_rows_are_independent():
 # ------------------------------------------------------------------ weights, prior
 
 def test_total_is_weighted_sum():
-    fn = RewardFunction(("key", "density"))
-    b = MelodyBatch.create([ctx(terms=("key", "density"))] * 2)
-    total, raw = fn(b, np.array([Fs4, C4]), np.array([[2.0, 1.0], [2.0, -1.0]], np.float32))
-    assert raw.tolist() == [[-1.0, 0.5], [0.0, 0.5]]
-    assert total.tolist() == [-1.5, -0.5]
+    fn = RewardFunction(("key", "intervals"))
+    b = MelodyBatch.create([ctx(terms=("key", "intervals"))] * 2)
+    b.append(np.array([C4, C4]))
+    total, raw = fn(b, np.array([Fs4, B4]), np.array([[2.0, 1.0], [2.0, -1.0]], np.float32))
+    assert raw.tolist() == [[-1.0, -0.5], [0.0, -1.5]]   # F# out of key, a tritone; B a seventh
+    assert total.tolist() == [-2.5, 1.5]
     assert total.dtype == np.float32 and raw.dtype == np.float32
 
 
