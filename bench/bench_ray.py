@@ -102,9 +102,9 @@ def part_overhead(tmp: Path, steps: int, clips: int, bars: int) -> dict[str, flo
     """Fresh commands (start-up included), then on an already running Ray (start-up excluded)."""
     import ray
 
-    from engine.cli.sweep import load_sweep, run_sweep
     from engine.learn.train import TrainConfig, train
     from engine.scaleout.batch import load_batch, run_batch
+    from engine.scaleout.sweep import load_sweep, run_sweep
 
     sets = [f"{k}={json.dumps(v)}" for k, v in TRIAL.items()]
     plain_train = qriff("train", *sum((["--set", s] for s in sets), []), "--set", "gamma=0.8", "--steps", str(steps),

@@ -114,8 +114,8 @@ gamma = {gammas}
 
 
 def test_sweep_spreads_over_both_nodes_and_trials_equal_plain_runs(cluster, tmp_path):
-    from engine.cli.sweep import load_sweep, run_sweep
     from engine.learn.train import TrainConfig, train
+    from engine.scaleout.sweep import load_sweep, run_sweep
 
     path = tmp_path / "s.toml"
     path.write_text(SWEEP.format(seeds=[0], steps=200, gammas=[0.8, 0.9]))
@@ -144,7 +144,7 @@ def test_sweep_spreads_over_both_nodes_and_trials_equal_plain_runs(cluster, tmp_
 
 
 def test_sweep_survives_a_node_killed_mid_run(cluster, tmp_path):
-    from engine.cli.sweep import load_sweep, run_sweep
+    from engine.scaleout.sweep import load_sweep, run_sweep
 
     doomed = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
