@@ -7,6 +7,7 @@ keeps Ray's start-up out of every other test. The kill tests add a third node an
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -126,6 +127,10 @@ def test_sweep_spreads_over_both_nodes_and_trials_equal_plain_runs(cluster, tmp_
     # the previous test killed can still be listed alive until the GCS notices.)
     nodes = {r["node"] for r in doc["trials"]}
     assert len(nodes) == 2, nodes
+    # The cluster's workers start at Ray's +15; each trial brings its worker back to this process's priority
+    # (which needs root, as renicing upwards does).
+    if os.geteuid() == 0:
+        assert {r["nice"] for r in doc["trials"]} == {os.getpriority(os.PRIO_PROCESS, 0)}
     assert (tmp_path / "sweep" / "best.onnx").read_bytes() == \
         (tmp_path / "sweep" / "trials" / doc["best"] / "model.onnx").read_bytes()
     assert doc["trials"][0]["value"] <= doc["trials"][1]["value"]  # mode min: best first
