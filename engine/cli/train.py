@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import signal
 import sys
 from pathlib import Path
 
-from engine.cli.options import bounded_int
+from engine.cli.options import add_ray_options, bounded_int
 from engine.errors import EngineError
 
 
@@ -41,8 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt if it exists")
     p.add_argument("--no-export", action="store_true", help="do not export model.onnx at the end")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
-    from engine.cli.sweep import add_sweep_options
-
     add_sweep_options(p)
     from engine.cli.train_kl import add_kl_options
 
@@ -52,70 +48,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def build_config(args: argparse.Namespace):
     """The TrainConfig the flags ask for."""
-    from engine.learn.train import TrainConfig, TrainError, preset_config
+    from engine.learn.recipe import config_from_flags
 
-    if args.config:
-        path = Path(args.config)
-        try:
-            base = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise TrainError(f"--config {args.config!r} is not a readable JSON file: {exc}") from None
-        cfg = TrainConfig.from_dict(base)
-    else:
-        cfg = preset_config(args.preset)
-    overrides = {}
-    fields = set(cfg.to_dict())
-    for item in args.set:
-        name, sep, text = item.partition("=")
-        name = name.strip()
-        if not sep or name not in fields:
-            raise TrainError(f"--set {item!r} is not FIELD=VALUE with a TrainConfig field: allowed fields are "
-                             f"{', '.join(sorted(fields))}")
-        try:
-            overrides[name] = json.loads(text)
-        except json.JSONDecodeError:
-            overrides[name] = text
-    d = {**cfg.to_dict(), **overrides}
-    if args.out:
-        d["out_dir"] = args.out
-    elif not args.config and "out_dir" not in overrides:
-        d["out_dir"] = f"runs/{args.preset}"
-    if args.steps is not None:
-        d["total_steps"] = args.steps
-    if args.envs is not None:
-        d["n_envs"] = args.envs
-    if args.seed is not None:
-        d["seed"] = args.seed
-    d["resume"] = bool(args.resume)
-    d["export"] = not args.no_export
-    d["quiet"] = bool(args.quiet)
-    d["command"] = _command(args)
-    try:
-        cfg = TrainConfig.from_dict(d)
-    except TypeError as exc:
-        raise TrainError(f"bad train config: {exc}") from None
-    cfg.validate()
-    return cfg
+    return config_from_flags(preset=args.preset, config=args.config, sets=args.set, out=args.out, steps=args.steps,
+                             envs=args.envs, seed=args.seed, resume=args.resume, export=not args.no_export,
+                             quiet=args.quiet)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _command(args: argparse.Namespace) -> str:
-    """The canonical ``qriff train`` command line for these flags (recorded in the model)."""
-    parts = ["qriff", "train"]
-    if args.config:
-        parts += ["--config", args.config]
-    elif args.preset != "default":
-        parts += ["--preset", args.preset]
-    for item in args.set:
-        parts += ["--set", item]
-    for flag, value in (("--out", args.out), ("--steps", args.steps), ("--envs", args.envs), ("--seed", args.seed)):
-        if value is not None:
-            parts += [flag, str(value)]
-    parts += [flag for flag, on in (("--resume", args.resume), ("--no-export", args.no_export)) if on]
-    return shlex.join(parts)
+def add_sweep_options(parser: argparse.ArgumentParser) -> None:
+    g = add_ray_options(parser)
+    g.add_argument("--sweep", default=None, metavar="FILE",
+                   help="run the grid of trainings in a TOML sweep file on Ray Tune (see docs/scaling.md); "
+                        "writes OUT/results.md, results.json, metric.png, best.onnx and OUT/trials/")
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    """``qriff train --sweep FILE``: the sweep of :mod:`engine.scaleout.sweep`."""
+    from engine.scaleout import ScaleoutError, require_ray
+
+    require_ray("--sweep")
+    from engine.scaleout.sweep import load_sweep, run_sweep
+
+    clash = [flag for flag, used in (("--config", args.config), ("--preset", args.preset != "default"),
+                                     ("--set", args.set), ("--steps", args.steps is not None),
+                                     ("--envs", args.envs is not None), ("--seed", args.seed is not None),
+                                     ("--resume", args.resume), ("--no-export", args.no_export)) if used]
+    if clash:
+        raise ScaleoutError(f"--sweep {args.sweep!r} takes the configs from the file: drop {', '.join(clash)} "
+                            "(put them in the file's preset/config, [set] or seeds)")
+    out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.sweep).stem}"
+    spec = load_sweep(args.sweep, out)
+    doc = run_sweep(spec, address=args.ray_address, workers=args.workers, quiet=args.quiet)
+    if not args.quiet:
+        best = doc["trials"][0]
+        failed = sum(r["error"] is not None for r in doc["trials"])
+        print(f"{len(spec.trials)} trials in {doc['wall_s'] / 60:.1f} min ({failed} failed); best {best['trial']} "
+              f"{spec.metric}={best['value']:.4f}; wrote {spec.out / 'results.md'}, results.json, metric.png"
+              + (", best.onnx" if (spec.out / "best.onnx").is_file() else ""))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,8 +98,6 @@ def run(args: argparse.Namespace) -> int:
 
         return run_kl(args)
     if args.sweep:
-        from engine.cli.sweep import run_sweep_command
-
         return run_sweep_command(args)
     try:
         from engine.learn.train import train

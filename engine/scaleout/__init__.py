@@ -8,6 +8,17 @@ which uses :func:`connect` too.
 :func:`connect` starts a local Ray (``address=None``, ``workers`` CPUs) or joins a
 running cluster (``address="HOST:PORT"``, ``"auto"`` or ``"ray://HOST:PORT"``). An
 address that does not answer within ``timeout`` seconds is an error, not a hang.
+
+Worker priority: Ray renices every worker process by +15 (its ``worker_niceness``
+setting) so that its own daemons stay responsive. A qriff worker is a training run or a
+render, the very work the user asked for, and on a machine with anything else running
+a +15 process gets a fraction of a core (a trial trained 15-25% slower in a Ray worker
+than in the calling process at load ~3, and far slower under heavier load; see
+``docs/scaling.md``). :func:`connect` therefore has Ray start its workers at the
+caller's own priority (:data:`WORKER_ENV`), unless ``RAY_worker_niceness`` is already
+set in the environment, which then wins. On a Ray that was initialised elsewhere,
+:func:`match_priority` (called by each sweep trial) lowers the worker's nice value back
+to the caller's where the operating system allows it.
 """
 
 from __future__ import annotations
@@ -29,6 +40,12 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0
 
 INSTALL_HINT = "pip install 'qriff[ray]'"
+
+#: Ray's setting for the nice increment of its worker processes (default +15), as an
+#: environment variable of the raylet (local Ray) or of each worker (joined cluster).
+NICENESS_VAR = "RAY_worker_niceness"
+#: The environment qriff's Ray workers start with: the caller's priority, not +15.
+WORKER_ENV = {NICENESS_VAR: "0"}
 
 
 class ScaleoutError(EngineError):
@@ -101,14 +118,19 @@ def connect(address: str | None = None, workers: int | None = None, *, flag: str
     kwargs: dict[str, Any] = {"include_dashboard": False,
                               "logging_level": logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR,
                               "log_to_driver": log.isEnabledFor(logging.DEBUG)}
+    own_niceness = NICENESS_VAR not in os.environ
     if address:
         check_reachable(address, timeout)
         kwargs["address"] = address
+        if own_niceness:  # the cluster's raylets are not ours: each of this job's workers gets the setting
+            kwargs["runtime_env"] = {"env_vars": dict(WORKER_ENV)}
     else:
         # "local": a Ray of our own, even when another one (a 'ray start', a test cluster) runs on this machine.
         kwargs.update(address="local", num_cpus=workers or os.cpu_count() or 1)
     try:
-        ray.init(**kwargs)
+        # A local raylet inherits this environment, and its workers (the pre-started ones too) inherit the raylet's.
+        with _environment(WORKER_ENV if own_niceness and not address else {}):
+            ray.init(**kwargs)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ScaleoutError(f"{flag} {address!r} could not be joined: {first}" if address
@@ -117,6 +139,44 @@ def connect(address: str | None = None, workers: int | None = None, *, flag: str
         yield ray
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` set in ``os.environ`` for the duration (for child processes), then restored."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def process_priority() -> int:
+    """This process's nice value (0 normal, 19 lowest)."""
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def match_priority(nice: int) -> int:
+    """Lower this process's nice value to ``nice`` if it is higher (a Ray worker at +15); returns the value now.
+
+    Raising a process's priority needs privileges (root or ``RLIMIT_NICE``); where the
+    system refuses, the worker stays as it is and a warning names the fix.
+    """
+    now = process_priority()
+    if now > nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+            now = process_priority()
+        except OSError:
+            log.warning("this Ray worker runs at nice %d, the caller at %d, and cannot be raised back: it gets less "
+                        "CPU than the same work in the caller. Start the cluster with %s=0 in its environment",
+                        now, nice, NICENESS_VAR)
+    return now
 
 
 def cluster_cpus(ray: Any) -> int:

@@ -7,6 +7,7 @@ keeps Ray's start-up out of every other test. The kill tests add a third node an
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -114,8 +115,8 @@ gamma = {gammas}
 
 
 def test_sweep_spreads_over_both_nodes_and_trials_equal_plain_runs(cluster, tmp_path):
-    from engine.cli.sweep import load_sweep, run_sweep
     from engine.learn.train import TrainConfig, train
+    from engine.scaleout.sweep import load_sweep, run_sweep
 
     path = tmp_path / "s.toml"
     path.write_text(SWEEP.format(seeds=[0], steps=200, gammas=[0.8, 0.9]))
@@ -126,6 +127,10 @@ def test_sweep_spreads_over_both_nodes_and_trials_equal_plain_runs(cluster, tmp_
     # the previous test killed can still be listed alive until the GCS notices.)
     nodes = {r["node"] for r in doc["trials"]}
     assert len(nodes) == 2, nodes
+    # The cluster's workers start at Ray's +15; each trial brings its worker back to this process's priority
+    # (which needs root, as renicing upwards does).
+    if os.geteuid() == 0:
+        assert {r["nice"] for r in doc["trials"]} == {os.getpriority(os.PRIO_PROCESS, 0)}
     assert (tmp_path / "sweep" / "best.onnx").read_bytes() == \
         (tmp_path / "sweep" / "trials" / doc["best"] / "model.onnx").read_bytes()
     assert doc["trials"][0]["value"] <= doc["trials"][1]["value"]  # mode min: best first
@@ -144,7 +149,7 @@ def test_sweep_spreads_over_both_nodes_and_trials_equal_plain_runs(cluster, tmp_
 
 
 def test_sweep_survives_a_node_killed_mid_run(cluster, tmp_path):
-    from engine.cli.sweep import load_sweep, run_sweep
+    from engine.scaleout.sweep import load_sweep, run_sweep
 
     doomed = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()

@@ -53,8 +53,8 @@ def sweep_file(tmp_path):
 
 def test_sweep_trials_are_the_plain_train_configs(sweep_file, tmp_path):
     from engine.cli import build_parser
-    from engine.cli.sweep import load_sweep
     from engine.cli.train import build_config
+    from engine.scaleout.sweep import load_sweep
 
     path = sweep_file('seeds = [0, 3]\n[set]\neval_corpus = false\n[grid]\ngamma = [0.8, 0.9]\n"style.motif" = [2]\n')
     spec = load_sweep(path, tmp_path / "out")
@@ -79,14 +79,14 @@ def test_sweep_trials_are_the_plain_train_configs(sweep_file, tmp_path):
     ("[grid]\n\"env.scales\" = [[\"klingon\"]]\n", "klingon"),
 ])
 def test_bad_sweep_files_name_the_key(sweep_file, tmp_path, body, message):
-    from engine.cli.sweep import load_sweep
+    from engine.scaleout.sweep import load_sweep
 
     with pytest.raises(ScaleoutError, match="sweep file .*" + message.replace("[", r"\[").replace("]", r"\]")):
         load_sweep(sweep_file(body), tmp_path / "out")
 
 
 def test_sweep_metric_must_be_one_the_evaluation_reports(sweep_file, tmp_path):
-    from engine.cli.sweep import load_sweep
+    from engine.scaleout.sweep import load_sweep
 
     with pytest.raises(ScaleoutError, match="'overlap_pitch' is not a metric.*overlap_pitch_class"):
         load_sweep(sweep_file("", head='preset = "tiny"\nmetric = "folk.overlap_pitch"\n'), tmp_path)
@@ -97,7 +97,7 @@ def test_sweep_metric_must_be_one_the_evaluation_reports(sweep_file, tmp_path):
 
 
 def test_results_table_and_plot(tmp_path):
-    from engine.cli.sweep import plot_metric, results_markdown
+    from engine.scaleout.sweep import plot_metric, results_markdown
 
     doc = {"file": "s.toml", "metric": "folk.x", "mode": "max", "swept": ["gamma", "seed"], "best": "trial-001",
            "wall_s": 12.0, "trials": [

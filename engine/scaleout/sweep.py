@@ -1,4 +1,4 @@
-"""``qriff train --sweep FILE``: a grid of training runs over Ray Tune, and the Ray flags.
+"""Sweeps: a grid of training runs over Ray Tune (``qriff train --sweep FILE``).
 
 A sweep file is TOML::
 
@@ -17,17 +17,23 @@ A sweep file is TOML::
     "env.bars" = [[1, 2], [2, 4]]    # an EnvConfig field (TrainConfig.env)
     "style.motif" = [0, 2]           # a style weight: the training style becomes "folk,motif=2"
 
-Each trial is a plain :func:`engine.train.train` run built by the same code as
-``qriff train`` (:func:`engine.cli.train.build_config`), so a trial's result is the
-one that ``qriff train`` with the trial's recorded command gives. Trials write into
+Each trial is a plain :func:`engine.learn.train.train` run built by the same code as
+``qriff train`` (:func:`engine.learn.recipe.config_from_flags`), so a trial's result is
+the one that ``qriff train`` with the trial's recorded command gives. Trials write into
 ``OUT/trials/trial-NNN`` (on a multi-node cluster ``OUT`` must be storage every node
 sees, as Ray Tune requires); the sweep writes ``OUT/results.md``, ``OUT/results.json``,
 ``OUT/metric.png`` and copies the best trial's model to ``OUT/best.onnx``.
+
+What keeps a sweep from costing more than its trials (``docs/scaling.md`` has the
+figures): the workers run at the caller's priority, not Ray's default +15
+(:func:`engine.scaleout.connect`, and :func:`engine.scaleout.match_priority` in each
+trial); Tune reuses a trial's actor for the next trial (``reuse_actors``), so a worker
+imports torch and the engine once, not once per trial (each trial reports its
+``import_s``, 0 on a reused worker, and its ``nice``).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import json
@@ -39,10 +45,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.cli.options import add_ray_options
 from engine.errors import EngineError
 from engine.music.clip import atomic_write
-from engine.scaleout import ScaleoutError, cluster_cpus, connect, node_id, read_spec, require_ray
+from engine.scaleout import ScaleoutError, cluster_cpus, connect, match_priority, node_id, process_priority, read_spec
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +89,7 @@ def _fail(path: Path, message: str) -> ScaleoutError:
 
 def load_sweep(path: str | Path, out: str | Path) -> SweepSpec:
     """Parse and validate a sweep file; every trial's config is checked before anything runs."""
-    from engine.cli.train import build_config
+    from engine.learn.recipe import config_from_flags
     from engine.learn.train import TrainConfig, TrainError, preset_config
     from engine.mdp import styles
     from engine.mdp.env import EnvConfig
@@ -109,13 +114,11 @@ def load_sweep(path: str | Path, out: str | Path) -> SweepSpec:
     if not isinstance(fixed, dict) or not isinstance(grid, dict):
         raise _fail(path, "set and grid must be tables ([set], [grid])")
 
-    base_args = argparse.Namespace(preset=doc.get("preset", "default"), config=doc.get("config"), set=[], out=None,
-                                   steps=None, envs=None, seed=None, resume=False, no_export=False, quiet=True)
+    preset, config = doc.get("preset", "default"), doc.get("config")
     try:
-        base = TrainConfig.from_dict(json.loads(Path(base_args.config).read_text())) if base_args.config \
-            else preset_config(base_args.preset)
+        base = TrainConfig.from_dict(json.loads(Path(config).read_text())) if config else preset_config(preset)
     except (OSError, json.JSONDecodeError) as exc:
-        raise _fail(path, f"config {base_args.config!r} is not a readable JSON file ({exc})") from None
+        raise _fail(path, f"config {config!r} is not a readable JSON file ({exc})") from None
     except TrainError as exc:
         raise _fail(path, str(exc)) from None
     train_fields = set(base.to_dict()) - {"seed", "out_dir", "resume", "quiet", "command", "export"}
@@ -152,10 +155,9 @@ def load_sweep(path: str | Path, out: str | Path) -> SweepSpec:
             overrides["env"] = env
         for seed in seeds:
             name = f"trial-{len(trials):03d}"
-            args = argparse.Namespace(**{**vars(base_args), "seed": seed, "out": str(out / "trials" / name),
-                                         "set": [f"{k}={json.dumps(v)}" for k, v in overrides.items()]})
-            try:
-                cfg = build_config(args)
+            try:  # trials run without a progress bar
+                cfg = config_from_flags(preset=preset, config=config, seed=seed, out=str(out / "trials" / name),
+                                        sets=[f"{k}={json.dumps(v)}" for k, v in overrides.items()], quiet=True)
                 EnvConfig(**{k: _tupled(v) for k, v in cfg.env.items()}).validated()
             except EngineError as exc:  # TrainError, and EnvConfig and style errors, name the bad field
                 raise _fail(path, f"{name} ({_describe(point, seed)}): {exc}") from None
@@ -207,16 +209,24 @@ def _check_metric(path: Path, metric: str, trials: list[Trial]) -> None:
 # ---------------------------------------------------------------------- running
 
 def _run_trial(config: dict[str, Any]) -> None:
-    """Ray Tune's trainable: one plain training run, its final metrics reported once."""
+    """Ray Tune's trainable: one plain training run, its final metrics reported once.
+
+    ``config["caller_nice"]`` is the sweep command's nice value: a worker left at Ray's
+    +15 is brought back to it (see :func:`engine.scaleout.match_priority`).
+    """
+    entered = time.perf_counter()
+    nice = match_priority(config["caller_nice"])
     from ray import tune
 
-    from engine.learn.train import TrainConfig, train
+    from engine.learn.train import TrainConfig, train  # imported once per worker: Tune reuses the actor
 
+    import_s = time.perf_counter() - entered
     trial = config["trial"]
     result = train(TrainConfig.from_dict(trial["config"]))
     metrics = result.metrics
     report: dict[str, Any] = {"trial": trial["name"], "node": node_id(), "env_steps": result.env_steps,
-                              "train_wall_s": result.wall_s,
+                              "train_wall_s": result.wall_s, "nice": nice, "pid": os.getpid(),
+                              "import_s": import_s,
                               "episode_return": metrics.get("episode_return")}
     for style, values in (metrics.get("eval") or {}).items():
         report.update({f"{style}.{k}": v for k, v in values.items()})
@@ -239,7 +249,8 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, workers: int | Non
         bar = _ProgressBar(len(spec.trials), quiet)
         tuner = tune.Tuner(
             tune.with_resources(_run_trial, {"cpu": spec.cpus_per_trial}),
-            param_space={"trial": tune.grid_search([dataclasses.asdict(t) for t in spec.trials])},
+            param_space={"trial": tune.grid_search([dataclasses.asdict(t) for t in spec.trials]),
+                         "caller_nice": process_priority()},
             tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, reuse_actors=True,
                                         trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(name="tune", storage_path=str((spec.out / "ray").resolve()), verbose=0,
@@ -305,6 +316,7 @@ def _results(spec: SweepSpec, by_name: dict[str, Any], wall_s: float) -> dict[st
             (str(r.error).strip().splitlines()[-1] if r is not None and r.error is not None else "no result")
         rows.append({"trial": t.name, "params": t.params, "value": _number(metrics.get(spec.metric)),
                      "node": metrics.get("node"), "train_wall_s": metrics.get("train_wall_s"),
+                     "nice": metrics.get("nice"), "pid": metrics.get("pid"), "import_s": metrics.get("import_s"),
                      "metrics": {k: v for k, v in metrics.items() if "." in k or k == "episode_return"},
                      "dir": str(spec.out / "trials" / t.name), "command": t.command, "error": error})
     ok = [r for r in rows if r["value"] is not None]
@@ -381,33 +393,3 @@ def plot_metric(doc: dict[str, Any], path: Path) -> Path:
 def _sort_key(label: str) -> tuple[int, float, str]:
     v = _number(json.loads(label))
     return (0, v, "") if v is not None else (1, 0.0, label)
-
-
-# --------------------------------------------------------------------- command line
-
-def add_sweep_options(parser: argparse.ArgumentParser) -> None:
-    g = add_ray_options(parser)
-    g.add_argument("--sweep", default=None, metavar="FILE",
-                   help="run the grid of trainings in a TOML sweep file on Ray Tune (see README 'Scaling out'); "
-                        "writes OUT/results.md, results.json, metric.png, best.onnx and OUT/trials/")
-
-
-def run_sweep_command(args: argparse.Namespace) -> int:
-    require_ray("--sweep")
-    clash = [flag for flag, used in (("--config", args.config), ("--preset", args.preset != "default"),
-                                     ("--set", args.set), ("--steps", args.steps is not None),
-                                     ("--envs", args.envs is not None), ("--seed", args.seed is not None),
-                                     ("--resume", args.resume), ("--no-export", args.no_export)) if used]
-    if clash:
-        raise ScaleoutError(f"--sweep {args.sweep!r} takes the configs from the file: drop {', '.join(clash)} "
-                            "(put them in the file's preset/config, [set] or seeds)")
-    out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.sweep).stem}"
-    spec = load_sweep(args.sweep, out)
-    doc = run_sweep(spec, address=args.ray_address, workers=args.workers, quiet=args.quiet)
-    if not args.quiet:
-        best = doc["trials"][0]
-        failed = sum(r["error"] is not None for r in doc["trials"])
-        print(f"{len(spec.trials)} trials in {doc['wall_s'] / 60:.1f} min ({failed} failed); best {best['trial']} "
-              f"{spec.metric}={best['value']:.4f}; wrote {spec.out / 'results.md'}, results.json, metric.png"
-              + (", best.onnx" if (spec.out / "best.onnx").is_file() else ""))
-    return 0
