@@ -20,6 +20,7 @@ import logging
 import os
 import pickle
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,20 +139,30 @@ def export_model(net: QNetwork, path: str | os.PathLike[str], style_terms: tuple
     model = onnx.load_from_string(raw)
     meta = build_metadata(net, style_terms, train_config=train_config or {}, train_metrics=train_metrics or {},
                           model_id=model_id or path.stem, train_command=train_command)
+    return write_checked_model(model, meta, path, "qriff melody Q-network: obs float32 [batch, D] -> q_values "
+                               "float32 [batch, 38]", (lambda data: parity_check(net, data, style_terms)) if check else None)
+
+
+def write_checked_model(model: Any, meta: dict[str, str], path: Path, doc: str,
+                        parity: Callable[[bytes], ParityReport] | None) -> ParityReport | None:
+    """Set ``meta`` and ``doc`` on the ONNX ``model``, check it, run ``parity`` on its bytes (when
+    given) and write it atomically to ``path``; ModelError (nothing written) when parity fails."""
+    import onnx
+
     del model.metadata_props[:]
     for k, v in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     model.producer_name = "qriff"
-    model.doc_string = "qriff melody Q-network: obs float32 [batch, D] -> q_values float32 [batch, 38]"
+    model.doc_string = doc
     onnx.checker.check_model(model)
     data = model.SerializeToString()
     report = None
-    if check:
-        report = parity_check(net, data, style_terms)
+    if parity is not None:
+        report = parity(data)
         if not report.ok:
-            raise ModelError(f"export parity check failed: max |Q_torch - Q_onnx| = {report.max_abs_diff:.2e} "
-                             f"(allowed {PARITY_TOLERANCE:g} x max |Q| {max(1.0, report.q_scale):.3g}), "
+            raise ModelError(f"export parity check failed: max |torch - onnx| = {report.max_abs_diff:.2e} "
+                             f"(allowed {PARITY_TOLERANCE:g} x max |output| {max(1.0, report.q_scale):.3g}), "
                              f"greedy melodies identical: {report.greedy_identical}")
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     log.info("exported %s (%d bytes)%s", path, len(data), f", parity {report.to_dict()}" if report else "")

@@ -25,8 +25,7 @@ import numpy as np
 import torch
 
 from engine.errors import ModelError
-from engine.files import atomic_write
-from engine.learn.export import PARITY_TOLERANCE, ParityReport, model_metadata, parity_contexts
+from engine.learn.export import ParityReport, model_metadata, parity_contexts, write_checked_model
 from engine.learn.seqmodel import KLPolicyNet, StepModule
 from engine.mdp import observation
 from engine.runtime import Policy
@@ -66,25 +65,10 @@ def export_seq_model(net: KLPolicyNet, path: str | os.PathLike[str], style_terms
                           train_metrics=train_metrics or {}, model_id=model_id or path.stem,
                           train_command=train_command, fmt=RECURRENT_FORMAT,
                           extra={"state_size": str(net.state_size)})
-    del model.metadata_props[:]
-    for k, v in meta.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, v
-    model.producer_name = "qriff"
-    model.doc_string = ("qriff recurrent melody policy: (obs [batch, D], state [batch, S]) -> "
-                        "(q_values [batch, 38], state_out [batch, S])")
-    onnx.checker.check_model(model)
-    data = model.SerializeToString()
-    report = None
-    if check:
-        report = parity_check(net, data, style_terms)
-        if not report.ok:
-            raise ModelError(f"export parity check failed: max |torch - onnx| = {report.max_abs_diff:.2e} "
-                             f"(allowed {PARITY_TOLERANCE:g} x {max(1.0, report.q_scale):.3g}), "
-                             f"greedy melodies identical: {report.greedy_identical}")
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
-    log.info("exported %s (%d bytes)%s", path, len(data), f", parity {report.to_dict()}" if report else "")
-    return report
+    doc = ("qriff recurrent melody policy: (obs [batch, D], state [batch, S]) -> "
+           "(q_values [batch, 38], state_out [batch, S])")
+    return write_checked_model(model, meta, path, doc,
+                               (lambda data: parity_check(net, data, style_terms)) if check else None)
 
 
 def torch_greedy(net: KLPolicyNet, contexts: list[observation.MelodyContext]) -> tuple[np.ndarray, list[np.ndarray]]:
