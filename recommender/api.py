@@ -275,6 +275,32 @@ class Recommender:
             warnings.append(f"the catalog offers only {len(picks)} tracks for this playlist (asked for {steps})")
         return Recommendation(user, self._tracks(np.array(picks, np.int64), np.array(scores)), cold, source, warnings)
 
+    def candidate_scores(self, history: list[int], outcomes: list[int], candidates: list[int],
+                         head: str = "q") -> np.ndarray:
+        """Scores float64 ``[K]`` of catalog tracks ``candidates`` right after ``history`` (catalog ids,
+        oldest first) with their ``outcomes`` (:mod:`recommender.rewards`).
+
+        ``head="q"``: Q-values, the value of playing each one next *and* of the session after it;
+        ``head="rank"``: the model's ``rank_by`` score (what ``next`` ranks by). The state is built as
+        for a new listener (taste folded in from the history). Tracks newer than the model are scored
+        from their features with zero biases.
+        """
+        self._need_model()
+        if head not in ("q", "rank"):
+            raise ConfigError(f"head {head!r} is not known (allowed: q, rank)")
+        if len(history) != len(outcomes):
+            raise ConfigError(f"history has {len(history)} tracks but {len(outcomes)} outcomes (allowed: one each)")
+        items = [int(i) for i in history]
+        h = self.scorer.state(self._vectors(items), np.asarray(outcomes, np.int64), self._user_vector(None, items))
+        dense = self._dense(list(candidates))
+        new = np.flatnonzero(dense == 0)
+        extra = self._vectors([int(candidates[i]) for i in new]) if len(new) else None
+        known = np.flatnonzero(dense > 0)
+        rank, q = self.scorer.scores(h, dense[known], extra)
+        out = np.empty(len(dense), np.float64)
+        out[np.concatenate([known, new])] = q if head == "q" else rank
+        return out
+
     def search(self, query: str, user: str | None = None, n: int = 10, history: list[str] | None = None,
                pool: int = 100, user_weight: float = 0.5) -> Recommendation:
         """Tracks matching ``query`` (FTS5 bm25), re-ranked by the user's Q-values when a user or history is given.
