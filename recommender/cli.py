@@ -400,7 +400,8 @@ def run_evaluate_recsim(args: argparse.Namespace) -> int:
     if args.negative_control:
         from dataclasses import replace
 
-        ctrl = evaluate_recsim(replace(cfg, world=replace(world, quality_affects_budget=False)), progress=progress)
+        ctrl = evaluate_recsim(replace(cfg, world=replace(world, quality_affects_budget=False), ablations=False),
+                               progress=progress)
         out["negative_control"] = ctrl.to_dict()
         text += "\n\n" + ctrl.table("Negative control (quality gives no time back)")
     if args.out:

@@ -62,10 +62,15 @@ STREAMS = {"logs": 1, "eval": 2, "tune": 3, "online": 4}
 
 
 def _import_recsim():
+    import contextlib
+
     try:
-        from recsim import choice_model, document
-        from recsim.environments import interest_evolution as iev
-        from recsim.simulator import environment
+        # RecSim imports the old gym (only for its spaces), which prints an "unmaintained" notice on
+        # stderr at import: nothing a qriff user can act on, so it is kept off their terminal
+        with contextlib.redirect_stderr(io.StringIO()):
+            from recsim import choice_model, document
+            from recsim.environments import interest_evolution as iev
+            from recsim.simulator import environment
     except ImportError as exc:
         raise ConfigError(f"--env recsim needs RecSim ({exc}): pip install 'qriff[recsim]' "
                           "(recsim-no-tf==0.2.3 and six)") from None

@@ -92,6 +92,8 @@ class RecSimEvalConfig:
     """TrainConfig of the DQN (default: :func:`default_train_config`)."""
     factors: int = 16
     """ALS factors of the candidate model (the taste vector folded into the state)."""
+    ablations: bool = True
+    """False: only gamma 0 beside the DQN (no 'no Q-loss', no online rollouts), e.g. for the control."""
 
     def __post_init__(self) -> None:
         if self.behaviour not in BEHAVIOURS:
@@ -214,8 +216,10 @@ def run_seed(cfg: RecSimEvalConfig, seed: int, workdir: Path, progress: bool = F
     out["completion rate"] = _returns(world, completion_rate_policy(world, logged), n)
 
     csv_text = episodes_csv(world, logged)
-    variants = {"dqn": cfg.train, "dqn, gamma 0": replace(cfg.train, gamma=0.0),
-                "dqn, no Q-loss": replace(cfg.train, q_weight=0.0, rank_by="sqn")}
+    variants = {"dqn": cfg.train, "dqn, gamma 0": replace(cfg.train, gamma=0.0)}
+    if cfg.ablations:
+        variants["dqn, no Q-loss"] = replace(cfg.train, q_weight=0.0, rank_by="sqn")
+    online_episodes = cfg.online_episodes if cfg.ablations else 0
     for name, tc in variants.items():
         d = workdir / f"s{seed}-{name.replace(', ', '-').replace(' ', '-')}"
         d.mkdir(parents=True, exist_ok=True)
@@ -225,17 +229,17 @@ def run_seed(cfg: RecSimEvalConfig, seed: int, workdir: Path, progress: bool = F
         pol = QPolicy(db, model, world.config.pool, by="q" if tc.q_weight > 0 else "rank")
         try:
             out[name] = _returns(world, pol, n)
-            if name == "dqn" and cfg.online_episodes:
+            if name == "dqn" and online_episodes:
                 explore = QPolicy(db, model, world.config.pool, epsilon=0.1, seed=seed)
                 try:
-                    online = list(world.episodes(explore, cfg.online_episodes, "online", progress=progress,
+                    online = list(world.episodes(explore, online_episodes, "online", progress=progress,
                                                  prefix="recsim-online"))
                 finally:
                     explore.close()
                 online_text = episodes_csv(world, online, first=cfg.logged_episodes)
         finally:
             pol.close()
-        if name == "dqn" and cfg.online_episodes:
+        if name == "dqn" and online_episodes:
             _ingest(db, d / "online.csv", online_text)
             model2 = d / "online.model.npz"
             _train(db, model2, tc, cfg.factors, seed)
@@ -259,7 +263,8 @@ def evaluate_recsim(cfg: RecSimEvalConfig, progress: bool = False) -> RecSimResu
 
     res = RecSimResult({"world": asdict(cfg.world), "logged_episodes": cfg.logged_episodes,
                         "behaviour": cfg.behaviour, "episodes": cfg.episodes, "seeds": cfg.seeds,
-                        "online_episodes": cfg.online_episodes, "train": asdict(cfg.train), "factors": cfg.factors})
+                        "online_episodes": cfg.online_episodes if cfg.ablations else 0, "train": asdict(cfg.train),
+                        "factors": cfg.factors})
     prices = []
     with tempfile.TemporaryDirectory(prefix="qriff-recsim-") as tmp:
         for k in tqdm(range(cfg.seeds), disable=not progress, unit="seed", desc="recsim"):
