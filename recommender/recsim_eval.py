@@ -270,6 +270,7 @@ def evaluate_recsim(cfg: RecSimEvalConfig, progress: bool = False) -> RecSimResu
         for k in tqdm(range(cfg.seeds), disable=not progress, unit="seed", desc="recsim"):
             out = run_seed(cfg, cfg.world.seed + k, Path(tmp), progress=progress)
             prices.append(out.pop("planner price"))
+            log.info("seed %d: %s", cfg.world.seed + k, {r: round(v, 2) for r, v in out.items()})
             for row in ROWS:
                 if row in out:
                     res.returns.setdefault(row, []).append(out[row])
