@@ -162,15 +162,16 @@ def register_rec(subparsers: Any) -> None:
     g.add_argument("--pool", type=bounded_int(2, 100_000), default=None,
                    help="documents in the fixed pool, the catalog (default 200)")
     g.add_argument("--time-budget", type=bounded_float(1.0, 10_000.0), default=None, metavar="MIN",
-                   help="each listener's session budget in minutes (default 200, RecSim's)")
+                   help="each listener's session budget in minutes (default 60, about 30 steps a session; "
+                        "RecSim's own utility-model users have 200)")
     g.add_argument("--logged-episodes", type=bounded_int(2, 1_000_000), default=None, metavar="K",
-                   help="sessions the behaviour policy logs a seed, the DQN's training data (default 300)")
+                   help="sessions the behaviour policy logs a seed, the DQN's training data (default 1000)")
     g.add_argument("--behaviour", choices=("random", "myopic", "mixed"), default=None,
                    help="the logging policy (default mixed: myopic, half the steps uniform)")
     g.add_argument("--episodes", type=bounded_int(1, 1_000_000), default=None,
                    help="evaluation listeners a seed, the same for every policy (default 100)")
     g.add_argument("--online-episodes", type=bounded_int(0, 1_000_000), default=None,
-                   help="sessions the DQN plays online for the rollouts row (default 100; 0: no row)")
+                   help="sessions the DQN plays online for the rollouts row (default 300; 0: no row)")
     g.add_argument("--gamma", type=bounded_float(0.0, 0.99), default=None, help="the DQN's discount (default 0.99)")
     g.add_argument("--negative-control", action="store_true",
                    help="also run with quality giving no time back (RecSim's long-horizon mechanism off)")
@@ -385,13 +386,13 @@ def run_evaluate_recsim(args: argparse.Namespace) -> int:
         raise ConfigError("--dataset, --models, --tune and --simulate belong to the offline protocol, not "
                           "--env recsim (which makes its own logs): drop them")
     world = RecSimConfig(candidates=args.candidates or 10, pool=args.pool or 200,
-                         time_budget=args.time_budget or 200.0, seed=args.seed)
-    train = default_train_config(gamma=0.99 if args.gamma is None else args.gamma, epochs=args.epochs or 20)
+                         time_budget=args.time_budget or 60.0, seed=args.seed)
+    train = default_train_config(gamma=0.99 if args.gamma is None else args.gamma, epochs=args.epochs or 150)
     if args.encoder:
         train.net.encoder = args.encoder
-    cfg = RecSimEvalConfig(world=world, logged_episodes=args.logged_episodes or 300,
+    cfg = RecSimEvalConfig(world=world, logged_episodes=args.logged_episodes or 1000,
                            behaviour=args.behaviour or "mixed", episodes=args.episodes or 100, seeds=args.seeds,
-                           online_episodes=100 if args.online_episodes is None else args.online_episodes,
+                           online_episodes=300 if args.online_episodes is None else args.online_episodes,
                            train=train)
     progress = not (args.quiet or args.json) and sys.stderr.isatty()
     res = evaluate_recsim(cfg, progress=progress)

@@ -85,8 +85,9 @@ class RecSimConfig:
     """Documents offered each step (drawn from the pool, no repeats within a step)."""
     pool: int = 200
     """Documents in the fixed pool (the catalog's tracks)."""
-    time_budget: float = 200.0
-    """Each listener's session budget in minutes (RecSim's utility-model users have 200)."""
+    time_budget: float = 60.0
+    """Each listener's session budget in minutes (RecSim's utility-model users have 200; 60 keeps a
+    session near 30 steps, which gamma 0.99 spans)."""
     quality_affects_budget: bool = True
     """False switches RecSim's long-horizon mechanism off (document_quality_factor 0: a good
     item gives no time back), the negative control."""
