@@ -307,15 +307,15 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise ConfigError("evaluation trains models and needs torch: pip install 'qriff[train]'") from None
     if args.env == "recsim":
         return run_evaluate_recsim(args)
     given = [f"--{f.replace('_', '-')}" for f in RECSIM_FLAGS if getattr(args, f) not in (None, False)]
     if given:
         raise ConfigError(f"{', '.join(given)} only apply to --env recsim (got --env {args.env}): add --env recsim")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConfigError("evaluation trains models and needs torch: pip install 'qriff[train]'") from None
     from recommender.evaluation import MODELS, default_dqn_config, evaluate, evaluate_simulator, tune
 
     models = MODELS if args.models == "all" else tuple(m.strip() for m in args.models.split(",") if m.strip())
@@ -387,6 +387,10 @@ def run_evaluate_recsim(args: argparse.Namespace) -> int:
                           "--env recsim (which makes its own logs): drop them")
     world = RecSimConfig(candidates=args.candidates or 10, pool=args.pool or 200,
                          time_budget=args.time_budget or 60.0, seed=args.seed)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConfigError("evaluation trains models and needs torch: pip install 'qriff[train]'") from None
     train = default_train_config(gamma=0.99 if args.gamma is None else args.gamma, epochs=args.epochs or 150)
     if args.encoder:
         train.net.encoder = args.encoder

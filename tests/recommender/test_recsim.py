@@ -160,6 +160,7 @@ def test_small_recsim_run_has_every_row(tmp_path):
     assert "| dqn, gamma 0 |" in res.table() and res.to_dict()["rows"]["myopic"]["vs_myopic"] == 1.0
 
 
+@pytest.mark.slow  # subprocesses
 @pytest.mark.parametrize("argv, match", [
     (["--env", "gym"], "argument --env: invalid choice: 'gym'"),
     (["--env", "recsim", "--candidates", "1"], "argument --candidates: 1 is out of range"),
