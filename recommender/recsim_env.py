@@ -357,3 +357,60 @@ def completion_rate_policy(world: RecSimWorld, episodes: Sequence[Episode], prio
     mean = done.sum() / max(shown.sum(), 1.0)
     rate = (done + prior * mean) / (shown + prior)
     return lambda ctx: int(np.argmax(rate[ctx.candidates]))
+
+
+# ---------------------------------------------------------------- calibration
+
+@dataclass
+class Calibration:
+    """Predicted against observed click rates on held-out listeners, by bin of predicted probability."""
+
+    predicted: list[float]
+    observed: list[float]
+    count: list[int]
+    z: list[float]
+    """Per bin, (observed - predicted) / binomial standard error."""
+    limit: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(max(abs(z) for z in self.z) <= self.limit)
+
+    def summary(self) -> str:
+        bins = ", ".join(f"{p:.3f}->{o:.3f} (n={n})" for p, o, n in zip(self.predicted, self.observed, self.count))
+        return f"click calibration {'passed' if self.passed else 'FAILED'} (max |z| {max(map(abs, self.z)):.1f}, " \
+               f"limit {self.limit:g}): predicted->observed {bins}"
+
+
+def calibrate_clicks(world: RecSimWorld, model: Callable[[np.ndarray, np.ndarray], np.ndarray], policy: Policy,
+                     episodes: int = 20, bins: int = 5, limit: float = 4.0) -> Calibration:
+    """Check a click model ``model(interests [20], candidates [N]) -> p [N]`` against what RecSim's
+    listeners do (the ``tune`` stream, listeners no policy was trained or tuned on).
+
+    Each step's predicted probability of the played track is binned by quantile; a bin fails when
+    its observed click rate is more than ``limit`` binomial standard errors from the mean
+    prediction. It can fail: a wrong model (e.g. another no-click mass) does.
+    """
+    preds: list[float] = []
+
+    def spy(ctx: Context) -> int:
+        j = policy(ctx)
+        preds.append(float(model(ctx.interests, ctx.candidates[j:j + 1])[0]))
+        return j
+
+    clicks = [s.clicked for ep in world.episodes(spy, episodes, "tune") for s in ep.steps]
+    p, c = np.asarray(preds), np.asarray(clicks, np.float64)
+    edges = np.quantile(p, np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+    out = Calibration([], [], [], [], limit)
+    for b in range(bins):
+        m = which == b
+        if not m.any():
+            continue
+        pm, om, n = float(p[m].mean()), float(c[m].mean()), int(m.sum())
+        se = max(np.sqrt(pm * (1 - pm) / n), 1e-9)
+        out.predicted.append(pm)
+        out.observed.append(om)
+        out.count.append(n)
+        out.z.append((om - pm) / se)
+    return out

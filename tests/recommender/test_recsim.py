@@ -176,3 +176,17 @@ def test_cli_bad_input_is_one_line_exit_2(qriff, argv, match):
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip()
     assert match in err and len(err.splitlines()) == 1, err
+
+
+def test_click_calibration_passes_for_recsims_model_and_fails_for_a_wrong_one(world):
+    from recommender.recsim_env import calibrate_clicks
+
+    right = calibrate_clicks(world, world.click_probability, random_policy(5), episodes=30)
+    assert right.passed, right.summary()
+
+    def wrong(interests, candidates):  # no-click mass 0 instead of 1: clicks over-predicted
+        s = interests[world.pool_clusters[candidates]] + 1.0
+        return s / (s + 1.0)
+
+    bad = calibrate_clicks(world, wrong, random_policy(5), episodes=30)
+    assert not bad.passed and "FAILED" in bad.summary()
