@@ -42,6 +42,7 @@ from recommender.recsim_env import (
     Policy,
     RecSimConfig,
     RecSimWorld,
+    calibrate_clicks,
     completion_rate_policy,
     episodes_csv,
     mixed_policy,
@@ -257,6 +258,8 @@ def run_seed(cfg: RecSimEvalConfig, seed: int, workdir: Path, progress: bool = F
         planner_policy(world, p), cfg.tune_episodes, "tune")]))
     out["known-model planner"] = _returns(world, planner_policy(world, best), n)
     out["planner price"] = best
+    cal = calibrate_clicks(world, world.click_probability, random_policy(seed + 2), episodes=cfg.tune_episodes)
+    out["calibration"] = cal.summary()
     return out
 
 
@@ -273,6 +276,7 @@ def evaluate_recsim(cfg: RecSimEvalConfig, progress: bool = False) -> RecSimResu
         for k in tqdm(range(cfg.seeds), disable=not progress, unit="seed", desc="recsim"):
             out = run_seed(cfg, cfg.world.seed + k, Path(tmp), progress=progress)
             prices.append(out.pop("planner price"))
+            res.notes.append(f"seed {cfg.world.seed + k}: the known model's {out.pop('calibration')}")
             log.info("seed %d: %s", cfg.world.seed + k, {r: round(v, 2) for r, v in out.items()})
             for row in ROWS:
                 if row in out:
