@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gamma", type=float, default=0.99)
     ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--skip-control", action="store_true")
+    ap.add_argument("--no-ablations", action="store_true", help="only gamma 0 beside the DQN (no 'no Q-loss', "
+                    "no online rollouts): a cheaper run")
     ap.add_argument("--control-only", action="store_true", help="only the negative control (run beside the main one)")
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                          seed=args.first_seed)
     cfg = RecSimEvalConfig(world=world, logged_episodes=args.logged_episodes, behaviour=args.behaviour,
                            episodes=args.episodes, seeds=args.seeds, online_episodes=args.online_episodes,
-                           train=default_train_config(gamma=args.gamma, epochs=args.epochs))
+                           train=default_train_config(gamma=args.gamma, epochs=args.epochs),
+                           ablations=not args.no_ablations)
     t0 = time.time()
     targets: list[dict] = []
 
