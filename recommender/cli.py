@@ -131,7 +131,9 @@ def register_rec(subparsers: Any) -> None:
                                    "DQN's inputs), the DQN and its ablations (gamma 0, no Q-loss, ranked by Q), "
                                    "trained in the same run, mean and std over seeds. Sampled metrics are shown "
                                    "beside. --tune picks every family's config on a validation split first; "
-                                   "--simulate adds the simulator's table.")
+                                   "--simulate adds the simulator's table. --env recsim instead logs sessions of RecSim's "
+                                   "interest-evolution world, trains on them through ingest and train, and plays "
+                                   "it against myopic, ablations and a known-model planner (docs/recommender.md).")
     p.add_argument("--env", choices=("logs", "recsim"), default="logs",
                    help="'logs': the offline protocol on --dataset (default); 'recsim': train on logged sessions "
                         "of RecSim's interest-evolution world (pip install 'qriff[recsim]') and play it")
