@@ -118,28 +118,35 @@ class RecSimResult:
     config: dict[str, Any]
     returns: dict[str, list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    seeds: dict[str, list[int]] = field(default_factory=dict)
+    """Per row, the seed of each value in ``returns`` (rows may cover different seeds after a merge)."""
+
+    def add(self, row: str, seed: int, value: float) -> None:
+        self.returns.setdefault(row, []).append(value)
+        self.seeds.setdefault(row, []).append(seed)
 
     def mean(self, row: str) -> float:
         return float(np.mean(self.returns[row]))
 
     def ratio(self, row: str, base: str = "myopic") -> tuple[float, float]:
-        """Mean and std over seeds of ``row / base`` (per seed)."""
-        r = np.asarray(self.returns[row]) / np.asarray(self.returns[base])
+        """Mean and std over seeds of ``row / base`` (per seed, on the seeds both rows have)."""
+        b = dict(zip(self.seeds[base], self.returns[base]))
+        r = np.array([v / b[s] for s, v in zip(self.seeds[row], self.returns[row]) if s in b])
         return float(r.mean()), float(r.std())
 
     def to_dict(self) -> dict[str, Any]:
-        rows = {k: {"mean": self.mean(k), "std": float(np.std(v)), "per_seed": v,
+        rows = {k: {"mean": self.mean(k), "std": float(np.std(v)), "per_seed": v, "seeds": self.seeds[k],
                     "vs_myopic": self.ratio(k)[0], "vs_myopic_std": self.ratio(k)[1]}
                 for k, v in self.returns.items()}
         return {"config": self.config, "rows": rows, "notes": self.notes}
 
     def table(self, title: str = "RecSim interest evolution") -> str:
-        seeds = len(next(iter(self.returns.values())))
-        lines = [f"{title}: return = minutes watched per listener, mean ± std over {seeds} seed(s)", "",
-                 "| policy | return | vs myopic |", "|---|---|---|"]
+        lines = [f"{title}: return = minutes watched per listener, mean ± std over seeds", "",
+                 "| policy | return | vs myopic | seeds |", "|---|---|---|---|"]
         for k, v in self.returns.items():
             m, s = self.ratio(k)
-            lines.append(f"| {k} | {np.mean(v):.1f} ± {np.std(v):.1f} | {m:.3f}x ± {s:.3f} |")
+            lines.append(f"| {k} | {np.mean(v):.1f} ± {np.std(v):.1f} | {m:.3f}x ± {s:.3f} | "
+                         f"{', '.join(map(str, self.seeds[k]))} |")
         return "\n".join(lines + [""] + self.notes)
 
 
@@ -280,7 +287,7 @@ def evaluate_recsim(cfg: RecSimEvalConfig, progress: bool = False) -> RecSimResu
             log.info("seed %d: %s", cfg.world.seed + k, {r: round(v, 2) for r, v in out.items()})
             for row in ROWS:
                 if row in out:
-                    res.returns.setdefault(row, []).append(out[row])
+                    res.add(row, cfg.world.seed + k, out[row])
     res.notes.append(f"planner price per seed (tuned on {cfg.tune_episodes} other listeners a price): {prices}")
     res.notes.append(f"behaviour policy: {cfg.behaviour}; {cfg.logged_episodes} logged sessions a seed; "
                      f"{cfg.episodes} evaluation listeners a seed; DQN gamma {cfg.train.gamma}, "

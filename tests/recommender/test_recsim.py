@@ -190,3 +190,17 @@ def test_click_calibration_passes_for_recsims_model_and_fails_for_a_wrong_one(wo
 
     bad = calibrate_clicks(world, wrong, random_policy(5), episodes=30)
     assert not bad.passed and "FAILED" in bad.summary()
+
+
+def test_ratios_pair_rows_by_seed():
+    from recommender.recsim_eval import RecSimResult
+
+    res = RecSimResult({})
+    for seed, my, dqn in ((0, 50.0, 60.0), (1, 40.0, 40.0), (2, 45.0, 54.0)):
+        res.add("myopic", seed, my)
+        res.add("dqn", seed, dqn)
+    res.add("dqn, no Q-loss", 1, 20.0)  # a row run on one seed only
+    assert res.ratio("dqn") == pytest.approx((np.mean([1.2, 1.0, 1.2]), np.std([1.2, 1.0, 1.2])))
+    assert res.ratio("dqn, no Q-loss") == pytest.approx((0.5, 0.0))
+    assert res.to_dict()["rows"]["dqn, no Q-loss"]["seeds"] == [1]
+    assert "| dqn, no Q-loss | 20.0 ± 0.0 | 0.500x ± 0.000 | 1 |" in res.table()
