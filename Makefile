@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch pinned to the CPU wheel first, so nothing later pulls a CUDA build
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[train,test,ray,serve]'
+	$(PY) -m pip install -q -e '.[train,test,ray,serve,recsim]'
 	touch $(STAMP)
 
 ## demo: create .venv, install, generate a clip with the shipped model into demo/

@@ -95,6 +95,9 @@ class Recommender:
         self._empty_row = csr_matrix((1, len(self.track_ids)), dtype=np.float32)
         self._user_vecs = normalised(self.art.user_factors) if self.scorer.user_dim else None
         self._popular = np.argsort(-self.art.popularity, kind="stable")
+        reward = self.art.info.get("train_config", {}).get("reward", {})
+        self._rewards = rw.RewardConfig(**reward).rewards(np.arange(3)) if reward else \
+            rw.DEFAULT_REWARD.rewards(np.arange(3))
 
     # ------------------------------------------------------------------ plumbing
     def close(self) -> None:
@@ -194,23 +197,28 @@ class Recommender:
         blocked[filt] = True
         return ids[~blocked[ids]][:n]
 
-    def _user_vector(self, user: str | None, items: list[int]) -> np.ndarray | None:
-        """The listener's long-term taste for the state: their ALS factor, or one folded in from the history."""
+    def _user_vector(self, user: str | None, items: list[int], outs: list[int] | None = None) -> np.ndarray | None:
+        """The listener's long-term taste for the state: their ALS factor, or one folded in from the history.
+
+        The fold-in weighs each event by its reward, as the ALS fit did (a skip weighs 0, so a history of
+        skips does not read as a taste for what was skipped); without ``outs`` every event counts 1.
+        """
         if self._user_vecs is None:
             return None
         dense = self._dense(items)
-        dense = dense[dense > 0]
-        if user in self.users and len(dense) == len(items):
+        if user in self.users and (dense > 0).all():
             return self._user_vecs[self.users[user]]
+        weights = np.ones(len(dense), np.float32) if outs is None else self._rewards[np.asarray(outs, np.int64)]
+        keep = (dense > 0) & (weights != 0)
+        dense, weights = dense[keep], weights[keep]
         if not len(dense):
             return None
         if self.cand.config.kind == "als":
-            row = csr_matrix((np.ones(len(dense), np.float32), (np.zeros(len(dense), np.int64), dense)),
-                             shape=(1, len(self.track_ids)))
+            row = csr_matrix((weights, (np.zeros(len(dense), np.int64), dense)), shape=(1, len(self.track_ids)))
             row.sum_duplicates()
             v = self.cand.user_vector(row)
         else:
-            v = self.art.item_factors[dense].mean(0)
+            v = (self.art.item_factors[dense] * weights[:, None]).sum(0) / max(float(np.abs(weights).sum()), 1e-6)
         return normalised(v[None, :])[0]
 
     def _state(self, user: str | None, items: list[int], outs: list[int]) -> np.ndarray:
@@ -274,6 +282,33 @@ class Recommender:
         if len(picks) < steps:
             warnings.append(f"the catalog offers only {len(picks)} tracks for this playlist (asked for {steps})")
         return Recommendation(user, self._tracks(np.array(picks, np.int64), np.array(scores)), cold, source, warnings)
+
+    def candidate_scores(self, history: list[int], outcomes: list[int], candidates: list[int],
+                         head: str = "q") -> np.ndarray:
+        """Scores float64 ``[K]`` of catalog tracks ``candidates`` right after ``history`` (catalog ids,
+        oldest first) with their ``outcomes`` (:mod:`recommender.rewards`).
+
+        ``head="q"``: Q-values, the value of playing each one next *and* of the session after it;
+        ``head="rank"``: the model's ``rank_by`` score (what ``next`` ranks by). The state is built as
+        for a new listener (taste folded in from the history). Tracks newer than the model are scored
+        from their features with zero biases.
+        """
+        self._need_model()
+        if head not in ("q", "rank"):
+            raise ConfigError(f"head {head!r} is not known (allowed: q, rank)")
+        if len(history) != len(outcomes):
+            raise ConfigError(f"history has {len(history)} tracks but {len(outcomes)} outcomes (allowed: one each)")
+        items = [int(i) for i in history]
+        h = self.scorer.state(self._vectors(items), np.asarray(outcomes, np.int64),
+                              self._user_vector(None, items, list(outcomes)))
+        dense = self._dense(list(candidates))
+        new = np.flatnonzero(dense == 0)
+        extra = self._vectors([int(candidates[i]) for i in new]) if len(new) else None
+        known = np.flatnonzero(dense > 0)
+        rank, q = self.scorer.scores(h, dense[known], extra)
+        out = np.empty(len(dense), np.float64)
+        out[np.concatenate([known, new])] = q if head == "q" else rank
+        return out
 
     def search(self, query: str, user: str | None = None, n: int = 10, history: list[str] | None = None,
                pool: int = 100, user_weight: float = 0.5) -> Recommendation:

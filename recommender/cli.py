@@ -133,7 +133,12 @@ def register_rec(subparsers: Any) -> None:
                                    "DQN's inputs), the DQN and its ablations (gamma 0, no Q-loss, ranked by Q), "
                                    "trained in the same run, mean and std over seeds. Sampled metrics are shown "
                                    "beside. --tune picks every family's config on a validation split first; "
-                                   "--simulate adds the simulator's table.")
+                                   "--simulate adds the simulator's table. --env recsim instead logs sessions of RecSim's "
+                                   "interest-evolution world, trains on them through ingest and train, and plays "
+                                   "it against myopic, ablations and a known-model planner (docs/recommender.md).")
+    p.add_argument("--env", choices=("logs", "recsim"), default="logs",
+                   help="'logs': the offline protocol on --dataset (default); 'recsim': train on logged sessions "
+                        "of RecSim's interest-evolution world (pip install 'qriff[recsim]') and play it")
     p.add_argument("--dataset", default="movielens-100k",
                    help="'movielens-100k' (from the recbole==1.2.1 wheel) or an export file / .db to evaluate on")
     p.add_argument("--models", default="all",
@@ -155,6 +160,25 @@ def register_rec(subparsers: Any) -> None:
                    help="simulated sessions per user added to the DQN's training data (default 2)")
     p.add_argument("--out", type=Path, default=None, help="also write the table (.md) and metrics (.json) here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group("--env recsim")
+    g.add_argument("--candidates", type=bounded_int(2, 1000), default=None,
+                   help="documents offered each step, drawn from the pool (default 10)")
+    g.add_argument("--pool", type=bounded_int(2, 100_000), default=None,
+                   help="documents in the fixed pool, the catalog (default 200)")
+    g.add_argument("--time-budget", type=bounded_float(1.0, 10_000.0), default=None, metavar="MIN",
+                   help="each listener's session budget in minutes (default 60, about 30 steps a session; "
+                        "RecSim's own utility-model users have 200)")
+    g.add_argument("--logged-episodes", type=bounded_int(2, 1_000_000), default=None, metavar="K",
+                   help="sessions the behaviour policy logs a seed, the DQN's training data (default 1000)")
+    g.add_argument("--behaviour", choices=("random", "myopic", "mixed"), default=None,
+                   help="the logging policy (default mixed: myopic, half the steps uniform)")
+    g.add_argument("--episodes", type=bounded_int(1, 1_000_000), default=None,
+                   help="evaluation listeners a seed, the same for every policy (default 100)")
+    g.add_argument("--online-episodes", type=bounded_int(0, 1_000_000), default=None,
+                   help="sessions the DQN plays online for the rollouts row (default 300; 0: no row)")
+    g.add_argument("--gamma", type=bounded_float(0.0, 0.99), default=None, help="the DQN's discount (default 0.99)")
+    g.add_argument("--negative-control", action="store_true",
+                   help="also run with quality giving no time back (RecSim's long-horizon mechanism off)")
     _common(p)
     p.set_defaults(func=run_evaluate)
 
@@ -211,6 +235,11 @@ def run_serve(args: argparse.Namespace) -> int:
     print(f"serving {service.rec.db} on http://{args.host}:{args.port} (OpenAPI: /docs); Ctrl-C stops", flush=True)
     serve_local(service, args.host, args.port)
     return 0
+
+
+#: ``--env recsim`` flags and what they mean for the offline (``--env logs``) protocol: none.
+RECSIM_FLAGS = ("candidates", "pool", "time_budget", "logged_episodes", "behaviour", "episodes", "online_episodes",
+                "gamma", "negative_control")
 
 
 def register_search(subparsers: Any) -> None:
@@ -336,6 +365,11 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if args.env == "recsim":
+        return run_evaluate_recsim(args)
+    given = [f"--{f.replace('_', '-')}" for f in RECSIM_FLAGS if getattr(args, f) not in (None, False)]
+    if given:
+        raise ConfigError(f"{', '.join(given)} only apply to --env recsim (got --env {args.env}): add --env recsim")
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -400,3 +434,44 @@ def _dataset(args: argparse.Namespace):
     finally:
         conn.close()
     return data, path.name
+
+
+def run_evaluate_recsim(args: argparse.Namespace) -> int:
+    from recommender.recsim_env import RecSimConfig
+    from recommender.recsim_eval import RecSimEvalConfig, default_train_config, evaluate_recsim
+
+    if args.dataset != "movielens-100k" or args.simulate or args.tune or args.models != "all":
+        raise ConfigError("--dataset, --models, --tune and --simulate belong to the offline protocol, not "
+                          "--env recsim (which makes its own logs): drop them")
+    world = RecSimConfig(candidates=args.candidates or 10, pool=args.pool or 200,
+                         time_budget=args.time_budget or 60.0, seed=args.seed)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConfigError("evaluation trains models and needs torch: pip install 'qriff[train]'") from None
+    train = default_train_config(gamma=0.99 if args.gamma is None else args.gamma, epochs=args.epochs or 150)
+    if args.encoder:
+        train.net.encoder = args.encoder
+    cfg = RecSimEvalConfig(world=world, logged_episodes=args.logged_episodes or 1000,
+                           behaviour=args.behaviour or "mixed", episodes=args.episodes or 100, seeds=args.seeds,
+                           online_episodes=300 if args.online_episodes is None else args.online_episodes,
+                           train=train)
+    progress = not (args.quiet or args.json) and sys.stderr.isatty()
+    res = evaluate_recsim(cfg, progress=progress)
+    out: dict[str, Any] = {"recsim": res.to_dict()}
+    text = res.table()
+    if args.negative_control:
+        from dataclasses import replace
+
+        ctrl = evaluate_recsim(replace(cfg, world=replace(world, quality_affects_budget=False), ablations=False),
+                               progress=progress)
+        out["negative_control"] = ctrl.to_dict()
+        text += "\n\n" + ctrl.table("Negative control (quality gives no time back)")
+    if args.out:
+        from engine import atomic_write
+
+        base = Path(args.out)
+        atomic_write(base.with_suffix(".md"), lambda p: Path(p).write_text(text + "\n"))
+        atomic_write(base.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(out, indent=2)))
+    _emit(args, out, text)
+    return 0

@@ -103,3 +103,23 @@ def test_next_ranks_as_the_plain_computation_does(db, candidates):
         for user in users:
             got = [t.id for t in rec.next(user, n=5).tracks]
             assert got == reference_next(rec, user, 5), user
+
+
+def test_candidate_scores_match_the_scorer_and_weigh_skips_out(db):
+    from recommender import rewards as rw
+    from recommender.catalog import resolve_tracks
+
+    with Recommender(db) as rec:
+        ids, _ = resolve_tracks(rec.conn, ["trk-001", "trk-002", "trk-003", "trk-004"])
+        hist, cands = ids[:2], ids[2:]
+        q = rec.candidate_scores(hist, [rw.COMPLETED, rw.SKIPPED], cands)
+        h = rec.scorer.state(rec._vectors(hist), np.array([rw.COMPLETED, rw.SKIPPED]),
+                             rec._user_vector(None, hist[:1]))  # the skip adds nothing to the taste fold-in
+        _, want = rec.scorer.scores(h, rec._dense(cands))
+        assert np.allclose(q, want, atol=1e-5)
+        rank = rec.candidate_scores(hist, [rw.COMPLETED, rw.SKIPPED], cands, head="rank")
+        assert rank.shape == (2,) and np.isfinite(rank).all()
+        with pytest.raises(ConfigError, match="2 tracks but 1 outcomes"):
+            rec.candidate_scores(hist, [rw.COMPLETED], cands)
+        with pytest.raises(ConfigError, match="head 'v'"):
+            rec.candidate_scores(hist, [rw.COMPLETED, rw.SKIPPED], cands, head="v")
