@@ -220,7 +220,7 @@ def test_cli_two_sample_and_histograms(cache, qriff, tmp_path):
     env = {**os.environ, "QRIFF_CACHE_DIR": str(cache)}
     out = tmp_path / "report"
     r = qriff("evaluate", "--corpus", "--sources", "essen", "--limit", "150", "--split", "train", "--n", "40",
-              "--bars", "1", "--no-prior", "--out", str(out), "-q", env=env)
+              "--bars", "1", "--no-prior", "--out", str(out), "-q", env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     data = json.loads((out / "evaluation.json").read_text())
     rows = data["results"]
