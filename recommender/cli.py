@@ -398,14 +398,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                  rollout_sessions=args.rollout_sessions, tuned=tuned, progress=progress)
         out["simulator"] = sim.to_dict()
         text += "\n\n" + sim.table()
-    if args.out:
-        from engine import atomic_write
-
-        base = Path(args.out)
-        atomic_write(base.with_suffix(".md"), lambda p: Path(p).write_text(text + "\n"))
-        atomic_write(base.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(out, indent=2)))
-    _emit(args, out, text)
-    return 0
+    return _report(args, out, text)
 
 
 def _dataset(args: argparse.Namespace):
@@ -467,6 +460,11 @@ def run_evaluate_recsim(args: argparse.Namespace) -> int:
                                progress=progress)
         out["negative_control"] = ctrl.to_dict()
         text += "\n\n" + ctrl.table("Negative control (quality gives no time back)")
+    return _report(args, out, text)
+
+
+def _report(args: argparse.Namespace, out: dict[str, Any], text: str) -> int:
+    """Write ``--out`` (.md and .json, atomically) when asked, then print the report."""
     if args.out:
         from engine import atomic_write
 
