@@ -122,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
     # --prior-sample samples the recurrent prior the shipped model is tuned against
     sampled = args.prior_model or str(RECURRENT_PRIOR)
     if args.prior_sample:
-        sets.append(ev.prior_set(sampled, args.n, args.bars, ts, args.scale, seed=args.seed))
-    scale_sets = [ev.prior_set(sampled, args.n, args.bars, ts, fam, seed=args.seed) for fam in args.scales]
+        sets.append(recurrent_prior_set(sampled, args.n, args.bars, ts, args.scale, seed=args.seed))
+    scale_sets = [recurrent_prior_set(sampled, args.n, args.bars, ts, fam, seed=args.seed) for fam in args.scales]
     for s in scale_sets:
         s.label = f"{s.label}, {s.contexts[0].scale}"
     corpus_row = None
@@ -219,3 +219,24 @@ def _openings_like(evset, corpus_row, args: argparse.Namespace, sources):
         return corpus_row
     return ev.corpus_set(steps // spb, fam, ts, args.n, args.split, sources, args.seed, limit=args.limit,
                          progress=not args.quiet)
+
+
+def recurrent_prior_set(path: str, n: int, bars: int, time_signature: tuple[int, int], scale: str, seed: int = 0,
+                        temperature: float = 1.0):  # noqa: ANN201 - an engine.evaluation.evaluate.EvalSet
+    """``n`` melodies sampled from a recurrent prior exported as a model (no RL), through
+    :meth:`engine.runtime.Policy.generate`, which carries its state; variation ``i`` has seed ``seed + i``."""
+    from engine.evaluation import evaluate as ev
+    from engine.music import theory
+    from engine.music.limits import MAX_COUNT
+    from engine.runtime import Policy
+
+    policy = Policy.load(path)
+    scale = theory.parse_scale(scale)
+    clips = []
+    for start in range(0, n, MAX_COUNT):
+        clips += policy.generate(key="C", scale=scale, bars=bars, count=min(MAX_COUNT, n - start), seed=seed + start,
+                                 temperature=temperature, time_signature=time_signature)
+    return ev.EvalSet(label=f"corpus prior alone ({n})", sequences=[ev.clip_tokens(c) for c in clips],
+                      contexts=[ev.SequenceContext(scale, time_signature, 0, None)] * n,
+                      note=f"{n} x {bars} bars sampled from the recurrent prior {policy.info.model_id} alone (no RL), "
+                           f"temperature {temperature:g}")

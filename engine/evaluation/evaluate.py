@@ -295,13 +295,10 @@ def prior_set(prior: Any, n: int = 512, bars: int = 8, time_signature: tuple[int
     """``n`` melodies sampled from the corpus prior alone (no RL), the baseline the DQN must beat.
 
     Each step draws a token from ``softmax(log p(a|s) / temperature)`` for the lead role
-    in C. ``prior``: the path of a recurrent prior exported as a model (``.onnx``, e.g.
-    ``engine/models/prior-essen.onnx``, the KL reference of the shipped model; sampled through
-    :meth:`engine.runtime.policy.Policy.generate`, which carries its state), ``"shipped"`` or an
-    :class:`engine.corpus.prior.PriorModel` (the feed-forward prior).
+    in C (``prior``: ``"shipped"`` or an :class:`engine.corpus.prior.PriorModel`, the
+    feed-forward prior). The recurrent prior runs as a model: ``qriff evaluate --prior-sample``
+    samples it through the runtime (``engine.cli.evaluate.recurrent_prior_set``).
     """
-    if isinstance(prior, (str, os.PathLike)) and str(prior).endswith(".onnx"):
-        return _recurrent_prior_set(str(prior), n, bars, time_signature, scale, chords, seed, temperature)
     if isinstance(prior, str):
         from engine.corpus.prior import PriorModel
 
@@ -322,26 +319,6 @@ def prior_set(prior: Any, n: int = 512, bars: int = 8, time_signature: tuple[int
     return EvalSet(label=f"corpus prior alone ({n})", sequences=seqs,
                    contexts=[SequenceContext(scale, ts, 0, chord_list)] * n,
                    note=f"{n} x {bars} bars sampled from the corpus prior alone (no RL), temperature {temperature:g}")
-
-
-def _recurrent_prior_set(path: str, n: int, bars: int, time_signature: tuple[int, int] | str, scale: str,
-                         chords: str | Sequence[str] | None, seed: int, temperature: float) -> EvalSet:
-    from engine.music.limits import MAX_COUNT
-    from engine.runtime import Policy
-
-    policy = Policy.load(path)
-    ts = theory.parse_time_signature(time_signature)
-    scale = theory.parse_scale(scale)
-    chord_list = chords.split() if isinstance(chords, str) else (list(chords) if chords else None)
-    clips = []
-    for start in range(0, n, MAX_COUNT):  # variation i has seed seed + i however the calls are cut
-        clips += policy.generate(key="C", scale=scale, bars=bars, count=min(MAX_COUNT, n - start), seed=seed + start,
-                                 temperature=temperature, chords=chord_list, time_signature=ts)
-    seqs = [clip_tokens(c) for c in clips]
-    return EvalSet(label=f"corpus prior alone ({n})", sequences=seqs,
-                   contexts=[SequenceContext(scale, ts, 0, chord_list)] * n,
-                   note=f"{n} x {bars} bars sampled from the recurrent prior {policy.info.model_id} alone (no RL), "
-                        f"temperature {temperature:g}")
 
 
 def steps_per_bar_of(evset: EvalSet) -> list[int]:

@@ -28,8 +28,7 @@ from engine.errors import ModelError
 from engine.learn.export import ParityReport, model_metadata, parity_contexts, write_checked_model
 from engine.learn.seqmodel import KLPolicyNet, StepModule
 from engine.mdp import observation
-from engine.runtime import Policy
-from engine.runtime.modelfile import RECURRENT_FORMAT
+from engine.runtime import RECURRENT_FORMAT, Policy, open_session
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +91,6 @@ def torch_greedy(net: KLPolicyNet, contexts: list[observation.MelodyContext]) ->
 def parity_check(net: KLPolicyNet, data: bytes, style_terms: tuple[str, ...] | list[str], n_random: int = 128,
                  seed: int = 0) -> ParityReport:
     """torch vs onnxruntime: logits and next state on random inputs, and greedy melodies."""
-    from engine.runtime.modelfile import open_session
-
     sess = open_session(data, "<export>")
     rng = np.random.default_rng(seed)
     d, s = net.obs_dim, net.state_size

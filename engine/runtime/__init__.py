@@ -11,14 +11,16 @@ Other layers (the learning code, the CLI, the bridge) use the names exported her
 from engine.runtime.modelfile import (
     DEFAULT_MODEL_PATH,
     MODEL_FORMAT,
+    RECURRENT_FORMAT,
     ModelEntry,
     ModelInfo,
     available_models,
     find_model,
     has_qriff_metadata,
+    open_session,
     user_models_dir,
 )
 from engine.runtime.policy import ObservationBuilder, Policy
 
-__all__ = ["DEFAULT_MODEL_PATH", "MODEL_FORMAT", "ModelEntry", "ModelInfo", "ObservationBuilder", "Policy",
-           "available_models", "find_model", "has_qriff_metadata", "user_models_dir"]
+__all__ = ["DEFAULT_MODEL_PATH", "MODEL_FORMAT", "RECURRENT_FORMAT", "ModelEntry", "ModelInfo", "ObservationBuilder",
+           "Policy", "available_models", "find_model", "has_qriff_metadata", "open_session", "user_models_dir"]

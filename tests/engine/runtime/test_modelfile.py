@@ -29,6 +29,9 @@ def test_the_shipped_model_comes_first(monkeypatch, tmp_path):
 
 
 def test_user_models_are_listed_and_load_by_id(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("QRIFF_MODEL_DIR", str(tmp_path / "none"))
+    shipped = [m.model_id for m in available_models()]  # the default first, then the priors and the MLP
+    assert shipped[0] == Policy.load().info.model_id and len(set(shipped)) == len(shipped)
     monkeypatch.setenv("QRIFF_MODEL_DIR", str(tmp_path))
     _copy_with_id(DEFAULT_MODEL_PATH, tmp_path / "mine.onnx", "my-model-7")
     _copy_with_id(DEFAULT_MODEL_PATH, tmp_path / "same-id.onnx", Policy.load().info.model_id)
@@ -36,9 +39,9 @@ def test_user_models_are_listed_and_load_by_id(monkeypatch, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="engine.runtime.modelfile"):
         models = available_models()
     ids = [m.model_id for m in models]
-    assert ids == [Policy.load().info.model_id, "my-model-7"], "a duplicate id is listed once, junk is skipped"
+    assert ids == [*shipped, "my-model-7"], "a duplicate id is listed once, junk is skipped"
     assert "junk.onnx" in caplog.text
-    assert not models[1].shipped and find_model("my-model-7") == (tmp_path / "mine.onnx").resolve()
+    assert not models[-1].shipped and find_model("my-model-7") == (tmp_path / "mine.onnx").resolve()
     policy = Policy.load("my-model-7")
     assert policy.info.model_id == "my-model-7"
     assert policy.generate(bars=1, seed=3)[0].model == "my-model-7"
