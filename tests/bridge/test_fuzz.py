@@ -171,13 +171,20 @@ def _sync(peer: Peer, srv, rid: int) -> int:
 
 
 def _drain_until(peer: Peer, address: str, rid: str, until: str, *options: object) -> list:
-    """Send a request with an id no fuzzed datagram has, and read until its answer on ``until``."""
+    """Send a request with an id no fuzzed datagram has, and read until its answer on ``until``.
+
+    A ``busy`` answer (the queue still holds fuzzed generate requests) is retried as the
+    error asks a client to, after a pause; any other error for our id fails."""
     peer.send(address, rid, *options, "reply_port", peer.port)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         addr, params, _ = peer.recv(30)
         if addr == until and params[0] == rid:
             return params
+        if addr == "/qriff/error" and params[0] == rid and params[1] == "busy":
+            time.sleep(0.5)
+            peer.send(address, rid, *options, "reply_port", peer.port)
+            continue
         assert not (addr == "/qriff/error" and params[0] == rid), params
     raise AssertionError("no clip after the fuzz")
 
