@@ -12,7 +12,7 @@ kept, so an interrupted table resumes):
 Then it prints the ``bench/bench_quality.py`` command for the table and the trade-off PNG,
 and writes ``table.json`` (runs, validation scores, the pick) into ``--out``.
 
-    .venv/bin/python bench/train_table.py --out runs/table --episodes 6000
+    .venv/bin/python bench/train_table.py --out runs/table
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def train(out: Path, name: str, args: list[str], log: list[dict]) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/table", help="folder of the runs (default: runs/table)")
-    ap.add_argument("--coefs", default="0.5,1,2,4", help="KL coefficients of the sweep (default: 0.5,1,2,4)")
+    ap.add_argument("--coefs", default="1,2,4,8", help="KL coefficients of the sweep (default: 1,2,4,8)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per row (default: 3)")
-    ap.add_argument("--episodes", type=int, default=6000, help="training episodes per run (default: 6000)")
+    ap.add_argument("--episodes", type=int, default=10000, help="training episodes per run (default: 10000)")
     ap.add_argument("--prior", default=None, help="recurrent prior .pt (default: the shipped one)")
     ap.add_argument("--val-clips", type=int, default=256, help="clips per validation score (default: 256)")
     ap.add_argument("--only-sweep", action="store_true", help="stop after the sweep and the pick")
@@ -66,7 +66,7 @@ def main() -> int:
     for c in coefs:
         model = train(out, f"kl-c{c:g}-s0", ["--algo", "kl", "--kl", f"{c:g}", "--seed", "0", *common], log)
         sweep[c] = json.loads((model.parent / "validation.json").read_text())
-    prior_onnx = Path(args.prior).with_suffix(".onnx") if args.prior else ROOT / "engine" / "models" / "prior-seq.onnx"
+    prior_onnx = Path(args.prior).with_suffix(".onnx") if args.prior else ROOT / "engine" / "models" / "prior-essen.onnx"
     prior_val = validation_scores(prior_onnx, n=args.val_clips, seed=0)
     best = pick_coefficient(sweep, prior_val)
     print(f"validation: prior alone {prior_val}\n" + "\n".join(f"  c={c:g}: {s}" for c, s in sweep.items())

@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
-
 from engine.evaluation import metrics, structure
 from engine.evaluation.evaluate import EvalSet, SequenceContext, corpus_set, two_sample
 from engine.music.limits import MAX_COUNT
@@ -61,4 +59,4 @@ def pick_coefficient(runs: dict[float, dict[str, Any]], prior: dict[str, Any]) -
     return float(min(good, key=lambda c: (good[c]["auc"], c)))
 
 
-__all__ = ["validation_scores", "pick_coefficient", "np"]
+__all__ = ["validation_scores", "pick_coefficient"]

@@ -359,4 +359,4 @@ def style_terms() -> tuple[str, ...]:
     return tuple(available_terms())
 
 
-__all__ = ["KLConfig", "KLTrainError", "EpisodeReplay", "soft_targets", "train_kl", "style_terms", "styles"]
+__all__ = ["KLConfig", "KLTrainError", "EpisodeReplay", "soft_targets", "train_kl", "style_terms"]
