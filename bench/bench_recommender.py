@@ -185,10 +185,13 @@ def synthetic_csv(path: Path, events: int, tracks: int, users: int, seed: int = 
     return cat
 
 
-def bench_latency(args, tmp: Path) -> None:
+def untrained_catalog(tmp: Path, events: int, tracks: int, users: int) -> tuple[Path, object, list]:
+    """A synthetic catalog ingested into ``tmp/catalog.db`` with an untrained model over every track
+    saved beside it: ``(db, interactions, the synthetic catalog rows)``. Latency does not depend on
+    weight values, so the DQN is exported untrained (training a 50,000-track model is what 'qriff
+    rec train' does; it is not what the latency benches measure)."""
     import torch
 
-    from recommender.api import Recommender
     from recommender.artifact import ModelArtifact, default_model_path
     from recommender.candidates import CandidateConfig
     from recommender.catalog import load_interactions
@@ -199,27 +202,31 @@ def bench_latency(args, tmp: Path) -> None:
     from recommender.train import TrainConfig, fit_candidates, prepare_features
 
     torch.set_num_threads(1)
-    n_tracks = 50_000
     path = tmp / "catalog.csv"
-    cat = synthetic_csv(path, 300_000 if not args.quick else 120_000, n_tracks, 5_000)
+    cat = synthetic_csv(path, events, tracks, users)
     db = tmp / "catalog.db"
     ingest_files(db, [path], progress=False)
     conn = connect(db)
     data, track_ids = load_interactions(conn)
     conn.close()
-    # every track must be in the model's catalog for the 50,000-track case
     cfg = TrainConfig()
     cands = fit_candidates(data, CandidateConfig(), cfg.reward)
     prepare_features(data, cands)
     torch.manual_seed(0)
-    # Latency does not depend on weight values, so the DQN is exported untrained (training a
-    # 50,000-track model is what 'qriff rec train' does; it is not what this measures).
     net = SeqQNet(data.n_items, torch.from_numpy(data.item_features), cfg.net).eval()
     pop = np.bincount(data.item, minlength=data.n_items + 1).astype(np.float32)
     from dataclasses import asdict
 
     ModelArtifact(export_weights(net, cfg.to_json()), track_ids, list(data.user_names), cands.user_factors,
                   cands.item_factors, pop, asdict(CandidateConfig()), {}).save(default_model_path(db))
+    return db, data, cat
+
+
+def bench_latency(args, tmp: Path) -> None:
+    from recommender.api import Recommender
+
+    # every track must be in the model's catalog for the 50,000-track case
+    db, data, cat = untrained_catalog(tmp, 300_000 if not args.quick else 120_000, 50_000, 5_000)
     catalog_size = data.n_items
     rng = np.random.default_rng(1)
     users = [data.user_names[i] for i in rng.integers(0, data.n_users, 64)]

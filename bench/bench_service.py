@@ -43,7 +43,6 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from bench_recommender import synthetic_csv  # noqa: E402
+from bench_recommender import untrained_catalog  # noqa: E402
 
 ROWS: list[dict] = []
 RESULTS: dict = {}
@@ -79,34 +78,8 @@ def free_port() -> int:
 # ------------------------------------------------------------------ the catalog and its model
 
 def build_catalog(tmp: Path, tracks: int, events: int, users: int) -> tuple[Path, list[str]]:
-    """The database and an untrained model over every track (as bench_recommender's latency case)."""
-    import torch
-
-    from recommender.artifact import ModelArtifact, default_model_path
-    from recommender.candidates import CandidateConfig
-    from recommender.catalog import load_interactions
-    from recommender.ingest import ingest_files
-    from recommender.model import SeqQNet
-    from recommender.schema import connect
-    from recommender.scoring import export_weights
-    from recommender.train import TrainConfig, fit_candidates, prepare_features
-
-    torch.set_num_threads(1)
-    csv_path = tmp / "catalog.csv"
-    synthetic_csv(csv_path, events, tracks, users)
-    db = tmp / "catalog.db"
-    ingest_files(db, [csv_path], progress=False)
-    conn = connect(db)
-    data, track_ids = load_interactions(conn)
-    conn.close()
-    cfg = TrainConfig()
-    cands = fit_candidates(data, CandidateConfig(), cfg.reward)
-    prepare_features(data, cands)
-    torch.manual_seed(0)
-    net = SeqQNet(data.n_items, torch.from_numpy(data.item_features), cfg.net).eval()
-    pop = np.bincount(data.item, minlength=data.n_items + 1).astype(np.float32)
-    ModelArtifact(export_weights(net, cfg.to_json()), track_ids, list(data.user_names), cands.user_factors,
-                  cands.item_factors, pop, asdict(CandidateConfig()), {}).save(default_model_path(db))
+    """The database and an untrained model over every track (bench_recommender's latency catalog)."""
+    db, data, _ = untrained_catalog(tmp, events, tracks, users)
     return db, list(data.user_names)
 
 
