@@ -94,12 +94,9 @@ def onnx_generator(path: str, settings: Settings) -> Generator:
     policy = Policy.load(path)
 
     def gen(n: int, scale: str, chords: str | None, style: str | None, seed: int) -> list[np.ndarray]:
-        out = []
-        for start in range(0, n, 64):
-            clips = policy.generate(key=settings.key, scale=scale, bars=settings.bars, count=min(64, n - start),
-                                    seed=seed + start, temperature=settings.temperature, chords=chords, style=style)
-            out.extend(evaluate.clip_tokens(c) for c in clips)
-        return out
+        clips = policy.generate_many(n, seed=seed, key=settings.key, scale=scale, bars=settings.bars,
+                                     temperature=settings.temperature, chords=chords, style=style)
+        return [evaluate.clip_tokens(c) for c in clips]
 
     return gen
 

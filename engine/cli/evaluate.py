@@ -227,15 +227,12 @@ def recurrent_prior_set(path: str, n: int, bars: int, time_signature: tuple[int,
     :meth:`engine.runtime.Policy.generate`, which carries its state; variation ``i`` has seed ``seed + i``."""
     from engine.evaluation import evaluate as ev
     from engine.music import theory
-    from engine.music.limits import MAX_COUNT
     from engine.runtime import Policy
 
     policy = Policy.load(path)
     scale = theory.parse_scale(scale)
-    clips = []
-    for start in range(0, n, MAX_COUNT):
-        clips += policy.generate(key="C", scale=scale, bars=bars, count=min(MAX_COUNT, n - start), seed=seed + start,
-                                 temperature=temperature, time_signature=time_signature)
+    clips = policy.generate_many(n, seed=seed, key="C", scale=scale, bars=bars, temperature=temperature,
+                                 time_signature=time_signature)
     return ev.EvalSet(label=f"corpus prior alone ({n})", sequences=[ev.clip_tokens(c) for c in clips],
                       contexts=[ev.SequenceContext(scale, time_signature, 0, None)] * n,
                       note=f"{n} x {bars} bars sampled from the recurrent prior {policy.info.model_id} alone (no RL), "

@@ -15,7 +15,6 @@ from typing import Any
 
 from engine.evaluation import metrics, structure
 from engine.evaluation.evaluate import EvalSet, SequenceContext, corpus_set, two_sample
-from engine.music.limits import MAX_COUNT
 from engine.runtime import Policy
 
 VAL_BARS = 8
@@ -26,10 +25,7 @@ def validation_scores(model: str | os.PathLike[str], n: int = 256, seed: int = 0
     """AUC against valid-split Essen openings, theory rows and shape rows of ``n`` clips
     (``limit``: tunes of the corpus read, for quick runs)."""
     policy = Policy.load(model)
-    clips = []
-    for start in range(0, n, MAX_COUNT):  # generate's count limit; variation i has seed base + i either way
-        clips += policy.generate(key="C", scale="major", bars=bars, count=min(MAX_COUNT, n - start),
-                                 seed=10_000 + 1000 * seed + start, style=style)
+    clips = policy.generate_many(n, seed=10_000 + 1000 * seed, key="C", scale="major", bars=bars, style=style)
     from engine.evaluation.evaluate import clip_tokens
 
     seqs = [clip_tokens(c) for c in clips]

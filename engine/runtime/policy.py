@@ -353,6 +353,16 @@ class Policy:
                               chords=chord_names, tracks=tracks))
         return clips
 
+    def generate_many(self, n: int, seed: int = 0, **options: Any) -> list[Clip]:
+        """``n`` variations, any number of them, through :meth:`generate` calls of at most
+        :data:`~engine.music.limits.MAX_COUNT`; variation ``i`` has seed ``seed + i`` as in one call.
+        ``options``: :meth:`generate`'s other arguments."""
+        _check_range("n", n, 1, 10**7, int)
+        clips: list[Clip] = []
+        for start in range(0, n, MAX_COUNT):
+            clips += self.generate(count=min(MAX_COUNT, n - start), seed=seed + start, **options)
+        return clips
+
     def _context(self, tonic: int, scale: str, bars: int, ts: tuple[int, int], chords: str | list[str] | None,
                  role: str, svec: np.ndarray) -> tuple[observation.MelodyContext, np.ndarray]:
         """The (cached) context of one role and its static table."""

@@ -205,3 +205,17 @@ print('ok', len(clips))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok 2"
     assert json.loads((tmp_path / "x.json").read_text())["qriff_clip"] == 1
+
+
+def test_generate_many_equals_one_call_and_goes_past_the_count_limit():
+    from engine.music.limits import MAX_COUNT
+
+    policy = Policy.load()
+    one = policy.generate(bars=1, count=5, seed=11, style="hook")
+    many = policy.generate_many(5, seed=11, bars=1, style="hook")
+    assert [c.tracks[0].notes for c in many] == [c.tracks[0].notes for c in one]
+    past = policy.generate_many(MAX_COUNT + 2, seed=3, bars=1)
+    assert len(past) == MAX_COUNT + 2 and [c.seed for c in past] == list(range(3, 3 + MAX_COUNT + 2))
+    assert past[-1].tracks[0].notes == policy.generate(bars=1, seed=3 + MAX_COUNT + 1)[0].tracks[0].notes
+    with pytest.raises(EngineError, match="n 0 is out of range"):
+        policy.generate_many(0)
