@@ -30,3 +30,22 @@ def test_the_clip_page_example_is_a_valid_clip():
     assert clip.scale == "dorian" and clip.tracks[0].notes[1].duration == 1.25
     fields = set(re.findall(r"^\| `(\w+)` \|", page, re.M))
     assert fields == set(json.loads(Clip().to_json())), "the field table lists exactly the fields a clip writes"
+
+
+def test_readme_links_point_at_files_that_exist():
+    # The docs pages' own links are checked by `mkdocs build --strict` in make test; README
+    # lies outside the site, so its links are checked here.
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)\s]+)\)", readme)
+    local = [t.split("#", 1)[0] for t in targets if not re.match(r"[a-z]+:", t)]
+    assert len(local) >= 20, "README should link the docs pages"
+    missing = sorted({t for t in local if not (ROOT / t).exists()})
+    assert not missing, f"README links to files that do not exist: {missing}"
+
+
+def test_readme_stays_an_overview():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines; move the detail to a page in docs/"
+    first_block = lines[lines.index("```sh") + 1:lines.index("```sh") + 3]
+    assert [ln.split("#")[0].strip() for ln in first_block] == ["make demo", "make test"], \
+        "the two set-up commands come first in README (CI runs exactly its test command)"

@@ -1,4 +1,5 @@
-"""The address table: one definition, consistent with the engine's limits and with README."""
+"""The address table: one definition, consistent with the engine's limits and with the docs page
+(docs/osc-and-live.md) that shows it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from engine.mdp import styles
 from engine.music import theory
 from tests.conftest import IN_CI, ROOT
 
-README_BEGIN = "<!-- qriff:osc-table:begin -->"
-README_END = "<!-- qriff:osc-table:end -->"
+TABLE_BEGIN = "<!-- qriff:osc-table:begin -->"
+TABLE_END = "<!-- qriff:osc-table:end -->"
 
 
 def test_limits_are_the_engines():
@@ -121,16 +122,16 @@ def test_markdown_table_lists_every_address_and_error_code():
     assert all(row.count(" | ") == 3 for row in rows), "a cell contains an unescaped |"
 
 
-def test_readme_table_is_the_generated_one():
-    readme = (ROOT / "README.md").read_text()
-    if README_BEGIN not in readme:
-        msg = f"README.md has no OSC address table between {README_BEGIN} and {README_END}"
+def test_docs_table_is_the_generated_one():
+    page = (ROOT / "docs" / "osc-and-live.md").read_text()
+    if TABLE_BEGIN not in page:
+        msg = f"docs/osc-and-live.md has no OSC address table between {TABLE_BEGIN} and {TABLE_END}"
         if IN_CI:
             pytest.fail(msg + " (paste the output of 'qriff serve --address-table')")
         pytest.skip(msg)
-    table = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0]
+    table = page.split(TABLE_BEGIN, 1)[1].split(TABLE_END, 1)[0]
     assert table.strip() == protocol.address_table_markdown().strip(), \
-        "README's OSC table is stale: replace it with the output of 'qriff serve --address-table'"
+        "docs/osc-and-live.md's OSC table is stale: replace it with the output of 'qriff serve --address-table'"
 
 
 def test_dispatcher_routes_exactly_the_address_table():
