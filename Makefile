@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	# torch pinned to the CPU wheel first, so nothing later pulls a CUDA build
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[train,test,ray,serve,recsim]'
+	# the docs extra: mkdocs and its Material theme, for the strict docs build in make test
+	$(PY) -m pip install -q -e '.[docs]'
 	touch $(STAMP)
 
 ## demo: create .venv, install, generate a clip with the shipped model into demo/
@@ -21,6 +23,8 @@ demo: $(STAMP)
 ## test: create .venv, install, run the whole test suite
 test: $(STAMP)
 	$(PY) -m pytest -q
+	# the documentation (mkdocs.yml, docs/) into site/: a broken link, image or anchor fails the build
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 ## system-deps: Debian packages the tests use (FluidSynth, Pure Data, liblo, DPF); needs root
 system-deps:
@@ -37,3 +41,4 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo build *.egg-info
+	rm -rf site
