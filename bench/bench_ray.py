@@ -24,7 +24,7 @@ Everything is measured in this one run, as ratios against baselines timed here t
 * recommender: ``qriff rec train`` data-parallel on Ray Train (2 workers) against the
   single-process run, same seed and data: NDCG@10 within 2%.
 * capacity per core (one process, one thread, by CPU time): env steps/s trained, clips/s
-  generated, stems/s rendered, recommender events/s trained, which README's sizing table uses.
+  generated, stems/s rendered, recommender events/s trained, which docs/scaling-out.md's sizing table uses.
 
 The machine's load is printed before and after: on a shared 2-core machine every
 parallel ratio is depressed by whatever else runs. Exits 1 when a target is missed.

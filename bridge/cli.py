@@ -59,7 +59,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "serve", help="OSC bridge for Max/MSP, Pure Data, TouchOSC and Ableton Live",
         description="Serve clips over OSC (UDP). Requests carry a request id first and every reply echoes it; "
-                    "see the README's address table or 'qriff serve --address-table'. Stop with Ctrl-C "
+                    "see the address table in docs/osc-and-live.md or 'qriff serve --address-table'. Stop with Ctrl-C "
                     "(SIGINT) or SIGTERM.")
     net = p.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1",

@@ -91,8 +91,8 @@ def unknown_address(address: str) -> RequestError:
                                 f"{', '.join(protocol.PROPERTIES)}", code="unknown_address")
     if address.startswith(f"{PREFIX}/list/"):
         return RequestError(f"{address} is not known: lists are {', '.join(protocol.LISTS)}", code="unknown_address")
-    return RequestError(f"address {address!r} is not known: see /qriff/list/properties and the README's address "
-                        f"table (methods: {', '.join(m.address for m in protocol.METHODS)})", code="unknown_address")
+    return RequestError(f"address {address!r} is not known: see /qriff/list/properties and the address "
+                        f"table in docs/osc-and-live.md (methods: {', '.join(m.address for m in protocol.METHODS)})", code="unknown_address")
 
 
 def reply_port_of(msg: Message) -> int | None:

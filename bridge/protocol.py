@@ -1,6 +1,6 @@
 """The OSC address table, defined once: methods, readable and writable properties.
 
-Like AbletonOSC, the address space is built from lists, so the server, the README
+Like AbletonOSC, the address space is built from lists, so the server, the docs'
 table (:func:`address_table_markdown`) and the patch checks in the tests cannot drift
 apart:
 
@@ -648,7 +648,7 @@ def address_table() -> list[tuple[str, str, str, str]]:
 
 
 def address_table_markdown() -> str:
-    """The address table as a markdown table (what README's OSC section shows)."""
+    """The address table as a markdown table (what docs/osc-and-live.md shows)."""
     lines = ["| address | arguments | replies | description |", "|---|---|---|---|"]
     for row in address_table():
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "tasks. Writes OUT/SETTING/SEED/clip.json (+ .mid) and PRESET/ stems and mix, then "
                     "OUT/manifest.csv and manifest.json (file, key, scale, style, seed, preset, loudness...). A re-run "
                     "skips the clips already done. Each clip is identical to 'qriff generate --seed S --format json' "
-                    "followed by 'qriff render clip.json --preset P'. See README 'Scaling out' for the spec.",
+                    "followed by 'qriff render clip.json --preset P'. See docs/scaling-out.md for the spec.",
         epilog="Examples: qriff batch pack.toml --out pack\n"
                "          qriff batch pack.toml --out pack --ray-address 10.0.0.5:6379\n"
                "          qriff batch pack.toml --out pack --local      (in this process, without Ray)",

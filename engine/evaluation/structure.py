@@ -1,7 +1,7 @@
 """Structure measures: does a melody return to its ideas the way real tunes do?
 
 Every function takes token sequences relative to the tonic (as :mod:`engine.evaluation.metrics`)
-and the number of 16th-note steps in a bar. Definitions (README, ``qriff evaluate``):
+and the number of 16th-note steps in a bar. Definitions (docs/evaluate.md, ``qriff evaluate``):
 
 * **rhythm repeat**: share of bars after the first whose onset pattern (which steps
   start a note) equals that of an earlier bar of the same melody.

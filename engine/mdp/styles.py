@@ -12,7 +12,7 @@ generation time. A style is written as a preset name (``folk``), ``term=weight``
   rests), register (higher) and fewer long notes when positive; the opposite when
   negative.
 
-The exact mapping is :func:`apply_mood`; the README reproduces it.
+The exact mapping is :func:`apply_mood`; docs/generation.md reproduces it.
 """
 
 from __future__ import annotations
