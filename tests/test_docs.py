@@ -49,3 +49,49 @@ def test_readme_stays_an_overview():
     first_block = lines[lines.index("```sh") + 1:lines.index("```sh") + 3]
     assert [ln.split("#")[0].strip() for ln in first_block] == ["make demo", "make test"], \
         "the two set-up commands come first in README (CI runs exactly its test command)"
+
+
+def _commands_shown(text: str) -> list[str]:
+    """Every ``qriff ...`` command in the code of a markdown page: fenced blocks and inline code."""
+    code = re.findall(r"```[^\n]*\n(.*?)```", text, re.S) + re.findall(r"(?<!`)`([^`\n]+)`(?!`)", text)
+    found = []
+    for chunk in code:
+        for line in chunk.splitlines():
+            m = re.search(r"(?:^|\$\s+|^\s+)(qriff\s.*)", line)
+            if m:
+                found.append(m.group(1).split(" #")[0].strip())
+    return found
+
+
+def _unknown_words(command: str, parser) -> list[str]:
+    """The subcommand or flags of ``command`` that the ``qriff`` parser does not have."""
+    import argparse
+
+    def choices(p):
+        return next((a.choices for a in p._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+    words = command.split()[1:]
+    p, known = parser, 0
+    while words[known:] and words[known] in choices(p):
+        p, known = choices(p)[words[known]], known + 1
+    unknown = []
+    if choices(p) and words[known:] and not words[known].startswith("-"):
+        # `qriff keep|discard` shows two subcommands at once
+        unknown += [w for w in words[known].split("|") if w not in choices(p)]
+    flags = {o for a in p._actions for o in a.option_strings}
+    unknown += [w.split("=")[0] for w in words[known:] if w.startswith("--") and w.split("=")[0] not in flags]
+    return unknown
+
+
+def test_every_command_in_the_docs_exists_with_its_flags():
+    from engine.cli import build_parser
+
+    parser = build_parser()
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    shown = [(p.relative_to(ROOT), c) for p in pages for c in _commands_shown(p.read_text())]
+    assert len(shown) >= 100, f"only {len(shown)} commands found: is the extraction broken?"
+    wrong = [f"{page}: {cmd!r}: {words}" for page, cmd in shown if (words := _unknown_words(cmd, parser))]
+    assert not wrong, "commands in the docs that qriff does not have:\n" + "\n".join(wrong)
+    # the check can fail: a made-up flag and a made-up subcommand are caught
+    assert _unknown_words("qriff generate --no-such-flag 3", parser) == ["--no-such-flag"]
+    assert _unknown_words("qriff rec recommend", parser) == ["recommend"]
