@@ -95,3 +95,15 @@ def test_every_command_in_the_docs_exists_with_its_flags():
     # the check can fail: a made-up flag and a made-up subcommand are caught
     assert _unknown_words("qriff generate --no-such-flag 3", parser) == ["--no-such-flag"]
     assert _unknown_words("qriff rec recommend", parser) == ["recommend"]
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+    import pretty_midi
+
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    assert "Policy.load()" in example
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "README.md", "exec"), {})
+    midi = pretty_midi.PrettyMIDI(str(tmp_path / "riff.mid"))
+    assert [len(i.notes) > 0 for i in midi.instruments] == [True, True], "a lead and a bass, each with notes"
