@@ -33,7 +33,8 @@ from engine.errors import EngineError
 from engine.mdp import observation, styles
 from engine.music import limits, theory, tokens
 from engine.music.clip import Clip, Track, load_clip, notes_to_tokens, tokens_to_notes
-from engine.music.limits import MAX_BARS, MAX_COUNT, MAX_TEMPERATURE, MAX_TEMPO, MIN_TEMPO
+from engine.music.limits import MAX_BARS, MAX_COUNT
+from engine.music.request import GenerateRequest
 from engine.runtime.modelfile import (
     ModelInfo,
     find_model,
@@ -263,57 +264,47 @@ class Policy:
         weights = styles.parse_style(style, self.info.style_terms)
         return styles.apply_mood(weights, valence, arousal)
 
-    def generate(self, key: str = limits.DEFAULT_KEY, scale: str = limits.DEFAULT_SCALE, bars: int = limits.DEFAULT_BARS,
-                 count: int = 1, seed: int | None = 0, temperature: float = limits.DEFAULT_TEMPERATURE,
-                 chords: str | Sequence[str] | None = None, style: str | Mapping[str, float] | None = None,
-                 roles: Sequence[str] = ("lead",), tempo: float = limits.DEFAULT_TEMPO,
-                 time_signature: tuple[int, int] | str = limits.DEFAULT_TIME_SIGNATURE,
-                 primer: Clip | str | os.PathLike[str] | None = None, valence: float = 0.0,
-                 arousal: float = 0.0) -> list[Clip]:
-        """Generate ``count`` clip variations.
+    def generate(self, request: GenerateRequest | None = None, /, **options: Any) -> list[Clip]:
+        """Generate ``request.count`` clip variations.
 
-        Args:
-            key: tonic name (``C``, ``F#``, ``Bb``).
-            scale: scale or mode name (:data:`engine.music.theory.SCALE_NAMES` or an alias).
-            bars: bars to generate, 1-:data:`~engine.music.limits.MAX_BARS` (after the primer, if any).
-            count: variations, 1-:data:`~engine.music.limits.MAX_COUNT`; variation ``i`` uses seed ``seed + i``.
-            seed: integer >= 0; ``None`` draws one (recorded in the clips).
-            temperature: 0 (greedy) to :data:`~engine.music.limits.MAX_TEMPERATURE`; 1 samples from ``softmax(Q)``.
-            chords: progression, one chord per bar, looping (``"C G Am F"`` or ``"I V vi IV"``);
-                ``None`` for the scale's default.
-            style: preset name, ``term=weight`` pairs or a mapping; ``None`` for the default style.
-            roles: tracks to write, each by the same network in that role (``("lead", "bass")``).
-            tempo: beats per minute, :data:`~engine.music.limits.MIN_TEMPO`-``MAX_TEMPO`` (written to the clip, does not change the notes).
-            time_signature: ``(4, 4)``, ``"3/4"``, ``"6/8"``...
-            primer: a clip (or .mid/.json path) to continue: its bars come first, unchanged
-                (quantized to 16ths), and ``bars`` new bars follow.
-            valence, arousal: mood dials in [-1, 1] (see :func:`engine.mdp.styles.apply_mood`).
+        ``request`` is a :class:`~engine.music.request.GenerateRequest` (checked when it was
+        made); without one, ``options`` are its fields as keyword arguments, checked the same
+        way: ``key``, ``scale``, ``bars``, ``count``, ``seed`` (None draws one, recorded in the
+        clips), ``temperature`` (0 greedy, 1 samples ``softmax(Q)``), ``chords`` (one per bar,
+        looping; None for the scale's default), ``style`` (preset, ``term=weight`` pairs or a
+        mapping), ``roles`` (each track by the same network in that role), ``tempo``
+        (written to the clip), ``time_signature``, ``primer`` (a clip or .mid/.json path to
+        continue: its bars come first, quantized to 16ths, and ``bars`` new bars follow),
+        ``valence`` and ``arousal`` (mood dials, see :func:`engine.mdp.styles.apply_mood`).
+        Variation ``i`` uses seed ``seed + i``.
+
+        What depends on this model is checked here: its roles and its style terms.
 
         Returns:
             ``count`` :class:`~engine.music.clip.Clip` objects, one track per role.
         """
-        _check_range("bars", bars, 1, MAX_BARS, int)
-        _check_range("count", count, 1, MAX_COUNT, int)
-        _check_range("temperature", temperature, 0.0, MAX_TEMPERATURE, float)
-        _check_range("tempo", tempo, MIN_TEMPO, MAX_TEMPO, float)
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (2**31))
-        _check_range("seed", seed, 0, 2**63 - 1, int)
-        tonic = theory.parse_key(key)
-        scale = theory.parse_scale(scale)
-        ts = theory.parse_time_signature(time_signature)
-        steps_per_bar = theory.steps_per_bar(ts)
-        roles = tuple(roles)
-        if not roles or len(set(roles)) != len(roles) or any(r not in self.info.roles for r in roles):
+        if request is None:
+            request = GenerateRequest.from_mapping(options, fill_from_primer=False)
+        elif options:
+            raise TypeError(f"generate() takes a GenerateRequest or keyword options, not both ({', '.join(options)})")
+        elif not isinstance(request, GenerateRequest):
+            raise TypeError(f"generate() takes a GenerateRequest, not {type(request).__name__}")
+        req = request
+        if req.seed is None:
+            req = req.replace(seed=int(np.random.SeedSequence().entropy % (limits.MAX_SEED - req.count + 2)))
+        seed, count, temperature, roles = req.seed, req.count, req.temperature, req.roles
+        assert seed is not None
+        tonic, scale, ts, bars = req.tonic, req.scale, req.time_signature, req.bars
+        steps_per_bar = req.steps_per_bar
+        if any(r not in self.info.roles for r in roles):
             raise EngineError(f"roles {list(roles)} are not valid: give one or more of "
                               f"{', '.join(self.info.roles)}, each once")
-        if chords is not None and not isinstance(chords, str):
-            chords = list(chords)
+        chords = req.chords
         prog = theory.parse_progression(chords, tonic, scale) if chords else theory.default_progression(scale, tonic)
-        weights = self.resolve_style(style, valence, arousal)
+        weights = self.resolve_style(req.style, req.valence, req.arousal)
         svec = styles.style_vector(weights, self.info.style_terms)
 
-        primer_tokens, primer_bars = self._primer_tokens(primer, tonic, steps_per_bar, ts, roles)
+        primer_tokens, primer_bars = self._primer_tokens(req.primer, tonic, steps_per_bar, ts, roles)
         total_bars = primer_bars + bars
         if total_bars > MAX_BARS:
             raise EngineError(f"primer ({primer_bars} bars) plus {bars} new bars makes {total_bars} bars, allowed are "
@@ -338,8 +329,7 @@ class Policy:
 
         seqs = self._rollout(row_ctx, n, forced, noise if temperature > 0 else None, row_tables)
 
-        chord_names = (list(chords) if isinstance(chords, list) else
-                       [c.symbol for c in prog] if chords else [theory.chord_symbol(c) for c in prog])
+        chord_names = [c.symbol for c in prog] if chords else [theory.chord_symbol(c) for c in prog]
         velocity = _ACCENT[np.tile(_beat_strengths(ts), total_bars)]
         clips = []
         for i in range(count):
@@ -347,8 +337,7 @@ class Policy:
             for j, r in enumerate(roles):
                 notes = tokens_to_notes(seqs[i * len(roles) + j], tonic, r, velocity=velocity)
                 tracks.append(Track(role=r, program=tokens.ROLE_PROGRAMS.get(r, 0), notes=notes))
-            clips.append(Clip(key=key.strip()[:1].upper() + key.strip()[1:],
-                              scale=scale, tempo=float(tempo), time_signature=ts, bars=total_bars, seed=seed + i,
+            clips.append(Clip(key=req.key, scale=scale, tempo=req.tempo, time_signature=ts, bars=total_bars, seed=seed + i,
                               model=self.info.model_id, style={k: round(v, 4) for k, v in weights.items() if v},
                               chords=chord_names, tracks=tracks))
         return clips

@@ -158,7 +158,7 @@ def test_primer_is_kept_and_continued(policy, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,error,message", [
-    ({"bars": 0}, EngineError, "bars 0 is out of range"),
+    ({"bars": 0}, EngineError, "bars 0 is not valid: allowed an integer 1..16"),
     ({"bars": MAX_BARS + 1}, EngineError, f"bars {MAX_BARS + 1}"),
     ({"count": 0}, EngineError, "count 0"),
     ({"count": MAX_COUNT + 1}, EngineError, f"count {MAX_COUNT + 1}"),
