@@ -171,9 +171,10 @@ def parse_roles(value: Any) -> tuple[str, ...]:
         names = [as_text("roles", r, 16).lower() for r in value]
     else:
         names = [r for r in re.split(r"[\s,+|]+", as_text("roles", value, 64).lower()) if r]
-    allowed = f"roles from {', '.join(tokens.ROLES)}, each at most once (join several with + or ,)"
-    if not names or any(r not in tokens.ROLES for r in names) or len(set(names)) != len(names):
-        raise OptionError("roles", value, allowed)
+    if not names or any(r not in tokens.ROLES for r in names):
+        raise OptionError("roles", value, f"roles from {', '.join(tokens.ROLES)} (join several with + or ,)")
+    if len(set(names)) != len(names):
+        raise OptionError("roles", value, "each role at most once")
     return tuple(names)
 
 
@@ -187,6 +188,12 @@ def parse_chords(value: Any) -> str | None:
         value = " ".join(as_text("chords", c, 16) for c in value)
     text = as_text("chords", value, 512)
     return None if text.lower() in ("none", "default", "-") else text
+
+
+def check_chords(text: str, key: str | int = 0, scale: str = limits.DEFAULT_SCALE) -> str:
+    """``text`` when it parses as a progression in ``key`` and ``scale`` (OptionError otherwise)."""
+    _theory_checked("chords", lambda t: theory.parse_progression(t, key, scale), text)
+    return text
 
 
 def parse_style(value: Any) -> str | Mapping[str, float] | None:
@@ -280,8 +287,7 @@ class GenerateRequest:
             raise OptionError("seed", self.seed, f"an integer 0..{limits.MAX_SEED - self.count + 1} for "
                                                  f"{self.count} variations (variation i uses seed + i)")
         if self.chords is not None:
-            _theory_checked("chords", lambda text: theory.parse_progression(text, self.tonic, self.scale),
-                            self.chords)
+            check_chords(self.chords, self.tonic, self.scale)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, fill_from_primer: bool = True) -> GenerateRequest:
@@ -385,7 +391,7 @@ def generate_fields() -> tuple[str, ...]:
     return _fields(GenerateRequest)
 
 
-__all__ = ["GenerateRequest", "OptionError", "RenderRequest", "as_bool", "as_float", "as_int", "as_text",
+__all__ = ["GenerateRequest", "OptionError", "RenderRequest", "as_bool", "as_float", "as_int", "as_text", "check_chords",
            "generate_fields", "parse_chords", "parse_key", "parse_roles", "parse_scale", "parse_seed",
            "parse_style", "parse_time_signature", "render_fields"]
 
