@@ -11,10 +11,11 @@ import pytest
 
 from engine.errors import EngineError, StyleError, TheoryError
 from engine.mdp import observation, styles
+from engine.mdp.builder import ObservationBuilder
 from engine.music import theory, tokens
 from engine.music.clip import Clip, Note, Track, notes_to_tokens
 from engine.music.limits import MAX_BARS, MAX_COUNT
-from engine.runtime.policy import ObservationBuilder, Policy
+from engine.runtime.policy import Policy
 
 TERMS = styles.BUILTIN_TERMS
 
