@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 from bridge import protocol
 from bridge.errors import BridgeError
 from bridge.source import ClipSource
+from engine.music import limits
 from engine.music.clip import Clip, load_clip
+from engine.music.request import RenderRequest
 
 if TYPE_CHECKING:
     from bridge.delivery import Delivery
@@ -162,16 +164,11 @@ class Workers:
     # ---------------------------------------------------------------- generate
     def _new_seed(self, count: int) -> int:
         # Variation i of a request uses seed + i, so leave room for the whole batch below MAX_SEED.
-        return self._rng.randrange(protocol.MAX_SEED - max(count, MAX_BATCH))
+        return self._rng.randrange(limits.MAX_SEED - max(count, MAX_BATCH))
 
     def _clips(self, p: dict[str, Any], count: int, seed: int) -> list[Clip]:
         primer = load_clip(self.delivery.clip_path(p["primer"])) if p.get("primer") else None
-        num, den = (int(x) for x in p["time_signature"].split("/"))
-        return self.source.generate(
-            key=p["key"], scale=p["scale"], bars=p["bars"], count=count, seed=seed,
-            temperature=p["temperature"], chords=p["chords"] or None, style=p["style"],
-            roles=tuple(p["roles"].split("+")), tempo=p["tempo"], time_signature=(num, den), primer=primer,
-            valence=p["valence"], arousal=p["arousal"])
+        return self.source.generate(protocol.generate_request(p, count=count, seed=seed, primer=primer))
 
     def _generate_batch(self, batch: list[Job]) -> None:
         """Requests that differ only in their (server-chosen) seeds: one policy call, seeds s, s+1, ..."""
@@ -208,8 +205,8 @@ class Workers:
         name = self.delivery.default_clip(job)
         clip = load_clip(self.delivery.clip_path(name))
         p = job.params
-        result = render_clip(clip, self.delivery.out_dir / f"{Path(name).stem}-stems", preset=p["preset"],
-                             sample_rate=p["sample_rate"], fmt=p["format"], quiet=True, pianoroll=False)
+        options = RenderRequest(preset=p["preset"], sample_rate=p["sample_rate"], fmt=p["format"], pianoroll=False)
+        result = render_clip(clip, self.delivery.out_dir / f"{Path(name).stem}-stems", options, quiet=True)
         self.delivery.rendered(job, name, result)
 
     def _push(self, job: Job) -> None:

@@ -34,7 +34,9 @@ from engine import __version__, limits
 from engine.errors import EngineError
 from engine.feedback import FeedbackError, parse_stars, parse_verdict
 from engine.mdp import styles
+from engine.music import request as schema
 from engine.music import theory, tokens
+from engine.music.request import GenerateRequest, OptionError
 
 PREFIX = "/qriff"
 
@@ -43,7 +45,6 @@ PREFIX = "/qriff"
 #: Variations per request, Magenta Studio's range (bounds the reply volume of one request;
 #: at most limits.MAX_COUNT).
 MAX_VARIATIONS = 16
-MAX_SEED = 2**31 - 1
 MAX_LIVE_INDEX = 999
 #: A clip name from the network: a plain file name inside the output folder.
 CLIP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -147,79 +148,45 @@ class Reply:
 
 
 # ------------------------------------------------------------------ value checks
+# Every value a generate or render request may carry is checked by engine.music.request,
+# the one check the CLI, qriff batch and the Python API share; the bridge only turns its
+# OptionError into a ``bad_value`` error reply, with the same message.
 
 def _bad(name: str, value: Any, allowed: str, hint: str = "") -> RequestError:
     msg = f"{name} {value!r} is not valid: allowed {allowed}"
     return RequestError(msg + (f" ({hint})" if hint else ""), code="bad_value")
 
 
+def _checked(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except OptionError as exc:
+        raise RequestError(str(exc), code="bad_value") from None
+
+
 def as_int(name: str, value: Any, lo: int, hi: int) -> int:
     """An int in ``lo..hi`` from an OSC int, an integral float or a numeric string."""
-    if isinstance(value, bool) or value is None:
-        raise _bad(name, value, f"an integer {lo}..{hi}")
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise _bad(name, value, f"an integer {lo}..{hi}") from None
-    if isinstance(value, float):
-        if not math.isfinite(value) or value != int(value):
-            raise _bad(name, value, f"an integer {lo}..{hi}")
-        value = int(value)
-    if not isinstance(value, int) or not lo <= value <= hi:
-        raise _bad(name, value, f"an integer {lo}..{hi}")
-    return value
+    return int(_checked(schema.as_int, name, value, lo, hi))
 
 
 def as_float(name: str, value: Any, lo: float, hi: float) -> float:
     """A finite float in ``lo..hi`` from an OSC int or float or a numeric string."""
-    if isinstance(value, bool) or value is None:
-        raise _bad(name, value, f"a number {lo:g}..{hi:g}")
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise _bad(name, value, f"a number {lo:g}..{hi:g}") from None
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
-        raise _bad(name, value, f"a number {lo:g}..{hi:g}")
-    return float(value)
+    return float(_checked(schema.as_float, name, value, lo, hi))
 
 
 def as_text(name: str, value: Any, max_len: int = 256) -> str:
     """A non-empty string of at most ``max_len`` characters (numbers are turned into text)."""
-    if isinstance(value, bool) or value is None or isinstance(value, bytes):
-        raise _bad(name, value, "a string")
-    if isinstance(value, float) and math.isfinite(value) and value == int(value):
-        value = int(value)  # Pd sends every number as a float
-    text = str(value).strip()
-    if not text or len(text) > max_len:
-        raise _bad(name, value, f"a non-empty string of at most {max_len} characters")
-    return text
-
-
-def _engine_checked(name: str, fn: Callable[[str], Any], value: str) -> Any:
-    try:
-        return fn(value)
-    except EngineError as exc:
-        text = str(exc)
-        raise RequestError(text if text.lower().startswith(name.replace("_", " ")) else f"{name}: {text}",
-                           code="bad_value") from None
+    return str(_checked(schema.as_text, name, value, max_len))
 
 
 def parse_key(value: Any) -> str:
-    """A tonic name (``C``, ``F#``, ``Bb``; spelling kept) or a pitch class 0-11."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return theory.key_name(as_int("key", value, 0, 11))
-    text = as_text("key", value, 8)
-    _engine_checked("key", theory.parse_key, text)
-    return text
+    """A tonic name (``C``, ``F#``, ``Bb``) or a pitch class 0-11."""
+    return str(_checked(schema.parse_key, value))
 
 
 def parse_scale(value: Any) -> str:
     """A scale name or alias, or its index in ``/qriff/list/scales`` order."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return theory.SCALE_NAMES[as_int("scale", value, 0, len(theory.SCALE_NAMES) - 1)]
-    return _engine_checked("scale", theory.parse_scale, as_text("scale", value, 32))
+    return str(_checked(schema.parse_scale, value))
 
 
 def parse_style(value: Any) -> str:
@@ -228,37 +195,38 @@ def parse_style(value: Any) -> str:
         names = list(styles.PRESETS)
         return names[as_int("style", value, 0, len(names) - 1)]
     text = as_text("style", value, 512)
-    _engine_checked("style", styles.parse_style, text)
+    try:
+        styles.parse_style(text)
+    except EngineError as exc:
+        raise RequestError(str(exc) if str(exc).lower().startswith("style") else f"style: {exc}",
+                           code="bad_value") from None
     return text
 
 
 def parse_chords(value: Any) -> str:
-    """A progression (``"C G Am F"``, ``C|G|Am|F``, ``I-V-vi-IV``), or ``none`` for the default."""
-    if isinstance(value, str) and not value.strip():
-        return ""
-    text = as_text("chords", value, 512)
-    if text.lower() in ("none", "default", "-"):
-        return ""
-    _engine_checked("chords", theory.parse_progression, text)
-    return text
+    """A progression (``"C G Am F"``, ``C|G|Am|F``, ``I-V-vi-IV``), or ``none`` for the default (``""``).
+    Checked against the key and scale when the request is made."""
+    text = _checked(schema.parse_chords, value)
+    if text is not None:
+        _checked(schema.check_chords, text)
+    return text or ""
 
 
-def parse_time_signature(value: Any) -> str:
-    """``4/4``, ``3/4``, ``2/4`` or ``6/8``."""
-    num, den = _engine_checked("time_signature", theory.parse_time_signature, as_text("time_signature", value, 8))
-    return f"{num}/{den}"
+def parse_time_signature(value: Any) -> tuple[int, int]:
+    """``(4, 4)`` from ``4/4``, ``3/4``, ``2/4`` or ``6/8``."""
+    return tuple(_checked(schema.parse_time_signature, value))  # type: ignore[return-value]
 
 
-def parse_roles(value: Any) -> str:
-    """Roles separated by ``,``, ``+``, ``|`` or spaces: ``lead``, ``bass``, ``lead+bass``."""
-    text = as_text("roles", value, 64)
-    names = [r for r in re.split(r"[\s,+|]+", text.lower()) if r]
-    for r in names:
-        if r not in tokens.ROLES:
-            raise _bad("roles", value, f"roles from {', '.join(tokens.ROLES)}", "join several with + or ,")
-    if len(set(names)) != len(names):
-        raise _bad("roles", value, "each role at most once")
-    return "+".join(names)
+def parse_roles(value: Any) -> tuple[str, ...]:
+    """Roles from ``lead``, ``bass``, ``lead+bass`` (``,``, ``+``, ``|`` or spaces between)."""
+    return tuple(_checked(schema.parse_roles, value))
+
+
+def show(value: Any) -> Any:
+    """A typed session value as OSC sends it: ``(4, 4)`` as ``4/4``, ``("lead", "bass")`` as ``lead+bass``."""
+    if isinstance(value, tuple):
+        return "/".join(map(str, value)) if value and isinstance(value[0], int) else "+".join(value)
+    return value
 
 
 def parse_clip_name(value: Any) -> str:
@@ -298,11 +266,11 @@ def _choice_parser(name: str, choices: Sequence[str]) -> Callable[[Any], str]:
 
 
 def _sample_rate(value: Any) -> int:
-    rates = limits.SAMPLE_RATES
-    rate = as_int("sample_rate", value, min(rates), max(rates))
-    if rate not in rates:
-        raise _bad("sample_rate", value, "one of " + ", ".join(map(str, rates)))
-    return rate
+    return int(_checked(lambda: schema.RenderRequest(sample_rate=value).sample_rate))
+
+
+def _audio_format(value: Any) -> str:
+    return str(_checked(lambda: schema.RenderRequest(fmt=value).fmt))
 
 
 def _render_preset(value: Any) -> str:
@@ -345,18 +313,18 @@ PROPERTIES_RW: tuple[Property, ...] = (
              _int_parser("bars", 1, limits.MAX_BARS)),
     Property("tempo", "f", limits.DEFAULT_TEMPO, f"beats per minute, {limits.MIN_TEMPO:g}-{limits.MAX_TEMPO:g}",
              _float_parser("tempo", limits.MIN_TEMPO, limits.MAX_TEMPO)),
-    Property("time_signature", "s", "{}/{}".format(*limits.DEFAULT_TIME_SIGNATURE), "metre: 4/4, 3/4, 2/4, 6/8", parse_time_signature),
+    Property("time_signature", "s", limits.DEFAULT_TIME_SIGNATURE, "metre: 4/4, 3/4, 2/4, 6/8", parse_time_signature),
     Property("chords", "s", "", "one chord per bar, looping: \"C G Am F\", C|G|Am|F, I-V-vi-IV; none = default",
              parse_chords),
     Property("style", "n", styles.DEFAULT_STYLE, "preset name or index, term=w pairs, or both", parse_style),
     Property("temperature", "f", limits.DEFAULT_TEMPERATURE,
              f"sampling temperature, 0 (greedy) to {limits.MAX_TEMPERATURE:g}",
              _float_parser("temperature", 0.0, limits.MAX_TEMPERATURE)),
-    Property("seed", "i", -1, f"random seed 0-{MAX_SEED}; -1 = a new seed for every request (reported in begin)",
-             _int_parser("seed", -1, MAX_SEED)),
+    Property("seed", "i", -1, f"random seed 0-{limits.MAX_SEED}; -1 = a new seed for every request (reported in "
+                              "begin)", _int_parser("seed", -1, limits.MAX_SEED)),
     Property("variations", "i", 1, f"clips per request, 1-{MAX_VARIATIONS}",
              _int_parser("variations", 1, MAX_VARIATIONS)),
-    Property("roles", "s", "lead", "tracks to generate: lead, bass or lead+bass", parse_roles),
+    Property("roles", "s", ("lead",), "tracks to generate: lead, bass or lead+bass", parse_roles),
     Property("valence", "f", 0.0, "mood: -1 dark .. +1 bright", _float_parser("valence", -1.0, 1.0)),
     Property("arousal", "f", 0.0, "mood: -1 calm .. +1 busy", _float_parser("arousal", -1.0, 1.0)),
     Property("reply_port", "i", 0, "send replies to this port on the sender's host; 0 = the sender's own port",
@@ -367,7 +335,7 @@ PROPERTIES_RW: tuple[Property, ...] = (
              _int_parser("live_slot", 0, MAX_LIVE_INDEX)),
     Property("preset", "s", limits.DEFAULT_PRESET, "render preset (see /qriff/list/presets)", _render_preset, option=False),
     Property("format", "s", limits.DEFAULT_AUDIO_FORMAT, "render file format: " + " or ".join(limits.AUDIO_FORMATS),
-             _choice_parser("format", tuple(limits.AUDIO_FORMATS)), option=False),
+             _audio_format, option=False),
     Property("sample_rate", "i", limits.DEFAULT_SAMPLE_RATE,
              "render sample rate: " + ", ".join(map(str, limits.SAMPLE_RATES)), _sample_rate, option=False),
 )
@@ -390,13 +358,16 @@ _GEN_OPTIONS = tuple(p.name for p in PROPERTIES_RW if p.option) + ("primer",)
 
 # ------------------------------------------------------------------- handlers
 
-def check_chords(params: Mapping[str, Any]) -> None:
-    """Chords must fit the request's key and scale (they are parsed against them)."""
-    if params.get("chords"):
-        try:
-            theory.parse_progression(params["chords"], params["key"], params["scale"])
-        except EngineError as exc:
-            raise RequestError(f"chords: {exc}", code="bad_value") from None
+def generate_request(params: Mapping[str, Any], count: int | None = None, seed: int | None = None,
+                     primer: Any = None) -> GenerateRequest:
+    """The :class:`GenerateRequest` of resolved options (``variations`` clips; seed -1: drawn later).
+    Checks what only the whole request can (chords against its key and scale): ``bad_value``."""
+    p = params
+    return _checked(lambda: GenerateRequest(
+        key=p["key"], scale=p["scale"], bars=p["bars"], count=p["variations"] if count is None else count,
+        seed=(p["seed"] if p["seed"] >= 0 else None) if seed is None else seed, temperature=p["temperature"],
+        chords=p["chords"] or None, style=p["style"], roles=p["roles"], tempo=p["tempo"],
+        time_signature=p["time_signature"], primer=primer, valence=p["valence"], arousal=p["arousal"]))
 
 
 def _no_args(request: Request) -> None:
@@ -413,7 +384,7 @@ def ping(ctx: Context, request: Request) -> None:
 def generate(ctx: Context, request: Request) -> None:
     """Options over the session defaults; chords checked now; the job waits for a worker."""
     params = resolve(request.options, ctx.session)
-    check_chords(params)
+    generate_request(params)
     ctx.enqueue("generate", request, params)
 
 
@@ -429,7 +400,7 @@ def get_property(ctx: Context, request: Request, prop: Property) -> None:
     """``/qriff/get/<name> id`` -> the same address with ``id value``."""
     _no_args(request)
     value = ctx.session[prop.name] if prop.writable else ctx.read(prop.name)
-    ctx.reply(request, request.address, value)
+    ctx.reply(request, request.address, show(value))
 
 
 def set_property(ctx: Context, request: Request, prop: Property) -> None:
@@ -440,9 +411,9 @@ def set_property(ctx: Context, request: Request, prop: Property) -> None:
     assert prop.parse is not None
     value = prop.parse(request.args[0])
     if prop.name == "chords":
-        check_chords({**ctx.session, "chords": value})
+        generate_request({**ctx.session, "chords": value})
     ctx.session[prop.name] = value
-    ctx.reply(request, request.address, value)
+    ctx.reply(request, request.address, show(value))
 
 
 #: Front ends a verdict may say it came from over OSC (the CLI records its own as ``cli``).
@@ -639,7 +610,7 @@ def address_table() -> list[tuple[str, str, str, str]]:
                      f"read-only: {p.doc}"))
     for p in PROPERTIES_RW:
         rows.append((f"{PREFIX}/get/{p.name}, {PREFIX}/set/{p.name}", f"id [reply_port v] / id value:{p.kind}",
-                     f"same address: id value:{p.kind}", f"{p.doc} (default {p.default!r})"))
+                     f"same address: id value:{p.kind}", f"{p.doc} (default {show(p.default)!r})"))
     for name, doc in LISTS.items():
         rows.append((f"{PREFIX}/list/{name}", "id [reply_port v]", f"{PREFIX}/list/{name} id item:s*", doc))
     for r in REPLIES:

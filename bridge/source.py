@@ -1,7 +1,7 @@
 """Where the bridge gets its clips: the :class:`ClipSource` protocol and the real policy.
 
-The server only needs an object with ``generate(...) -> list[Clip]`` (the signature of
-:meth:`engine.runtime.policy.Policy.generate`), a ``model_id`` and the list of models it serves.
+The server only needs an object with ``generate(request) -> list[Clip]`` (the signature of
+:meth:`engine.runtime.policy.Policy.generate`, which takes a :class:`GenerateRequest`), a ``model_id`` and the list of models it serves.
 :class:`PolicySource` is the production source: the onnxruntime policy,
 loaded once (lazily, so ``qriff serve --help`` stays fast).
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from engine.music.clip import Clip
+from engine.music.request import GenerateRequest
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,9 @@ class ClipSource(Protocol):
         """Model ids the server can generate with (``/qriff/list/models``)."""
         ...
 
-    def generate(self, key: str = "C", scale: str = "major", bars: int = 4, count: int = 1, seed: int = 0,
-                 temperature: float = 1.0, chords: str | None = None, style: str | None = None,
-                 roles: Sequence[str] = ("lead",), tempo: float = 120.0, time_signature: tuple[int, int] = (4, 4),
-                 primer: Clip | None = None, valence: float = 0.0, arousal: float = 0.0) -> list[Clip]:
-        """``count`` clips of ``bars`` bars; EngineError subclasses on bad input."""
+    def generate(self, request: GenerateRequest | None = None, /, **options: Any) -> list[Clip]:
+        """``request.count`` clips (keyword options build the request, as for the policy);
+        EngineError subclasses on what depends on the model (its roles, its style terms)."""
         ...
 
 
@@ -82,5 +80,5 @@ class PolicySource:
         ids = [self.model_id] + [entry.model_id for entry in available_models()]
         return list(dict.fromkeys(ids))
 
-    def generate(self, **kwargs: Any) -> list[Clip]:
-        return list(self.policy.generate(**kwargs))
+    def generate(self, request: GenerateRequest | None = None, /, **options: Any) -> list[Clip]:
+        return list(self.policy.generate(request, **options))

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from engine.errors import EngineError
 from engine.files import StagedFiles
 from engine.music import limits
 from engine.music.clip import Clip, Note, Track
+from engine.music.request import OptionError, RenderRequest
 
 log = logging.getLogger(__name__)
 
@@ -246,21 +248,13 @@ def _db(x: float) -> float:
 
 # ---------------------------------------------------------------------- rendering
 
-def _bit_depth(value: str | int) -> str:
-    """Canonical bit depth: ``"16"``, ``"24"`` or ``"32f"`` (``32`` is accepted for float)."""
-    text = str(value).strip().lower()
-    return "32f" if text in ("32", "32f", "float") else text
-
-
-def _check_options(sample_rate: int, fmt: str, bit_depth: str) -> None:
-    if int(sample_rate) not in limits.SAMPLE_RATES:
-        raise RenderError(f"sample rate {sample_rate} is not supported: allowed are "
-                          f"{', '.join(map(str, limits.SAMPLE_RATES))} Hz")
-    if fmt not in limits.AUDIO_FORMATS:
-        raise RenderError(f"format {fmt!r} is not supported: allowed are {', '.join(limits.AUDIO_FORMATS)}")
-    if str(bit_depth) not in limits.AUDIO_FORMATS[fmt]:
-        raise RenderError(f"bit depth {bit_depth!r} is not supported for {fmt}: allowed are "
-                          f"{', '.join(limits.AUDIO_FORMATS[fmt])}" + (" (32f needs wav)" if fmt == "flac" else ""))
+def _options(**values: Any) -> RenderRequest:
+    """The render options checked by :class:`RenderRequest` (the one check every front end
+    shares); a value it refuses becomes a RenderError with the same message."""
+    try:
+        return RenderRequest.from_mapping(values)
+    except OptionError as exc:
+        raise RenderError(str(exc)) from None
 
 
 def stem_names(tracks: Sequence[Track]) -> list[str]:
@@ -334,8 +328,7 @@ def render_audio(clip: Clip, *, preset: str | Preset = limits.DEFAULT_PRESET,
     False the master works in place on the stems' sum. Together they keep a long
     clip's memory to about three stereo buffers, not one per track.
     """
-    sample_rate = int(sample_rate)
-    _check_options(sample_rate, "wav", "24")
+    sample_rate = _options(sample_rate=sample_rate).sample_rate
     if not limits.MIN_FILE_TEMPO <= float(clip.tempo) <= limits.MAX_FILE_TEMPO:
         raise RenderError(f"clip tempo {clip.tempo} bpm is out of range: allowed "
                           f"{limits.MIN_FILE_TEMPO:g}-{limits.MAX_FILE_TEMPO:g}")
@@ -487,8 +480,8 @@ def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: in
     """
     from pedalboard.io import AudioFile
 
-    bit_depth = _bit_depth(bit_depth)
-    _check_options(sample_rate, fmt, bit_depth)
+    req = _options(sample_rate=sample_rate, fmt=fmt, bit_depth=bit_depth)
+    fmt, bit_depth = req.fmt, req.bit_depth
     depth = 32 if bit_depth == "32f" else int(bit_depth)
     step = 30 * int(sample_rate)
     with open(path, "wb") as fh, AudioFile(fh, "w", float(sample_rate), int(audio.shape[0]), bit_depth=depth,
@@ -500,28 +493,31 @@ def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: in
                 f.write(np.ascontiguousarray(audio[:, i:i + step]))
 
 
-def render_clip(clip: Clip, out_dir: str | os.PathLike[str], *, preset: str | Preset = limits.DEFAULT_PRESET,
-                instruments: Mapping[str, str | Instrument] | Sequence[str] | None = None,
-                sample_rate: int = limits.DEFAULT_SAMPLE_RATE, fmt: str = limits.DEFAULT_AUDIO_FORMAT,
-                bit_depth: str = limits.DEFAULT_BIT_DEPTH, pad: bool = False,
-                quiet: bool = False, pianoroll: bool = True) -> RenderResult:
+def render_clip(clip: Clip, out_dir: str | os.PathLike[str], request: RenderRequest | None = None, /, *,
+                quiet: bool = False, **options: Any) -> RenderResult:
     """Render ``clip`` to ``out_dir/<role>.<fmt>`` per track, ``out_dir/mix.<fmt>`` and a piano roll.
 
-    ``preset``: a shipped preset name (``dry``, ``studio``, ``lofi``, ``ambient``) or a
-    .toml/.json path. ``instruments``: ``{role: spec}`` or ``["role=spec", ...]``, where
-    spec is a voice name, ``gm``, ``PATH.sf2`` or ``PATH.vst3`` (see
-    :func:`engine.audio.instruments.resolve_instrument`); roles not named use the preset's
-    instrument, else the role's default voice. ``sample_rate`` in Hz; ``fmt`` ``wav``
-    or ``flac``; ``bit_depth`` ``16``, ``24`` or ``32f`` (float, WAV only; ``32`` means the same). ``pad``
-    adds a voice-led chord pad from the clip's chords. ``quiet`` hides the progress
-    bar (shown only on a terminal anyway).
+    ``request`` is a :class:`~engine.music.request.RenderRequest`; without one, ``options`` are
+    its fields as keyword arguments, checked the same way. ``preset``: a shipped preset name
+    (``dry``, ``studio``, ``lofi``, ``ambient``), a .toml/.json path or a :class:`Preset`.
+    ``instruments``: ``{role: spec}`` or ``["role=spec", ...]``, where spec is a voice name,
+    ``gm``, ``PATH.sf2`` or ``PATH.vst3`` (see :func:`engine.audio.instruments.resolve_instrument`);
+    roles not named use the preset's instrument, else the role's default voice. ``sample_rate``
+    in Hz; ``fmt`` ``wav`` or ``flac``; ``bit_depth`` ``16``, ``24`` or ``32f`` (float, WAV only;
+    ``32`` means the same). ``pad`` adds a voice-led chord pad from the clip's chords;
+    ``pianoroll`` writes ``pianoroll.png``. ``quiet`` hides the progress bar (shown only on a
+    terminal anyway).
 
     All files are written under temporary names and renamed at the end: on any error
     nothing is left (a folder this call created is removed again). Raises EngineError
     subclasses for bad input.
     """
-    bit_depth = _bit_depth(bit_depth)
-    _check_options(int(sample_rate), fmt, bit_depth)
+    if request is None:
+        request = _options(**options)
+    elif options:
+        raise TypeError(f"render_clip() takes a RenderRequest or keyword options, not both ({', '.join(options)})")
+    preset, instruments, sample_rate = request.preset, request.instruments, request.sample_rate
+    fmt, bit_depth, pad, pianoroll = request.fmt, request.bit_depth, request.pad, request.pianoroll
     preset_obj = preset if isinstance(preset, Preset) else load_preset(preset)
     staging = _OutputFolder(Path(out_dir).expanduser())
     staging.prepare()

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 
 from engine.cli.options import bounded_int
+from engine.music import limits
 
 
 def _sources(text: str) -> list[str]:
@@ -71,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="training steps sampled per epoch, 0 = all (default: 400000)")
     pr.add_argument("--hidden", default=None, metavar="W,W",
                     help="hidden layer widths (default: 256,256)")
-    pr.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="random seed (default: 0)")
+    pr.add_argument("--seed", type=bounded_int(0, limits.MAX_SEED), default=0, help="random seed (default: 0)")
     pr.add_argument("--init", default=None, metavar="PATH.pt",
                     help="gru only: start from this prior (fine-tune it, e.g. with --sources essen)")
     pr.add_argument("--lr", type=float, default=None, help="gru only: Adam learning rate (default 2e-3)")

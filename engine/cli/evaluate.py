@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from engine.cli.options import bounded_int, scale_type, time_signature_type
+from engine.music import limits
 from engine.music.limits import MAX_BARS
 
 #: The prior ``--prior-sample`` samples: the KL reference of the shipped model.
@@ -75,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: all)")
     g.add_argument("--limit", type=bounded_int(1, 100_000), default=None, metavar="N",
                    help="use only the first N tunes of each corpus source (quick looks; default: all)")
-    g.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="sampling seed (default: 0)")
+    g.add_argument("--seed", type=bounded_int(0, limits.MAX_SEED), default=0, help="sampling seed (default: 0)")
     g.add_argument("--scales", type=families_type, default=(), metavar="LIST",
                    help="with --prior-sample, also sample the prior in each of these scale families (comma list of "
                         f"{', '.join(FAMILIES)}, or 'all') for the per-scale table: the share of each family's "

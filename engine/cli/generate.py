@@ -7,12 +7,13 @@ import logging
 import sys
 from pathlib import Path
 
-from engine.cli.options import add_music_options, bounded_float, bounded_int
-from engine.cli.render import add_render_options, render_options
+from engine.cli.options import add_music_options, bounded_float, bounded_int, build_request
+from engine.cli.render import add_render_options, render_request
 from engine.errors import EngineError
 from engine.files import atomic_write, highest_number
-from engine.music import limits, theory
+from engine.music import limits
 from engine.music.limits import MAX_COUNT, MAX_TEMPERATURE
+from engine.music.request import GenerateRequest, OptionError, parse_roles
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +36,11 @@ def mood_type(text: str) -> tuple[float, float]:
 
 
 def roles_type(text: str) -> tuple[str, ...]:
-    """Comma-separated roles: ``lead`` or ``lead,bass``."""
-    from engine.music import tokens
-
-    roles = tuple(r.strip().lower() for r in text.split(",") if r.strip())
-    bad = [r for r in roles if r not in tokens.ROLES]
-    if not roles or bad or len(set(roles)) != len(roles):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of roles: allowed are {', '.join(tokens.ROLES)}, "
-                                         "comma-separated, each once (e.g. lead,bass)")
-    return roles
+    """Comma-separated roles: ``lead`` or ``lead,bass`` (checked by the request's own parser)."""
+    try:
+        return parse_roles(text)
+    except OptionError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of roles: {exc.detail}") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--temperature", type=bounded_float(0.0, MAX_TEMPERATURE), default=limits.DEFAULT_TEMPERATURE,
                    help=f"sampling temperature 0-{MAX_TEMPERATURE:g}: 0 always takes the best token, 1 samples "
                         f"softmax(Q), higher is wilder (default: {limits.DEFAULT_TEMPERATURE})")
-    g.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=None,
-                   help="random seed 0-2147483647; variation i uses seed+i (default: a random seed, printed)")
+    g.add_argument("--seed", type=bounded_int(0, limits.MAX_SEED), default=None,
+                   help=f"random seed 0-{limits.MAX_SEED}; variation i uses seed+i (default: a random seed, printed)")
     g.add_argument("--count", type=bounded_int(1, MAX_COUNT), default=1,
                    help=f"number of variations, 1-{MAX_COUNT} (default: 1)")
     g.add_argument("--roles", type=roles_type, default=("lead",),
@@ -98,25 +95,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.music.clip import load_clip
     from engine.runtime import Policy
 
     if args.mood is not None and (args.valence is not None or args.arousal is not None):
         raise EngineError("--mood and --valence/--arousal both given: use one or the other")
     valence, arousal = args.mood if args.mood is not None else (args.valence or 0.0, args.arousal or 0.0)
 
-    primer = load_clip(args.primer) if args.primer else None
-    key = args.key or (primer.key if primer else limits.DEFAULT_KEY)
-    scale = args.scale or (primer.scale if primer else limits.DEFAULT_SCALE)
-    tempo = args.tempo if args.tempo is not None else (primer.tempo if primer else limits.DEFAULT_TEMPO)
-    ts = theory.parse_time_signature(args.time_signature or (primer.time_signature if primer
-                                                             else limits.DEFAULT_TIME_SIGNATURE))
-
+    request = build_request(GenerateRequest.from_mapping, {
+        "key": args.key, "scale": args.scale, "bars": args.bars, "count": args.count, "seed": args.seed,
+        "temperature": args.temperature, "chords": args.chords, "style": args.style, "roles": args.roles,
+        "tempo": args.tempo, "time_signature": args.time_signature, "primer": args.primer,
+        "valence": valence, "arousal": arousal})
+    audio = render_request(args, format_flag="--audio-format") if args.render else None  # checked before any clip
     policy = Policy.load(args.model)
-    clips = policy.generate(key=key, scale=scale, bars=args.bars, count=args.count, seed=args.seed,
-                            temperature=args.temperature, chords=args.chords, style=args.style, roles=args.roles,
-                            tempo=min(max(tempo, limits.MIN_TEMPO), limits.MAX_TEMPO), time_signature=ts, primer=primer,
-                            valence=valence, arousal=arousal)
+    clips = policy.generate(request)
     out = Path(args.out)
     render_clip = _renderer() if args.render else None
     number = 0 if args.overwrite else highest_number(out, CLIP_NAME) + 1
@@ -125,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         base = written[0].with_suffix("")
         number += 1
         if render_clip is not None:
-            result = render_clip(clip, base, **{**render_options(args), "quiet": True})
+            result = render_clip(clip, base, audio, quiet=True)
             written.extend([*result.stems.values(), result.mix])
         if not args.quiet:
             n_notes = sum(len(t.notes) for t in clip.tracks)

@@ -7,11 +7,15 @@ flag, the value and what is allowed.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from engine.errors import EngineError
 from engine.music import limits, theory
+from engine.music.request import OptionError
 from engine.scaleout import CONNECT_TIMEOUT_S
+
+T = TypeVar("T")
 
 
 def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
@@ -59,6 +63,21 @@ def checked_text(check: Callable[[str], object], name: str | None = None) -> Cal
 
     parse.__name__ = name or check.__name__
     return parse
+
+
+#: The flag of each request field, where it is not ``--`` plus the field with ``-`` for ``_``.
+REQUEST_FLAGS = {"fmt": "--format", "count": "--count", "instruments": "--instrument"}
+
+
+def build_request(make: Callable[[Mapping[str, Any]], T], values: Mapping[str, Any],
+                  flags: Mapping[str, str] | None = None) -> T:
+    """``make(values)`` (a request's ``from_mapping``), its OptionError naming the flag (``--bars``)
+    instead of the field: the one check every front end shares, in the CLI's words."""
+    try:
+        return make(values)
+    except OptionError as exc:
+        flag = {**REQUEST_FLAGS, **(flags or {})}.get(exc.field, "--" + exc.field.replace("_", "-"))
+        raise EngineError(exc.for_field(flag)) from None
 
 
 key_type = checked_text(theory.parse_key)

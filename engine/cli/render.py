@@ -1,7 +1,7 @@
 """``qriff render``: a clip (JSON or MIDI) to audio stems, a mix and a piano roll.
 
 Other commands that render (``qriff generate --render``) reuse :func:`add_render_options`
-and :func:`render_options`, so the flags mean the same everywhere.
+and :func:`render_request`, so the flags mean the same everywhere.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from engine.cli.options import checked_text
+from engine.cli.options import build_request, checked_text
 from engine.errors import EngineError
 from engine.music import limits
+from engine.music.request import RenderRequest
 
 
 def _check_instrument(text: str) -> None:
@@ -54,11 +55,12 @@ def add_render_options(parser: argparse.ArgumentParser, format_flag: str = "--fo
     g.add_argument("--no-pianoroll", action="store_true", help="do not write pianoroll.png")
 
 
-def render_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments for :func:`engine.audio.render.render_clip` from parsed audio options."""
-    return {"preset": args.preset, "instruments": list(args.instrument), "sample_rate": args.sample_rate,
-            "fmt": args.audio_format, "bit_depth": args.bit_depth, "pad": args.pad,
-            "pianoroll": not args.no_pianoroll, "quiet": getattr(args, "quiet", False)}
+def render_request(args: argparse.Namespace, format_flag: str = "--format") -> RenderRequest:
+    """The :class:`~engine.music.request.RenderRequest` of parsed audio options."""
+    return build_request(RenderRequest.from_mapping, {
+        "preset": args.preset, "instruments": tuple(args.instrument), "sample_rate": args.sample_rate,
+        "fmt": args.audio_format, "bit_depth": args.bit_depth, "pad": args.pad, "pianoroll": not args.no_pianoroll},
+        flags={"fmt": format_flag})
 
 
 def register(subparsers: Any) -> None:
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else args.clip.with_suffix("")
     if out.resolve() == args.clip.resolve():
         raise EngineError(f"--out {str(out)!r} is the clip file itself: give a folder")
-    result = render_clip(clip, out, **render_options(args))
+    result = render_clip(clip, out, render_request(args), quiet=args.quiet)
     if not args.quiet:
         print(result.summary())
     return 0

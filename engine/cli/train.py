@@ -9,6 +9,7 @@ from pathlib import Path
 
 from engine.cli.options import add_ray_options, bounded_int
 from engine.errors import EngineError
+from engine.music import limits
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="run directory (default: runs/PRESET)")
     p.add_argument("--steps", type=bounded_int(1, 10**9), default=None, help="environment steps in total")
     p.add_argument("--envs", type=bounded_int(1, 4096), default=None, help="parallel environments")
-    p.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=None, help="random seed (default: 0)")
+    p.add_argument("--seed", type=bounded_int(0, limits.MAX_SEED), default=None, help="random seed (default: 0)")
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt if it exists")
     p.add_argument("--no-export", action="store_true", help="do not export model.onnx at the end")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")

@@ -49,10 +49,10 @@ from engine.files import atomic_write
 from engine.learn import rl
 from engine.learn.model import ModelConfig, QNetwork
 from engine.mdp import observation, styles
+from engine.mdp.builder import ObservationBuilder
 from engine.mdp.env import EnvConfig, VecMelodyEnv
 from engine.mdp.rewards import RewardFunction
 from engine.music import tokens
-from engine.runtime import ObservationBuilder
 
 log = logging.getLogger(__name__)
 

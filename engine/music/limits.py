@@ -15,6 +15,9 @@ MAX_BARS = 16
 DEFAULT_BARS = 4
 #: Variations one ``generate`` call may ask for.
 MAX_COUNT = 64
+#: Highest seed (variation ``i`` of a request uses ``seed + i``, so ``seed + count - 1`` at most).
+#: 2**31 - 1: the largest seed every front end can carry (an OSC int is 32-bit).
+MAX_SEED = 2**31 - 1
 #: Highest sampling temperature (0 always takes the best token).
 MAX_TEMPERATURE = 5.0
 DEFAULT_TEMPERATURE = 1.0

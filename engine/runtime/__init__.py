@@ -20,7 +20,7 @@ from engine.runtime.modelfile import (
     open_session,
     user_models_dir,
 )
-from engine.runtime.policy import ObservationBuilder, Policy
+from engine.runtime.policy import Policy
 
-__all__ = ["DEFAULT_MODEL_PATH", "MODEL_FORMAT", "RECURRENT_FORMAT", "ModelEntry", "ModelInfo", "ObservationBuilder",
-           "Policy", "available_models", "find_model", "has_qriff_metadata", "open_session", "user_models_dir"]
+__all__ = ["DEFAULT_MODEL_PATH", "MODEL_FORMAT", "RECURRENT_FORMAT", "ModelEntry", "ModelInfo", "Policy",
+           "available_models", "find_model", "has_qriff_metadata", "open_session", "user_models_dir"]

@@ -12,8 +12,8 @@ variation ``i`` of ``generate(seed=s, count=n)`` is exactly ``generate(seed=s + 
 count=1)`` and its clip records ``seed = s + i``.
 
 Observations are those of :func:`engine.mdp.observation.observe`, built incrementally by
-:class:`ObservationBuilder` (a few array writes per step instead of recomputing the
-whole history); a test checks the two agree bit for bit at every step.
+:class:`engine.mdp.builder.ObservationBuilder` (a few array writes per step instead of
+recomputing the whole history); a test checks the two agree bit for bit at every step.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import logging
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,11 @@ import numpy as np
 
 from engine.errors import EngineError
 from engine.mdp import observation, styles
+from engine.mdp.builder import ObservationBuilder
 from engine.music import limits, theory, tokens
 from engine.music.clip import Clip, Track, load_clip, notes_to_tokens, tokens_to_notes
-from engine.music.limits import MAX_BARS, MAX_COUNT, MAX_TEMPERATURE, MAX_TEMPO, MIN_TEMPO
+from engine.music.limits import MAX_BARS, MAX_COUNT
+from engine.music.request import GenerateRequest
 from engine.runtime.modelfile import (
     ModelInfo,
     find_model,
@@ -45,166 +47,6 @@ log = logging.getLogger(__name__)
 
 #: Velocity of a note by the metrical strength of the step it starts on (0 off-beat .. 3 downbeat).
 _ACCENT = np.array([80, 88, 94, 102], np.int64)
-
-
-class ObservationBuilder:
-    """Builds :func:`engine.mdp.observation.observe`'s rows step by step, cheaply.
-
-    The one incremental observation builder (``observe`` is the reference; a test checks
-    the two agree bit for bit at every step). All rows share one length; rows may differ
-    in role (and so in their context). The position/context columns are tabulated once
-    per context by ``observation`` itself (:meth:`static_table`); the melody-dependent
-    segments are kept as a few Python integers per row and written with a handful of
-    array operations a step, whatever the batch size. Column offsets come from
-    :func:`engine.mdp.observation.layout`, and the last-pitch/interval block is a lookup
-    into the observation's own table.
-    """
-
-    def __init__(self, contexts: Sequence[observation.MelodyContext],
-                 tables: Sequence[np.ndarray] | None = None) -> None:
-        """``contexts``: one per row, all of the same length. ``tables`` (optional): each
-        row's :meth:`static_table`, when the caller keeps them cached."""
-        b = len(contexts)
-        self.n_steps = contexts[0].n_steps
-        n_style = len(contexts[0].style)
-        self.dim = observation.obs_dim(n_style)
-        off, col = {}, 0
-        for name, width in observation.layout(n_style):
-            off[name] = (col, col + width)
-            col += width
-        self._h = off["history"][1]
-        self._m0, self._m1 = off["last_pitch"][0], off["bar_pos"][0]   # last_pitch .. pending_leap
-        self._age = off["note_age"][0]
-        self._s0, self._s1 = off["stats"]
-        self._lb0 = off["lookback"][0]
-        self._r0, self._r1 = off["repeating"]
-        self._st0 = off["style"][0]
-        if tables is None:
-            uniq: dict[int, np.ndarray] = {}
-            for c in contexts:
-                if id(c) not in uniq:
-                    uniq[id(c)] = self.static_table(c)
-            tables = [uniq[id(c)] for c in contexts]
-        self._static = np.ascontiguousarray(np.stack(tables, axis=1))  # [T, B, w]
-        self.obs = np.zeros((b, self.dim), np.float32)
-        self.obs[:, self._st0:] = np.stack([c.style for c in contexts]).astype(np.float32)
-        self.obs[:, self._m1:self._s0] = self._static[0]
-        none = tokens.N_PITCHES
-        self.obs[:, self._m0:self._m1] = _MELODIC[none * _N_MEL + none]
-        self.obs[:, self._age] = 1.0  # note age: no onset yet
-        self._row = self.obs[0]
-        self.step = 0
-        # per row: last pitch, previous pitch, last onset, max, min, max count, min count, onsets, rests, holds
-        self._state = [[-1, -1, -1, -1, -1, 0, 0, 0, 0, 0] for _ in range(b)]
-        self._win: list[list[int]] = [[] for _ in range(b)]
-        self._seq: list[list[int]] = [[] for _ in range(b)]
-        self._spb = [c.steps_per_bar for c in contexts]
-        # per row: repeat runs for each lookback distance, then rhythm runs
-        self._runs = [[0] * (len(_LOOKBACK) + len(_RHYTHM)) for _ in range(b)]
-
-    @classmethod
-    def static_table(cls, ctx: observation.MelodyContext) -> np.ndarray:
-        """The columns that depend only on the context and the step (``bar_pos`` .. ``metre``)
-        for every step of ``ctx``: float32 ``[n_steps, W]``, computed by ``observation`` itself."""
-        rows = observation.context_rows(observation.MelodyBatch.create([ctx]), np.zeros(ctx.n_steps, np.int64),
-                                        np.arange(ctx.n_steps, dtype=np.int64))
-        return np.ascontiguousarray(rows)
-
-    def append(self, actions: np.ndarray) -> np.ndarray:
-        """Write one token per row (int ``[B]``); returns the next step's observations ``float32 [B, D]``.
-
-        The returned array is updated in place by the next call: copy it to keep it.
-        """
-        t = self.step
-        s = t + 1
-        mid_idx, ages, stats, reps, hot = [], [], [], [], []
-        n_run = _RUN
-        for j, (row, win, seq, runs, spb, a) in enumerate(zip(self._state, self._win, self._seq, self._runs,
-                                                              self._spb, actions.tolist())):
-            lp, pp, lo, mx, mn, mxc, mnc, non, nre, nho = row
-            if a >= 2:
-                pp, lp, lo = lp, a, t
-                if a > mx:
-                    mx, mxc = a, 1
-                elif a == mx:
-                    mxc += 1
-                if mn < 0 or a < mn:
-                    mn, mnc = a, 1
-                elif a == mn:
-                    mnc += 1
-                non += 1
-            elif a == 0:
-                nre += 1
-            else:
-                nho += 1
-            row[:] = lp, pp, lo, mx, mn, mxc, mnc, non, nre, nho
-            win.append(a)
-            if len(win) > 8:
-                del win[0]
-            # repeat runs: the new token equals the one k bars before it (onsets only for rhythm)
-            rep = []
-            for i, k in enumerate(_LOOKBACK):
-                src = t - k * spb
-                runs[i] = min(runs[i] + 1, n_run) if src >= 0 and seq[src] == a else 0
-                rep.append(runs[i] / n_run)
-            rep += [float(s >= k * spb) for k in _LOOKBACK]
-            for i, k in enumerate(_RHYTHM, len(_LOOKBACK)):
-                src = t - k * spb
-                runs[i] = min(runs[i] + 1, n_run) if src >= 0 and (seq[src] >= 2) == (a >= 2) else 0
-                rep.append(runs[i] / n_run)
-            seq.append(a)
-            if s < self.n_steps:
-                for i, k in enumerate(_LOOKBACK):
-                    src = s - k * spb
-                    if src >= 0:
-                        hot.append((j, i * tokens.N_ACTIONS + seq[src]))
-            reps.append(rep)
-            mid_idx.append((lp - 2 if lp >= 0 else _NONE) * _N_MEL + (pp - 2 if pp >= 0 else _NONE))
-            ages.append(min(s - lo, 16) / 16.0 if lo >= 0 else 1.0)
-            seen = mx >= 0
-            stats.append((mx / 37.0 if seen else 0.0, mn / 37.0 if seen else 0.0, float(seen and mxc == 1),
-                          float(seen and mnc == 1), non / s, nre / s, nho / s,
-                          len({x for x in win if x >= 2}) / 8.0))
-        h, m0, m1, s0, s1, lb0, r0, r1 = self._h, self._m0, self._m1, self._s0, self._s1, self._lb0, self._r0, self._r1
-        if len(mid_idx) == 1:  # one melody: 1-D row views and scalar writes, no fancy indexing
-            r = self._row
-            r[:h - tokens.N_ACTIONS] = r[tokens.N_ACTIONS:h]
-            r[h - tokens.N_ACTIONS:h] = _EYE[a]
-            r[m0:m1] = _MELODIC[mid_idx[0]]
-            r[self._age] = ages[0]
-            if s < self.n_steps:
-                r[m1:s0] = self._static[s, 0]
-            r[s0:s1] = stats[0]
-            r[lb0:r0] = 0.0
-            for _, c in hot:
-                r[lb0 + c] = 1.0
-            r[r0:r1] = reps[0]
-        else:
-            o = self.obs
-            o[:, :h - tokens.N_ACTIONS] = o[:, tokens.N_ACTIONS:h]
-            o[:, h - tokens.N_ACTIONS:h] = _EYE[actions]
-            o[:, m0:m1] = _MELODIC[mid_idx]
-            o[:, self._age] = ages
-            if s < self.n_steps:
-                o[:, m1:s0] = self._static[s]
-            o[:, s0:s1] = stats
-            o[:, lb0:r0] = 0.0
-            if hot:
-                rows_, cols = zip(*hot)
-                o[list(rows_), [lb0 + c for c in cols]] = 1.0
-            o[:, r0:r1] = reps
-        self.step = s
-        return self.obs
-
-
-_EYE = np.eye(tokens.N_ACTIONS, dtype=np.float32)
-_NONE = tokens.N_PITCHES
-_N_MEL = tokens.N_PITCHES + 1
-#: observation's own table of the last_pitch .. pending_leap columns, rows (last, previous) flattened.
-_MELODIC = observation.melodic_table().reshape(_N_MEL * _N_MEL, -1)
-_LOOKBACK = observation.LOOKBACK_BARS
-_RHYTHM = observation.RHYTHM_LOOKBACK_BARS
-_RUN = observation.HISTORY
 
 
 class Policy:
@@ -263,57 +105,47 @@ class Policy:
         weights = styles.parse_style(style, self.info.style_terms)
         return styles.apply_mood(weights, valence, arousal)
 
-    def generate(self, key: str = limits.DEFAULT_KEY, scale: str = limits.DEFAULT_SCALE, bars: int = limits.DEFAULT_BARS,
-                 count: int = 1, seed: int | None = 0, temperature: float = limits.DEFAULT_TEMPERATURE,
-                 chords: str | Sequence[str] | None = None, style: str | Mapping[str, float] | None = None,
-                 roles: Sequence[str] = ("lead",), tempo: float = limits.DEFAULT_TEMPO,
-                 time_signature: tuple[int, int] | str = limits.DEFAULT_TIME_SIGNATURE,
-                 primer: Clip | str | os.PathLike[str] | None = None, valence: float = 0.0,
-                 arousal: float = 0.0) -> list[Clip]:
-        """Generate ``count`` clip variations.
+    def generate(self, request: GenerateRequest | None = None, /, **options: Any) -> list[Clip]:
+        """Generate ``request.count`` clip variations.
 
-        Args:
-            key: tonic name (``C``, ``F#``, ``Bb``).
-            scale: scale or mode name (:data:`engine.music.theory.SCALE_NAMES` or an alias).
-            bars: bars to generate, 1-:data:`~engine.music.limits.MAX_BARS` (after the primer, if any).
-            count: variations, 1-:data:`~engine.music.limits.MAX_COUNT`; variation ``i`` uses seed ``seed + i``.
-            seed: integer >= 0; ``None`` draws one (recorded in the clips).
-            temperature: 0 (greedy) to :data:`~engine.music.limits.MAX_TEMPERATURE`; 1 samples from ``softmax(Q)``.
-            chords: progression, one chord per bar, looping (``"C G Am F"`` or ``"I V vi IV"``);
-                ``None`` for the scale's default.
-            style: preset name, ``term=weight`` pairs or a mapping; ``None`` for the default style.
-            roles: tracks to write, each by the same network in that role (``("lead", "bass")``).
-            tempo: beats per minute, :data:`~engine.music.limits.MIN_TEMPO`-``MAX_TEMPO`` (written to the clip, does not change the notes).
-            time_signature: ``(4, 4)``, ``"3/4"``, ``"6/8"``...
-            primer: a clip (or .mid/.json path) to continue: its bars come first, unchanged
-                (quantized to 16ths), and ``bars`` new bars follow.
-            valence, arousal: mood dials in [-1, 1] (see :func:`engine.mdp.styles.apply_mood`).
+        ``request`` is a :class:`~engine.music.request.GenerateRequest` (checked when it was
+        made); without one, ``options`` are its fields as keyword arguments, checked the same
+        way: ``key``, ``scale``, ``bars``, ``count``, ``seed`` (None draws one, recorded in the
+        clips), ``temperature`` (0 greedy, 1 samples ``softmax(Q)``), ``chords`` (one per bar,
+        looping; None for the scale's default), ``style`` (preset, ``term=weight`` pairs or a
+        mapping), ``roles`` (each track by the same network in that role), ``tempo``
+        (written to the clip), ``time_signature``, ``primer`` (a clip or .mid/.json path to
+        continue: its bars come first, quantized to 16ths, and ``bars`` new bars follow),
+        ``valence`` and ``arousal`` (mood dials, see :func:`engine.mdp.styles.apply_mood`).
+        Variation ``i`` uses seed ``seed + i``.
+
+        What depends on this model is checked here: its roles and its style terms.
 
         Returns:
             ``count`` :class:`~engine.music.clip.Clip` objects, one track per role.
         """
-        _check_range("bars", bars, 1, MAX_BARS, int)
-        _check_range("count", count, 1, MAX_COUNT, int)
-        _check_range("temperature", temperature, 0.0, MAX_TEMPERATURE, float)
-        _check_range("tempo", tempo, MIN_TEMPO, MAX_TEMPO, float)
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (2**31))
-        _check_range("seed", seed, 0, 2**63 - 1, int)
-        tonic = theory.parse_key(key)
-        scale = theory.parse_scale(scale)
-        ts = theory.parse_time_signature(time_signature)
-        steps_per_bar = theory.steps_per_bar(ts)
-        roles = tuple(roles)
-        if not roles or len(set(roles)) != len(roles) or any(r not in self.info.roles for r in roles):
+        if request is None:
+            request = GenerateRequest.from_mapping(options, fill_from_primer=False)
+        elif options:
+            raise TypeError(f"generate() takes a GenerateRequest or keyword options, not both ({', '.join(options)})")
+        elif not isinstance(request, GenerateRequest):
+            raise TypeError(f"generate() takes a GenerateRequest, not {type(request).__name__}")
+        req = request
+        if req.seed is None:
+            req = req.replace(seed=int(np.random.SeedSequence().entropy % (limits.MAX_SEED - req.count + 2)))
+        seed, count, temperature, roles = req.seed, req.count, req.temperature, req.roles
+        assert seed is not None
+        tonic, scale, ts, bars = req.tonic, req.scale, req.time_signature, req.bars
+        steps_per_bar = req.steps_per_bar
+        if any(r not in self.info.roles for r in roles):
             raise EngineError(f"roles {list(roles)} are not valid: give one or more of "
                               f"{', '.join(self.info.roles)}, each once")
-        if chords is not None and not isinstance(chords, str):
-            chords = list(chords)
+        chords = req.chords
         prog = theory.parse_progression(chords, tonic, scale) if chords else theory.default_progression(scale, tonic)
-        weights = self.resolve_style(style, valence, arousal)
+        weights = self.resolve_style(req.style, req.valence, req.arousal)
         svec = styles.style_vector(weights, self.info.style_terms)
 
-        primer_tokens, primer_bars = self._primer_tokens(primer, tonic, steps_per_bar, ts, roles)
+        primer_tokens, primer_bars = self._primer_tokens(req.primer, tonic, steps_per_bar, ts, roles)
         total_bars = primer_bars + bars
         if total_bars > MAX_BARS:
             raise EngineError(f"primer ({primer_bars} bars) plus {bars} new bars makes {total_bars} bars, allowed are "
@@ -338,8 +170,7 @@ class Policy:
 
         seqs = self._rollout(row_ctx, n, forced, noise if temperature > 0 else None, row_tables)
 
-        chord_names = (list(chords) if isinstance(chords, list) else
-                       [c.symbol for c in prog] if chords else [theory.chord_symbol(c) for c in prog])
+        chord_names = [c.symbol for c in prog] if chords else [theory.chord_symbol(c) for c in prog]
         velocity = _ACCENT[np.tile(_beat_strengths(ts), total_bars)]
         clips = []
         for i in range(count):
@@ -347,8 +178,7 @@ class Policy:
             for j, r in enumerate(roles):
                 notes = tokens_to_notes(seqs[i * len(roles) + j], tonic, r, velocity=velocity)
                 tracks.append(Track(role=r, program=tokens.ROLE_PROGRAMS.get(r, 0), notes=notes))
-            clips.append(Clip(key=key.strip()[:1].upper() + key.strip()[1:],
-                              scale=scale, tempo=float(tempo), time_signature=ts, bars=total_bars, seed=seed + i,
+            clips.append(Clip(key=req.key, scale=scale, tempo=req.tempo, time_signature=ts, bars=total_bars, seed=seed + i,
                               model=self.info.model_id, style={k: round(v, 4) for k, v in weights.items() if v},
                               chords=chord_names, tracks=tracks))
         return clips

@@ -43,6 +43,8 @@ from typing import Any
 
 from engine.errors import EngineError
 from engine.music.clip import atomic_write
+from engine.music.limits import MAX_SEED
+from engine.music.request import GenerateRequest, OptionError, RenderRequest
 from engine.scaleout import ScaleoutError, cluster_cpus, connect, node_id, read_spec
 
 TOP_KEYS = ("count", "seed", "presets", "format", "sample_rate", "bit_depth", "pad", "pianoroll", "instruments",
@@ -102,8 +104,7 @@ def load_batch(path: str | Path) -> BatchSpec:
     impossible setting fails here, before any worker starts) and every preset by loading it."""
     from engine.audio.effects import load_preset
     from engine.audio.instruments import parse_instrument_arg
-    from engine.music.limits import AUDIO_FORMATS as FORMATS
-    from engine.music.limits import DEFAULT_AUDIO_FORMAT, DEFAULT_BIT_DEPTH, DEFAULT_SAMPLE_RATE, SAMPLE_RATES
+    from engine.music.limits import DEFAULT_AUDIO_FORMAT, DEFAULT_BIT_DEPTH, DEFAULT_SAMPLE_RATE
     from engine.runtime import Policy
 
     path = Path(path)
@@ -111,19 +112,11 @@ def load_batch(path: str | Path) -> BatchSpec:
     count, seed = doc.get("count"), doc.get("seed", 0)
     if not isinstance(count, int) or not 1 <= count <= MAX_CLIPS:
         raise _fail(path, f"count {count!r} is not an integer 1-{MAX_CLIPS} (clips per setting)")
-    if not isinstance(seed, int) or seed < 0 or seed + count > 2**31:
-        raise _fail(path, f"seed {seed!r} is not an integer >= 0 with seed + count <= 2147483648")
+    if not isinstance(seed, int) or seed < 0 or seed + count - 1 > MAX_SEED:
+        raise _fail(path, f"seed {seed!r} is not an integer >= 0 with seed + count - 1 <= {MAX_SEED}")
     presets = doc.get("presets", ["studio"])
     if not isinstance(presets, list) or not presets or len(set(map(str, presets))) != len(presets):
         raise _fail(path, f"presets {presets!r} is not a non-empty list of distinct preset names or files")
-    fmt, rate = doc.get("format", DEFAULT_AUDIO_FORMAT), doc.get("sample_rate", DEFAULT_SAMPLE_RATE)
-    depth = str(doc.get("bit_depth", DEFAULT_BIT_DEPTH))
-    if fmt not in FORMATS:
-        raise _fail(path, f"format {fmt!r} is not allowed: {', '.join(FORMATS)}")
-    if rate not in SAMPLE_RATES:
-        raise _fail(path, f"sample_rate {rate!r} is not allowed: {', '.join(map(str, SAMPLE_RATES))}")
-    if depth not in FORMATS[fmt]:
-        raise _fail(path, f"bit_depth {depth!r} is not allowed for {fmt}: {', '.join(FORMATS[fmt])}")
     instruments = doc.get("instruments", [])
     for key in ("pad", "pianoroll", "midi"):
         if not isinstance(doc.get(key, False), bool):
@@ -136,8 +129,13 @@ def load_batch(path: str | Path) -> BatchSpec:
         policy = Policy.load(doc.get("model"))
     except EngineError as exc:
         raise _fail(path, str(exc)) from None
-    render = {"instruments": list(instruments), "sample_rate": rate, "fmt": fmt, "bit_depth": depth,
+    render = {"instruments": list(instruments), "sample_rate": doc.get("sample_rate", DEFAULT_SAMPLE_RATE),
+              "fmt": doc.get("format", DEFAULT_AUDIO_FORMAT), "bit_depth": str(doc.get("bit_depth", DEFAULT_BIT_DEPTH)),
               "pad": doc.get("pad", False), "pianoroll": doc.get("pianoroll", False)}
+    try:
+        RenderRequest.from_mapping(render)
+    except OptionError as exc:
+        raise _fail(path, exc.for_field({"fmt": "format"}.get(exc.field, exc.field))) from None
 
     tables = doc.get("setting")
     if not isinstance(tables, list) or not tables:
@@ -155,8 +153,9 @@ def load_batch(path: str | Path) -> BatchSpec:
         if name in settings:
             raise _fail(path, f"setting {i + 1}: name {name!r} is used twice: give each setting its own name")
         try:
-            policy.generate(**gen, count=1, seed=seed)
-        except (EngineError, TypeError, ValueError) as exc:
+            # the request checks every value; the model what depends on it (its roles and style terms)
+            policy.generate(GenerateRequest.from_mapping({**gen, "count": 1, "seed": seed}, fill_from_primer=False))
+        except EngineError as exc:
             raise _fail(path, f"setting {i + 1} ({name}) is impossible: {exc}") from None
         settings[name] = gen
     units = [Unit(name, s, {**gen, "count": 1, "seed": s}) for name, gen in settings.items()

@@ -47,6 +47,7 @@ from typing import Any
 
 from engine.errors import EngineError
 from engine.music.clip import atomic_write
+from engine.music.limits import MAX_SEED
 from engine.scaleout import ScaleoutError, cluster_cpus, connect, match_priority, node_id, process_priority, read_spec
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,8 @@ def load_sweep(path: str | Path, out: str | Path) -> SweepSpec:
     if mode not in ("max", "min"):
         raise _fail(path, f"mode {mode!r} is not allowed: max or min")
     seeds = doc.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and 0 <= s < 2**31 for s in seeds):
-        raise _fail(path, f"seeds {seeds!r} is not a non-empty list of integers 0-2147483647")
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and 0 <= s <= MAX_SEED for s in seeds):
+        raise _fail(path, f"seeds {seeds!r} is not a non-empty list of integers 0-{MAX_SEED}")
     retries = doc.get("retries", 2)
     if not isinstance(retries, int) or not 0 <= retries <= 100:
         raise _fail(path, f"retries {retries!r} is not an integer 0-100")

@@ -210,8 +210,9 @@ class AbletonOSCPeer:
         builder = OscMessageBuilder(address)
         for p in params:
             builder.add_arg(p)
-        self.sock.sendto(builder.build().dgram, remote or self.remote)
+        # recorded before it goes out: a test that reads sent after its listener got the reply sees it
         self.sent.append((self.tick_count, address, tuple(params)))
+        self.sock.sendto(builder.build().dgram, remote or self.remote)
 
     def _error(self, text: str) -> None:
         # manager.py's error log handler: the log line minus its "AbletonOSC: " prefix, to the last sender

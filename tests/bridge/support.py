@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from bridge.server import Server, ServerConfig
 from engine.mdp import styles
 from engine.music import theory, tokens
 from engine.music.clip import Clip, Note, Track
+from engine.music.request import GenerateRequest
 
 
 class WalkSource:
@@ -39,13 +40,18 @@ class WalkSource:
         return [self.model_id]
 
 
-    def generate(self, key: str = "C", scale: str = "major", bars: int = 4, count: int = 1, seed: int = 0,
-                 temperature: float = 1.0, chords: str | None = None, style: str | None = None,
-                 roles: Sequence[str] = ("lead",), tempo: float = 120.0, time_signature: tuple[int, int] = (4, 4),
-                 primer: Clip | None = None, valence: float = 0.0, arousal: float = 0.0) -> list[Clip]:
-        self.calls.append(dict(key=key, scale=scale, bars=bars, count=count, seed=seed, temperature=temperature,
-                               chords=chords, style=style, roles=tuple(roles), tempo=tempo,
-                               time_signature=time_signature, primer=primer))
+    def generate(self, request: GenerateRequest | None = None, /, **options: Any) -> list[Clip]:
+        """As :meth:`Policy.generate`: a request, or keyword options that build one (checked alike)."""
+        r = GenerateRequest.from_mapping(options, fill_from_primer=False) if request is None else request
+        if options and request is not None:
+            raise TypeError("generate() takes a GenerateRequest or keyword options, not both")
+        key, scale, bars, count, seed, chords, style, roles, tempo, time_signature = (
+            r.key, r.scale, r.bars, r.count, r.seed, r.chords, r.style, r.roles, r.tempo, r.time_signature)
+        if seed is None:  # as the policy does: a new seed, recorded in the clips
+            seed = int(np.random.SeedSequence().entropy % 2**30)
+        self.calls.append(dict(key=key, scale=scale, bars=bars, count=count, seed=seed, temperature=r.temperature,
+                               chords=chords, style=style, roles=roles, tempo=tempo,
+                               time_signature=time_signature, primer=r.primer))
         tonic = theory.parse_key(key)
         steps = theory.SCALES[theory.parse_scale(scale)]
         weights = styles.parse_style(style)

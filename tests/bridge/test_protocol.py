@@ -69,10 +69,11 @@ def test_as_float_refuses(value):
 
 
 @pytest.mark.parametrize("name,value,expect", [
-    ("key", "f#", "f#"), ("key", 10, "Bb"), ("key", 3.0, "Eb"), ("scale", "Dorian", "dorian"),
+    ("key", "f#", "F#"), ("key", 10, "Bb"), ("key", 3.0, "Eb"), ("scale", "Dorian", "dorian"),
     ("scale", "minor", "natural_minor"), ("scale", 11, "blues"), ("style", 1, "hook"),
     ("style", "hook,prior=0.5", "hook,prior=0.5"), ("chords", "C|G|Am|F", "C|G|Am|F"), ("chords", "none", ""),
-    ("time_signature", " 6/8 ", "6/8"), ("roles", "Lead + bass", "lead+bass"), ("roles", "bass,lead", "bass+lead"),
+    ("time_signature", " 6/8 ", (6, 8)), ("roles", "Lead + bass", ("lead", "bass")),
+    ("roles", "bass,lead", ("bass", "lead")),
     ("temperature", 0, 0.0), ("seed", -1, -1), ("format", "FLAC", "flac"),
 ])
 def test_property_parsers(name, value, expect):
@@ -92,7 +93,7 @@ def test_property_parsers_refuse_with_hints(name, value, fragment):
 def test_parse_options_names_are_case_insensitive_with_aliases():
     m = protocol.method("/qriff/generate")
     got = protocol.parse_options(m.address, ["KEY", "D", "count", 3, "time-signature", "3/4"], m.options)
-    assert got == {"key": "D", "variations": 3, "time_signature": "3/4"}
+    assert got == {"key": "D", "variations": 3, "time_signature": (3, 4)}
 
 
 @pytest.mark.parametrize("name", ["../x.mid", "/etc/passwd", "a/b.json", ".hidden", "x" * 200, "", "a\\b.mid",

@@ -285,9 +285,9 @@ def test_failed_render_leaves_nothing_behind(tmp_path, monkeypatch):
 
 def test_bad_options_raise_before_writing(tmp_path):
     clip = make_clip()
-    for kwargs, match in [({"sample_rate": 12345}, "sample rate 12345 is not supported"),
-                          ({"fmt": "mp3"}, "format 'mp3' is not supported"),
-                          ({"fmt": "flac", "bit_depth": "32f"}, "bit depth '32f' is not supported for flac"),
+    for kwargs, match in [({"sample_rate": 12345}, "sample_rate 12345 is not valid: allowed one of 22050, "),
+                          ({"fmt": "mp3"}, "format 'mp3' is not valid: allowed one of wav, flac"),
+                          ({"fmt": "flac", "bit_depth": "32f"}, r"bit_depth '32f' is not valid: allowed for flac, one of 16, 24 \(32f needs wav\)"),
                           ({"instruments": {"drums": "pluck"}}, "names role 'drums'"),
                           ({"instruments": ["lead"]}, "is not ROLE=SPEC")]:
         with pytest.raises(EngineError, match=match):
@@ -346,7 +346,7 @@ def test_cli_lists_presets_and_voices(qriff):
     (["{clip}", "--instrument", "lead=/no/such/synth.vst3"], "does not exist"),
     (["{clip}", "--instrument", "lead=/no/such/piano.sf2"], "does not exist"),
     (["{clip}", "--out", "{blocker}/sub"], "cannot be created"),
-    (["{clip}", "--format", "flac", "--bit-depth", "32f"], "not supported for flac"),
+    (["{clip}", "--format", "flac", "--bit-depth", "32f"], "--bit-depth '32f' is not valid: allowed for flac, one of 16, 24"),
     (["{clip}", "--sample-rate", "8000"], "invalid choice"),
     ([], "no clip given"),
 ])

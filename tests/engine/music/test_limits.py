@@ -57,5 +57,5 @@ def test_the_renderer_reads_the_limits(tmp_path):
     audio = np.zeros((2, 100), np.float32)
     for rate in limits.SAMPLE_RATES:
         write_audio(tmp_path / f"{rate}.wav", audio, rate)
-    with pytest.raises(RenderError, match="sample rate 8000"):
+    with pytest.raises(RenderError, match="sample_rate 8000 is not valid"):
         write_audio(tmp_path / "x.wav", audio, 8000)

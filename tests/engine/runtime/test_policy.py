@@ -11,10 +11,11 @@ import pytest
 
 from engine.errors import EngineError, StyleError, TheoryError
 from engine.mdp import observation, styles
+from engine.mdp.builder import ObservationBuilder
 from engine.music import theory, tokens
 from engine.music.clip import Clip, Note, Track, notes_to_tokens
 from engine.music.limits import MAX_BARS, MAX_COUNT
-from engine.runtime.policy import ObservationBuilder, Policy
+from engine.runtime.policy import Policy
 
 TERMS = styles.BUILTIN_TERMS
 
@@ -158,7 +159,7 @@ def test_primer_is_kept_and_continued(policy, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,error,message", [
-    ({"bars": 0}, EngineError, "bars 0 is out of range"),
+    ({"bars": 0}, EngineError, "bars 0 is not valid: allowed an integer 1..16"),
     ({"bars": MAX_BARS + 1}, EngineError, f"bars {MAX_BARS + 1}"),
     ({"count": 0}, EngineError, "count 0"),
     ({"count": MAX_COUNT + 1}, EngineError, f"count {MAX_COUNT + 1}"),

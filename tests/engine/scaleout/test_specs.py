@@ -124,7 +124,7 @@ def test_results_table_and_plot(tmp_path):
     (BATCH.replace('key = "C"', 'key = "C"\nchords = "Q7 X"'), "setting 2 .* is impossible"),
     (BATCH.replace("count = 2", "count = 0"), "count 0 is not an integer"),
     (BATCH.replace('["dry", "lofi"]', '["dry", "nope"]'), "nope"),
-    (BATCH.replace("seed = 5", "seed = 5\nformat = \"flac\"\nbit_depth = \"32f\""), "bit_depth '32f' is not allowed"),
+    (BATCH.replace("seed = 5", "seed = 5\nformat = \"flac\"\nbit_depth = \"32f\""), "bit_depth '32f' is not valid: allowed for flac, one of 16, 24"),
     (BATCH.replace("seed = 5", "sead = 5"), "unknown key 'sead'"),
     (BATCH.replace('style = "hook"', 'stlye = "hook"'), "setting 1: unknown key 'stlye'"),
     (BATCH.replace('name = "c-folk"', 'name = "00-D-dorian-hook"'), "name '00-d-dorian-hook' is used twice"),
