@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import atomic_write
+from engine.base.files import atomic_write
 from recommender.errors import ModelMissingError
 
 ARTIFACT_VERSION = 1

@@ -1,5 +1,5 @@
-"""The layers of README's "Development" section hold: import-linter's contracts
-(``.importlinter``), no private names across layers, no private internals of libraries."""
+"""The layers of the "Development" docs hold: import-linter's contracts (``.importlinter``),
+no import cycles, no private names across layers, no private internals of libraries."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _module_name(path) -> str:
 
 
 def _layer(module: str) -> str:
-    """``engine.mdp.env`` -> ``engine.mdp``; ``engine.files`` -> ``engine``; ``bridge.server`` -> ``bridge``."""
+    """``engine.mdp.env`` -> ``engine.mdp``; ``engine.base.files`` -> ``engine``; ``bridge.server`` -> ``bridge``."""
     parts = module.split(".")
     if parts[0] == "engine" and len(parts) > 1 and (ROOT / "engine" / parts[1] / "__init__.py").is_file():
         return f"engine.{parts[1]}"
@@ -42,6 +42,68 @@ def test_import_contracts_hold():
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert "BROKEN" not in r.stdout and "kept, 0 broken" in r.stdout
+
+
+def _import_cycles(graph) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    edges = {m: sorted(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles = []
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = len(index)
+                stack.append(node)
+                on_stack.add(node)
+            targets = edges[node]
+            if i < len(targets):
+                work.append((node, i + 1))
+                nxt = targets[i]
+                if nxt not in edges:
+                    continue
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    cycles.append(sorted(component))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return cycles
+
+
+def test_cycle_finder_finds_a_cycle():
+    """Negative control: the finder reports a two-module and a three-module cycle, and nothing acyclic."""
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.ImportGraph()
+    for a, b in (("p.a", "p.b"), ("p.b", "p.a"), ("p.c", "p.d"), ("p.d", "p.e"), ("p.e", "p.c"), ("p.e", "p.f")):
+        graph.add_import(importer=a, imported=b)
+    assert sorted(_import_cycles(graph)) == [["p.a", "p.b"], ["p.c", "p.d", "p.e"]]
+
+
+def test_no_import_cycles():
+    """No module of qriff imports itself through others: function-level and ``TYPE_CHECKING`` imports count."""
+    grimp = pytest.importorskip("grimp")  # import-linter's graph builder
+    graph = grimp.build_graph(*PACKAGES, cache_dir=None, exclude_type_checking_imports=False)
+    cycles = _import_cycles(graph)
+    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
 
 
 def test_no_private_names_across_layers():

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 
 #: Folder of the shipped presets.
 PRESET_DIR = Path(__file__).resolve().parent / "presets"

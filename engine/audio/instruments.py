@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from engine.audio.voices import DEFAULT_VOICE, ROLE_VOICES, VOICES, Voice, get_voice
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.music.clip import Note, Track
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.files import atomic_write
+from engine.base.files import atomic_write
 from engine.music import theory
 from engine.music.clip import Clip
 

@@ -31,8 +31,8 @@ import numpy as np
 
 from engine.audio.effects import Preset, StemSettings, build_chain, chain_tail_seconds, load_preset
 from engine.audio.instruments import Instrument, default_instrument, parse_instrument_arg, resolve_instrument
-from engine.errors import EngineError
-from engine.files import StagedFiles
+from engine.base.errors import EngineError
+from engine.base.files import StagedFiles
 from engine.music import limits
 from engine.music.clip import Clip, Note, Track
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 
 #: Oscillator waveforms a voice can combine.
 WAVEFORMS = ("sine", "saw", "square", "triangle", "noise")

@@ -6,7 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from engine.cli.options import bounded_int, scale_type, time_signature_type
+from engine.base.options import bounded_int
+from engine.cli.options import scale_type, time_signature_type
 from engine.music.limits import MAX_BARS
 
 #: The prior ``--prior-sample`` samples: the KL reference of the shipped model.
@@ -18,7 +19,7 @@ FAMILIES = ("major", "natural_minor", "harmonic_minor", "dorian", "lydian")
 
 def families_type(text: str) -> tuple[str, ...]:
     """``all`` or a comma list of scale families (aliases accepted) for ``--scales``."""
-    from engine.errors import TheoryError
+    from engine.base.errors import TheoryError
     from engine.music import theory
 
     if text.strip().lower() == "all":

@@ -7,10 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
-from engine.cli.options import add_music_options, bounded_float, bounded_int
+from engine.base.errors import EngineError
+from engine.base.files import atomic_write, highest_number
+from engine.base.options import bounded_float, bounded_int
+from engine.cli.options import add_music_options
 from engine.cli.render import add_render_options, render_options
-from engine.errors import EngineError
-from engine.files import atomic_write, highest_number
 from engine.music import limits, theory
 from engine.music.limits import MAX_COUNT, MAX_TEMPERATURE
 
@@ -98,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.music.clip import load_clip
+    from engine.music.clipfile import load_clip
     from engine.runtime import Policy
 
     if args.mood is not None and (args.valence is not None or args.arousal is not None):

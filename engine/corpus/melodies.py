@@ -47,8 +47,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import CorpusError
-from engine.files import atomic_write
+from engine.base.errors import CorpusError
+from engine.base.files import atomic_write
 from engine.music import theory, tokens
 from engine.music.clip import Note, notes_to_tokens
 

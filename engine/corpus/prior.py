@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import EngineError, ModelError
-from engine.files import atomic_write
+from engine.base.errors import EngineError, ModelError
+from engine.base.files import atomic_write
 from engine.mdp import observation
 from engine.music import tokens
 
@@ -69,7 +69,7 @@ class PriorModel:
     def load(cls, path: str | os.PathLike[str] | None = None) -> PriorModel:
         """Load ``path`` (default: the shipped ``engine/models/prior.npz``).
 
-        Raises :class:`~engine.errors.ModelError` when the file is missing, corrupt, or
+        Raises :class:`~engine.base.errors.ModelError` when the file is missing, corrupt, or
         was trained on another observation version or layout.
         """
         p = Path(path) if path is not None else DEFAULT_PATH

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.music import tokens
 
 #: Share of a bar's steps that must match an earlier bar for a near repeat / phrase return.

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.evaluation import metrics, structure
 
 #: Interval size classes for bigrams: (label, lowest, highest) semitones, signed.

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.errors import ModelError
-from engine.files import atomic_write
+from engine.base.errors import ModelError
+from engine.base.files import atomic_write
 from engine.learn.model import ModelConfig, QNetwork
 from engine.mdp import observation, styles
 from engine.music import theory, tokens

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.learn.seqmodel import KLPolicyNet, QOnlyPolicyNet, SeqNet, g_network_from_prior
 from engine.mdp import observation, styles
 from engine.mdp.env import EnvConfig, VecMelodyEnv

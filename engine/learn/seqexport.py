@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.errors import ModelError
+from engine.base.errors import ModelError
 from engine.learn.export import ParityReport, model_metadata, parity_contexts, write_checked_model
 from engine.learn.seqmodel import KLPolicyNet, StepModule
 from engine.mdp import observation

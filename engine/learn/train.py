@@ -6,7 +6,7 @@ with ``theory_scale``, is the one learned) and :class:`PriorColumns`, the prior'
 computed once a step; the network; evaluation; logging (:class:`RunLog`); progress,
 checkpoints and resuming; then :func:`train`, one flat loop: act, step, store, learn,
 keep the books. The pieces that are not about music (replay, n-step returns, targets,
-schedules) live in :mod:`engine.learn.rl`.
+schedules) live in :mod:`engine.base.rl`.
 
 Every episode samples its own style, key, scale, progression, metre, role and
 length (``engine.mdp.env.EnvConfig``), and the style weights are part of the
@@ -42,11 +42,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.base import rl
+from engine.base.errors import EngineError
+from engine.base.files import atomic_write
 from engine.corpus.prior import PriorModel
-from engine.errors import EngineError
 from engine.evaluation.evaluate import corpus_reference, evaluate_sequences
-from engine.files import atomic_write
-from engine.learn import rl
 from engine.learn.model import ModelConfig, QNetwork
 from engine.mdp import observation, styles
 from engine.mdp.env import EnvConfig, VecMelodyEnv

@@ -2,7 +2,7 @@
 
 Everything here works on pitch classes (0 = C ... 11 = B) and semitone intervals so
 the rest of the engine can stay transposition invariant. Parsing functions raise
-:class:`~engine.errors.TheoryError` naming the symbol that failed and what is allowed.
+:class:`~engine.base.errors.TheoryError` naming the symbol that failed and what is allowed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import TheoryError
+from engine.base.errors import TheoryError
 
 # --------------------------------------------------------------------------- keys
 

@@ -6,7 +6,7 @@ torch parts import it when first called, so importing this module stays cheap.
 
 API at a glance::
 
-    from engine.learn import rl
+    from engine.base import rl
 
     eps = rl.Schedule(1.0, 0.05, 50_000)                   # annealed epsilon: eps(step)
     nstep = rl.NStepCollector(n_envs=16, n=3, gamma=0.9)    # vector env -> n-step transitions
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
