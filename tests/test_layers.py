@@ -129,17 +129,56 @@ def test_no_private_names_across_layers():
     assert not found, "\n".join(found)
 
 
-#: The one place qriff reaches into a library's private module, with the reason and its test.
-PRIVATE_LIBRARY_USE = {("engine/audio/instruments.py", "pedalboard._pedalboard")}
+#: The places qriff reaches into a library's private names, each with its reason and a test that fails
+#: loudly when the library changes (tests/engine/audio/test_pedalboard_workaround.py, test_fluidsynth_write.py):
+#: pedalboard's AudioStream is only in its private module; pyfluidsynth's public API renders int16 only.
+PRIVATE_LIBRARY_USE = {("engine/audio/instruments.py", "pedalboard._pedalboard"),
+                       ("engine/audio/instruments.py", "fluidsynth._fl")}
 #: Private attributes of library objects that have public equivalents.
 PRIVATE_ATTRIBUTES = ("_sess", "_iobinding")
 
 
+def _is_private(part: str) -> bool:
+    return part.startswith("_") and not part.startswith("__")
+
+
+def _third_party(module: str) -> bool:
+    top = module.split(".")[0]
+    return top not in PACKAGES and top not in sys.stdlib_module_names
+
+
+def _library_names(tree: ast.AST) -> dict[str, str]:
+    """Local names bound by imports of third-party modules -> the dotted name they stand for."""
+    bound = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if _third_party(a.name):
+                    local = a.asname or a.name.split(".")[0]
+                    bound[local] = a.name if a.asname else local
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and _third_party(node.module):
+            for a in node.names:
+                bound[a.asname or a.name] = f"{node.module}.{a.name}"
+    return bound
+
+
+def _dotted(node: ast.Attribute) -> tuple[str, list[str]] | None:
+    parts = []
+    value: ast.expr = node
+    while isinstance(value, ast.Attribute):
+        parts.append(value.attr)
+        value = value.value
+    return (value.id, parts[::-1]) if isinstance(value, ast.Name) else None
+
+
 def test_libraries_are_used_through_their_public_apis():
+    """No import of a library's private module, and no ``module._name`` on a third-party module
+    (the standard library's private types in annotations, ``argparse._SubParsersAction``, are left alone)."""
     found = []
     for path in _sources():
         rel = str(path.relative_to(ROOT))
         tree = ast.parse(path.read_text(), rel)
+        libraries = _library_names(tree)
         for node in ast.walk(tree):
             names = []
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -148,9 +187,25 @@ def test_libraries_are_used_through_their_public_apis():
                 names = [a.name for a in node.names]
             for name in names:
                 top, *rest = name.split(".")
-                if top not in PACKAGES and any(p.startswith("_") and not p.startswith("__") for p in rest) \
+                if top not in PACKAGES and any(_is_private(p) for p in rest) \
                         and (rel, name) not in PRIVATE_LIBRARY_USE:
                     found.append(f"{rel}:{node.lineno} imports {name}")
+            if isinstance(node, ast.Attribute) and _is_private(node.attr):
+                chain = _dotted(node)
+                if chain and chain[0] in libraries:
+                    name = ".".join([libraries[chain[0]], *chain[1]])
+                    if (rel, name) not in PRIVATE_LIBRARY_USE:
+                        found.append(f"{rel}:{node.lineno} uses {name}")
             if isinstance(node, ast.Attribute) and node.attr in PRIVATE_ATTRIBUTES:
                 found.append(f"{rel}:{node.lineno} uses .{node.attr}")
     assert not found, "\n".join(found)
+
+
+def test_the_private_name_check_finds_a_private_name(tmp_path):
+    """Negative control: ``module._name`` on an imported library is found, on a qriff module it is not."""
+    tree = ast.parse("import numpy as np\nfrom scipy import signal\nimport engine\nimport argparse\n"
+                     "np._core\nsignal._sigtools.x\nengine._PUBLIC\nnp.public\nargparse._SubParsersAction\n")
+    libraries = _library_names(tree)
+    used = [".".join([libraries[c[0]], *c[1]]) for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute) and _is_private(n.attr) and (c := _dotted(n)) and c[0] in libraries]
+    assert sorted(used) == ["numpy._core", "scipy.signal._sigtools"]
