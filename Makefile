@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch pinned to the CPU wheel first, so nothing later pulls a CUDA build
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[train,test,ray,serve,recsim]'
+	$(PY) -m pip install -q -e '.[train,eval,soundfont,test,ray,serve,recsim]'
 	touch $(STAMP)
 
 ## demo: create .venv, install, generate a clip with the shipped model into demo/
@@ -20,6 +20,7 @@ demo: $(STAMP)
 
 ## test: create .venv, install, run the whole test suite
 test: $(STAMP)
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 ## system-deps: Debian packages the tests use (FluidSynth, Pure Data, liblo, DPF); needs root

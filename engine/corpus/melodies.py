@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from engine.base.errors import CorpusError
+from engine.base.extras import require
 from engine.base.files import atomic_write
 from engine.music import theory, tokens
 from engine.music.clip import Note, notes_to_tokens
@@ -330,7 +331,7 @@ def check_sources(sources: Sequence[str] | str | None) -> list[str]:
 
 
 def _corpus_root() -> Path:
-    import music21
+    music21 = require("music21", "train", "the melody corpus (music21's installed collections)")
 
     return Path(music21.__file__).parent / "corpus"
 

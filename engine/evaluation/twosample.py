@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.base.errors import EngineError
+from engine.base.extras import require
 from engine.evaluation import metrics, structure
 
 #: Interval size classes for bigrams: (label, lowest, highest) semitones, signed.
@@ -121,6 +122,7 @@ def two_sample_test(a: np.ndarray, b: np.ndarray, *, folds: int = 5, seed: int =
     ``c`` is the inverse L2 strength of the logistic regression; ``folds`` the stratified
     cross-validation folds (shuffled with ``seed``).
     """
+    require("sklearn", "eval", "the classifier two-sample test")
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
