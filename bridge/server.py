@@ -147,7 +147,7 @@ class Server:
         """True when the configured host is a loopback address (only this machine can reach it)."""
         try:
             infos = socket.getaddrinfo(self.config.host, None, type=socket.SOCK_DGRAM)
-            return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
+            return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback for i in infos)
         except (OSError, ValueError):
             return False
 

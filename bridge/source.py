@@ -32,7 +32,7 @@ class ClipSource(Protocol):
         """Model ids the server can generate with (``/qriff/list/models``)."""
         ...
 
-    def generate(self, key: str = "C", scale: str = "major", bars: int = 4, count: int = 1, seed: int = 0,
+    def generate(self, *, key: str = "C", scale: str = "major", bars: int = 4, count: int = 1, seed: int = 0,
                  temperature: float = 1.0, chords: str | None = None, style: str | None = None,
                  roles: Sequence[str] = ("lead",), tempo: float = 120.0, time_signature: tuple[int, int] = (4, 4),
                  primer: Clip | None = None, valence: float = 0.0, arousal: float = 0.0) -> list[Clip]:

@@ -494,7 +494,7 @@ def _options(text: str, spec: str, allowed: tuple[str, ...] | None) -> dict[str,
     return opts
 
 
-def _number(opts: dict[str, str], key: str, default: float, spec: str, integer: bool = False) -> Any:
+def _number(opts: dict[str, str], key: str, default: float | None, spec: str, integer: bool = False) -> Any:
     if key not in opts:
         return default
     try:
@@ -538,7 +538,7 @@ def resolve_instrument(spec: str | Instrument, base_dir: str | os.PathLike[str] 
                 p = Path(base_dir) / p
             if ext == ".sf2":
                 opts = _options(opt_text, text, ("program", "bank", "tail"))
-                return SoundFontInstrument(p, _number(opts, "program", None, text, True),  # type: ignore[arg-type]
+                return SoundFontInstrument(p, _number(opts, "program", None, text, True),
                                            _number(opts, "bank", 0, text, True), _number(opts, "tail", None, text))
             opts = _options(opt_text, text, None)
             preset = opts.pop("preset", None)
@@ -550,7 +550,7 @@ def resolve_instrument(spec: str | Instrument, base_dir: str | os.PathLike[str] 
     name, _, opt_text = text.partition(":")
     if name.lower() == BUNDLED_SOUNDFONT_NAME:
         opts = _options(opt_text, text, ("program", "bank", "tail"))
-        return SoundFontInstrument(bundled_soundfont(), _number(opts, "program", None, text, True),  # type: ignore[arg-type]
+        return SoundFontInstrument(bundled_soundfont(), _number(opts, "program", None, text, True),
                                    _number(opts, "bank", 0, text, True), _number(opts, "tail", None, text))
     if opt_text:
         raise InstrumentError(f"instrument {text!r}: built-in voices take no options (got {opt_text!r})")

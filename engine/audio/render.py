@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -143,9 +144,10 @@ def voice_chord(pitch_classes: Sequence[int], previous: Sequence[int] | None,
         notes = sorted(combo)
         if notes[-1] - notes[0] > 14:
             continue
+        cost: float
         if previous:
             cost = sum(min(abs(n - p) for p in previous) for n in notes)
-            cost += 0.1 * abs(np.mean(notes) - np.mean(previous))
+            cost += 0.1 * abs(float(np.mean(notes)) - float(np.mean(previous)))
         else:
             cost = abs(float(np.mean(notes)) - centre)
         cost += 0.01 * (notes[-1] - notes[0])  # tie-break towards close position
@@ -441,7 +443,7 @@ def render_audio(clip: Clip, *, preset: str | Preset = limits.DEFAULT_PRESET,
                          instruments={n: i.label for n, _, i, _ in plan}, tracks=tracks)
 
 
-def _progress(total: int, quiet: bool):  # noqa: ANN202 - tqdm or None
+def _progress(total: int, quiet: bool) -> Any:  # a tqdm bar, or None
     if quiet or not sys.stderr.isatty():
         return None
     from tqdm import tqdm

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from engine.base.options import bounded_int
 from engine.cli.options import scale_type, time_signature_type
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         for i, s in enumerate(sets):
             s.label = f"{s.label} #{i + 1}"
     results = {}
-    info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    info: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     for s in sets:
         ref = None
         if not args.no_reference:

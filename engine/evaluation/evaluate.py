@@ -385,7 +385,7 @@ def write_histograms_png(path: str | os.PathLike[str], sets: Sequence[EvalSet], 
     fig.tight_layout()
     out = Path(path)
 
-    def write(tmp: str) -> None:
+    def write(tmp: Path) -> None:
         fig.savefig(tmp, format="png", dpi=90)
 
     try:

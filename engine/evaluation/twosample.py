@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -110,7 +111,8 @@ class TwoSampleResult:
 
 def feature_matrix(seqs: Sequence[Sequence[int] | np.ndarray], steps_per_bar: int | Sequence[int]) -> np.ndarray:
     """float64 ``[len(seqs), n_features]``: :func:`features` of every melody."""
-    spbs = [int(steps_per_bar)] * len(seqs) if np.isscalar(steps_per_bar) else [int(x) for x in steps_per_bar]
+    spbs = [int(steps_per_bar)] * len(seqs) if isinstance(steps_per_bar, int | np.integer) \
+        else [int(x) for x in steps_per_bar]
     return np.stack([features(s, spb) for s, spb in zip(seqs, spbs)]) if len(seqs) else np.zeros((0, 0))
 
 
@@ -142,7 +144,7 @@ def two_sample_test(a: np.ndarray, b: np.ndarray, *, folds: int = 5, seed: int =
     x = np.concatenate([a, b])
     y = np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
 
-    def model():
+    def model() -> Any:
         return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
 
     aucs = []

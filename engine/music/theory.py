@@ -319,7 +319,7 @@ TIME_SIGNATURES: dict[tuple[int, int], int] = {(4, 4): 16, (3, 4): 12, (2, 4): 8
 MAX_STEPS_PER_BAR = 16
 
 
-def parse_time_signature(text: str | tuple[int, int] | list[int]) -> tuple[int, int]:
+def parse_time_signature(text: str | tuple[int, ...] | list[int]) -> tuple[int, int]:
     """Parse ``"4/4"``, ``"3/4"``, ``"2/4"``, ``"6/8"`` (or a pair) into ``(numerator, denominator)``."""
     allowed = ", ".join(f"{a}/{b}" for a, b in TIME_SIGNATURES)
     if isinstance(text, (tuple, list)):

@@ -262,7 +262,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, workers: int | Non
         finally:
             bar.close()
         by_name: dict[str, Any] = {}
-        for r in grid:
+        for r in (grid[i] for i in range(len(grid))):  # a ResultGrid indexes its results
             name = r.config["trial"]["name"] if r.config else None
             if name is not None:
                 by_name[name] = r
@@ -289,11 +289,11 @@ class _ProgressBar:
         bar = self.bar
 
         class Done(tune.Callback):
-            def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN201
+            def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
                 if bar is not None:
                     bar.update(1)
 
-            def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN201
+            def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
                 if bar is not None:
                     bar.update(1)
 
@@ -309,7 +309,7 @@ def _number(v: Any) -> float | None:
 
 
 def _results(spec: SweepSpec, by_name: dict[str, Any], wall_s: float) -> dict[str, Any]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for t in spec.trials:
         r = by_name.get(t.name)
         metrics = dict(r.metrics or {}) if r is not None else {}
