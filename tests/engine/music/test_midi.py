@@ -6,6 +6,7 @@ import pretty_midi
 import pytest
 
 from engine import Policy
+from engine.base.errors import ClipError
 from engine.music import theory
 from engine.music.clip import Clip, Note, Track
 from engine.music.midi import midi_bytes, read_midi, write_midi
@@ -83,3 +84,39 @@ def test_header_and_chunks():
     assert data[:4] == b"MThd" and data[8:10] == b"\x00\x01" and data[10:12] == b"\x00\x02"
     assert data[12:14] == (480).to_bytes(2, "big")
     assert data.count(b"MTrk") == 2 and data.endswith(b"\xff\x2f\x00")
+
+
+def test_read_midi_reads_what_another_writer_wrote(tmp_path):
+    """A file written by pretty_midi (another writer): tempo, metre, minor key, named parts, drums left out."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=90.0)
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(3, 4, 0.0))
+    pm.key_signature_changes.append(pretty_midi.KeySignature(pretty_midi.key_name_to_key_number("A minor"), 0.0))
+    beat = 60.0 / 90.0
+    lead = pretty_midi.Instrument(program=81, name="lead")
+    lead.notes += [pretty_midi.Note(100, 69, 0.0, beat), pretty_midi.Note(80, 72, beat, 2.5 * beat)]
+    bass = pretty_midi.Instrument(program=33, name="Bass")
+    bass.notes += [pretty_midi.Note(90, 45, 0.0, 3 * beat), pretty_midi.Note(90, 40, 3 * beat, 5 * beat)]
+    drums = pretty_midi.Instrument(program=0, is_drum=True, name="drums")
+    drums.notes += [pretty_midi.Note(110, 36, 0.0, 0.1)]
+    pm.instruments += [bass, drums, lead]
+    pm.write(str(tmp_path / "other.mid"))
+    clip = read_midi(tmp_path / "other.mid")
+    assert (clip.key, clip.scale, clip.time_signature, clip.tempo) == ("A", "natural_minor", (3, 4), pytest.approx(90.0, abs=1e-3))  # tempo: whole µs a beat
+    assert [t.role for t in clip.tracks] == ["lead", "bass"] and [t.program for t in clip.tracks] == [81, 33]
+    lead_notes = [(n.pitch, n.start, n.duration, n.velocity) for n in clip.tracks[0].notes]
+    assert lead_notes == [(69, 0.0, pytest.approx(1.0, abs=0.01), 100), (72, pytest.approx(1.0, abs=0.01),
+                                                                           pytest.approx(1.5, abs=0.01), 80)]
+    assert clip.bars == 2  # 5 beats of 3/4
+
+
+def test_read_midi_refuses_what_is_not_a_melody(tmp_path):
+    (tmp_path / "junk.mid").write_bytes(b"MThd junk")
+    with pytest.raises(ClipError, match="is not a readable MIDI file"):
+        read_midi(tmp_path / "junk.mid")
+    pm = pretty_midi.PrettyMIDI()
+    drums = pretty_midi.Instrument(program=0, is_drum=True)
+    drums.notes.append(pretty_midi.Note(100, 36, 0.0, 0.5))
+    pm.instruments.append(drums)
+    pm.write(str(tmp_path / "drums.mid"))
+    with pytest.raises(ClipError, match="holds no pitched notes"):
+        read_midi(tmp_path / "drums.mid")
