@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch pinned to the CPU wheel first, so nothing later pulls a CUDA build
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[train,test,ray,serve,recsim]'
+	$(PY) -m pip install -q -e '.[train,eval,soundfont,test,ray,serve,recsim]'
 	# the docs extra: mkdocs and its Material theme, for the strict docs build in make test
 	$(PY) -m pip install -q -e '.[docs]'
 	touch $(STAMP)
@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 ## test: create .venv, install, run the whole test suite
 test: $(STAMP)
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 	# the documentation (mkdocs.yml, docs/) into site/: a broken link, image or anchor fails the build
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet

@@ -53,7 +53,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.errors import EngineError  # noqa: E402
+from engine.base.errors import EngineError  # noqa: E402
 from engine.evaluation import evaluate, metrics, scales, shape  # noqa: E402
 
 HOOK_CHORDS = "C G Am F"
@@ -371,7 +371,7 @@ def write_tradeoff_png(points: dict[float, dict[str, dict[str, float]]], path: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from engine.files import atomic_write
+    from engine.base.files import atomic_write
 
     cs = sorted(points)
     if not cs or cs[0] <= 0:

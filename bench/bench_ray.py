@@ -131,7 +131,7 @@ def part_worker(tmp: Path, steps: int, rounds: int) -> dict:
     The three run the same code on the same config; per round each runs once, in turn, so
     that load from other jobs falls on all three alike. Medians over the rounds.
     """
-    from engine.scaleout import NICENESS_VAR, connect
+    from engine.base.cluster import NICENESS_VAR, connect
 
     arms: dict[str, list[dict]] = {"in_process": [], "qriff_worker": [], "ray_default_worker": []}
     # two CPUs' worth of idle workers, so that Ray keeps both arms' workers alive (one runs at a time)
@@ -173,7 +173,7 @@ def part_priority(window_s: float, rounds: int) -> dict:
     as a sweep trial runs beside the other trial, the Tune driver and Ray's daemons: in-process, in a qriff worker
     and in a worker at Ray's default +15. Shares, not run times, so that other users' load cancels out.
     """
-    from engine.scaleout import NICENESS_VAR, connect
+    from engine.base.cluster import NICENESS_VAR, connect
 
     arms: dict[str, list[dict]] = {"in_process": [], "qriff_worker": [], "ray_default_worker": []}
     with connect(workers=2) as ray:
@@ -202,8 +202,8 @@ def part_priority(window_s: float, rounds: int) -> dict:
 def part_sweep(tmp: Path, steps: int, rounds: int) -> dict[str, float]:
     """4 trials: in sequence in this process, and as a sweep on a running Ray with 2 workers (interleaved, medians);
     then once as a fresh ``qriff train --sweep`` command, Ray's start-up included."""
+    from engine.base.cluster import connect
     from engine.learn.train import preset_config, train
-    from engine.scaleout import connect
     from engine.scaleout.sweep import load_sweep, run_sweep
 
     gammas, seeds = [0.8, 0.9], [0, 1]
@@ -245,8 +245,8 @@ def part_batch(tmp: Path, clips: int, bars: int) -> dict[str, float]:
 
 def part_overhead(tmp: Path, steps: int, clips: int, bars: int) -> dict[str, float]:
     """Fresh commands (start-up included), then on an already running Ray (start-up excluded)."""
+    from engine.base.cluster import connect
     from engine.learn.train import TrainConfig, train
-    from engine.scaleout import connect
     from engine.scaleout.batch import load_batch, run_batch
     from engine.scaleout.sweep import load_sweep, run_sweep
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.ableton import LIVE_PORT
-from engine.cli.options import bounded_int
+from engine.base.options import bounded_int
 
 log = logging.getLogger(__name__)
 

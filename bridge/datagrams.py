@@ -27,7 +27,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pythonosc import osc_bundle, osc_message
 from pythonosc.osc_message_builder import BuildError, OscMessageBuilder
@@ -99,13 +99,13 @@ def _check_layout(data: bytes, pos: int, tags: str, args: list[Any]) -> None:
             raise MalformedDatagram(f"type tags ',{tags}' name more arguments than the datagram of "
                                     f"{len(data)} bytes holds")
         if tag == "s":
-            pos += _string_size(value)
+            pos += _string_size(cast(str, value))
         elif tag == "b":
             declared = _INT.unpack_from(data, pos)[0] if pos + 4 <= len(data) else None
-            if declared != len(value):
+            if declared != len(cast(bytes, value)):
                 raise MalformedDatagram(f"blob at byte {pos} declares {declared} bytes, which the datagram of "
                                         f"{len(data)} bytes does not hold")
-            pos += 4 + _padded(len(value))
+            pos += 4 + _padded(len(cast(bytes, value)))
         else:
             pos += _FIXED_SIZE[tag]
     if pos != len(data):

@@ -1,6 +1,7 @@
 """What goes back: clip files, reply datagrams, Live pushes and error replies.
 
-:class:`Delivery` owns the output folder and the sending side of the server's socket.
+:class:`Delivery` writes into the output folder (:class:`~bridge.clipfiles.ClipFolder`) and owns
+the sending side of the server's socket.
 A generated clip is written as ``<out>/<request number>-<variation>.mid`` and ``.json``
 (names never come from the network), then its replies go out as one burst
 (``/qriff/clip/begin``, per track ``/qriff/clip/track`` and ``/qriff/clip/notes`` in
@@ -17,20 +18,18 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bridge.ableton import LiveClient, clip_name
-from bridge.clipfiles import write_clip_json
+from bridge.clipfiles import ClipFolder, write_clip_json
 from bridge.datagrams import MAX_DATAGRAM, NOTES_PER_CHUNK, chunks, encode
-from bridge.errors import BridgeError, FailureLog, RequestError
+from bridge.errors import BridgeError, FailureLog
 from bridge.jobs import Job
 from bridge.protocol import PREFIX
 from bridge.transport import send_burst
-from engine import write_midi
-from engine.errors import EngineError, ModelError
-from engine.files import highest_number
+from engine.base.errors import EngineError, ModelError
 from engine.music.clip import Clip
+from engine.music.midi import write_midi
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +65,10 @@ def tag_of(value: Any) -> str:
 
 
 class Delivery:
-    """Writes clips into ``out_dir`` and sends replies from the server's socket (set by the server once bound)."""
+    """Writes clips into ``folder`` and sends replies from the server's socket (set by the server once bound)."""
 
-    def __init__(self, out_dir: Path, live: LiveClient, writers: int = 4) -> None:
-        self.out_dir = out_dir
+    def __init__(self, folder: ClipFolder, live: LiveClient, writers: int = 4) -> None:
+        self.folder = folder
         self.live = live
         self.sock: socket.socket | None = None
         #: Timings of the most recent generate requests, newest last.
@@ -77,20 +76,8 @@ class Delivery:
         self._writers = ThreadPoolExecutor(max_workers=max(1, writers), thread_name_prefix="qriff-write")
         self._json_writers = ThreadPoolExecutor(max_workers=max(1, writers), thread_name_prefix="qriff-json")
         self._lock = threading.Lock()
-        self._number = 0
-        self._last_clips: list[str] = []
         #: Where unexpected failures of jobs are logged (the server shares its own).
         self.failures = FailureLog(log)
-
-    def continue_numbering(self) -> None:
-        """Number the next clips after the highest request number already in the output folder.
-
-        A server restarted on the same folder (the default one is shared by every run)
-        must never write over the clips of an earlier session.
-        """
-        highest = highest_number(self.out_dir, r"(\d+)-\d+\.(?:mid|json)")
-        with self._lock:
-            self._number = max(self._number, highest)
 
     def close(self) -> None:
         self._writers.shutdown(wait=True)
@@ -138,29 +125,6 @@ class Delivery:
         for job in batch:
             self.error(job.dest, job.rid, job.rtag, code, message)
 
-    # -------------------------------------------------------------------- files
-    def clip_path(self, name: str) -> Path:
-        """The clip file ``name`` of the output folder; RequestError if it is outside it or missing."""
-        path = (self.out_dir / name).resolve()
-        if path.parent != self.out_dir:
-            raise RequestError(f"clip {name!r} is not a file of the output folder {self.out_dir}", code="bad_value")
-        if not path.is_file():
-            raise RequestError(f"clip {name!r} does not exist in {self.out_dir} (use a name from a "
-                               "/qriff/clip/end reply)", code="not_found")
-        return path
-
-    def default_clip(self, job: Job) -> str:
-        """The clip a render or push request names, else the first clip of the last generate."""
-        name = job.params.get("clip")
-        if name:
-            return name
-        with self._lock:
-            last = list(self._last_clips)
-        if not last:
-            raise RequestError("no clip given and none generated yet: send /qriff/generate first or name a clip "
-                               "with 'clip NAME'", code="not_found")
-        return last[0]
-
     # ------------------------------------------------------------------ clips
     def hand_off(self, job: Job, clips: list[Clip], seed: int, idle: bool) -> None:
         """Deliver now when nothing waits (lowest latency); else let a writer thread do it.
@@ -181,9 +145,7 @@ class Delivery:
 
     def _deliver(self, job: Job, clips: list[Clip], seed: int) -> None:
         p = job.params
-        with self._lock:
-            self._number += 1
-            number = self._number
+        number = self.folder.next_number()
         names: list[str] = []
         write_s = 0.0
         for v, clip in enumerate(clips):
@@ -191,8 +153,8 @@ class Delivery:
             names.append(name)
             write_s += seconds
         end = time.perf_counter()
+        self.folder.remember(names)
         with self._lock:
-            self._last_clips = names
             self.timings.append(Timing(job.rid, job.received, job.started, job.generate_s, write_s, end))
         if p.get("live_track", -1) >= 0:
             for v, clip in enumerate(clips):
@@ -209,8 +171,8 @@ class Delivery:
         t0 = time.perf_counter()
         # The two files are written at the same time: on a busy disk each costs milliseconds.
         # (A separate pool: its tasks never wait on anything, so no delivery can deadlock on it.)
-        json_done = self._json_writers.submit(write_clip_json, clip, self.out_dir / f"{stem}.json")
-        midi = write_midi(clip, self.out_dir / f"{stem}.mid")
+        json_done = self._json_writers.submit(write_clip_json, clip, self.folder.path / f"{stem}.json")
+        midi = write_midi(clip, self.folder.path / f"{stem}.mid")
         data = json_done.result()
         seconds = time.perf_counter() - t0
         total = sum(len(t.notes) for t in clip.tracks)
@@ -242,7 +204,7 @@ class Delivery:
                        result.name, result.notes, tags="iiisi")
 
     def rendered(self, job: Job, name: str, result: Any) -> None:
-        """The stems, then the mix, of an :class:`engine.render.RenderResult`; then ``/qriff/render/end``."""
+        """The stems, then the mix, of an :class:`engine.audio.render.RenderResult`; then ``/qriff/render/end``."""
         files = [(str(role), str(path)) for role, path in result.stems.items()] + [("mix", str(result.mix))]
         for role, path in files:
             self.reply(job.dest, f"{PREFIX}/render/stem", job.rid, job.rtag, role, path, tags="ss")

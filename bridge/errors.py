@@ -1,6 +1,7 @@
 """Exceptions raised by the OSC bridge.
 
-Every error the bridge raises derives from :class:`BridgeError`. A request handler
+Every error the bridge raises derives from :class:`BridgeError` (itself a
+:class:`engine.base.errors.QriffError`, which the ``qriff`` CLI catches). A request handler
 turns one into the ``/qriff/error id code message`` reply, so each error carries a
 short machine-readable ``code`` (see :data:`ERROR_CODES`) besides its message, which
 names the value received, what is allowed and, where useful, a hint.
@@ -12,6 +13,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+
+from engine.base.errors import QriffError
 
 #: Every code a ``/qriff/error`` reply can carry, with what it means.
 ERROR_CODES: dict[str, str] = {
@@ -30,7 +33,7 @@ ERROR_CODES: dict[str, str] = {
 }
 
 
-class BridgeError(Exception):
+class BridgeError(QriffError):
     """Base class of every error raised by the qriff OSC bridge.
 
     ``code`` is one of :data:`ERROR_CODES`; ``str(error)`` is the human message.

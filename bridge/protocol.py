@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from bridge.errors import BridgeError, RequestError
 from engine import __version__, limits
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.feedback import FeedbackError, parse_stars, parse_verdict
 from engine.mdp import styles
 from engine.music import request as schema

@@ -7,12 +7,13 @@ The server is three parts:
   python-osc under a strict layer) and each message routed by the dispatcher built
   from the address table (:mod:`bridge.dispatch`). Quick requests (ping, get, set,
   list) are answered inline, so a slow request never delays a ping.
-* :mod:`bridge.jobs`: generate, render and Live pushes wait in a bounded queue for
-  worker threads; beyond ``queue_size`` waiting jobs a request is refused at once with
+* :mod:`bridge.jobs` and :mod:`bridge.workers`: generate, render and Live pushes wait
+  in a bounded queue for worker threads; beyond ``queue_size`` waiting jobs a request is refused at once with
   ``/qriff/error id busy ...``, so a flood never grows memory. (python-osc's
   ThreadingOSCUDPServer starts a thread per datagram, which costs milliseconds at the
   tail; this design costs none.)
-* :mod:`bridge.delivery`: clip files, reply bursts, Live pushes and error replies.
+* :mod:`bridge.delivery`: clip files (in a :class:`~bridge.clipfiles.ClipFolder`), reply
+  bursts, Live pushes and error replies.
 
 Replies go to the sender's host: to the sender's port, or to ``reply_port`` (a
 request option, a session default, or ``--reply-port``), because Max's ``[udpsend]``
@@ -42,15 +43,17 @@ from typing import Any
 
 from bridge import dispatch, protocol
 from bridge.ableton import LIVE_PORT, LIVE_REPLY_PORT, LiveClient
+from bridge.clipfiles import ClipFolder
 from bridge.datagrams import Message, decode
 from bridge.delivery import Delivery, Timing
 from bridge.errors import BridgeError, ConfigError, FailureLog, MalformedDatagram
-from bridge.jobs import Job, JobQueue, Workers
+from bridge.jobs import Job, JobQueue
 from bridge.protocol import Request
 from bridge.source import ClipSource
 from bridge.verdicts import PendingVerdict, VerdictWriter
+from bridge.workers import Workers
 from engine import __version__
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +117,10 @@ class Server:
         self.out_dir = Path(config.out_dir).expanduser().resolve()
         live = live or LiveClient(config.live_host, config.live_port, config.live_reply_port, config.live_timeout,
                                   config.live_create_scenes)
-        self.delivery = Delivery(self.out_dir, live, config.writers)
+        self.folder = ClipFolder(self.out_dir)
+        self.delivery = Delivery(self.folder, live, config.writers)
         self.queue = JobQueue(config.queue_size)
-        self.workers = Workers(self.queue, source, self.delivery, config.workers)
+        self.workers = Workers(self.queue, source, self.delivery, self.folder, config.workers)
         self.dispatcher = dispatch.from_table()
         self.session: dict[str, Any] = protocol.defaults()
         self.session["reply_port"] = config.reply_port
@@ -143,7 +147,7 @@ class Server:
         """True when the configured host is a loopback address (only this machine can reach it)."""
         try:
             infos = socket.getaddrinfo(self.config.host, None, type=socket.SOCK_DGRAM)
-            return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
+            return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback for i in infos)
         except (OSError, ValueError):
             return False
 
@@ -172,7 +176,7 @@ class Server:
             sock.close()
             raise ConfigError(f"--out {str(self.out_dir)!r} cannot hold clips: {exc.strerror or exc} "
                               "(give a writable folder)") from None
-        self.delivery.continue_numbering()
+        self.folder.continue_numbering()
         sock.settimeout(0.2)
         self._sock = sock
         self.delivery.sock = sock
@@ -344,7 +348,7 @@ class Server:
 
     def judge(self, request: Request, clip: str, verdict: str, stars: int | None, source: str) -> None:
         """Queue a checked verdict on the clip file ``clip`` for the verdict writer, which stores and answers it."""
-        path = self.delivery.clip_path(clip)
+        path = self.folder.clip_path(clip)
         self.verdicts.submit(PendingVerdict(self._dest(request.sender, request.reply_port), request.rid,
                                             request.rtag, clip, path, verdict, stars, source))
 

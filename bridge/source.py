@@ -52,7 +52,7 @@ class PolicySource:
         self._lock = threading.Lock()
 
     def load(self) -> None:
-        """Load the model now (raises engine.errors.ModelError if it is missing or corrupt)."""
+        """Load the model now (raises engine.base.errors.ModelError if it is missing or corrupt)."""
         with self._lock:
             if self._policy is None:
                 from engine import Policy

@@ -18,6 +18,7 @@ import socket
 import struct
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class _MMsgHdr(ctypes.Structure):
     _fields_ = [("msg_hdr", _MsgHdr), ("msg_len", ctypes.c_uint)]
 
 
-def _load_sendmmsg():
+def _load_sendmmsg() -> Any:
     if not sys.platform.startswith("linux"):
         return None
     try:

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from engine.errors import EngineError
-from engine.music.clip import Clip, load_clip
+from engine.base.errors import EngineError
+from engine.music.clip import Clip
+from engine.music.clipfile import load_clip
 
 __all__ = ["SCHEMA_VERSION", "SOURCES", "VERDICTS", "FeedbackError", "FeedbackStore", "Judgement", "Verdict",
            "clip_id", "default_store_path", "judgements", "load_judged_clip", "parse_stars", "parse_verdict"]

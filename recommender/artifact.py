@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import atomic_write
+from engine.base.files import atomic_write
 from recommender.errors import ModelMissingError
 
 ARTIFACT_VERSION = 1
@@ -45,13 +45,13 @@ class ModelArtifact:
     """Training config, metrics, data sizes, creation time (JSON-able)."""
 
     def save(self, path: str | Path) -> Path:
-        arrays = {f"net/{k}": v for k, v in self.weights.items()}
+        arrays: dict[str, Any] = {f"net/{k}": v for k, v in self.weights.items()}
         arrays.update(track_ids=self.track_ids, user_names=np.array(self.user_names, dtype=str),
                       user_factors=self.user_factors, item_factors=self.item_factors, popularity=self.popularity,
                       candidate_config=np.array(json.dumps(self.candidate_config)),
                       info=np.array(json.dumps(self.info)), artifact_version=np.array(ARTIFACT_VERSION))
 
-        def write(tmp: str) -> None:
+        def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
 

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from engine.cli.options import add_ray_options, bounded_float, bounded_int
+from engine.base.options import add_ray_options, bounded_float, bounded_int
 from recommender.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -466,7 +466,7 @@ def run_evaluate_recsim(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace, out: dict[str, Any], text: str) -> int:
     """Write ``--out`` (.md and .json, atomically) when asked, then print the report."""
     if args.out:
-        from engine import atomic_write
+        from engine.base.files import atomic_write
 
         base = Path(args.out)
         atomic_write(base.with_suffix(".md"), lambda p: Path(p).write_text(text + "\n"))

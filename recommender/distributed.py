@@ -12,7 +12,7 @@ same steps as the single-process one.
 
 The candidates (implicit's ALS/BPR) are fitted once, in the driver, exactly as
 single-process training fits them; only the DQN is data-parallel. Ray is the optional
-``ray`` extra; :func:`engine.scaleout.connect` joins a cluster or starts a local Ray.
+``ray`` extra; :func:`engine.base.cluster.connect` joins a cluster or starts a local Ray.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def fit_data_parallel(data: Any, config: Any, *, workers: int = 2, address: str 
     """
     import torch
 
-    from engine.scaleout import ScaleoutError, cluster_cpus, connect
+    from engine.base.cluster import ScaleoutError, cluster_cpus, connect
     from recommender.train import build_net
 
     with connect(address, workers) as ray, tempfile.TemporaryDirectory(prefix="qriff-rec-ray-") as tmp:
@@ -142,7 +142,7 @@ def data_parallel_fit(workers: int, address: str | None = None) -> Any:
 
     Checks that Ray is installed and the address answers before any data is loaded.
     """
-    from engine.scaleout import check_reachable, require_ray
+    from engine.base.cluster import check_reachable, require_ray
 
     require_ray("--ray-address/--workers" if address else "--workers")
     if address:

@@ -1,14 +1,16 @@
 """Exceptions raised by the recommender.
 
-Every error the recommender raises on bad input derives from :class:`RecommenderError`,
-so the CLI (and the OSC bridge) can catch one class and print the message as is: each
+Every error the recommender raises on bad input derives from :class:`RecommenderError`
+(itself a :class:`engine.base.errors.QriffError`), so the CLI (and the OSC bridge) can catch one class and print the message as is: each
 message names the value received, what is allowed and, where useful, a hint.
 """
 
 from __future__ import annotations
 
+from engine.base.errors import QriffError
 
-class RecommenderError(Exception):
+
+class RecommenderError(QriffError):
     """Base class of every error raised by the qriff recommender."""
 
 

@@ -171,7 +171,7 @@ def deploy(db: str | Path, model: str | Path | None = None, *, replicas: int = 2
 def serve_on_ray(db: str | Path, model: str | Path | None = None, *, address: str | None, replicas: int,
                  host: str, port: int, lock_timeout: float, max_body: int, snapshot_s: float) -> None:
     """``qriff rec serve --ray-address``: deploy, print where, serve until Ctrl-C, then take it all down."""
-    from engine.scaleout import connect
+    from engine.base.cluster import connect
 
     with connect(address, workers=replicas + 1, flag="--ray-address"):
         try:

@@ -47,8 +47,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine import atomic_write
-from engine.learn import rl
+from engine.base import rl
+from engine.base.files import atomic_write
 from recommender.dataset import Interactions
 from recommender.errors import ConfigError
 from recommender.model import NetConfig, SeqQNet
@@ -250,7 +250,7 @@ def batch_loss(net: SeqQNet, target: SeqQNet, config: TrainConfig, items: torch.
                 a = ids[best.squeeze(1) + 1]
                 return (h_t * target.item_vectors(a)).sum(-1) + target.q_bias[a]
 
-            # double DQN (engine.learn.rl): the online head picks a', the target head values it; no bootstrap past a session
+            # double DQN (engine.base.rl): the online head picks a', the target head values it; no bootstrap past a session
             y = rl.double_q_targets(q_next_online, target_value, rewards, c.gamma * (~done).float())
         td = F.smooth_l1_loss(q_sa, y)
         cql = torch.zeros(())

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 
 #: Folder of the shipped presets.
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -183,8 +183,8 @@ def load_preset(name: str | os.PathLike[str]) -> Preset:
                                         pan=_num(raw.get("pan", 0.0), src, f"{where}.pan", -1.0, 1.0),
                                         effects=_effects(raw.get("effects", []), src, f"{where}.effects", base))
     preset = Preset(name=path.stem, path=path, description=description, stems=stems, master=master)
-    for settings in [*stems.values(), master]:
-        for spec in settings.effects:
+    for effects in [*(s.effects for s in stems.values()), master.effects]:
+        for spec in effects:
             build_effect(spec, tempo=120.0)  # validate every value now, not mid-render
     return preset
 

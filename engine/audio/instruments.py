@@ -23,9 +23,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import importlib.util
+import io
 import logging
 import os
 import re
+import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -35,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from engine.audio.voices import DEFAULT_VOICE, ROLE_VOICES, VOICES, Voice, get_voice
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.music.clip import Note, Track
 
 log = logging.getLogger(__name__)
@@ -53,10 +56,16 @@ class InstrumentError(EngineError, ValueError):
 
 
 def bundled_soundfont() -> Path:
-    """Path of pretty_midi's bundled General MIDI SoundFont (TimGM6mb.sf2, 6 MB)."""
-    import pretty_midi
+    """Path of pretty_midi's bundled General MIDI SoundFont (TimGM6mb.sf2, 6 MB).
 
-    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+    Found without importing pretty_midi (which imports pyfluidsynth); InstrumentError when
+    pretty_midi is not installed (``pip install 'qriff[soundfont]'``).
+    """
+    spec = importlib.util.find_spec("pretty_midi")
+    if spec is None or spec.origin is None:
+        raise InstrumentError(f"the bundled SoundFont '{BUNDLED_SOUNDFONT_NAME}' comes with pretty_midi, which is not "
+                              "installed: pip install 'qriff[soundfont]', or give the path of a .sf2 file")
+    return Path(spec.origin).parent / "TimGM6mb.sf2"
 
 
 def note_samples(track: Track, tempo: float, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -128,11 +137,49 @@ _FLUID_BLOCK = 64
 _SILENT = 1e-5
 
 
+def import_fluidsynth() -> Any:
+    """pyfluidsynth, imported quietly.
+
+    Under ``CI`` pyfluidsynth prints where it found libfluidsynth to stdout, which would
+    corrupt qriff's own output there (``qriff generate --format json``, OSC logs).
+    """
+    if "fluidsynth" in sys.modules or not os.environ.get("CI"):
+        import fluidsynth
+    else:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import fluidsynth
+    return fluidsynth
+
+
+def fluid_write_float() -> Any:
+    """libfluidsynth's ``fluid_synth_write_float``, typed: the one private name of pyfluidsynth qriff uses.
+
+    pyfluidsynth's public API renders only 16-bit integers (``Synth.get_samples``:
+    ``fluid_synth_write_s16``); the renderer mixes float32 and must not add 16-bit
+    quantisation noise under quiet notes, so it calls the float writer of the library
+    pyfluidsynth loaded (``fluidsynth._fl``, a ``ctypes.CDLL``) on ``Synth.synth``. Call
+    :func:`import_fluidsynth` first.
+    ``tests/engine/audio/test_fluidsynth_write.py`` fails if either name goes away.
+    """
+    import fluidsynth  # imported quietly by import_fluidsynth() before
+
+    try:
+        write = fluidsynth._fl.fluid_synth_write_float
+    except AttributeError:
+        raise InstrumentError(f"pyfluidsynth {getattr(fluidsynth, '__version__', '?')} no longer exposes "
+                              "libfluidsynth (fluidsynth._fl.fluid_synth_write_float): pip install "
+                              "'pyfluidsynth==1.4.0', or use a built-in voice") from None
+    write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    write.restype = ctypes.c_int
+    return write
+
+
 @functools.lru_cache(maxsize=8)
 def _fluid_synth(path: str, mtime: float, sample_rate: int) -> tuple[Any, int, Any]:
     """A FluidSynth synth with ``path`` loaded: (synth, soundfont id, write_float function)."""
     try:
-        import fluidsynth
+        fluidsynth = import_fluidsynth()
     except (ImportError, OSError) as exc:
         raise InstrumentError(f"SoundFont {path!r} needs FluidSynth, which could not be loaded ({exc}): install "
                               "Debian's libfluidsynth3 and pip install 'qriff[soundfont]', or use a built-in voice") \
@@ -144,11 +191,7 @@ def _fluid_synth(path: str, mtime: float, sample_rate: int) -> tuple[Any, int, A
     if sfid < 0:
         synth.delete()
         raise InstrumentError(f"SoundFont {path!r} could not be loaded by FluidSynth: is it a valid .sf2 file?")
-    write = fluidsynth._fl.fluid_synth_write_float
-    write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
-                      ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-    write.restype = ctypes.c_int
-    return synth, sfid, write
+    return synth, sfid, fluid_write_float()
 
 
 class SoundFontInstrument(Instrument):
@@ -451,7 +494,7 @@ def _options(text: str, spec: str, allowed: tuple[str, ...] | None) -> dict[str,
     return opts
 
 
-def _number(opts: dict[str, str], key: str, default: float, spec: str, integer: bool = False) -> Any:
+def _number(opts: dict[str, str], key: str, default: float | None, spec: str, integer: bool = False) -> Any:
     if key not in opts:
         return default
     try:
@@ -495,7 +538,7 @@ def resolve_instrument(spec: str | Instrument, base_dir: str | os.PathLike[str] 
                 p = Path(base_dir) / p
             if ext == ".sf2":
                 opts = _options(opt_text, text, ("program", "bank", "tail"))
-                return SoundFontInstrument(p, _number(opts, "program", None, text, True),  # type: ignore[arg-type]
+                return SoundFontInstrument(p, _number(opts, "program", None, text, True),
                                            _number(opts, "bank", 0, text, True), _number(opts, "tail", None, text))
             opts = _options(opt_text, text, None)
             preset = opts.pop("preset", None)
@@ -507,7 +550,7 @@ def resolve_instrument(spec: str | Instrument, base_dir: str | os.PathLike[str] 
     name, _, opt_text = text.partition(":")
     if name.lower() == BUNDLED_SOUNDFONT_NAME:
         opts = _options(opt_text, text, ("program", "bank", "tail"))
-        return SoundFontInstrument(bundled_soundfont(), _number(opts, "program", None, text, True),  # type: ignore[arg-type]
+        return SoundFontInstrument(bundled_soundfont(), _number(opts, "program", None, text, True),
                                    _number(opts, "bank", 0, text, True), _number(opts, "tail", None, text))
     if opt_text:
         raise InstrumentError(f"instrument {text!r}: built-in voices take no options (got {opt_text!r})")

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.files import atomic_write
+from engine.base.files import atomic_write
 from engine.music import theory
 from engine.music.clip import Clip
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Colours of the usual roles; other roles take the next colour of :data:`_CYCLE`.
 ROLE_COLOURS = {"lead": "#e4572e", "bass": "#2e86ab", "pad": "#59a96a"}
@@ -27,7 +31,7 @@ def _note_name(pitch: int) -> str:
     return f"{theory.PC_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
-def draw_pianoroll(clip: Clip):  # noqa: ANN201 - a matplotlib Figure
+def draw_pianoroll(clip: Clip) -> Figure:
     """A matplotlib ``Figure`` of the clip (width grows with the number of bars)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import PatchCollection

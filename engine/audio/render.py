@@ -32,8 +32,8 @@ import numpy as np
 
 from engine.audio.effects import Preset, StemSettings, build_chain, chain_tail_seconds, load_preset
 from engine.audio.instruments import Instrument, default_instrument, parse_instrument_arg, resolve_instrument
-from engine.errors import EngineError
-from engine.files import StagedFiles
+from engine.base.errors import EngineError
+from engine.base.files import StagedFiles
 from engine.music import limits
 from engine.music.clip import Clip, Note, Track
 from engine.music.request import OptionError, RenderRequest
@@ -145,9 +145,10 @@ def voice_chord(pitch_classes: Sequence[int], previous: Sequence[int] | None,
         notes = sorted(combo)
         if notes[-1] - notes[0] > 14:
             continue
+        cost: float
         if previous:
             cost = sum(min(abs(n - p) for p in previous) for n in notes)
-            cost += 0.1 * abs(np.mean(notes) - np.mean(previous))
+            cost += 0.1 * abs(float(np.mean(notes)) - float(np.mean(previous)))
         else:
             cost = abs(float(np.mean(notes)) - centre)
         cost += 0.01 * (notes[-1] - notes[0])  # tie-break towards close position
@@ -434,7 +435,7 @@ def render_audio(clip: Clip, *, preset: str | Preset = limits.DEFAULT_PRESET,
                          instruments={n: i.label for n, _, i, _ in plan}, tracks=tracks)
 
 
-def _progress(total: int, quiet: bool):  # noqa: ANN202 - tqdm or None
+def _progress(total: int, quiet: bool) -> Any:  # a tqdm bar, or None
     if quiet or not sys.stderr.isatty():
         return None
     from tqdm import tqdm

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 
 #: Oscillator waveforms a voice can combine.
 WAVEFORMS = ("sine", "saw", "square", "triangle", "noise")
@@ -272,8 +272,8 @@ def _adsr(env: Envelope, gate: int, total: int, sr: int) -> np.ndarray:
     if gate < a:
         level = gate / a
     elif gate < a + d:
-        x = 1.0 - (gate - a) / d
-        level = float(s + (1.0 - s) * x * x)
+        xg = 1.0 - (gate - a) / d
+        level = float(s + (1.0 - s) * xg * xg)
     else:
         level = float(s)
     if total > held:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import NoReturn
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError, QriffError
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (EngineError, *_other_package_errors()) as exc:
+    except QriffError as exc:  # the engine's, the bridge's and the recommender's errors
         print(f"qriff {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -105,16 +105,6 @@ def _single_thread_blas() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
-
-
-def _other_package_errors() -> tuple[type[BaseException], ...]:
-    """Base errors of the bridge and recommender, when those packages are installed."""
-    found: list[type[BaseException]] = []
-    for mod, name in (("bridge.errors", "BridgeError"), ("recommender.errors", "RecommenderError")):
-        module = sys.modules.get(mod)
-        if module is not None and hasattr(module, name):
-            found.append(getattr(module, name))
-    return tuple(found)
 
 
 if __name__ == "__main__":

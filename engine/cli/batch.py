@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from engine.cli.options import add_ray_options
+    from engine.base.options import add_ray_options
 
     p = subparsers.add_parser(
         "batch", help="generate and render many clips across Ray workers (sample packs, datasets)",
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.scaleout import ScaleoutError, require_ray
+    from engine.base.cluster import ScaleoutError, require_ray
     from engine.scaleout.batch import load_batch, run_batch
 
     if args.local and (args.ray_address or args.workers):

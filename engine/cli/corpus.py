@@ -8,7 +8,7 @@ import sys
 import time
 from collections import Counter
 
-from engine.cli.options import bounded_int
+from engine.base.options import bounded_int
 from engine.music import limits
 
 
@@ -127,8 +127,8 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_prior(args: argparse.Namespace) -> int:
+    from engine.base.errors import EngineError
     from engine.corpus.prior import DEFAULT_PATH
-    from engine.errors import EngineError
 
     if args.arch == "gru":
         return _run_seq_prior(args)
@@ -159,7 +159,7 @@ def run_prior(args: argparse.Namespace) -> int:
 
 
 def _run_seq_prior(args: argparse.Namespace) -> int:
-    from engine.errors import EngineError
+    from engine.base.errors import EngineError
 
     try:
         from engine.learn.seqprior_training import SEQ_PRIOR_PATH, SeqPriorConfig, save_seq_prior, train_seq_prior

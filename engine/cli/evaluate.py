@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
-from engine.cli.options import bounded_int, scale_type, time_signature_type
+from engine.base.options import bounded_int
+from engine.cli.options import scale_type, time_signature_type
 from engine.music import limits
 from engine.music.limits import MAX_BARS
 
@@ -19,7 +21,7 @@ FAMILIES = ("major", "natural_minor", "harmonic_minor", "dorian", "lydian")
 
 def families_type(text: str) -> tuple[str, ...]:
     """``all`` or a comma list of scale families (aliases accepted) for ``--scales``."""
-    from engine.errors import TheoryError
+    from engine.base.errors import TheoryError
     from engine.music import theory
 
     if text.strip().lower() == "all":
@@ -141,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         for i, s in enumerate(sets):
             s.label = f"{s.label} #{i + 1}"
     results = {}
-    info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    info: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     for s in sets:
         ref = None
         if not args.no_reference:

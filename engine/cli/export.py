@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

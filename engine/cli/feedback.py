@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine.cli.options import bounded_int
+from engine.base.options import bounded_int
 
 _STORE_HELP = "the feedback store (default: $QRIFF_FEEDBACK_DB, else feedback.sqlite in the user data folder)"
 
@@ -83,7 +83,7 @@ def run_feedback(args: argparse.Namespace) -> int:
         elif args.out is not None:
             import io
 
-            from engine.files import atomic_write
+            from engine.base.files import atomic_write
 
             buf = io.StringIO()
             n = store.export(buf)

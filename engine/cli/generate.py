@@ -7,10 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
-from engine.cli.options import add_music_options, bounded_float, bounded_int, build_request
+from engine.base.errors import EngineError
+from engine.base.files import atomic_write, highest_number
+from engine.base.options import bounded_float, bounded_int
+from engine.cli.options import add_music_options, build_request
 from engine.cli.render import add_render_options, render_request
-from engine.errors import EngineError
-from engine.files import atomic_write, highest_number
 from engine.music import limits
 from engine.music.limits import MAX_COUNT, MAX_TEMPERATURE
 from engine.music.request import GenerateRequest, OptionError, parse_roles

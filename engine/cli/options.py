@@ -1,7 +1,9 @@
-"""Argument types and option groups shared by several subcommands.
+"""The engine's music options (key, scale, metre, chords...), shared by several subcommands.
 
-Types raise ``argparse.ArgumentTypeError`` so the parser prints one line naming the
-flag, the value and what is allowed.
+The generic types (:func:`bounded_int`, :func:`bounded_float`, :func:`checked_text`) and
+the Ray options live in :mod:`engine.base.options`, which the bridge and the recommender
+use too. Types raise ``argparse.ArgumentTypeError`` so the parser prints one line naming
+the flag, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -10,59 +12,12 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
+from engine.base.options import bounded_float, bounded_int, checked_text
 from engine.music import limits, theory
 from engine.music.request import OptionError
-from engine.scaleout import CONNECT_TIMEOUT_S
 
 T = TypeVar("T")
-
-
-def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
-    """An int type accepting ``lo <= value <= hi``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer (allowed: {lo}-{hi})") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{value} is out of range (allowed: {lo}-{hi})")
-        return value
-
-    parse.__name__ = "int"
-    return parse
-
-
-def bounded_float(lo: float, hi: float) -> Callable[[str], float]:
-    """A finite float type accepting ``lo <= value <= hi``."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number (allowed: {lo:g}-{hi:g})") from None
-        if not lo <= value <= hi:  # also rejects NaN
-            raise argparse.ArgumentTypeError(f"{text} is out of range (allowed: {lo:g}-{hi:g})")
-        return value
-
-    parse.__name__ = "float"
-    return parse
-
-
-def checked_text(check: Callable[[str], object], name: str | None = None) -> Callable[[str], str]:
-    """An argparse type that keeps the text once ``check(text)`` accepts it; the
-    EngineError ``check`` raises becomes argparse's one-line error."""
-
-    def parse(text: str) -> str:
-        try:
-            check(text)
-        except EngineError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        return text
-
-    parse.__name__ = name or check.__name__
-    return parse
 
 
 #: The flag of each request field, where it is not ``--`` plus the field with ``-`` for ``_``.
@@ -108,16 +63,3 @@ def add_music_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--chords", default=None,
                    help="progression, one chord per bar, looping: symbols 'C G Am F' or numerals 'I V vi IV' "
                         f"(default, by scale: {_default_chords_help()})")
-
-
-def add_ray_options(parser: argparse.ArgumentParser,
-                    workers_help: str = "CPUs of the local Ray (default: all cores); ignored with --ray-address"
-                    ) -> argparse._ArgumentGroup:
-    """``--ray-address`` and ``--workers``: where the work runs."""
-    g = parser.add_argument_group("scale-out (Ray; pip install 'qriff[ray]')")
-    g.add_argument("--ray-address", default=None, metavar="HOST:PORT",
-                   help="join a running Ray cluster (HOST:PORT of 'ray start --head', ray://HOST:PORT or auto); "
-                        f"an address that does not answer within {CONNECT_TIMEOUT_S:g} s is an error. "
-                        "Default: start a local Ray")
-    g.add_argument("--workers", type=bounded_int(1, 4096), default=None, metavar="N", help=workers_help)
-    return g

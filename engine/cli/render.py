@@ -10,8 +10,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from engine.cli.options import build_request, checked_text
-from engine.errors import EngineError
+from engine.base.errors import EngineError
+from engine.base.options import checked_text
+from engine.cli.options import build_request
 from engine.music import limits
 from engine.music.request import RenderRequest
 
@@ -86,7 +87,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.audio.render import render_clip
-    from engine.music.clip import load_clip
+    from engine.music.clipfile import load_clip
 
     if args.list:
         _print_lists()

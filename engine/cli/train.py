@@ -7,8 +7,8 @@ import signal
 import sys
 from pathlib import Path
 
-from engine.cli.options import add_ray_options, bounded_int
-from engine.errors import EngineError
+from engine.base.errors import EngineError
+from engine.base.options import add_ray_options, bounded_int
 from engine.music import limits
 
 
@@ -69,7 +69,7 @@ def add_sweep_options(parser: argparse.ArgumentParser) -> None:
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     """``qriff train --sweep FILE``: the sweep of :mod:`engine.scaleout.sweep`."""
-    from engine.scaleout import ScaleoutError, require_ray
+    from engine.base.cluster import ScaleoutError, require_ray
 
     require_ray("--sweep")
     from engine.scaleout.sweep import load_sweep, run_sweep

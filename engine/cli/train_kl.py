@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.cli.options import bounded_int
-from engine.errors import EngineError
+from engine.base.errors import EngineError
+from engine.base.options import bounded_int
 
 ALGOS = ("mlp", "kl", "dqn-seq")
 

@@ -47,8 +47,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import CorpusError
-from engine.files import atomic_write
+from engine.base.errors import CorpusError
+from engine.base.extras import require
+from engine.base.files import atomic_write
 from engine.music import theory, tokens
 from engine.music.clip import Note, notes_to_tokens
 
@@ -178,7 +179,7 @@ class CorpusReport:
         reasons = sorted({k for r in self.sources.values() for k in r.skipped})
         head = ["source", "tunes", "kept", *SPLITS, *reasons, "extract s"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        total = Counter()
+        total: Counter[str] = Counter()
         for r in self.sources.values():
             row = [r.tunes, r.kept, *(r.splits.get(s, 0) for s in SPLITS), *(r.skipped.get(k, 0) for k in reasons)]
             total.update(dict(zip(head[1:], row)))
@@ -248,7 +249,7 @@ def diatonic_triads(scale: str) -> list[tuple[int, tuple[int, ...], str]]:
     steps = theory.SCALES[theory.parse_scale(scale)]
     if len(steps) != 7:
         steps = theory.SCALES["natural_minor" if theory.is_minor_scale(scale) else "major"]
-    out = []
+    out: list[tuple[int, tuple[int, ...], str]] = []
     for d in range(7):
         root = steps[d]
         third = (steps[(d + 2) % 7] - root) % 12
@@ -330,9 +331,8 @@ def check_sources(sources: Sequence[str] | str | None) -> list[str]:
 
 
 def _corpus_root() -> Path:
-    import music21
-
-    return Path(music21.__file__).parent / "corpus"
+    music21 = require("music21", "train", "the melody corpus (music21's installed collections)")
+    return Path(str(music21.__file__)).parent / "corpus"
 
 
 def _read_text(path: Path) -> str:
@@ -746,7 +746,7 @@ def _write_cache(path: Path, mels: Iterable[CorpusMelody], rep: SourceReport) ->
     lengths = np.array([len(m.tokens) for m in mels], np.int64)
     flat = np.concatenate([m.tokens for m in mels]).astype(np.int8) if mels else np.zeros(0, np.int8)
     chord_vocab, chord_codes = _codes([c for m in mels for c in m.chords])
-    columns = {}
+    columns: dict[str, Any] = {}
     for name in ("scale", "split", "key", "source"):
         vocab, codes = _codes([getattr(m, name) for m in mels])
         columns[name] = vocab
@@ -754,12 +754,12 @@ def _write_cache(path: Path, mels: Iterable[CorpusMelody], rep: SourceReport) ->
     blob = json.dumps({"version": CORPUS_VERSION, "names": [m.name for m in mels], "chord_vocab": chord_vocab,
                        "vocab": {k: v for k, v in columns.items() if not k.endswith("_codes")},
                        "report": asdict(rep)}).encode()
-    arrays = {"tokens": flat, "lengths": lengths, "n_chords": np.array([len(m.chords) for m in mels], np.int32),
+    arrays: dict[str, Any] = {"tokens": flat, "lengths": lengths, "n_chords": np.array([len(m.chords) for m in mels], np.int32),
               "chords": chord_codes, "ts": np.array([m.time_signature for m in mels], np.int16).reshape(-1, 2),
               "transpose": np.array([m.transpose for m in mels], np.int16),
               **{k: v for k, v in columns.items() if k.endswith("_codes")}}
 
-    def write(tmp: str) -> None:
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             np.savez(fh, meta=np.frombuffer(blob, np.uint8), **arrays)
 
@@ -787,5 +787,5 @@ def _read_cache(path: Path) -> tuple[list[CorpusMelody], SourceReport]:
     r = blob["report"]
     rep = SourceReport(source=r["source"], tunes=r["tunes"], kept=r["kept"], splits=r["splits"], skipped=r["skipped"],
                        notes=r["notes"], seconds=r["seconds"],
-                       skipped_tunes=[tuple(x) for x in r["skipped_tunes"]])  # type: ignore[misc]
+                       skipped_tunes=[tuple(x) for x in r["skipped_tunes"]])
     return mels, rep

@@ -28,15 +28,15 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.errors import EngineError, ModelError
-from engine.files import atomic_write
+from engine.base.errors import EngineError, ModelError
+from engine.base.files import atomic_write
 from engine.mdp import observation
 from engine.music import tokens
 
@@ -69,7 +69,7 @@ class PriorModel:
     def load(cls, path: str | os.PathLike[str] | None = None) -> PriorModel:
         """Load ``path`` (default: the shipped ``engine/models/prior.npz``).
 
-        Raises :class:`~engine.errors.ModelError` when the file is missing, corrupt, or
+        Raises :class:`~engine.base.errors.ModelError` when the file is missing, corrupt, or
         was trained on another observation version or layout.
         """
         p = Path(path) if path is not None else DEFAULT_PATH
@@ -105,12 +105,12 @@ class PriorModel:
         p = Path(path)
         meta = dict(self.meta, format=PRIOR_FORMAT, layers=len(self.weights), obs_version=observation.OBS_VERSION,
                     obs_layout=observation.layout_string(0), obs_fingerprint=observation_fingerprint())
-        arrays = {}
+        arrays: dict[str, Any] = {}
         for i, (w, b) in enumerate(self.weights):
             arrays[f"w{i}"], arrays[f"b{i}"] = w, b
         blob = json.dumps(meta).encode()
 
-        def write(tmp: str) -> None:
+        def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, meta=np.frombuffer(blob, np.uint8), **arrays)
 
@@ -217,7 +217,7 @@ class StepData:
         """int64 ``[len(self)]``: every token, episode after episode."""
         return np.concatenate(self.sequences) if self.sequences else np.zeros(0, np.int64)
 
-    def chunks(self, order: np.ndarray | None = None, size: int = 128):
+    def chunks(self, order: np.ndarray | None = None, size: int = 128) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(obs float32 [n, obs_dim(0)], targets int64 [n])`` for ``size`` episodes at a time.
 
         ``order`` is a permutation of the episodes (default: their order); rows come out

@@ -26,12 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import ClipError, EngineError
+from engine.base.errors import ClipError, EngineError
+from engine.base.files import atomic_write
 from engine.evaluation import metrics, scales, shape, structure
-from engine.files import atomic_write
 from engine.mdp import observation
 from engine.music import theory, tokens
-from engine.music.clip import Clip, load_clip, notes_to_tokens
+from engine.music.clip import Clip, notes_to_tokens
+from engine.music.clipfile import load_clip
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +385,7 @@ def write_histograms_png(path: str | os.PathLike[str], sets: Sequence[EvalSet], 
     fig.tight_layout()
     out = Path(path)
 
-    def write(tmp: str) -> None:
+    def write(tmp: Path) -> None:
         fig.savefig(tmp, format="png", dpi=90)
 
     try:

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.music import theory, tokens
 
 #: Window of RL Tuner's motif statistics, in steps.

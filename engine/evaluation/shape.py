@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.evaluation import metrics, structure
 from engine.music import theory, tokens
 

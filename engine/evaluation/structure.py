@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.music import tokens
 
 #: Share of a bar's steps that must match an earlier bar for a near repeat / phrase return.
@@ -131,7 +131,8 @@ def structure_stats(seqs: Sequence[Sequence[int] | np.ndarray], steps_per_bar: i
     seqs = list(seqs)
     if not seqs:
         raise EngineError("no melodies to measure: give at least one token sequence")
-    spbs = [int(steps_per_bar)] * len(seqs) if np.isscalar(steps_per_bar) else [int(x) for x in steps_per_bar]
+    spbs = [int(steps_per_bar)] * len(seqs) if isinstance(steps_per_bar, int | np.integer) \
+        else [int(x) for x in steps_per_bar]
     if len(spbs) != len(seqs):
         raise EngineError(f"got {len(spbs)} bar lengths for {len(seqs)} melodies: give one, or one each")
     rhythm = near = later = 0

@@ -28,10 +28,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
+from engine.base.extras import require
 from engine.evaluation import metrics, structure
 
 #: Interval size classes for bigrams: (label, lowest, highest) semitones, signed.
@@ -109,7 +111,8 @@ class TwoSampleResult:
 
 def feature_matrix(seqs: Sequence[Sequence[int] | np.ndarray], steps_per_bar: int | Sequence[int]) -> np.ndarray:
     """float64 ``[len(seqs), n_features]``: :func:`features` of every melody."""
-    spbs = [int(steps_per_bar)] * len(seqs) if np.isscalar(steps_per_bar) else [int(x) for x in steps_per_bar]
+    spbs = [int(steps_per_bar)] * len(seqs) if isinstance(steps_per_bar, int | np.integer) \
+        else [int(x) for x in steps_per_bar]
     return np.stack([features(s, spb) for s, spb in zip(seqs, spbs)]) if len(seqs) else np.zeros((0, 0))
 
 
@@ -121,6 +124,7 @@ def two_sample_test(a: np.ndarray, b: np.ndarray, *, folds: int = 5, seed: int =
     ``c`` is the inverse L2 strength of the logistic regression; ``folds`` the stratified
     cross-validation folds (shuffled with ``seed``).
     """
+    require("sklearn", "eval", "the classifier two-sample test")
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
@@ -140,7 +144,7 @@ def two_sample_test(a: np.ndarray, b: np.ndarray, *, folds: int = 5, seed: int =
     x = np.concatenate([a, b])
     y = np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
 
-    def model():
+    def model() -> Any:
         return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
 
     aucs = []

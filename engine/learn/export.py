@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.errors import ModelError
-from engine.files import atomic_write
+from engine.base.errors import ModelError
+from engine.base.files import atomic_write
 from engine.learn.model import ModelConfig, QNetwork
 from engine.mdp import observation, styles
 from engine.music import theory, tokens
@@ -69,7 +69,8 @@ def onnx_bytes(net: QNetwork) -> bytes:
         # The TorchScript exporter is deprecated in favour of torch.export, which takes
         # ~10 s instead of ~0.1 s here and yields the same Gemm/Relu graph for an MLP.
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(2, net.config.obs_dim),), buf, input_names=["obs"],
+        # a file object works as well as a path (torch's stub names only paths)
+        torch.onnx.export(net, (torch.zeros(2, net.config.obs_dim),), buf, input_names=["obs"],  # type: ignore[arg-type]
                           output_names=["q_values"], dynamic_axes={"obs": {0: "batch"}, "q_values": {0: "batch"}},
                           opset_version=17, dynamo=False)
     return buf.getvalue()

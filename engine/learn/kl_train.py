@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.learn.seqmodel import KLPolicyNet, QOnlyPolicyNet, SeqNet, g_network_from_prior
 from engine.mdp import observation, styles
 from engine.mdp.env import EnvConfig, VecMelodyEnv
@@ -194,7 +194,7 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
     rng = np.random.default_rng(config.seed)
     t0 = time.perf_counter()
     terms = available_terms()
-    env = VecMelodyEnv(config.n_envs, EnvConfig(bars=tuple(config.bars), style=config.style, terms=terms),
+    env = VecMelodyEnv(config.n_envs, EnvConfig(bars=(config.bars[0], config.bars[1]), style=config.style, terms=terms),
                        reward=RewardFunction(terms, prior_by_kl=True), seed=config.seed)
     prior_col = terms.index("prior")
     d = observation.obs_dim(len(terms))

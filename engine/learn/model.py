@@ -20,7 +20,7 @@ file.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -92,12 +92,15 @@ class PriorBranch(nn.Module):
             raise ValueError(f"prior has {len(weights)} layers, the branch {len(self.layers)}")
         with torch.no_grad():
             for layer, (w, b) in zip(self.layers, weights):
-                layer.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
-                layer.bias.copy_(torch.as_tensor(b, dtype=torch.float32))
+                linear = cast(nn.Linear, layer)
+                linear.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
+                linear.bias.copy_(torch.as_tensor(b, dtype=torch.float32))
 
 
 class QNetwork(nn.Module):
     """Observation ``float32 [B, D]`` -> Q-values ``float32 [B, n_actions]``."""
+
+    prior_scale: torch.Tensor  # a buffer (saved with the weights): how much the prior's log-probabilities count
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

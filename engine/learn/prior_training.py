@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from engine.base.errors import EngineError
 from engine.corpus import load_corpus
 from engine.corpus.melodies import SPLITS
 from engine.corpus.prior import MAX_EPISODE_BARS, PriorModel, evaluate_prior, step_data, unigram_log_probs
-from engine.errors import EngineError
 from engine.mdp import observation
 from engine.music import theory, tokens
 

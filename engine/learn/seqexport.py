@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.errors import ModelError
+from engine.base.errors import ModelError
 from engine.learn.export import ParityReport, model_metadata, parity_contexts, write_checked_model
 from engine.learn.seqmodel import KLPolicyNet, StepModule
 from engine.mdp import observation
@@ -39,7 +39,8 @@ def onnx_bytes(net: KLPolicyNet) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and GRU batch-size notes
-        torch.onnx.export(step, (torch.zeros(2, net.obs_dim), net.zero_state(2)), buf,
+        # a file object works as well as a path (torch's stub names only paths)
+        torch.onnx.export(step, (torch.zeros(2, net.obs_dim), net.zero_state(2)), buf,  # type: ignore[arg-type]
                           input_names=["obs", "state"], output_names=["q_values", "state_out"],
                           dynamic_axes={"obs": {0: "batch"}, "state": {0: "batch"}, "q_values": {0: "batch"},
                                         "state_out": {0: "batch"}},

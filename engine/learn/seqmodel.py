@@ -171,7 +171,7 @@ def save_policy(net: KLPolicyNet, path: Any, meta: dict[str, Any] | None = None)
     into torch)."""
     from pathlib import Path
 
-    from engine.files import atomic_write
+    from engine.base.files import atomic_write
 
     blob = {"kind": type(net).__name__, "prior_config": net.prior.config.to_dict(), "prior": net.prior.state_dict(),
             "g_config": None if net.g is None else net.g.config.to_dict(),

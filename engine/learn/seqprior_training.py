@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from engine.base.errors import EngineError
 from engine.corpus import load_corpus
 from engine.corpus.melodies import SPLITS
 from engine.corpus.prior import MAX_EPISODE_BARS, StepData, step_data, unigram_log_probs
-from engine.errors import EngineError
 from engine.learn.seqmodel import SeqConfig, SeqNet
 from engine.mdp import observation
 from engine.music import tokens
@@ -284,8 +284,8 @@ KL_PRIOR_PATH = SEQ_PRIOR_PATH.with_name("prior-essen.pt")
 def save_seq_prior(net: SeqNet, metrics: dict[str, Any], path: str | Path) -> Path:
     """Write the prior (weights, sizes, metrics, the observation contract) atomically, plus a
     ``.json`` beside it with everything but the weights."""
+    from engine.base.files import atomic_write
     from engine.corpus.prior import observation_fingerprint
-    from engine.files import atomic_write
 
     path = Path(path)
     meta = {"format": SEQ_PRIOR_FORMAT, "seq_config": net.config.to_dict(), "metrics": metrics,
@@ -300,8 +300,8 @@ def save_seq_prior(net: SeqNet, metrics: dict[str, Any], path: str | Path) -> Pa
 def load_seq_prior(path: str | Path | None = None) -> tuple[SeqNet, dict[str, Any]]:
     """The recurrent prior and its metadata; ModelError naming what to retrain when the file is
     missing, corrupt, or was trained on another observation contract."""
+    from engine.base.errors import ModelError
     from engine.corpus.prior import observation_fingerprint
-    from engine.errors import ModelError
 
     p = Path(path) if path is not None else SEQ_PRIOR_PATH
     hint = f"retrain it with: qriff corpus prior --out {p}"

@@ -6,7 +6,7 @@ with ``theory_scale``, is the one learned) and :class:`PriorColumns`, the prior'
 computed once a step; the network; evaluation; logging (:class:`RunLog`); progress,
 checkpoints and resuming; then :func:`train`, one flat loop: act, step, store, learn,
 keep the books. The pieces that are not about music (replay, n-step returns, targets,
-schedules) live in :mod:`engine.learn.rl`.
+schedules) live in :mod:`engine.base.rl`.
 
 Every episode samples its own style, key, scale, progression, metre, role and
 length (``engine.mdp.env.EnvConfig``), and the style weights are part of the
@@ -42,11 +42,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.base import rl
+from engine.base.errors import EngineError
+from engine.base.files import atomic_write
 from engine.corpus.prior import PriorModel
-from engine.errors import EngineError
 from engine.evaluation.evaluate import corpus_reference, evaluate_sequences
-from engine.files import atomic_write
-from engine.learn import rl
 from engine.learn.model import ModelConfig, QNetwork
 from engine.mdp import observation, styles
 from engine.mdp.builder import ObservationBuilder
@@ -288,7 +288,8 @@ def build_network(cfg: TrainConfig, obs_dim: int, n_style: int,
         log.warning("prior reads %d columns, the style-free observation has %d: not using it",
                     weights[0][0].shape[1], obs_dim - n_style)
         weights = None
-    prior_dim, prior_hidden, weight_col = 0, (), -1
+    prior_dim, weight_col = 0, -1
+    prior_hidden: tuple[int, ...] = ()
     if cfg.prior_branch and weights is not None:
         prior_dim = int(weights[0][0].shape[1])
         prior_hidden = tuple(int(w.shape[0]) for w, _ in weights[:-1])
@@ -544,9 +545,10 @@ def save_checkpoint(out_dir: Path, cfg: TrainConfig, q_net: QNetwork, target_net
         rs = replay.state_dict()
         rng_state = json.dumps(rs.pop("rng"))
 
-        def write(tmp: str) -> None:
+        def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:
-                np.savez(f, rng_state=np.array(rng_state), **{k: np.asarray(v) for k, v in rs.items()})
+                arrays: dict[str, Any] = {k: np.asarray(v) for k, v in rs.items()}
+                np.savez(f, rng_state=np.array(rng_state), **arrays)
 
         atomic_write(out_dir / "replay.npz", write)
     return path
@@ -655,7 +657,10 @@ def _train(cfg: TrainConfig) -> TrainResult:
     # fused Adam: one kernel for all parameters, ~5x faster than the per-tensor loop on CPU
     optimizer = torch.optim.Adam([p for p in q_net.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                  fused=True)
-    prior = PriorColumns(load_prior(), q_net.config.prior_dim) if q_net.prior is not None else None
+    prior_model = load_prior() if q_net.prior is not None else None
+    if q_net.prior is not None and prior_model is None:  # the branch was built from it a moment ago
+        raise EngineError("the network has a prior branch but the corpus prior could not be loaded (see the warning)")
+    prior = PriorColumns(prior_model, q_net.config.prior_dim) if prior_model is not None else None
     replay = rl.ReplayBuffer(cfg.buffer_size, obs_dim + (tokens.N_ACTIONS if prior else 0), seed=cfg.seed)
     nstep = rl.NStepCollector(cfg.n_envs, cfg.n_step, cfg.gamma)
     explore = rl.Schedule(cfg.explore_start, cfg.explore_end, int(cfg.explore_fraction * cfg.total_steps))

@@ -27,7 +27,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.mdp import styles
 from engine.mdp.observation import MelodyBatch, MelodyContext, obs_dim, observe, observe_rows
 from engine.mdp.rewards import RewardFunction, available_terms

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.music import limits, theory, tokens
 
 OBS_VERSION = 2

@@ -90,7 +90,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.mdp import styles
 from engine.mdp.observation import (
     _BEATS,

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from engine.errors import StyleError
+from engine.base.errors import StyleError
 
 #: The built-in reward terms, in the order their weights enter the observation.
 #: Custom terms registered with :func:`engine.mdp.rewards.register_term` are appended.

@@ -1,4 +1,5 @@
-"""The clip: what qriff generates, writes as JSON and MIDI, renders and sends over OSC.
+"""The clip: what qriff generates, writes as JSON (and, through :mod:`engine.music.midi`,
+as MIDI), renders and sends over OSC.
 
 Times are in beats (quarter notes) from the clip start; pitches are MIDI numbers. The
 JSON layout (``"qriff_clip": 1``) is described in ``docs/clip-json.md``. Conversions between
@@ -16,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import ClipError
-from engine.files import atomic_write
-from engine.music import limits, midi, theory, tokens
+from engine.base.errors import ClipError
+from engine.base.files import atomic_write
+from engine.music import limits, theory, tokens
 
 CLIP_FORMAT = 1
 
@@ -164,72 +165,9 @@ class Clip:
             raise ClipError(f"{source} is not valid JSON: {exc}") from None
         return cls.from_dict(data, source)
 
-    # ---------------------------------------------------------------------- MIDI
-    def write_midi(self, path: str | os.PathLike[str]) -> Path:
-        """Write a Standard MIDI File atomically (see :mod:`engine.music.midi`); returns the path."""
-        return midi.write_midi(self, path)
-
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the clip JSON atomically; returns the path."""
         return atomic_write(path, self.to_json() + "\n")
-
-    @classmethod
-    def from_midi(cls, path: str | os.PathLike[str], key: str | None = None, scale: str | None = None) -> Clip:
-        """Read a MIDI file. Key and scale come from its key signature, or are estimated.
-
-        Each non-drum instrument becomes a track; roles are taken from track names when
-        they are known roles (``lead``, ``bass``...), else ``lead`` for the highest part.
-        """
-        import pretty_midi
-
-        try:
-            pm = pretty_midi.PrettyMIDI(str(path))
-        except Exception as exc:  # pretty_midi raises many kinds on corrupt files
-            raise ClipError(f"{path} is not a readable MIDI file: {exc}") from None
-        _, tempi = pm.get_tempo_changes()
-        tempo = float(tempi[0]) if len(tempi) else 120.0
-        seconds_per_beat = 60.0 / tempo
-        ts = (4, 4)
-        if pm.time_signature_changes:
-            cand = (pm.time_signature_changes[0].numerator, pm.time_signature_changes[0].denominator)
-            if cand in theory.TIME_SIGNATURES:
-                ts = cand
-        insts = [i for i in pm.instruments if not i.is_drum and i.notes]
-        if not insts:
-            raise ClipError(f"{path} holds no pitched notes: a melody needs at least one non-drum track with notes")
-        tracks = []
-        insts.sort(key=lambda i: -float(np.mean([n.pitch for n in i.notes])))
-        for idx, inst in enumerate(insts):
-            role = inst.name.strip().lower() if inst.name.strip().lower() in (*tokens.ROLES, "pad") else None
-            role = role or ("lead" if idx == 0 else ("bass" if idx == len(insts) - 1 else f"part{idx}"))
-            notes = [Note(pitch=n.pitch, start=round(n.start / seconds_per_beat, 6), duration=round((n.end - n.start) / seconds_per_beat, 6),
-                          velocity=max(1, n.velocity)) for n in sorted(inst.notes, key=lambda n: (n.start, -n.pitch))]
-            tracks.append(Track(role=role, program=inst.program, notes=[n for n in notes if n.duration > 0]))
-        if key is None or scale is None:
-            if pm.key_signature_changes:
-                num = pm.key_signature_changes[0].key_number
-                est_key, est_scale = theory.PC_NAMES[num % 12], ("natural_minor" if num >= 12 else "major")
-            else:
-                est_key, est_scale = estimate_key([n for t in tracks for n in t.notes])
-            key, scale = key or est_key, scale or est_scale
-        beats_per_bar = ts[0] * 4.0 / ts[1]
-        end = max(t.end_beat for t in tracks)
-        bars = max(1, int(np.ceil(end / beats_per_bar - 1e-6)))
-        return cls(key=key, scale=scale, tempo=tempo, time_signature=ts, bars=bars, tracks=tracks,
-                   model=f"midi:{Path(path).name}")
-
-
-def load_clip(path: str | os.PathLike[str]) -> Clip:
-    """Read a clip from ``.json`` or ``.mid``/``.midi``; ClipError with the path on failure."""
-    p = Path(path)
-    if not p.is_file():
-        raise ClipError(f"clip file {str(p)!r} does not exist")
-    suffix = p.suffix.lower()
-    if suffix == ".json":
-        return Clip.from_json(p.read_text(), source=str(p))
-    if suffix in (".mid", ".midi"):
-        return Clip.from_midi(p)
-    raise ClipError(f"clip file {str(p)!r} has an unknown type {suffix!r}: allowed are .json, .mid, .midi")
 
 
 # Krumhansl-Kessler key profiles, for MIDI files without a key signature.

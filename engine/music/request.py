@@ -31,9 +31,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from engine.errors import EngineError, TheoryError
+from engine.base.errors import EngineError, TheoryError
 from engine.music import limits, theory, tokens
-from engine.music.clip import Clip, load_clip
+from engine.music.clip import Clip
+from engine.music.clipfile import load_clip
 
 
 class OptionError(EngineError):

@@ -2,7 +2,7 @@
 
 Everything here works on pitch classes (0 = C ... 11 = B) and semitone intervals so
 the rest of the engine can stay transposition invariant. Parsing functions raise
-:class:`~engine.errors.TheoryError` naming the symbol that failed and what is allowed.
+:class:`~engine.base.errors.TheoryError` naming the symbol that failed and what is allowed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import TheoryError
+from engine.base.errors import TheoryError
 
 # --------------------------------------------------------------------------- keys
 
@@ -319,7 +319,7 @@ TIME_SIGNATURES: dict[tuple[int, int], int] = {(4, 4): 16, (3, 4): 12, (2, 4): 8
 MAX_STEPS_PER_BAR = 16
 
 
-def parse_time_signature(text: str | tuple[int, int] | list[int]) -> tuple[int, int]:
+def parse_time_signature(text: str | tuple[int, ...] | list[int]) -> tuple[int, int]:
     """Parse ``"4/4"``, ``"3/4"``, ``"2/4"``, ``"6/8"`` (or a pair) into ``(numerator, denominator)``."""
     allowed = ", ".join(f"{a}/{b}" for a, b in TIME_SIGNATURES)
     if isinstance(text, (tuple, list)):

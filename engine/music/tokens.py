@@ -33,7 +33,7 @@ def check_role(role: str) -> str:
     """Return ``role`` if known, else raise an EngineError naming the allowed roles."""
     if role in ROLES:  # hot path (every note of every generated clip): no import here
         return role
-    from engine.errors import EngineError
+    from engine.base.errors import EngineError
 
     raise EngineError(f"role {role!r} is not known: allowed are {', '.join(ROLES)}")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ModelError
+from engine.base.errors import ModelError
 from engine.mdp import observation
 from engine.music import tokens
 

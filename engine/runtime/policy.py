@@ -1,9 +1,9 @@
 """The runtime policy: an exported Q-network run by onnxruntime (no torch, ever).
 
->>> from engine import Policy
+>>> from engine import Policy, write_midi
 >>> policy = Policy.load()                      # the shipped model
 >>> clips = policy.generate(key="D", scale="dorian", bars=4, count=4, seed=7, style="hook")
->>> clips[0].write_midi("riff.mid")
+>>> write_midi(clips[0], "riff.mid")
 
 Each step every requested melody (``count`` variations x ``roles``) goes through one
 ``session.run`` together; the token is drawn from ``softmax(Q / temperature)``
@@ -29,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.mdp import observation, styles
 from engine.mdp.builder import ObservationBuilder
 from engine.music import limits, theory, tokens
-from engine.music.clip import Clip, Track, load_clip, notes_to_tokens, tokens_to_notes
+from engine.music.clip import Clip, Track, notes_to_tokens, tokens_to_notes
+from engine.music.clipfile import load_clip
 from engine.music.limits import MAX_BARS, MAX_COUNT
 from engine.music.request import GenerateRequest
 from engine.runtime.modelfile import (

@@ -41,11 +41,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from engine.errors import EngineError
-from engine.music.clip import atomic_write
+from engine.base.cluster import ScaleoutError, cluster_cpus, connect, node_id
+from engine.base.errors import EngineError
+from engine.base.files import atomic_write
 from engine.music.limits import MAX_SEED
 from engine.music.request import GenerateRequest, OptionError, RenderRequest
-from engine.scaleout import ScaleoutError, cluster_cpus, connect, node_id, read_spec
+from engine.scaleout import read_spec
 
 TOP_KEYS = ("count", "seed", "presets", "format", "sample_rate", "bit_depth", "pad", "pianoroll", "instruments",
             "midi", "model", "setting")
@@ -80,7 +81,7 @@ class BatchSpec:
     units: list[Unit]
     presets: list[str]
     render: dict[str, Any]
-    """Keyword arguments of :func:`engine.render.render_clip` other than the preset."""
+    """Keyword arguments of :func:`engine.audio.render.render_clip` other than the preset."""
     model: str | None
     midi: bool
     settings: dict[str, dict[str, Any]]
@@ -176,7 +177,8 @@ def make_unit(job: dict[str, Any], unit: Unit) -> dict[str, Any]:
     process, so a worker loads the model once.
     """
     from engine.audio.render import render_clip
-    from engine.music.clip import load_clip
+    from engine.music.clipfile import load_clip
+    from engine.music.midi import write_midi
     from engine.runtime import Policy
 
     model = job["model"]
@@ -189,7 +191,7 @@ def make_unit(job: dict[str, Any], unit: Unit) -> dict[str, Any]:
         root = Path(tmp)
         written = clip.write_json(root / "clip.json")
         if job["midi"]:
-            clip.write_midi(root / "clip.mid")
+            write_midi(clip, root / "clip.mid")
         clip = load_clip(written)  # rendered from the file, as 'qriff render clip.json' would
         for preset in job["presets"]:
             pdir = _slug(Path(preset).stem)

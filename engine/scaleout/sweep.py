@@ -26,7 +26,7 @@ sees, as Ray Tune requires); the sweep writes ``OUT/results.md``, ``OUT/results.
 
 What keeps a sweep from costing more than its trials (``docs/scaling.md`` has the
 figures): the workers run at the caller's priority, not Ray's default +15
-(:func:`engine.scaleout.connect`, and :func:`engine.scaleout.match_priority` in each
+(:func:`engine.base.cluster.connect`, and :func:`engine.base.cluster.match_priority` in each
 trial); Tune reuses a trial's actor for the next trial (``reuse_actors``), so a worker
 imports torch and the engine once, not once per trial (each trial reports its
 ``import_s``, 0 on a reused worker, and its ``nice``).
@@ -45,10 +45,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.errors import EngineError
+from engine.base.cluster import ScaleoutError, cluster_cpus, connect, match_priority, node_id, process_priority
+from engine.base.errors import EngineError
 from engine.music.clip import atomic_write
 from engine.music.limits import MAX_SEED
-from engine.scaleout import ScaleoutError, cluster_cpus, connect, match_priority, node_id, process_priority, read_spec
+from engine.scaleout import read_spec
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def _describe(params: dict[str, Any], seed: int | None = None) -> str:
 
 
 def metric_names(eval_corpus: bool) -> list[str]:
-    """The metric names one evaluated style reports (those of :func:`engine.evaluate.evaluate_sequences`)."""
+    """The metric names one evaluated style reports (those of :func:`engine.evaluation.evaluate.evaluate_sequences`)."""
     import numpy as np
 
     from engine.evaluation.evaluate import evaluate_sequences
@@ -213,7 +214,7 @@ def _run_trial(config: dict[str, Any]) -> None:
     """Ray Tune's trainable: one plain training run, its final metrics reported once.
 
     ``config["caller_nice"]`` is the sweep command's nice value: a worker left at Ray's
-    +15 is brought back to it (see :func:`engine.scaleout.match_priority`).
+    +15 is brought back to it (see :func:`engine.base.cluster.match_priority`).
     """
     entered = time.perf_counter()
     nice = match_priority(config["caller_nice"])
@@ -262,7 +263,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, workers: int | Non
         finally:
             bar.close()
         by_name: dict[str, Any] = {}
-        for r in grid:
+        for r in (grid[i] for i in range(len(grid))):  # a ResultGrid indexes its results
             name = r.config["trial"]["name"] if r.config else None
             if name is not None:
                 by_name[name] = r
@@ -289,11 +290,11 @@ class _ProgressBar:
         bar = self.bar
 
         class Done(tune.Callback):
-            def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN201
+            def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
                 if bar is not None:
                     bar.update(1)
 
-            def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN201
+            def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
                 if bar is not None:
                     bar.update(1)
 
@@ -309,7 +310,7 @@ def _number(v: Any) -> float | None:
 
 
 def _results(spec: SweepSpec, by_name: dict[str, Any], wall_s: float) -> dict[str, Any]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for t in spec.trials:
         r = by_name.get(t.name)
         metrics = dict(r.metrics or {}) if r is not None else {}

@@ -17,6 +17,7 @@ from engine.feedback import (
 )
 from engine.mdp import observation
 from engine.music.clip import Clip, Note, Track
+from engine.music.midi import write_midi
 from engine.runtime import MODEL_FORMAT
 
 
@@ -31,8 +32,8 @@ def clips(tmp_path):
     """Three clip files: a .json, a .mid with its .json beside it, and a bare .mid."""
     a = make_clip(1).write_json(tmp_path / "a.json")
     make_clip(2).write_json(tmp_path / "b.json")
-    b = make_clip(2).write_midi(tmp_path / "b.mid")
-    c = make_clip(3).write_midi(tmp_path / "c.mid")
+    b = write_midi(make_clip(2), tmp_path / "b.mid")
+    c = write_midi(make_clip(3), tmp_path / "c.mid")
     return a, b, c
 
 

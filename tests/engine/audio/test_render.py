@@ -23,9 +23,10 @@ from engine.audio.render import (
     stem_names,
     voice_chord,
 )
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.music import theory
 from engine.music.clip import Clip, Note, Track
+from engine.music.midi import write_midi
 
 SR = 44100
 
@@ -319,7 +320,7 @@ def test_stem_names_are_unique_and_file_safe():
 def test_cli_render_json_and_midi(tmp_path, qriff):
     clip = make_clip()
     clip.write_json(tmp_path / "c.json")
-    clip.write_midi(tmp_path / "c.mid")
+    write_midi(clip, tmp_path / "c.mid")
     r = qriff("render", str(tmp_path / "c.json"), "--out", str(tmp_path / "a"), "--pad", "--preset", "lofi",
               "--instrument", "lead=bell", "--sample-rate", "48000", "--format", "flac", "--bit-depth", "16")
     assert r.returncode == 0, r.stderr

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from engine.mdp import observation, styles
-from engine.music.clip import Clip, load_clip
+from engine.music.clip import Clip
+from engine.music.clipfile import load_clip
 
 TERMS = styles.BUILTIN_TERMS
 
@@ -196,8 +197,8 @@ def test_overwrite_replaces_on_request(model, tmp_path, capsys):
 
 
 def test_a_name_taken_meanwhile_is_skipped_not_replaced(tmp_path):
+    from engine.base.files import atomic_write
     from engine.cli.generate import _write_clip
-    from engine.files import atomic_write
 
     mine = atomic_write(tmp_path / "clip-0003.mid", b"someone else's file")
     clip = Clip(bars=1, seed=1, tracks=[])

@@ -9,8 +9,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from engine.base.errors import CorpusError
 from engine.corpus import melodies as corpus
-from engine.errors import CorpusError
 from engine.music import theory, tokens
 
 R, H = 0, 1

@@ -9,8 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
+from engine.base.errors import EngineError, ModelError
 from engine.corpus import prior
-from engine.errors import EngineError, ModelError
 from engine.mdp import observation
 from engine.music import tokens
 

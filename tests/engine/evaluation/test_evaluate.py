@@ -9,13 +9,14 @@ import os
 import numpy as np
 import pytest
 
+from engine.base.errors import ClipError, EngineError
 from engine.corpus import prior
-from engine.errors import ClipError, EngineError
 from engine.evaluation import evaluate as ev
 from engine.evaluation import metrics
 from engine.mdp import observation
 from engine.music import tokens
 from engine.music.clip import Clip, Note, Track, tokens_to_notes
+from engine.music.midi import write_midi
 
 H, R = 1, 0
 # a 2-bar C major melody: C E G E | D - G - C...
@@ -106,7 +107,7 @@ def test_clip_set_reads_files(tmp_path, fmt):
     for i, key in enumerate(["C", "A"]):
         clip = clip_of(MEL, key=key)
         path = tmp_path / f"clip-{i:04d}.{fmt}"
-        clip.write_json(path) if fmt == "json" else clip.write_midi(path)
+        clip.write_json(path) if fmt == "json" else write_midi(clip, path)
     s = ev.clip_set(tmp_path)
     assert len(s.sequences) == 2 and s.names == [f"clip-0000.{fmt}", f"clip-0001.{fmt}"]
     for seq in s.sequences:
@@ -121,7 +122,7 @@ def test_empty_folder(tmp_path):
 
 def test_chords_are_not_a_melody(tmp_path):
     notes = [Note(p, float(b), 1.0) for b in range(8) for p in (60, 64, 67)]
-    Clip(bars=2, tracks=[Track("lead", 0, notes)]).write_midi(tmp_path / "chords.mid")
+    write_midi(Clip(bars=2, tracks=[Track("lead", 0, notes)]), tmp_path / "chords.mid")
     with pytest.raises(ClipError, match="not a melody"):
         ev.clip_set(tmp_path)
 
@@ -251,8 +252,8 @@ def test_histograms_png(tmp_path):
 @pytest.mark.parametrize("make, match", [
     (lambda d: None, "holds no clips"),
     (lambda d: (d / "x.mid").write_bytes(b"junk"), "not a readable MIDI"),
-    (lambda d: Clip(bars=1, tracks=[Track("lead", 0, [Note(p, 0.0, 1.0) for p in (60, 64, 67)] +
-                                          [Note(p, 1.0, 1.0) for p in (62, 65, 69)])]).write_midi(d / "c.mid"),
+    (lambda d: write_midi(Clip(bars=1, tracks=[Track("lead", 0, [Note(p, 0.0, 1.0) for p in (60, 64, 67)] +
+                                                     [Note(p, 1.0, 1.0) for p in (62, 65, 69)])]), d / "c.mid"),
      "not a melody"),
 ])
 def test_cli_bad_input_exits_2(tmp_path, qriff, make, match):

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.evaluation import metrics
 
 R, H = 0, 1

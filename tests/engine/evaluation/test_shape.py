@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.evaluation import evaluate as ev
 from engine.evaluation import scales, shape
 

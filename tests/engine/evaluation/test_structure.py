@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.evaluation import structure, twosample
 
 C, D, E, G = 14, 16, 18, 21

@@ -103,7 +103,7 @@ def test_cli_refuses_mlp_flags_and_a_missing_prior(qriff, tmp_path):
 
 
 def test_a_prior_of_another_observation_contract_is_refused_with_what_to_retrain(tmp_path):
-    from engine.errors import ModelError
+    from engine.base.errors import ModelError
     from engine.learn.seqprior_training import load_seq_prior
 
     path = _saved_tiny_prior(tmp_path)

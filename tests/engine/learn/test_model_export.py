@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from engine.errors import ModelError  # noqa: E402
+from engine.base.errors import ModelError  # noqa: E402
 from engine.learn.export import ParityReport, export_model, load_checkpoint_network, parity_check  # noqa: E402
 from engine.learn.model import ModelConfig, QNetwork  # noqa: E402
 from engine.mdp import observation, styles  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine.errors import EngineError  # noqa: E402
+from engine.base.errors import EngineError  # noqa: E402
 from engine.learn.model import ModelConfig, QNetwork  # noqa: E402
 from engine.learn.train import TrainConfig, TrainError, init_from_prior, preset_config, train  # noqa: E402
 from engine.mdp import observation, styles  # noqa: E402

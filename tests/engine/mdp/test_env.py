@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.mdp import observation, styles
 from engine.mdp.env import EnvConfig, MelodyEnv, VecMelodyEnv, sample_episode
 from engine.mdp.observation import MelodyContext

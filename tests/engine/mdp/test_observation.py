@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.errors import EngineError, TheoryError
+from engine.base.errors import EngineError, TheoryError
 from engine.mdp import observation, styles
 from engine.mdp.observation import MelodyBatch, MelodyContext, melody_features, observe, observe_rows
 from engine.music import theory, tokens

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.mdp import observation, rewards, styles
 from engine.mdp.env import EnvConfig, VecMelodyEnv
 from engine.mdp.observation import MelodyBatch, MelodyContext

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.errors import EngineError, StyleError
+from engine.base.errors import EngineError, StyleError
 from engine.mdp import styles
 
 TERMS = styles.BUILTIN_TERMS

@@ -8,8 +8,8 @@ import pytest
 
 from engine import Policy, limits
 from engine.audio.render import RenderError, write_audio
+from engine.base.errors import EngineError
 from engine.cli import build_parser
-from engine.errors import EngineError
 
 
 def _option(parser: argparse.ArgumentParser, command: str, flag: str) -> argparse.Action:

@@ -6,9 +6,10 @@ import pretty_midi
 import pytest
 
 from engine import Policy
+from engine.base.errors import ClipError
 from engine.music import theory
 from engine.music.clip import Clip, Note, Track
-from engine.music.midi import midi_bytes, write_midi
+from engine.music.midi import midi_bytes, read_midi, write_midi
 
 
 def pretty_midi_reference(clip: Clip, path) -> None:
@@ -58,7 +59,7 @@ CASES = [(k, s, ts, tempo, roles) for k, s, ts, tempo, roles in [
 def test_same_music_as_the_pretty_midi_writer(tmp_path, policy, key, scale, ts, tempo, roles):
     clip = policy.generate(key=key, scale=scale, bars=3, seed=4, roles=roles, tempo=tempo, time_signature=ts)[0]
     pretty_midi_reference(clip, tmp_path / "ref.mid")
-    clip.write_midi(tmp_path / "new.mid")
+    write_midi(clip, tmp_path / "new.mid")
     ref, new = read_back(tmp_path / "ref.mid"), read_back(tmp_path / "new.mid")
     assert new[1:] == ref[1:], "tempo, metre and key"
     assert [t[:3] for t in new[0]] == [t[:3] for t in ref[0]], "track names, programs, drum flags"
@@ -67,7 +68,7 @@ def test_same_music_as_the_pretty_midi_writer(tmp_path, policy, key, scale, ts, 
         # 480 ticks a beat here, 220 in pretty_midi's files: times agree to within a tick.
         for a, b in zip(notes_new, notes_ref):
             assert a[2:] == pytest.approx(b[2:], abs=60.0 / tempo / 220)
-    assert Clip.from_midi(tmp_path / "new.mid").tracks[0].notes == Clip.from_midi(tmp_path / "ref.mid").tracks[0].notes
+    assert read_midi(tmp_path / "new.mid").tracks[0].notes == read_midi(tmp_path / "ref.mid").tracks[0].notes
 
 
 def test_repeated_notes_and_drums_survive(tmp_path):
@@ -83,3 +84,39 @@ def test_header_and_chunks():
     assert data[:4] == b"MThd" and data[8:10] == b"\x00\x01" and data[10:12] == b"\x00\x02"
     assert data[12:14] == (480).to_bytes(2, "big")
     assert data.count(b"MTrk") == 2 and data.endswith(b"\xff\x2f\x00")
+
+
+def test_read_midi_reads_what_another_writer_wrote(tmp_path):
+    """A file written by pretty_midi (another writer): tempo, metre, minor key, named parts, drums left out."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=90.0)
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(3, 4, 0.0))
+    pm.key_signature_changes.append(pretty_midi.KeySignature(pretty_midi.key_name_to_key_number("A minor"), 0.0))
+    beat = 60.0 / 90.0
+    lead = pretty_midi.Instrument(program=81, name="lead")
+    lead.notes += [pretty_midi.Note(100, 69, 0.0, beat), pretty_midi.Note(80, 72, beat, 2.5 * beat)]
+    bass = pretty_midi.Instrument(program=33, name="Bass")
+    bass.notes += [pretty_midi.Note(90, 45, 0.0, 3 * beat), pretty_midi.Note(90, 40, 3 * beat, 5 * beat)]
+    drums = pretty_midi.Instrument(program=0, is_drum=True, name="drums")
+    drums.notes += [pretty_midi.Note(110, 36, 0.0, 0.1)]
+    pm.instruments += [bass, drums, lead]
+    pm.write(str(tmp_path / "other.mid"))
+    clip = read_midi(tmp_path / "other.mid")
+    assert (clip.key, clip.scale, clip.time_signature, clip.tempo) == ("A", "natural_minor", (3, 4), pytest.approx(90.0, abs=1e-3))  # tempo: whole µs a beat
+    assert [t.role for t in clip.tracks] == ["lead", "bass"] and [t.program for t in clip.tracks] == [81, 33]
+    lead_notes = [(n.pitch, n.start, n.duration, n.velocity) for n in clip.tracks[0].notes]
+    assert lead_notes == [(69, 0.0, pytest.approx(1.0, abs=0.01), 100), (72, pytest.approx(1.0, abs=0.01),
+                                                                           pytest.approx(1.5, abs=0.01), 80)]
+    assert clip.bars == 2  # 5 beats of 3/4
+
+
+def test_read_midi_refuses_what_is_not_a_melody(tmp_path):
+    (tmp_path / "junk.mid").write_bytes(b"MThd junk")
+    with pytest.raises(ClipError, match="is not a readable MIDI file"):
+        read_midi(tmp_path / "junk.mid")
+    pm = pretty_midi.PrettyMIDI()
+    drums = pretty_midi.Instrument(program=0, is_drum=True)
+    drums.notes.append(pretty_midi.Note(100, 36, 0.0, 0.5))
+    pm.instruments.append(drums)
+    pm.write(str(tmp_path / "drums.mid"))
+    with pytest.raises(ClipError, match="holds no pitched notes"):
+        read_midi(tmp_path / "drums.mid")

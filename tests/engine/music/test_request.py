@@ -10,7 +10,7 @@ import pytest
 
 from bridge import protocol
 from bridge.errors import RequestError
-from engine.errors import EngineError, TheoryError
+from engine.base.errors import EngineError, TheoryError
 from engine.music import limits
 from engine.music.clip import Clip, Note, Track
 from engine.music.request import GenerateRequest, OptionError, RenderRequest

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import EngineError, TheoryError
+from engine.base.errors import EngineError, TheoryError
 from engine.music import theory
 
 # --------------------------------------------------------------------------- keys

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 import engine
-from engine.errors import ModelError
+from engine.base.errors import ModelError
 from engine.runtime import DEFAULT_MODEL_PATH, Policy, available_models, find_model
 
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from engine.errors import EngineError, StyleError, TheoryError
+from engine.base.errors import EngineError, StyleError, TheoryError
 from engine.mdp import observation, styles
 from engine.mdp.builder import ObservationBuilder
 from engine.music import theory, tokens
@@ -194,10 +194,10 @@ def test_runtime_path_never_imports_torch(model_path, tmp_path):
     code = f"""
 import sys
 import engine.runtime.policy
-from engine import Policy
+from engine import Policy, write_midi
 p = Policy.load({str(model_path)!r})
 clips = p.generate(bars=2, count=2, roles=("lead", "bass"), seed=1, style="hook")
-clips[0].write_midi({str(tmp_path / 'x.mid')!r})
+write_midi(clips[0], {str(tmp_path / 'x.mid')!r})
 clips[0].write_json({str(tmp_path / 'x.json')!r})
 assert 'torch' not in sys.modules, 'torch was imported'
 print('ok', len(clips))

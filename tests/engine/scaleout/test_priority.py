@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from engine.scaleout import NICENESS_VAR, match_priority, process_priority
+from engine.base.cluster import NICENESS_VAR, match_priority, process_priority
 from tests.conftest import ROOT
 
 MAY_RAISE = os.geteuid() == 0  # raising a priority back needs root (or RLIMIT_NICE), as a Ray worker's would
@@ -23,7 +23,7 @@ def test_match_priority_brings_a_reniced_process_back_or_says_how():
     # In a child process: this test process keeps its own priority.
     code = textwrap.dedent("""
         import logging, os
-        from engine.scaleout import match_priority, process_priority
+        from engine.base.cluster import match_priority, process_priority
         logging.basicConfig(level=logging.WARNING)
         caller = process_priority()
         os.nice(15 if caller < 19 else 0)
@@ -48,7 +48,7 @@ def _worker_priority() -> int:
 @pytest.mark.parametrize("setting", [None, "15"])
 def test_local_ray_workers_run_at_the_callers_priority(monkeypatch, setting):
     ray = pytest.importorskip("ray")
-    from engine.scaleout import connect
+    from engine.base.cluster import connect
 
     if ray.is_initialized():
         pytest.skip("a Ray is already initialised in this process")

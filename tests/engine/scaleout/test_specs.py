@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from engine.scaleout import ScaleoutError, check_reachable
+from engine.base.cluster import ScaleoutError, check_reachable
 from engine.scaleout.batch import load_batch, run_batch
 
 BATCH = """\

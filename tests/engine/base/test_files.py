@@ -1,4 +1,4 @@
-"""engine.files: one atomic write for every file qriff writes."""
+"""engine.base.files: one atomic write for every file qriff writes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.files import StagedFiles, atomic_write
+from engine.base.files import StagedFiles, atomic_write
 
 
 def _mode(path: Path) -> int:

@@ -1,12 +1,12 @@
-"""engine.learn.rl: schedules, exploration, n-step returns, replay, double-DQN targets, target updates."""
+"""engine.base.rl: schedules, exploration, n-step returns, replay, double-DQN targets, target updates."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.errors import EngineError
-from engine.learn import rl
+from engine.base import rl
+from engine.base.errors import EngineError
 
 
 def test_schedule_endpoints_and_monotone():

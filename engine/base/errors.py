@@ -1,14 +1,20 @@
-"""Exceptions raised by the engine.
+"""Exceptions raised by qriff.
 
-Every error the engine raises on bad input derives from :class:`EngineError`, so a
-caller (the CLI, the OSC bridge) can catch one class and show the message as is: each
-message names the value received, what is allowed and, where useful, a hint.
+Every error qriff raises on bad input derives from :class:`QriffError`: the engine's
+from :class:`EngineError`, the OSC bridge's from ``bridge.errors.BridgeError``, the
+recommender's from ``recommender.errors.RecommenderError``. The CLI catches the one
+class and shows the message as is: each message names the value received, what is
+allowed and, where useful, a hint.
 """
 
 from __future__ import annotations
 
 
-class EngineError(Exception):
+class QriffError(Exception):
+    """Base class of every error qriff raises on bad input (engine, bridge, recommender)."""
+
+
+class EngineError(QriffError):
     """Base class of every error raised by the qriff engine."""
 
 

@@ -6,7 +6,7 @@ torch parts import it when first called, so importing this module stays cheap.
 
 API at a glance::
 
-    from engine.learn import rl
+    from engine.base import rl
 
     eps = rl.Schedule(1.0, 0.05, 50_000)                   # annealed epsilon: eps(step)
     nstep = rl.NStepCollector(n_envs=16, n=3, gamma=0.9)    # vector env -> n-step transitions
@@ -31,11 +31,11 @@ always ``returns + discounts * Q_target(next_obs, argmax_a Q(next_obs, a))``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -44,6 +44,10 @@ __all__ = [
     "NStepCollector", "ReplayBatch", "ReplayBuffer", "Schedule", "boltzmann", "double_dqn_targets", "double_q_targets",
     "epsilon_greedy", "hard_update", "soft_update", "td_loss",
 ]
+
+
+#: The array type of a :class:`ReplayBatch`: numpy arrays, or torch tensors after ``to_torch``.
+ArrayT = TypeVar("ArrayT")
 
 
 class RLConfigError(EngineError, ValueError):
@@ -84,7 +88,7 @@ def epsilon_greedy(q_values: np.ndarray, epsilon: float, rng: np.random.Generato
         raise RLConfigError(f"epsilon {epsilon} is out of range (allowed: 0 to 1)")
     b, a = q_values.shape
     greedy = np.asarray(q_values.argmax(axis=1), dtype=np.int64)
-    explore = rng.random(b) < epsilon
+    explore = np.asarray(rng.random(b) < epsilon)
     if not explore.any():
         return greedy
     return np.where(explore, rng.integers(0, a, size=b), greedy).astype(np.int64)
@@ -197,18 +201,21 @@ class NStepCollector:
 # ------------------------------------------------------------------------- replay
 
 @dataclass
-class ReplayBatch:
-    """A sampled minibatch (numpy): ``obs``/``next_obs`` float ``[B, D]``, ``actions`` int64
-    ``[B]``, ``returns`` and ``discounts`` float32 ``[B]``, ``indices`` int64 ``[B]`` (buffer slots)."""
+class ReplayBatch(Generic[ArrayT]):
+    """A sampled minibatch: ``obs``/``next_obs`` float ``[B, D]``, ``actions`` int64
+    ``[B]``, ``returns`` and ``discounts`` float32 ``[B]``, ``indices`` int64 ``[B]`` (buffer slots).
 
-    obs: np.ndarray
-    actions: np.ndarray
-    returns: np.ndarray
-    next_obs: np.ndarray
-    discounts: np.ndarray
-    indices: np.ndarray
+    numpy arrays as sampled (``ReplayBatch[np.ndarray]``); :meth:`to_torch` gives
+    ``ReplayBatch[torch.Tensor]``."""
 
-    def to_torch(self, device: Any = "cpu") -> ReplayBatch:
+    obs: ArrayT
+    actions: ArrayT
+    returns: ArrayT
+    next_obs: ArrayT
+    discounts: ArrayT
+    indices: ArrayT
+
+    def to_torch(self: ReplayBatch[np.ndarray], device: Any = "cpu") -> ReplayBatch[torch.Tensor]:
         """The same batch as torch tensors (observations as float32) on ``device``."""
         import torch
 
@@ -270,7 +277,7 @@ class ReplayBuffer:
         self.pos = int((self.pos + m) % self.capacity)
         self.size = int(min(self.size + m, self.capacity))
 
-    def sample(self, batch_size: int) -> ReplayBatch:
+    def sample(self, batch_size: int) -> ReplayBatch[np.ndarray]:
         """A uniform minibatch of ``batch_size`` transitions (numpy)."""
         if self.size == 0:
             raise RLConfigError("replay buffer is empty: add transitions before sampling (raise learning_starts)")
@@ -362,8 +369,8 @@ def soft_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) ->
     with torch.no_grad():
         for t, s in zip(target.parameters(), source.parameters()):
             t.lerp_(s, tau)
-        for t, s in zip(target.buffers(), source.buffers()):
-            t.copy_(s)
+        for tb, sb in zip(target.buffers(), source.buffers()):
+            tb.copy_(sb)
 
 
 def hard_update(target: torch.nn.Module, source: torch.nn.Module) -> None:
