@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from engine.base.options import add_ray_options, bounded_float, bounded_int
+from engine.base.options import MAX_SEED, add_ray_options, bounded_float, bounded_int
 from recommender.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def register_rec(subparsers: Any) -> None:
     g.add_argument("--max-history", type=bounded_int(1, 1000), default=50, help="events the state sees (default 50)")
     g.add_argument("--candidates", choices=("als", "bpr"), default="als", help="candidate model (default als)")
     g.add_argument("--factors", type=bounded_int(1, 1024), default=64, help="ALS/BPR factors (default 64)")
-    g.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="random seed (default 0)")
+    g.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="random seed (default 0)")
     g.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     r = p.add_argument_group("reward per event outcome")
@@ -145,7 +145,7 @@ def register_rec(subparsers: Any) -> None:
                    help="comma-separated subset of most-popular,als,item-knn,gru4rec,dqn (default: all)")
     p.add_argument("--epochs", type=bounded_int(1, 10_000), default=None, help="training epochs (default: train's)")
     p.add_argument("--encoder", choices=("gru", "attention"), default=None, help="DQN encoder (default gru)")
-    p.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="first random seed (default 0)")
+    p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="first random seed (default 0)")
     p.add_argument("--seeds", type=bounded_int(1, 100), default=1,
                    help="seeds per row, reported as mean and std (default 1; the bench uses 3)")
     p.add_argument("--tune", type=bounded_int(0, 100), default=0, metavar="TRIALS",

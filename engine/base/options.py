@@ -15,6 +15,12 @@ from engine.base.errors import QriffError
 __all__ = ["add_ray_options", "bounded_float", "bounded_int", "checked_text"]
 
 
+#: The highest random seed anywhere in qriff: 2**31 - 1, the largest an OSC int carries, so a
+#: seed set in one front end (CLI, OSC, a batch spec) is valid in every other.
+#: (:data:`engine.music.limits.MAX_SEED` is this value.)
+MAX_SEED = 2**31 - 1
+
+
 def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
     """An int type accepting ``lo <= value <= hi``."""
 

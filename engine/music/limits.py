@@ -2,10 +2,12 @@
 
 The Python API (:meth:`engine.runtime.policy.Policy.generate`), the ``qriff`` command
 line, the OSC bridge's property table and the renderer all read these values, so a
-request allowed in one place is allowed in all of them. Imports nothing.
+request allowed in one place is allowed in all of them. Imports nothing of qriff but engine.base.
 """
 
 from __future__ import annotations
+
+from engine.base import options as _base_options
 
 # ----------------------------------------------------------------- a generated clip
 
@@ -15,9 +17,9 @@ MAX_BARS = 16
 DEFAULT_BARS = 4
 #: Variations one ``generate`` call may ask for.
 MAX_COUNT = 64
-#: Highest seed (variation ``i`` of a request uses ``seed + i``, so ``seed + count - 1`` at most).
-#: 2**31 - 1: the largest seed every front end can carry (an OSC int is 32-bit).
-MAX_SEED = 2**31 - 1
+#: Highest seed (variation ``i`` of a request uses ``seed + i``, so ``seed + count - 1`` at most):
+#: 2**31 - 1, the largest seed every front end can carry (an OSC int is 32-bit).
+MAX_SEED = _base_options.MAX_SEED
 #: Highest sampling temperature (0 always takes the best token).
 MAX_TEMPERATURE = 5.0
 DEFAULT_TEMPERATURE = 1.0
