@@ -14,7 +14,7 @@ The known-model planner's ratio is printed beside: the ceiling the test bed allo
 Prints the tables and the targets, writes them as JSON with ``--out``, exits 1 when a
 target is missed.
 
-    .venv/bin/python bench/bench_recsim.py [--seeds 5] [--episodes 100] [--logged-episodes 300]
+    .venv/bin/python bench/bench_recsim.py [--seeds 5] [--episodes 100] [--logged-episodes 1000] [--first-seed S] [--merge JSON ...]
 """
 
 from __future__ import annotations

@@ -227,13 +227,13 @@ def _returns(world: RecSimWorld, policy: Policy, n: int) -> float:
     return float(np.mean([ep.watch_time for ep in world.episodes(policy, n, "eval")]))
 
 
-def run_seed(cfg: RecSimEvalConfig, seed: int, workdir: Path, progress: bool = False) -> dict[str, float]:
+def run_seed(cfg: RecSimEvalConfig, seed: int, workdir: Path, progress: bool = False) -> dict[str, Any]:
     """Every row's mean return over the evaluation listeners of one seed (see the module doc)."""
     world = RecSimWorld(replace(cfg.world, seed=seed))
     behaviour: Policy = {"random": lambda: random_policy(seed), "myopic": lambda: myopic_policy(world),
                          "mixed": lambda: mixed_policy(world, seed)}[cfg.behaviour]()
     logged: list[Episode] = list(world.episodes(behaviour, cfg.logged_episodes, "logs", progress=progress))
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     n = cfg.episodes
     out["random"] = _returns(world, random_policy(seed + 1), n)
     out["myopic"] = _returns(world, myopic_policy(world), n)
