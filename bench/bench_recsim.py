@@ -14,7 +14,7 @@ The known-model planner's ratio is printed beside: the ceiling the test bed allo
 Prints the tables and the targets, writes them as JSON with ``--out``, exits 1 when a
 target is missed.
 
-    .venv/bin/python bench/bench_recsim.py [--seeds 5] [--episodes 100] [--logged-episodes 300]
+    .venv/bin/python bench/bench_recsim.py [--seeds 5] [--episodes 100] [--logged-episodes 1000] [--first-seed S] [--merge JSON ...]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool", type=int, default=200)
     ap.add_argument("--time-budget", type=float, default=60.0)
     ap.add_argument("--gamma", type=float, default=0.99)
-    ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--epochs", type=int, default=None, help="the DQN's epochs (default: recsim_eval.EPOCHS)")
     ap.add_argument("--skip-control", action="store_true")
     ap.add_argument("--no-ablations", action="store_true", help="only gamma 0 beside the DQN (no 'no Q-loss', "
                     "no online rollouts): a cheaper run")
@@ -61,13 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("recommender.recsim_eval").setLevel(logging.INFO)  # each seed's rows as it finishes
 
     from recommender.recsim_env import RecSimConfig
-    from recommender.recsim_eval import RecSimEvalConfig, default_train_config, evaluate_recsim
+    from recommender.recsim_eval import EPOCHS, RecSimEvalConfig, default_train_config, evaluate_recsim
 
     world = RecSimConfig(candidates=args.candidates, pool=args.pool, time_budget=args.time_budget,
                          seed=args.first_seed)
     cfg = RecSimEvalConfig(world=world, logged_episodes=args.logged_episodes, behaviour=args.behaviour,
                            episodes=args.episodes, seeds=args.seeds, online_episodes=args.online_episodes,
-                           train=default_train_config(gamma=args.gamma, epochs=args.epochs),
+                           train=default_train_config(gamma=args.gamma, epochs=args.epochs or EPOCHS,
+                                                      candidates=args.candidates),
                            ablations=not args.no_ablations)
     t0 = time.time()
     targets: list[dict] = []

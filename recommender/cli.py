@@ -431,6 +431,7 @@ def _dataset(args: argparse.Namespace):
 
 def run_evaluate_recsim(args: argparse.Namespace) -> int:
     from recommender.recsim_env import RecSimConfig
+    from recommender.recsim_eval import EPOCHS as default_epochs
     from recommender.recsim_eval import RecSimEvalConfig, default_train_config, evaluate_recsim
 
     if args.dataset != "movielens-100k" or args.simulate or args.tune or args.models != "all":
@@ -442,7 +443,8 @@ def run_evaluate_recsim(args: argparse.Namespace) -> int:
         import torch  # noqa: F401
     except ImportError:
         raise ConfigError("evaluation trains models and needs torch: pip install 'qriff[train]'") from None
-    train = default_train_config(gamma=0.99 if args.gamma is None else args.gamma, epochs=args.epochs or 150)
+    train = default_train_config(gamma=0.99 if args.gamma is None else args.gamma,
+                                 epochs=args.epochs or default_epochs, candidates=world.candidates)
     if args.encoder:
         train.net.encoder = args.encoder
     cfg = RecSimEvalConfig(world=world, logged_episodes=args.logged_episodes or 1000,

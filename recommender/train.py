@@ -104,6 +104,17 @@ class TrainConfig:
     re-ranking always use Q."""
     blend: float = 1.0
     """In ``blend``: score = sqn logit + blend * Q."""
+    next_candidates: int = 0
+    """Tracks the bootstrap's argmax at the next state chooses among: 0, every track (a player that
+    may play anything next); ``K``, ``K`` drawn at random per transition, for a world that offers
+    only ``K`` candidates a step (RecSim): a max over the whole catalog credits every state with a
+    pick the listener is never offered, and over a session that adds up to a Q far above any
+    return (seen: 39 clicks where sessions hold 12)."""
+    user_taste: bool = True
+    """Add the listener's long-term taste (the candidate model's user factor) to the state. The
+    factor is fitted on the listener's whole log, so in training it knows where each session is
+    going; that is the point where a listener has a long past, and a leak where one log is one
+    session (RecSim's listeners, scored from the history so far): there, False."""
     seed: int = 0
     """Seeds torch and numpy: the same data and config give the same model."""
 
@@ -113,7 +124,8 @@ class TrainConfig:
         if isinstance(self.reward, dict):
             self.reward = RewardConfig(**self.reward)
         checks = [("epochs", 1, 10_000), ("batch_size", 1, 65_536), ("unshown_samples", 1, 65_536),
-                  ("sampled_actions", 1, 1_000_000), ("max_full_actions", 1, 10_000_000)]
+                  ("sampled_actions", 1, 1_000_000), ("max_full_actions", 1, 10_000_000),
+                  ("next_candidates", 0, 10_000_000)]
         for name, lo, hi in checks:
             v = getattr(self, name)
             if not lo <= v <= hi:
@@ -191,7 +203,8 @@ def last_window(seq: np.ndarray, out: np.ndarray, length: int) -> tuple[np.ndarr
 def build_net(data: Interactions, config: TrainConfig) -> SeqQNet:
     """A fresh :class:`SeqQNet` for ``data``'s catalog, item features and taste vectors."""
     feats = torch.from_numpy(np.ascontiguousarray(data.item_features, np.float32))
-    return SeqQNet(data.n_items, feats, config.net, user_dim=data.user_features.shape[1])
+    return SeqQNet(data.n_items, feats, config.net,
+                   user_dim=data.user_features.shape[1] if config.user_taste else 0)
 
 
 def action_set(n_items: int, targets: torch.Tensor, config: TrainConfig, rng: np.random.Generator
@@ -204,6 +217,14 @@ def action_set(n_items: int, targets: torch.Tensor, config: TrainConfig, rng: np
     ids, inv = torch.unique(torch.cat([torch.zeros(1, dtype=torch.long), targets.flatten(), extra]),
                             return_inverse=True)
     return ids, inv[1:1 + targets.numel()].view_as(targets)
+
+
+def _offered(shape: tuple[int, ...], k: int, rng: np.random.Generator) -> torch.Tensor | None:
+    """bool ``shape`` ``[M, A]``: ``k`` random actions offered per row (None: ``k`` is 0 or all of them)."""
+    if not 0 < k < shape[1]:
+        return None
+    picks = torch.from_numpy(rng.random(shape, dtype=np.float32)).topk(k, dim=1).indices
+    return torch.zeros(shape, dtype=torch.bool).scatter_(1, picks, True)
 
 
 def batch_loss(net: SeqQNet, target: SeqQNet, config: TrainConfig, items: torch.Tensor, outcomes: torch.Tensor,
@@ -251,7 +272,8 @@ def batch_loss(net: SeqQNet, target: SeqQNet, config: TrainConfig, items: torch.
                 return (h_t * target.item_vectors(a)).sum(-1) + target.q_bias[a]
 
             # double DQN (engine.base.rl): the online head picks a', the target head values it; no bootstrap past a session
-            y = rl.double_q_targets(q_next_online, target_value, rewards, c.gamma * (~done).float())
+            y = rl.double_q_targets(q_next_online, target_value, rewards, c.gamma * (~done).float(),
+                                    next_mask=_offered(q_next_online.shape, c.next_candidates, rng))
         td = F.smooth_l1_loss(q_sa, y)
         cql = torch.zeros(())
         if c.unshown_weight > 0:

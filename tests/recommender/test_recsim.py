@@ -153,7 +153,7 @@ def test_small_recsim_run_has_every_row(tmp_path):
 
     cfg = RecSimEvalConfig(world=RecSimConfig(candidates=4, pool=12, time_budget=15.0), logged_episodes=8,
                            episodes=2, seeds=1, online_episodes=2, tune_episodes=1,
-                           train=default_train_config(gamma=0.9, epochs=1))
+                           train=default_train_config(gamma=0.9, epochs=1, candidates=4))
     res = evaluate_recsim(cfg)
     assert tuple(res.returns) == ROWS
     assert all(np.isfinite(v).all() and min(v) >= 0 for v in res.returns.values())
@@ -204,3 +204,11 @@ def test_ratios_pair_rows_by_seed():
     assert res.ratio("dqn, no Q-loss") == pytest.approx((0.5, 0.0))
     assert res.to_dict()["rows"]["dqn, no Q-loss"]["seeds"] == [1]
     assert "| dqn, no Q-loss | 20.0 ± 0.0 | 0.500x ± 0.000 | 1 |" in res.table()
+
+
+def test_default_dqn_bootstraps_over_the_offered_candidates_without_the_whole_log_taste():
+    from recommender.recsim_eval import RecSimEvalConfig, default_train_config
+
+    cfg = RecSimEvalConfig(world=RecSimConfig(candidates=7, pool=50))
+    assert cfg.train.next_candidates == 7 and cfg.train.user_taste is False
+    assert default_train_config(candidates=12).next_candidates == 12
