@@ -111,7 +111,7 @@ def load_average() -> str:
 
 def one_run(taste: str, seed: int, args: argparse.Namespace, shipped: Any, reference: list[np.ndarray],
             openings: np.ndarray | None, work: Path) -> dict[str, Any]:
-    from engine.evaluation.taste import RewardModel, taste_features
+    from engine.evaluation.taste import RewardModel
     from engine.runtime import Policy
 
     musician = Musician.calibrated(taste, TASTES[taste], reference, 16, BASE_RATE)
@@ -127,14 +127,14 @@ def one_run(taste: str, seed: int, args: argparse.Namespace, shipped: Any, refer
     fresh_seed = 2_000_000 * (seed + 1)
     base_seqs = tokens_of(shipped.generate_many(args.clips, seed=fresh_seed, bars=BARS))
     tuned_seqs = tokens_of(personal.generate_many(args.clips, seed=fresh_seed, bars=BARS))
-    z = np.clip(reward.log_odds(taste_features(base_seqs, 16)), -5, 5)
+    z = np.clip(reward.score(base_seqs, 16), -5, 5)
     from engine.mdp import styles
 
     tilt = np.exp(styles.TERM_DEFAULTS[styles.TASTE_TERM] * z / args.kl)
     tilt /= tilt.sum()
     row: dict[str, Any] = {
         "taste": taste, "seed": seed, "verdicts": args.verdicts, "kept_verdicts": int(labels.sum()),
-        "reward_heldout_auc": reward.heldout_auc,
+        "reward_heldout_auc": reward.heldout_auc, "reward_representation": reward.representation,
         "base_keep": float(musician.keep_probability(base_seqs).mean()),
         "tuned_keep": float(musician.keep_probability(tuned_seqs).mean()),
         "ceiling_keep": float(np.sum(tilt * musician.keep_probability(base_seqs))),

@@ -5,8 +5,8 @@ The musician's verdicts (:mod:`engine.feedback`) label clips 1 (kept) or 0 (disc
 row of features per clip and reports how well it ranks verdicts it never saw:
 
 * the verdicts are split once (stratified, ``seed``) into a fitting part and a
-  held-out quarter; the representation (:func:`taste_features` or, when the caller
-  offers it, the sequence network's embedding) and the regularisation strength are
+  held-out quarter; the representation (:data:`REPRESENTATIONS`: five clip descriptors,
+  or those and the two-sample test's features) and the regularisation strength are
   picked by cross-validated log-loss on the fitting part only (a proper score: the
   tuner is paid the log-odds, so they must be calibrated, not just well ranked);
 * the chosen model's ROC AUC on the held-out quarter is the number reported
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,12 +95,28 @@ def taste_feature_names() -> list[str]:
     return twosample.feature_names() + [name for name, _ in DESCRIPTORS]
 
 
+#: The clip representations a reward model may read (validation picks one): name ->
+#: ``(seqs, steps_per_bar) -> float [N, F]``. ``descriptors`` are 5 columns a taste is
+#: likely to be about (few verdicts go a long way); ``features`` adds the two-sample test's
+#: 148 (any taste in intervals, lengths, metric positions and structure, at a cost in verdicts).
+REPRESENTATIONS: dict[str, Callable[[Sequence[Sequence[int] | np.ndarray], int | Sequence[int]], np.ndarray]] = {
+    "descriptors": descriptor_matrix,
+    "features": taste_features,
+}
+
+
+def representations_of(seqs: Sequence[Sequence[int] | np.ndarray],
+                       steps_per_bar: int | Sequence[int]) -> dict[str, np.ndarray]:
+    """Every representation of :data:`REPRESENTATIONS` of ``seqs`` (what :func:`fit_reward_model` chooses from)."""
+    return {name: fn(seqs, steps_per_bar) for name, fn in REPRESENTATIONS.items()}
+
+
 @dataclass
 class RewardModel:
     """A fitted logistic reward model: ``log-odds(keep) = w . (x - mean) / scale + b``."""
 
     representation: str
-    """Which features it reads: ``features`` (:func:`taste_features`) or a caller's name (``embedding``)."""
+    """Which representation it reads: a name of :data:`REPRESENTATIONS`, or a caller's own."""
     mean: np.ndarray
     scale: np.ndarray
     coef: np.ndarray
@@ -128,6 +144,14 @@ class RewardModel:
 
     def keep_probability(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.log_odds(x)))
+
+    def score(self, seqs: Sequence[Sequence[int] | np.ndarray], steps_per_bar: int | Sequence[int]) -> np.ndarray:
+        """Log-odds of a keep of melodies (tokens relative to the tonic), for a model reading one of
+        :data:`REPRESENTATIONS`."""
+        if self.representation not in REPRESENTATIONS:
+            raise TasteError(f"reward model reads {self.representation!r}, which only its caller can compute: "
+                             f"use log_odds() on rows of it (known here: {', '.join(REPRESENTATIONS)})")
+        return self.log_odds(REPRESENTATIONS[self.representation](seqs, steps_per_bar))
 
     def to_dict(self) -> dict[str, Any]:
         return {"representation": self.representation, "mean": self.mean.tolist(), "scale": self.scale.tolist(),
@@ -274,6 +298,6 @@ def plot_calibration(model: RewardModel, path: Any) -> None:
     plt.close(fig)
 
 
-__all__ = ["DESCRIPTORS", "MIN_PER_CLASS", "MIN_VERDICTS", "RewardModel", "TasteError", "calibration_bins",
+__all__ = ["DESCRIPTORS", "MIN_PER_CLASS", "MIN_VERDICTS", "REPRESENTATIONS", "RewardModel", "representations_of", "TasteError", "calibration_bins",
            "check_verdict_counts", "descriptor_matrix", "descriptors", "fit_reward_model", "plot_calibration",
            "taste_features", "taste_feature_names"]

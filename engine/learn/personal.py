@@ -32,8 +32,13 @@ import numpy as np
 
 from engine.errors import ClipError, EngineError
 from engine.evaluation.evaluate import clip_tokens
-from engine.evaluation.taste import RewardModel, check_verdict_counts, fit_reward_model, plot_calibration, \
-    taste_features
+from engine.evaluation.taste import (
+    RewardModel,
+    check_verdict_counts,
+    fit_reward_model,
+    plot_calibration,
+    representations_of,
+)
 from engine.feedback import FeedbackStore
 from engine.files import atomic_write
 from engine.learn.tune import TuneConfig, TuneContext, check_kl, tune_policy, tuned_terms
@@ -166,12 +171,12 @@ def make_personal_model(name: str = DEFAULT_NAME, *, store: Path | None = None, 
     clips, y, seqs, skipped = read_verdicts(store, verdicts)
     check_verdict_counts(y)
     spbs = [theory.steps_per_bar(c.time_signature) for c in clips]
-    reward = fit_reward_model({"features": taste_features(seqs, spbs)}, y, seed=seed)
+    reward = fit_reward_model(representations_of(seqs, spbs), y, seed=seed)
     log.info("reward model: %s", reward.summary())
 
     def score(s: list[np.ndarray], spb: list[int]) -> np.ndarray:
         # the log-odds are clipped: a clip far outside what was judged must not dominate the tuning
-        return np.clip(reward.log_odds(taste_features(s, spb)), -5.0, 5.0)
+        return np.clip(reward.score(s, spb), -5.0, 5.0)
 
     from engine.learn.seqexport import export_seq_model
     from engine.learn.seqmodel import load_policy, save_policy
