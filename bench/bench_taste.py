@@ -163,7 +163,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for taste in dict.fromkeys(r["taste"] for r in rows):
         rs = [r for r in rows if r["taste"] == taste]
 
-        def ms(key: str) -> tuple[float, float]:
+        def ms(key: str, rs: list[dict[str, Any]] = rs) -> tuple[float, float]:
             v = np.array([r[key] for r in rs if key in r], np.float64)
             return (float(v.mean()), float(v.std())) if len(v) else (float("nan"), float("nan"))
 
