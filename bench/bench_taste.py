@@ -125,8 +125,10 @@ def one_run(taste: str, seed: int, args: argparse.Namespace, shipped: Any, refer
     personal = Policy.load(models / f"{name}.onnx")
     reward = RewardModel.from_dict(json.loads((models / f"{name}.taste.json").read_text())["reward_model"])
     fresh_seed = 2_000_000 * (seed + 1)
-    base_seqs = tokens_of(shipped.generate_many(args.clips, seed=fresh_seed, bars=BARS))
-    tuned_seqs = tokens_of(personal.generate_many(args.clips, seed=fresh_seed, bars=BARS))
+    n_gen = max(args.clips, args.realism_clips)
+    base_all = tokens_of(shipped.generate_many(n_gen, seed=fresh_seed, bars=BARS))
+    tuned_all = tokens_of(personal.generate_many(n_gen, seed=fresh_seed, bars=BARS))
+    base_seqs, tuned_seqs = base_all[:args.clips], tuned_all[:args.clips]
     z = np.clip(reward.score(base_seqs, 16), -5, 5)
     from engine.mdp import styles
 
@@ -146,8 +148,8 @@ def one_run(taste: str, seed: int, args: argparse.Namespace, shipped: Any, refer
     row["control_gain"] = row["control_tuned_keep"] / row["control_base_keep"] - 1.0
     if openings is not None:
         n = args.realism_clips
-        b = twosample.feature_matrix(base_seqs[:n], 16)
-        t = twosample.feature_matrix(tuned_seqs[:n], 16)
+        b = twosample.feature_matrix(base_all[:n], 16)
+        t = twosample.feature_matrix(tuned_all[:n], 16)
         row["auc_base"] = twosample.two_sample_test(b, openings, seed=seed).auc
         row["auc_tuned"] = twosample.two_sample_test(t, openings, seed=seed).auc
         row["auc_rise"] = row["auc_tuned"] - row["auc_base"]
@@ -225,9 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3, help="seeds per taste (default 3)")
     p.add_argument("--verdicts", type=int, default=200, help="clips the musician judges (default 200)")
     p.add_argument("--clips", type=int, default=200, help="clips generated after tuning, each model (default 200)")
-    p.add_argument("--kl", type=float, default=1.0, help="qriff tune --kl (default 1)")
+    p.add_argument("--kl", type=float, default=3.0, help="qriff tune --kl (default 3, qriff tune's own)")
     p.add_argument("--episodes", type=int, default=None, help="qriff tune --episodes (default: its own)")
-    p.add_argument("--realism-clips", type=int, default=200, help="clips in the two-sample test (0: skip)")
+    p.add_argument("--realism-clips", type=int, default=330,
+                   help="clips of each model in the two-sample test (default 330, about the held-out openings; 0: skip)")
     p.add_argument("--no-speed", dest="speed", action="store_false", help="skip the generation-speed ratio")
     p.add_argument("--out", type=Path, default=None, help="write the rows and summary as JSON")
     p.add_argument("--markdown", type=Path, default=None, help="write the table as markdown")

@@ -160,7 +160,7 @@ def contexts_of(clips: list[Clip], terms: tuple[str, ...]) -> list[TuneContext]:
 
 
 def make_personal_model(name: str = DEFAULT_NAME, *, store: Path | None = None, verdicts: int | None = None,
-                        kl: float = 1.0, seed: int = 0, base: str | None = None, episodes: int | None = None,
+                        kl: float = 3.0, seed: int = 0, base: str | None = None, episodes: int | None = None,
                         quiet: bool = False, folder: Path | None = None, command: str = "") -> PersonalModel:
     """Verdicts -> reward model -> tuned model files (see the module doc); EngineError, with nothing
     written, on bad input."""

@@ -5,13 +5,17 @@ The shipped policy ``pi_0(a|s) ∝ p(a|s) exp(G_0(s, a))`` (corpus prior ``p`` a
 the same network with a new G-network ``G``, started as a copy of ``G_0`` that also reads
 one more style column, ``taste``; it acts by ``p(a|s) exp(G(s, a))``, so it costs exactly
 what the shipped model costs at generation time. Training is the G-learning of
-:mod:`engine.learn.kl_train` with ``pi_0`` as the reference: ``H = G - G_0`` learns::
+:mod:`engine.learn.kl_train` with ``pi_0`` as the reference: ``H = G - G_0`` is the soft
+(KL-regularised) Q-function of ``pi ∝ pi_0 exp(H)``, which maximises
+``E[sum r] - c KL(pi || pi_0)``. Its target here is the played clip's own soft return::
 
-    H(s_t, a_t) <- r_t / c + gamma * log sum_a' pi_0(a'|s_{t+1}) exp(H'(s_{t+1}, a'))
+    H(s_t, a_t) <- r_t / c + sum_{k>t} gamma^(k-t) (r_k / c - log pi(a_k|s_k) / pi_0(a_k|s_k))
 
-which maximises ``E[sum r] - c KL(pi || pi_0)``. With ``gamma = 1`` the optimum over whole
-clips is ``pi(clip) ∝ pi_0(clip) exp(w z(clip) / c)``: the shipped model's clips
-re-weighted by the reward model's odds of a keep ``exp(z)`` to the power ``w / c``.
+(soft policy iteration with Monte-Carlo targets) rather than training's one-step backup
+through a target network: a clip's reward reaches every step at once, which is what lets
+a few hundred clips do. With ``gamma = 1`` the optimum over whole clips is
+``pi(clip) ∝ pi_0(clip) exp(w z(clip) / c)``: the shipped model's clips re-weighted by the
+reward model's odds of a keep ``exp(z)`` to the power ``w / c``.
 
 The reward: ``w * z(clip)``, where ``z`` is the reward model's log-odds of a keep and
 ``w`` the episode's taste weight, which is also the observation's ``taste`` column
@@ -19,8 +23,8 @@ The reward: ``w * z(clip)``, where ``z`` is the reward model's log-odds of a kee
 shaping: the sum over a clip is exactly ``w * z(clip)``, so the optimum is the same, and
 each bar learns from what it did). Episodes draw ``w`` from :attr:`TuneConfig.taste_weights`
 and a context (key, scale, chords, metre, bars, style) from the clips the musician
-judged, so the model learns to follow the dial (``taste=0``: the shipped policy) in the
-settings the musician works in.
+judged, so the model learns to follow the dial (``taste=0``: no taste reward, near the
+shipped policy) in the settings the musician works in.
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ import torch
 from tqdm import tqdm
 
 from engine.errors import EngineError
-from engine.learn.kl_train import soft_targets
 from engine.learn.seqmodel import KLPolicyNet, SeqConfig, SeqNet
 from engine.mdp import observation, styles
 from engine.music import theory, tokens
@@ -63,9 +66,9 @@ class TuneConfig:
 
     seed: int = 0
     """Seeds torch, numpy, the contexts, taste weights and replay sampling."""
-    kl_coef: float = 1.0
+    kl_coef: float = 3.0
     """c: the reward is divided by it (objective ``E[sum r] - c KL(pi || pi_shipped)``); larger stays nearer."""
-    episodes: int = 768
+    episodes: int = 512
     """Training episodes (clips) generated."""
     n_envs: int = 32
     """Episodes generated together."""
@@ -77,14 +80,8 @@ class TuneConfig:
     """Replay capacity in episodes (the oldest go first)."""
     lr: float = 1e-3
     """Adam learning rate for G."""
-    tau: float = 0.05
-    """Soft target update per gradient step."""
     gamma: float = 1.0
     """Discount per step: 1, so the optimum is the clip-level re-weighting of the module doc."""
-    targets: str = "mc"
-    """``mc``: the soft return of the collected clip (``sum_k>=t r_k / c - sum_k>t log pi/pi_0``, unbiased
-    for the policy that played it, credit reaches every step at once); ``td``: the one-step soft backup
-    of :mod:`engine.learn.kl_train` (bootstraps from the target network, slower to carry a clip's reward)."""
     max_grad_norm: float = 5.0
     """Global gradient norm clip."""
     taste_weights: tuple[float, float] = (-2.0, 4.0)
@@ -105,9 +102,7 @@ class TuneConfig:
             ("batch_episodes", 1 <= self.batch_episodes <= self.replay_episodes, "1 to replay_episodes"),
             ("updates_per_episode", 0.0 <= self.updates_per_episode <= 16.0, "0 to 16"),
             ("lr", 0.0 < self.lr < 1.0, "0 < lr < 1"),
-            ("tau", 0.0 < self.tau <= 1.0, "0 < tau <= 1"),
             ("gamma", 0.0 <= self.gamma <= 1.0, "0 to 1"),
-            ("targets", self.targets in ("mc", "td"), "mc or td"),
             ("taste_weights", -styles.MAX_WEIGHT <= lo <= hi <= styles.MAX_WEIGHT,
              f"(lo, hi) within -{styles.MAX_WEIGHT:g}..{styles.MAX_WEIGHT:g}"),
             ("max_bars", 1 <= self.max_bars <= 16, "1 to 16"),
@@ -158,18 +153,16 @@ class _Replay:
         self.obs = np.zeros((capacity, t_max, d), np.float16)
         self.act = np.zeros((capacity, t_max), np.int64)
         self.rew = np.zeros((capacity, t_max), np.float32)
-        self.lref = np.zeros((capacity, t_max, tokens.N_ACTIONS), np.float32)
         self.g0 = np.zeros((capacity, t_max, tokens.N_ACTIONS), np.float32)
         self.logratio = np.zeros((capacity, t_max), np.float32)
         self.length = np.zeros(capacity, np.int64)
         self.capacity, self.size, self.next = capacity, 0, 0
         self.rng = np.random.default_rng(seed)
 
-    def add(self, obs: np.ndarray, act: np.ndarray, rew: np.ndarray, lref: np.ndarray, g0: np.ndarray,
-            logratio: np.ndarray) -> None:
+    def add(self, obs: np.ndarray, act: np.ndarray, rew: np.ndarray, g0: np.ndarray, logratio: np.ndarray) -> None:
         i, n = self.next, len(act)
         self.logratio[i, :n] = logratio
-        self.obs[i, :n], self.act[i, :n], self.rew[i, :n], self.lref[i, :n], self.g0[i, :n] = obs, act, rew, lref, g0
+        self.obs[i, :n], self.act[i, :n], self.rew[i, :n], self.g0[i, :n] = obs, act, rew, g0
         self.length[i] = n
         self.next = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
@@ -180,7 +173,7 @@ class _Replay:
         mask = np.arange(t)[None, :] < self.length[idx][:, None]
         return {"obs": torch.from_numpy(self.obs[idx, :t].astype(np.float32)),
                 "act": torch.from_numpy(self.act[idx, :t]), "rew": torch.from_numpy(self.rew[idx, :t]),
-                "lref": torch.from_numpy(self.lref[idx, :t]), "g0": torch.from_numpy(self.g0[idx, :t]),
+                "g0": torch.from_numpy(self.g0[idx, :t]),
                 "logratio": torch.from_numpy(self.logratio[idx, :t]),
                 "mask": torch.from_numpy(mask.astype(np.float32))}
 
@@ -241,9 +234,6 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
     for p in g0.parameters():
         p.requires_grad_(False)
     g = taste_network(g0)
-    g_target = copy.deepcopy(g).eval()
-    for p in g_target.parameters():
-        p.requires_grad_(False)
     opt = torch.optim.Adam(g.parameters(), lr=config.lr)
     d = g.config.obs_dim
     spb_max = max(theory.steps_per_bar(c.time_signature) for c in contexts)
@@ -276,7 +266,6 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
         t_max = int(batch.n_steps.max())
         obs_buf = np.zeros((n, t_max, d), np.float16)
         act_buf = np.zeros((n, t_max), np.int64)
-        lref_buf = np.zeros((n, t_max, tokens.N_ACTIONS), np.float32)
         g0_buf = np.zeros((n, t_max, tokens.N_ACTIONS), np.float32)
         ratio_buf = np.zeros((n, t_max), np.float32)
         hp, hg = prior.state_size, g0.state_size
@@ -295,7 +284,6 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
                 obs_buf[:, t], act_buf[:, t] = o, a
                 lref = torch.log_softmax(lp + q0, -1).numpy()
                 lpi = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
-                lref_buf[:, t] = lref
                 ratio_buf[:, t] = (lpi - lref)[np.arange(n), a]
                 g0_buf[:, t] = q0.numpy()
                 active = batch.step < batch.n_steps
@@ -306,7 +294,7 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
         rews = shaped_rewards(score, seqs, spbs, w)
         for i in range(n):
             k = lengths[i]
-            replay.add(obs_buf[i, :k], act_buf[i, :k], rews[i], lref_buf[i, :k], g0_buf[i, :k], ratio_buf[i, :k])
+            replay.add(obs_buf[i, :k], act_buf[i, :k], rews[i], g0_buf[i, :k], ratio_buf[i, :k])
             returns.append(float(rews[i].sum()))
         episodes += n
         bar.update(n)
@@ -316,11 +304,7 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
             b = replay.sample(config.batch_episodes)
             gq = g(b["obs"])[0]
             with torch.no_grad():
-                if config.targets == "mc":
-                    y = soft_returns(b["rew"], b["logratio"], b["mask"], config.kl_coef, config.gamma)
-                else:
-                    y = soft_targets("kl", g_target(b["obs"])[0] - b["g0"], b["lref"], b["rew"], b["mask"],
-                                     config.kl_coef, config.gamma)
+                y = soft_returns(b["rew"], b["logratio"], b["mask"], config.kl_coef, config.gamma)
             h = (gq - b["g0"]).gather(-1, b["act"].unsqueeze(-1)).squeeze(-1)
             m = b["mask"]
             loss = (torch.nn.functional.smooth_l1_loss(h, y, reduction="none") * m).sum() / m.sum()
@@ -328,9 +312,6 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
             loss.backward()
             torch.nn.utils.clip_grad_norm_(g.parameters(), config.max_grad_norm)
             opt.step()
-            with torch.no_grad():
-                for pt, po in zip(g_target.parameters(), g.parameters()):
-                    pt.mul_(1 - config.tau).add_(po, alpha=config.tau)
             updates += 1
             losses.append(float(loss.detach()))
         row = {"episodes": episodes, "updates": updates, "seconds": round(time.perf_counter() - t0, 1),

@@ -58,7 +58,7 @@ BUILTIN_TERMS: tuple[str, ...] = (
 TASTE_TERM = "taste"
 
 #: Weights of terms that are not 0 when a style does not mention them (for models that read them).
-TERM_DEFAULTS: dict[str, float] = {TASTE_TERM: 2.0}
+TERM_DEFAULTS: dict[str, float] = {TASTE_TERM: 1.0}
 
 #: The largest absolute weight a style may give a term.
 MAX_WEIGHT = 5.0
