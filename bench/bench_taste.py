@@ -153,6 +153,15 @@ def one_run(taste: str, seed: int, args: argparse.Namespace, shipped: Any, refer
         row["auc_base"] = twosample.two_sample_test(b, openings, seed=seed).auc
         row["auc_tuned"] = twosample.two_sample_test(t, openings, seed=seed).auc
         row["auc_rise"] = row["auc_tuned"] - row["auc_base"]
+    row["dial"] = {}
+    for w in args.dial:  # the same personal model with the taste term dialled to w
+        seqs = tokens_of(personal.generate_many(n_gen, seed=fresh_seed, bars=BARS, style=f"folk,taste={w:g}"))
+        d = {"keep": float(musician.keep_probability(seqs[:args.clips]).mean()),
+             "control_keep": float(opposite.keep_probability(seqs[:args.clips]).mean())}
+        if openings is not None:
+            d["auc_rise"] = twosample.two_sample_test(twosample.feature_matrix(seqs[:args.realism_clips], 16),
+                                                      openings, seed=seed).auc - row["auc_base"]
+        row["dial"][f"{w:g}"] = d
     if args.speed:
         row["speed_ratio"] = (cpu_of(lambda: personal.generate_many(64, seed=5, bars=BARS))
                               / cpu_of(lambda: shipped.generate_many(64, seed=5, bars=BARS)))
@@ -184,6 +193,28 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         }
         out[taste] = s
     return out
+
+
+def dial_markdown(rows: list[dict[str, Any]]) -> str:
+    """Keep-rate gain and realism rise at each taste weight, mean over seeds."""
+    weights = list(rows[0]["dial"]) if rows and rows[0].get("dial") else []
+    if not weights:
+        return ""
+    lines = ["| taste | " + " | ".join(f"taste={w}: gain / control gain / realism rise" for w in weights) + " |",
+             "|---|" + "---|" * len(weights)]
+    for taste in dict.fromkeys(r["taste"] for r in rows):
+        rs = [r for r in rows if r["taste"] == taste]
+        base = np.mean([r["base_keep"] for r in rs])
+        cbase = np.mean([r["control_base_keep"] for r in rs])
+        cells = []
+        for w in weights:
+            keep = np.mean([r["dial"][w]["keep"] for r in rs])
+            ckeep = np.mean([r["dial"][w]["control_keep"] for r in rs])
+            rise = [r["dial"][w]["auc_rise"] for r in rs if "auc_rise" in r["dial"][w]]
+            cells.append(f"{100 * (keep / base - 1):+.0f}% / {100 * (ckeep / cbase - 1):+.0f}% / "
+                         + (f"{np.mean(rise):+.3f}" if rise else "n/a"))
+        lines.append(f"| {taste} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(summary: dict[str, dict[str, Any]], args: argparse.Namespace, command: str, when: str,
@@ -231,11 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=None, help="qriff tune --episodes (default: its own)")
     p.add_argument("--realism-clips", type=int, default=330,
                    help="clips of each model in the two-sample test (default 330, about the held-out openings; 0: skip)")
+    p.add_argument("--dial", default="0,2,3", help="other taste weights to measure the personal model at "
+                   "(comma-separated; default 0,2,3; '' for none)")
     p.add_argument("--no-speed", dest="speed", action="store_false", help="skip the generation-speed ratio")
     p.add_argument("--out", type=Path, default=None, help="write the rows and summary as JSON")
     p.add_argument("--markdown", type=Path, default=None, help="write the table as markdown")
     args = p.parse_args(argv)
     tastes = [t.strip() for t in args.tastes.split(",") if t.strip()]
+    args.dial = [float(w) for w in args.dial.split(",") if w.strip()]
     bad = [t for t in tastes if t not in TASTES]
     if bad or args.seeds < 1 or args.verdicts < 20 or args.clips < 10 or args.realism_clips < 0:
         p.error(f"tastes {bad} unknown (allowed {', '.join(TASTES)}), or --seeds < 1, --verdicts < 20, "
@@ -264,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     load = load_average()
     command = "python bench/bench_taste.py " + " ".join(argv if argv is not None else sys.argv[1:])
     table = markdown(summary, args, command.strip(), when, load)
+    dial = dial_markdown(rows)
+    if dial:
+        table += "\nThe taste dial (the same personal models, `--style folk,taste=W`; gains against the shipped " \
+                 "model's keep rate, mean over seeds):\n\n" + dial
     print(table)
     if args.out:
         args.out.write_text(json.dumps({"rows": rows, "summary": summary, "when": when, "load": load,
