@@ -80,7 +80,7 @@ def test_shuffled_verdicts_teach_nothing(shipped_clips):
     """The negative control: labels that do not depend on the clip give a held-out AUC near chance."""
     ref, judged, _ = shipped_clips
     aucs = []
-    for seed in range(3):
+    for seed in range(2):
         y = np.random.default_rng(seed).permutation(np.r_[np.ones(90, np.int64), np.zeros(210, np.int64)])
         aucs.append(fit_reward_model(representations_of(judged, 16), y, seed=seed).heldout_auc)
     assert np.mean(aucs) < 0.65, aucs
