@@ -78,7 +78,8 @@ def descriptors(seq: Sequence[int] | np.ndarray, steps_per_bar: int) -> np.ndarr
 
 def descriptor_matrix(seqs: Sequence[Sequence[int] | np.ndarray], steps_per_bar: int | Sequence[int]) -> np.ndarray:
     """float64 ``[len(seqs), len(DESCRIPTORS)]``."""
-    spbs = [int(steps_per_bar)] * len(seqs) if np.isscalar(steps_per_bar) else [int(x) for x in steps_per_bar]
+    spbs = ([int(steps_per_bar)] * len(seqs) if isinstance(steps_per_bar, (int, np.integer))
+            else [int(x) for x in steps_per_bar])
     return np.array([descriptors(s, b) for s, b in zip(seqs, spbs)]).reshape(len(seqs), len(DESCRIPTORS))
 
 

@@ -107,16 +107,16 @@ def check_output(name: str, folder: Path | None = None) -> dict[str, Path]:
 def resolve_base(model: str | None) -> Base:
     """The base model by id or path (None: the shipped model); EngineError when it is unknown or
     has no torch weights beside it (``NAME.pt``, or ``default-policy.pt`` for the shipped model)."""
-    if model is None:
-        onnx = DEFAULT_MODEL_PATH
-    else:
-        onnx = next((e.path for e in available_models() if e.model_id == model), None)
-        if onnx is None and Path(model).is_file():
-            onnx = Path(model)
-        if onnx is None:
+    onnx = DEFAULT_MODEL_PATH
+    if model is not None:
+        found = next((e.path for e in available_models() if e.model_id == model), None)
+        if found is None and Path(model).is_file():
+            found = Path(model)
+        if found is None:
             ids = ", ".join(e.model_id for e in available_models())
             raise EngineError(f"--base {model!r} is not a known model: allowed are {ids} (or a .onnx path), or leave "
                               "--base out for the shipped model")
+        onnx = found
     weights = SHIPPED_POLICY_WEIGHTS if onnx.resolve() == DEFAULT_MODEL_PATH.resolve() else onnx.with_suffix(".pt")
     if not weights.is_file():
         raise EngineError(f"--base {model!r}: its torch weights {str(weights)!r} are missing, and tuning starts from "
@@ -154,7 +154,7 @@ def contexts_of(clips: list[Clip], terms: tuple[str, ...]) -> list[TuneContext]:
     """Where the tuner plays: the settings of the judged clips (style terms the base does not read dropped)."""
     out = []
     for c in clips:
-        out.append(TuneContext(key=c.key, scale=c.scale, bars=int(c.bars), time_signature=tuple(c.time_signature),
+        out.append(TuneContext(key=c.key, scale=c.scale, bars=int(c.bars), time_signature=(int(c.time_signature[0]), int(c.time_signature[1])),
                                chords=tuple(c.chords), style={k: float(v) for k, v in c.style.items() if k in terms}))
     return out
 
