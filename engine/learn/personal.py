@@ -193,14 +193,22 @@ def make_personal_model(name: str = DEFAULT_NAME, *, store: Path | None = None, 
     metrics = {"tune_seconds": round(seconds, 1), "tune_cpu_seconds": tune_log["cpu_seconds"],
                "episodes": tune_log["episodes"], "updates": tune_log["updates"],
                "reward_calibration": reward.calibration}
-    folder_path = paths["onnx"].parent
-    folder_path.mkdir(parents=True, exist_ok=True)
-    save_policy(net, paths["weights"], {"command": command, **provenance})
-    atomic_write(paths["taste"], json.dumps({"model_id": name, **provenance, "reward_model": reward.to_dict(),
-                                             "tune_log": tune_log}, indent=1) + "\n", replace=False)
-    atomic_write(paths["plot"], lambda tmp: plot_calibration(reward, tmp), replace=False)
-    export_seq_model(net, paths["onnx"], tuned_terms(b.style_terms), train_config=provenance, train_metrics=metrics,
-                     model_id=name, train_command=command, overwrite=False)
+    paths["onnx"].parent.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    try:  # all four files or none: a failed export (parity) takes the others back
+        save_policy(net, paths["weights"], {"command": command, **provenance})
+        written.append(paths["weights"])
+        atomic_write(paths["taste"], json.dumps({"model_id": name, **provenance, "reward_model": reward.to_dict(),
+                                                 "tune_log": tune_log}, indent=1) + "\n", replace=False)
+        written.append(paths["taste"])
+        atomic_write(paths["plot"], lambda tmp: plot_calibration(reward, tmp), replace=False)
+        written.append(paths["plot"])
+        export_seq_model(net, paths["onnx"], tuned_terms(b.style_terms), train_config=provenance,
+                         train_metrics=metrics, model_id=name, train_command=command, overwrite=False)
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
     return PersonalModel(model_id=name, path=paths["onnx"], files=tuple(paths.values()), reward=reward,
                          verdicts=int(len(y)), skipped=skipped, tune_seconds=seconds,
                          tune_cpu_seconds=float(tune_log["cpu_seconds"]))
