@@ -263,3 +263,20 @@ def test_qriff_tune_end_to_end(tmp_path, models, judged, qriff):
     assert "mine" in [e.model_id for e in available_models()]
     r = qriff("tune", "--store", str(store), "--out", "mine", env=env)
     assert r.returncode == 2 and "exists" in r.stderr
+
+
+def test_a_failed_export_leaves_no_files(tmp_path, models, judged, monkeypatch):
+    from engine.errors import ModelError
+    from engine.learn import personal, seqexport
+
+    clips, labels = judged
+    store = tmp_path / "fb.sqlite"
+    fill_store(store, clips, labels)
+
+    def fail(*args, **kw):
+        raise ModelError("export parity check failed: (simulated)")
+
+    monkeypatch.setattr(seqexport, "export_seq_model", fail)
+    with pytest.raises(ModelError, match="simulated"):
+        personal.make_personal_model("mine", store=store, episodes=1, quiet=True)
+    assert models.is_dir() and list(models.iterdir()) == []
