@@ -34,6 +34,7 @@ ENGINE_COMMANDS = (
     "engine.cli.corpus",
     "engine.cli.batch",
     "engine.cli.feedback",
+    "engine.cli.tune",
 )
 
 

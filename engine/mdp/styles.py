@@ -52,6 +52,14 @@ BUILTIN_TERMS: tuple[str, ...] = (
     "steps",         # a bar that moves by step at least once
 )
 
+#: The style term of a personal model tuned to the musician's verdicts (``qriff tune``):
+#: how much the learned taste counts (0: the shipped model's behaviour, negative: away from it).
+#: Only tuned models read it; it is not a reward term of training.
+TASTE_TERM = "taste"
+
+#: Weights of terms that are not 0 when a style does not mention them (for models that read them).
+TERM_DEFAULTS: dict[str, float] = {TASTE_TERM: 1.0}
+
 #: The largest absolute weight a style may give a term.
 MAX_WEIGHT = 5.0
 
@@ -94,6 +102,7 @@ def parse_style(spec: str | Mapping[str, float] | None, terms: Sequence[str] = B
     if spec is None or (isinstance(spec, str) and not spec.strip()):
         spec = DEFAULT_STYLE
     weights = dict.fromkeys(terms, 0.0)
+    weights.update({t: w for t, w in TERM_DEFAULTS.items() if t in weights})
     if isinstance(spec, Mapping):
         items: list[str] = [f"{k}={v}" for k, v in spec.items()]
     else:

@@ -1,0 +1,90 @@
+"""A simulated musician: a hidden taste over clip descriptors, for tests and the taste bench.
+
+The musician keeps a clip with probability ``sigmoid(bias + sum_i w_i (d_i - mu_i) / sd_i)``
+over the clip descriptors of :mod:`engine.evaluation.taste` (register, stepwise motion,
+note length, off-beat onsets, notes per bar). ``mu`` and ``sd`` standardise the
+descriptors on a reference set of clips (the shipped model's), and ``bias`` is set so
+that the musician keeps :attr:`Musician.base_rate` of that reference set: every taste
+starts from the same keep rate, so gains are comparable across tastes.
+
+:data:`TASTES` holds the three tastes of the bench; :meth:`Musician.opposite` flips a
+taste's weights (the bench's control: the opposite musician should gain nothing from
+the first one's model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.errors import EngineError
+from engine.evaluation.taste import DESCRIPTORS, descriptor_matrix
+
+#: Hidden tastes: descriptor -> weight (per standard deviation of the reference clips).
+TASTES: dict[str, dict[str, float]] = {
+    "stepwise-long": {"step_share": 1.2, "mean_length": 1.2, "notes_per_bar": -0.4},
+    "syncopated-riff": {"offbeat_share": 1.5, "notes_per_bar": 0.6},
+    "high-register": {"register": 1.8},
+}
+
+
+@dataclass(frozen=True)
+class Musician:
+    """A hidden logistic taste, calibrated on reference clips (see the module doc)."""
+
+    name: str
+    weights: np.ndarray
+    """float64 ``[len(DESCRIPTORS)]``: weight per standardised descriptor."""
+    mu: np.ndarray
+    sd: np.ndarray
+    bias: float
+    base_rate: float
+
+    @classmethod
+    def calibrated(cls, name: str, taste: Mapping[str, float], reference: Sequence[Sequence[int] | np.ndarray],
+                   steps_per_bar: int | Sequence[int] = 16, base_rate: float = 0.3) -> Musician:
+        """A musician with ``taste`` (descriptor -> weight) who keeps ``base_rate`` of ``reference`` on average."""
+        names = [n for n, _ in DESCRIPTORS]
+        unknown = sorted(set(taste) - set(names))
+        if unknown:
+            raise EngineError(f"taste descriptors {unknown} are not known: allowed are {', '.join(names)}")
+        if not 0.0 < base_rate < 1.0:
+            raise EngineError(f"base keep rate {base_rate} is out of range (allowed: 0 < rate < 1)")
+        d = descriptor_matrix(reference, steps_per_bar)
+        if len(d) < 10:
+            raise EngineError(f"a musician is calibrated on at least 10 reference clips, got {len(d)}")
+        mu, sd = d.mean(axis=0), d.std(axis=0) + 1e-9
+        w = np.array([float(taste.get(n, 0.0)) for n in names])
+        z = ((d - mu) / sd) @ w
+        lo, hi = -20.0, 20.0
+        for _ in range(60):  # the bias whose mean keep probability on the reference is base_rate
+            mid = (lo + hi) / 2
+            if np.mean(1.0 / (1.0 + np.exp(-(z + mid)))) < base_rate:
+                lo = mid
+            else:
+                hi = mid
+        return cls(name, w, mu, sd, (lo + hi) / 2, base_rate)
+
+    def opposite(self, reference: Sequence[Sequence[int] | np.ndarray],
+                 steps_per_bar: int | Sequence[int] = 16) -> Musician:
+        """The musician with every weight flipped, calibrated on ``reference`` (the clips this
+        one was calibrated on) to the same base keep rate."""
+        names = [n for n, _ in DESCRIPTORS]
+        taste = {n: -float(w) for n, w in zip(names, self.weights)}
+        return Musician.calibrated(f"opposite of {self.name}", taste, reference, steps_per_bar, self.base_rate)
+
+    def keep_probability(self, seqs: Sequence[Sequence[int] | np.ndarray],
+                         steps_per_bar: int | Sequence[int] = 16) -> np.ndarray:
+        """float64 ``[len(seqs)]``: the probability this musician keeps each melody."""
+        z = ((descriptor_matrix(seqs, steps_per_bar) - self.mu) / self.sd) @ self.weights + self.bias
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def judge(self, seqs: Sequence[Sequence[int] | np.ndarray], rng: np.random.Generator,
+              steps_per_bar: int | Sequence[int] = 16) -> np.ndarray:
+        """int64 ``[len(seqs)]``: 1 keep, 0 discard, drawn from :meth:`keep_probability`."""
+        return (rng.random(len(seqs)) < self.keep_probability(seqs, steps_per_bar)).astype(np.int64)
+
+
+__all__ = ["TASTES", "Musician"]
