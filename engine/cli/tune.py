@@ -6,8 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from engine.cli.options import bounded_float, bounded_int
-from engine.errors import EngineError
+from engine.base.options import MAX_SEED, bounded_float, bounded_int
 
 #: ``--kl`` bounds (engine.learn.tune.KL_RANGE; repeated here so ``--help`` needs no torch).
 KL_LO, KL_HI = 0.05, 100.0
@@ -35,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--kl", type=bounded_float(KL_LO, KL_HI), default=DEFAULT_KL, metavar="C",
                    help=f"KL coefficient {KL_LO:g}-{KL_HI:g}: larger stays nearer the shipped model "
                         f"(default {DEFAULT_KL:g})")
-    p.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="seed of the split and tuning")
+    p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="seed of the split and tuning")
     p.add_argument("--base", default=None, metavar="MODEL",
                    help="model to tune (default: the shipped model); an id or path of a model with its .pt beside it")
     p.add_argument("--episodes", type=bounded_int(1, 10**6), default=None,
@@ -47,10 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from engine.learn.personal import make_personal_model
-    except ImportError as exc:
-        raise EngineError(f"tuning needs torch (pip install 'qriff[train]'): {exc}") from None
+    from engine.base.extras import require
+
+    require("torch", "train", "qriff tune")
+    require("sklearn", "eval", "qriff tune (the reward model)")
+    from engine.learn.personal import make_personal_model
     parts = ["qriff", "tune", "--out", args.out, "--kl", f"{args.kl:g}", "--seed", str(args.seed)]
     if args.verdicts is not None:
         parts += ["--verdicts", str(args.verdicts)]

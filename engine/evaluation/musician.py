@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.evaluation.taste import DESCRIPTORS, descriptor_matrix
 
 #: Hidden tastes: descriptor -> weight (per standard deviation of the reference clips).

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.evaluation import metrics, twosample
 
 #: Fewest verdicts a reward model is fitted on.

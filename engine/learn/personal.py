@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import ClipError, EngineError
+from engine.base.errors import ClipError, EngineError
+from engine.base.files import atomic_write
 from engine.evaluation.evaluate import clip_tokens
 from engine.evaluation.taste import (
     RewardModel,
@@ -39,7 +40,6 @@ from engine.evaluation.taste import (
     representations_of,
 )
 from engine.feedback import FeedbackStore
-from engine.files import atomic_write
 from engine.learn.tune import TuneConfig, TuneContext, check_kl, tune_policy, tuned_terms
 from engine.music import theory
 from engine.music.clip import Clip

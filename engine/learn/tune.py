@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.errors import EngineError
+from engine.base.errors import EngineError
 from engine.learn.seqmodel import KLPolicyNet, SeqConfig, SeqNet
 from engine.mdp import observation, styles
 from engine.music import theory, tokens

@@ -266,7 +266,7 @@ def test_qriff_tune_end_to_end(tmp_path, models, judged, qriff):
 
 
 def test_a_failed_export_leaves_no_files(tmp_path, models, judged, monkeypatch):
-    from engine.errors import ModelError
+    from engine.base.errors import ModelError
     from engine.learn import personal, seqexport
 
     clips, labels = judged
