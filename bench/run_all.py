@@ -42,6 +42,8 @@ QUICK: dict[str, tuple[str, ...]] = {
                "--epochs", "20", "--no-ablations"),
     "render": ("--repeat", "1"),
     "service": ("--quick",),
+    "taste": ("--tastes", "stepwise-long", "--seeds", "1", "--verdicts", "60", "--clips", "60", "--episodes", "64",
+              "--realism-clips", "60", "--dial", "", "--no-speed"),
     "train": ("--ours-steps", "4000", "--sb3-steps", "1000"),
 }
 
