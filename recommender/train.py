@@ -411,10 +411,6 @@ def combine_scores(config: TrainConfig, q: np.ndarray, logits: np.ndarray) -> np
     return logits + config.blend * q
 
 
-def config_summary(config: TrainConfig) -> dict[str, Any]:
-    return asdict(config)
-
-
 # ---------------------------------------------------------------- the whole pipeline
 
 def fit_candidates(data: Interactions, cand_config: Any, reward: RewardConfig, progress: bool = False):
