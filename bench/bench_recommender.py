@@ -102,8 +102,11 @@ def bench_movielens(args, data, tuned) -> None:
     sd = {m: r["full_std"]["NDCG@10"] for m, r in res.rows.items()}
     dqn = n["dqn"]
     for name, ref, need in (("tuned ALS", "als", 1.5), ("tuned GRU4Rec with the DQN's inputs", "gru4rec (DQN's inputs)",
-                                                           1.0), ("its gamma-0 ablation", "dqn, gamma 0", None),
-                            ("its no-Q-loss ablation", "dqn, no Q-loss", None)):
+                                                           1.0),
+                            ("the same network without the Q-loss", "dqn, no Q-loss", 1.0),
+                            ("its gamma-0 ablation", "dqn, gamma 0", None),
+                            ("its Q gradient stopped at the encoder", "dqn, Q gradient stopped at the encoder", None),
+                            ("its full Q gradient into the encoder", "dqn, full Q gradient into the encoder", None)):
         detail = f"{dqn:.4f} ± {sd['dqn']:.4f} / {n[ref]:.4f} ± {sd[ref]:.4f}, {len(res.seeds)} seeds"
         if need is None:
             print(f"ML-100K NDCG@10 DQN / {name}: {dqn / n[ref]:.3f} ({detail})")

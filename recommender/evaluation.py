@@ -14,8 +14,9 @@ and standard deviation over seeds):
   ids, and GRU4Rec given **the DQN's inputs** (content features, ALS item factors and
   the ALS user vector; ALS and item-kNN take no side inputs);
 - the DQN and its ablations, same features, same ALS: ``gamma 0`` (the next track's
-  reward only), ``no Q-loss`` (the supervised head alone, the DQN's own settings) and
-  the same network ranked by its Q head.
+  reward only), ``no Q-loss`` (the supervised head alone, the DQN's own settings), the
+  Q-loss gradient into the shared encoder stopped (``q_encoder_grad`` 0) or in full (1),
+  and the same network ranked by its Q head.
 
 With :func:`tune`, every model family first gets the same number of trials on a
 validation split (each user's second-to-last event; the test item is never seen), and
@@ -41,7 +42,10 @@ MODELS = ("most-popular", "als", "item-knn", "gru4rec", "dqn")
 #: What each --models name adds to the table.
 ROWS = {"most-popular": ("most-popular",), "als": ("als",), "item-knn": ("item-knn",),
         "gru4rec": ("gru4rec (ids)", "gru4rec (DQN's inputs)"),
-        "dqn": ("dqn", "dqn, gamma 0", "dqn, no Q-loss", "dqn, ranked by Q")}
+        "dqn": ("dqn", "dqn, gamma 0", "dqn, no Q-loss", "dqn, Q gradient stopped at the encoder",
+                "dqn, full Q gradient into the encoder", "dqn, ranked by Q")}
+#: The DQN's tuning grid: the share of the Q-loss gradient reaching the shared encoder.
+Q_ENCODER_GRADS = (0.0, 0.1, 0.3, 1.0)
 
 
 def default_dqn_config() -> Any:
@@ -207,6 +211,10 @@ def _one_seed(train: Interactions, users: np.ndarray, targets: np.ndarray, rows:
             record(row, neural(True, replace(dqn, gamma=0.0))[0], t0)
         elif row == "dqn, no Q-loss":
             record(row, neural(True, replace(dqn, q_weight=0.0, rank_by="sqn"))[0], t0)
+        elif row == "dqn, Q gradient stopped at the encoder":
+            record(row, neural(True, replace(dqn, q_encoder_grad=0.0))[0], t0)
+        elif row == "dqn, full Q gradient into the encoder":
+            record(row, neural(True, replace(dqn, q_encoder_grad=1.0))[0], t0)
         elif row != "dqn, ranked by Q":
             raise ValueError(f"unknown row {row!r}")
     return out
@@ -261,8 +269,12 @@ def tune(data: Interactions, budget: int = 4, seed: int = 0, progress: bool = Fa
 
     - ALS: factors, regularization, alpha, iterations;
     - item-kNN: K (neighbours);
-    - GRU4Rec and the DQN: dropout, id dropout, width, each trial scored after every
-      epoch count of ``epochs_at`` (one run, read at those epochs), so epochs are tuned too.
+    - GRU4Rec: dropout, id dropout, width, each trial scored after every epoch count of
+      ``epochs_at`` (one run, read at those epochs), so epochs are tuned too;
+    - the DQN: the same network as GRU4Rec's choice plus the Q-loss, so its trials go to
+      what the Q-loss adds: the share of its gradient that reaches the shared encoder
+      (:data:`Q_ENCODER_GRADS`), at every epoch count of ``epochs_at``. Without a tuned
+      GRU4Rec, the DQN draws its width and dropouts from the same grid as well.
     """
     split = leave_last_out(data)
     val = leave_last_out(split.train)
@@ -304,19 +316,26 @@ def tune(data: Interactions, budget: int = 4, seed: int = 0, progress: bool = Fa
     from recommender.model import NetConfig
 
     net_grid = [(d, p, i) for d in (64, 128) for p in (0.0, 0.2, 0.4) for i in (0.0, 0.1)]
+    base_net = base.net if isinstance(base.net, NetConfig) else NetConfig()
     for fam in ("gru4rec", "dqn"):
         if fam not in families:
             continue
         part = _with_inputs(train, best_als[2])
+        if fam == "dqn" and out.gru4rec is not None:
+            g = out.gru4rec.net
+            points = [(g.dim, g.dropout, g.id_dropout, q) for q in draw(list(Q_ENCODER_GRADS))]
+        else:
+            points = [(d, p, i, base.q_encoder_grad) for d, p, i in draw(net_grid)]
         trials, best = [], None
-        for dim, drop, idrop in draw(net_grid):
-            cfg = replace(base, net=replace(base.net if isinstance(base.net, NetConfig) else NetConfig(),
-                                            dim=dim, dropout=drop, id_dropout=idrop), seed=seed)
+        for dim, drop, idrop, qg in points:
+            cfg = replace(base, net=replace(base_net, dim=dim, dropout=drop, id_dropout=idrop), seed=seed,
+                          q_encoder_grad=qg)
             if fam == "gru4rec":
                 cfg = gru4rec_config(cfg)
             for e, (s, _q) in _neural_scores(part, replace(cfg, epochs=max(epochs_at)), users, progress,
                                              epochs_at).items():
-                trials.append({"config": {"dim": dim, "dropout": drop, "id_dropout": idrop, "epochs": e},
+                point = {"dim": dim, "dropout": drop, "id_dropout": idrop, "epochs": e}
+                trials.append({"config": point | ({"q_encoder_grad": qg} if fam == "dqn" else {}),
                                "ndcg10": score(s)})
                 if best is None or trials[-1]["ndcg10"] > best[0]:
                     best = (trials[-1]["ndcg10"], replace(cfg, epochs=e))
