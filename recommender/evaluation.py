@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from recommender import rewards as rw
 from recommender.candidates import CandidateConfig, Candidates
 from recommender.dataset import Interactions, leave_last_out
 from recommender.metrics import KS, hit_ndcg, ranks_full, ranks_sampled
@@ -367,20 +368,34 @@ class SimResult:
 
     def table(self) -> str:
         base = self.rewards.get("greedy ALS", {}).get("mean", float("nan"))
+        top = self.rewards.get(CEILING, {}).get("mean", float("nan"))
         cal = self.simulator.get("calibration", {})
-        lines = [f"simulator fit from the logs: {self.users} users, sessions of at most {self.steps} tracks "
-                 f"(the listener may leave); completed tracks per session, mean ± std over seeds {self.seeds}",
-                 "", "| policy | completed | x greedy ALS | session length |", "|---|---|---|---|"]
+        lines = [f"simulator fit on {self.simulator.get('train_users', 0)} training users, played by "
+                 f"{self.users} held-out users (tastes folded in from their history), sessions of at most "
+                 f"{self.steps} tracks (the listener may leave), tracks they already heard filtered; completed "
+                 f"tracks per session, mean ± std over seeds {self.seeds}",
+                 "", "| policy | completed | x greedy ALS | share of the ceiling | session length |",
+                 "|---|---|---|---|---|"]
         for k, r in self.rewards.items():
-            lines.append(f"| {k} | {r['mean']:.3f} ± {r['std']:.3f} | {r['mean'] / base:.3f} | {r['length']:.2f} |")
-        lines += ["", f"simulator: {json_line(self.simulator.get('coefficients', {}))}; leave "
-                      f"{json_line(self.simulator.get('p_leave', {}))}",
-                  f"calibration on {cal.get('held_out_sessions', 0)} held-out sessions: skip rate real "
-                  f"{cal.get('skip_rate_real', float('nan'))} / simulated {cal.get('skip_rate_sim', float('nan'))}, "
-                  f"session length real {cal.get('session_length_real', float('nan'))} / simulated "
-                  f"{cal.get('session_length_sim', float('nan'))}"]
+            lines.append(f"| {k} | {r['mean']:.3f} ± {r['std']:.3f} | {r['mean'] / base:.3f} | {r['mean'] / top:.3f} "
+                         f"| {r['length']:.2f} |")
+        lines += ["", f"simulator: {json_line(self.simulator.get('coefficients', {}))}; re-listening in the logs: "
+                      f"{self.simulator.get('relisten')}",
+                  f"calibration on {cal.get('held_out_sessions', 0)} later sessions of {cal.get('held_out_users', 0)} "
+                  f"held-out users: skip rate real {cal.get('skip_rate_real')} / simulated {cal.get('skip_rate_sim')} "
+                  f"(z {cal.get('skip_rate_z')}), Hosmer-Lemeshow {cal.get('skip_hosmer_lemeshow')} (critical "
+                  f"{cal.get('skip_hosmer_lemeshow_critical')}), per-session skip rate KS {cal.get('skip_rate_ks')} "
+                  f"(critical {cal.get('skip_rate_ks_critical')}): {'passed' if cal.get('skip_passed') else 'FAILED'}; "
+                  f"session length untruncated, real {cal.get('session_length_real')} / simulated "
+                  f"{cal.get('session_length_sim')} (medians {cal.get('session_length_median_real')} / "
+                  f"{cal.get('session_length_median_sim')}), KS {cal.get('session_length_ks')} (critical "
+                  f"{cal.get('session_length_ks_critical')}): {'passed' if cal.get('length_passed') else 'FAILED'}"]
         lines += [f"- {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+#: The reference ceiling's row: a planner that knows the simulator.
+CEILING = "planner (knows the simulator; ceiling)"
 
 
 def json_line(d: dict[str, Any]) -> str:
@@ -388,14 +403,14 @@ def json_line(d: dict[str, Any]) -> str:
 
 
 def simulator_rollouts(sim: Any, data: Interactions, als_top: np.ndarray, sessions: int, steps: int,
-                       seed: int) -> Interactions:
-    """``data`` plus ``sessions`` simulated sessions per user under an exploring behaviour policy
-    (half the picks with odds decaying exponentially down ALS's ranking of the user's candidates, half
-    uniform among them),
-    a day apart after the user's last event; the simulator decides outcomes and leaving."""
+                       seed: int, users: np.ndarray | None = None) -> Interactions:
+    """``data`` plus ``sessions`` simulated sessions per user of ``users`` (default: all) under an
+    exploring behaviour policy (half the picks with odds decaying exponentially down ALS's ranking
+    of the user's candidates, half uniform among them), a day apart after the user's last event;
+    the simulator decides outcomes and leaving."""
     rng = np.random.default_rng(seed + 77)
     b = data.bounds
-    users, items, ts, outs = [data.user], [data.item], [data.ts], [data.outcome]
+    users_l, items, ts, outs = [data.user], [data.item], [data.ts], [data.outcome]
     k = als_top.shape[1]
     rank_p = np.exp(-np.arange(k) / (k / 8.0))
     rank_p /= rank_p.sum()
@@ -409,35 +424,42 @@ def simulator_rollouts(sim: Any, data: Interactions, als_top: np.ndarray, sessio
         return pick
 
     for r in range(sessions):
-        for u in range(data.n_users):
+        for u in (range(data.n_users) if users is None else users):
             t0 = (data.ts[b[u + 1] - 1] if b[u + 1] > b[u] else 0.0) + 86_400.0 * (r + 1)
-            picks, results = sim.play_session(behaviour, u, list(data.item[b[u]:b[u + 1]]),
+            picks, results = sim.play_session(behaviour, int(u), list(data.item[b[u]:b[u + 1]]),
                                               list(data.outcome[b[u]:b[u + 1]].astype(np.int64)), steps, rng)
-            users.append(np.full(len(picks), u))
+            users_l.append(np.full(len(picks), u))
             items.append(np.array(picks, np.int64))
             ts.append(t0 + 60.0 * np.arange(len(picks)))
             outs.append(np.array(results, np.int8))
-    return Interactions(data.n_users, data.n_items, np.concatenate(users), np.concatenate(items), np.concatenate(ts),
-                        np.concatenate(outs).astype(np.int8), data.item_features, data.user_names, data.item_names,
-                        data.user_features)
+    return Interactions(data.n_users, data.n_items, np.concatenate(users_l), np.concatenate(items),
+                        np.concatenate(ts), np.concatenate(outs).astype(np.int8), data.item_features,
+                        data.user_names, data.item_names, data.user_features)
 
 
 def evaluate_simulator(data: Interactions, dqn_config: Any = None, steps: int = 20, eval_users: int = 200,
                        candidates: int = 100, seeds: int = 1, seed: int = 0, rollout_sessions: int = 2,
                        fit_config: Any = None, tuned: Tuned | None = None, progress: bool = False) -> SimResult:
-    """Fit a simulator on ``data``'s sessions, train every policy on the logs, then play a session of
-    at most ``steps`` tracks for ``eval_users`` users, per seed.
+    """Fit a simulator on ``data``'s training users, train every policy on those users' logs, then
+    play a session of at most ``steps`` tracks for up to ``eval_users`` **held-out** users, per seed.
 
-    Policies: greedy ALS (its top unplayed track), GRU4Rec with the DQN's inputs re-ranking ALS's
-    top ``candidates``, the DQN by Q over the same candidates (trained on the logs plus
-    ``rollout_sessions`` simulated sessions per user), its ablations (gamma 0; no Q-loss, by its
-    supervised head), a DQN trained on the logs alone, random candidates, and an oracle that
-    knows the simulator (greedy on the true completion odds, an upper reference).
+    Nothing is fit on the held-out users: the simulator folds their tastes in from their
+    history, the policies' ALS does the same, and the neural policies read their history as
+    the state. Every policy skips tracks the user already heard.
+
+    Policies: greedy ALS (its top unheard track), ranking ALS's top ``candidates`` by the
+    training logs' completion rate (no RL, no personalisation beyond the candidates),
+    GRU4Rec with the DQN's inputs re-ranking the same candidates, the DQN by Q over them
+    (trained on the logs plus ``rollout_sessions`` simulated sessions per training user),
+    its ablations (gamma 0; no Q-loss, by its supervised head; logs only), random
+    candidates, greedy on the simulator's own odds, and :data:`CEILING`, a planner that
+    knows the simulator (:meth:`~recommender.simulator.LogSimulator.plan`).
     """
     from recommender.simulator import FitConfig, fit_simulator
 
     sim = fit_simulator(data, fit_config or FitConfig())
-    users = np.random.default_rng(12345).permutation(data.n_users)[:min(eval_users, data.n_users)]
+    pool = sim.eval_users
+    users = np.sort(np.random.default_rng(12345).permutation(pool)[:min(eval_users, len(pool))])
     res = SimResult(steps, len(users), list(range(seed, seed + seeds)), simulator=sim.summary())
     per: dict[str, list[tuple[float, float]]] = {}
     for s in res.seeds:
@@ -448,8 +470,9 @@ def evaluate_simulator(data: Interactions, dqn_config: Any = None, steps: int = 
         m = np.array(vals)
         res.rewards[name] = {"mean": float(m[:, 0].mean()), "std": float(m[:, 0].std()),
                              "per_seed": [round(v, 4) for v in m[:, 0]], "length": float(m[:, 1].mean())}
-    res.notes.append(f"{len(users)} users drawn at random; candidates: ALS top {candidates}; the DQN rows train on "
-                     f"the logs plus {rollout_sessions} simulated sessions per user of an exploring policy")
+    res.notes.append(f"{len(users)} held-out users; candidates: ALS top {candidates} unheard tracks; the DQN rows "
+                     f"train on the training users' logs plus {rollout_sessions} simulated sessions per training "
+                     "user of an exploring policy; the ceiling plans over every unheard track")
     return res
 
 
@@ -457,22 +480,46 @@ def _sim_one_seed(sim: Any, data: Interactions, users: np.ndarray, s: int, steps
                   rollout_sessions: int, tuned: Tuned, dqn_config: Any, progress: bool
                   ) -> dict[str, tuple[float, float]]:
     """``{policy: (mean completed tracks, mean session length)}`` of one seed."""
+    from recommender.features import normalised
     from recommender.scoring import Scorer, export_weights
     from recommender.train import train
 
     out: dict[str, tuple[float, float]] = {}
-    weights = (dqn_config or default_dqn_config()).reward.rewards(data.outcome)
-    ui = data.user_items(np.maximum(weights, 0.0))
-    ui.eliminate_zeros()
-    als = Candidates(replace(tuned.als or CandidateConfig(), seed=s)).fit(ui)
-    als_scores = als.score_all(np.arange(data.n_users), ui)
-    als_scores[:, 0] = -np.inf
+    cfg0 = dqn_config or default_dqn_config()
+    weights = np.maximum(cfg0.reward.rewards(data.outcome), 0.0)
+    fit = np.isin(data.user, sim.train_users)
+    logs_train = data.subset(fit)
+    ui_all = data.user_items(weights)
+    ui_all.eliminate_zeros()
+    ui_train = logs_train.user_items(weights[fit])
+    ui_train.eliminate_zeros()
+    als = Candidates(replace(tuned.als or CandidateConfig(), seed=s)).fit(ui_train)
+    uf = np.array(als.user_factors, np.float32)
+    uf[users] = als.fold_in(ui_all[users])  # held-out users: folded in, never fit
+    als_raw = uf @ als.item_factors.T
+    als_raw[:, 0] = -np.inf
+    # tracks the user already heard go last (a catalog smaller than a history still fills the list)
+    als_scores = als_raw - np.where(data.user_items().toarray() > 0, 1e6, 0.0)
     top = np.argsort(-als_scores[:, 1:], axis=1)[:, :candidates] + 1  # column 0 is padding
-    dqn = replace(tuned.dqn or dqn_config or default_dqn_config(), seed=s)
+    dqn = replace(tuned.dqn or cfg0, seed=s)
     gru = replace(tuned.gru4rec or gru4rec_config(dqn), seed=s)
-    logs = _with_inputs(data, als)
-    mixed = _with_inputs(simulator_rollouts(sim, data, top, rollout_sessions, steps, s), als) \
+
+    def inputs(part: Interactions) -> Interactions:
+        part = _with_inputs(part, als)
+        part.user_features = np.array(part.user_features, np.float32)
+        part.user_features[users] = normalised(uf[users])
+        return part
+
+    logs = inputs(logs_train)
+    mixed = inputs(simulator_rollouts(sim, logs_train, top, rollout_sessions, steps, s, users=sim.train_users)) \
         if rollout_sessions else logs
+    # the logs' completion rate per track, training users only (smoothed log-odds)
+    known = logs_train.outcome != rw.UNKNOWN
+    y = (logs_train.outcome == rw.COMPLETED).astype(float)
+    prior = float(y[known].mean()) if known.any() else 0.5
+    comp = np.bincount(logs_train.item[known], weights=y[known], minlength=data.n_items + 1)
+    tot = np.bincount(logs_train.item[known], minlength=data.n_items + 1)
+    rate = np.log((comp + 5 * prior) / (tot - comp + 5 * (1 - prior)))
     rng = np.random.default_rng(s)
 
     def run(name: str, policy: Any) -> None:
@@ -482,9 +529,12 @@ def _sim_one_seed(sim: Any, data: Interactions, users: np.ndarray, s: int, steps
 
     def greedy_als(u: int, items: np.ndarray, outs: np.ndarray, played: list[int]) -> int:
         sc = als_scores[u].copy()
-        if len(played) < data.n_items:
-            sc[played] = -np.inf
+        sc[played] = -np.inf
         return int(np.argmax(sc))
+
+    def by_rate(u: int, items: np.ndarray, outs: np.ndarray, played: list[int]) -> int:
+        cand = _unplayed(top[u], played)
+        return int(cand[np.argmax(rate[cand])])
 
     def reranker(net: Any, cfg: Any, by_q: bool) -> Any:
         scorer = Scorer(export_weights(net, cfg.to_json()))
@@ -502,6 +552,7 @@ def _sim_one_seed(sim: Any, data: Interactions, users: np.ndarray, s: int, steps
         return int(cand[rng.integers(len(cand))])
 
     run("greedy ALS", greedy_als)
+    run("completion rate in the training logs, ALS candidates", by_rate)
     gru_policy = reranker(train(mixed, gru, progress=progress, resume=False), gru, by_q=False)
     run("GRU4Rec (DQN's inputs), re-ranking ALS candidates", gru_policy)
     run("dqn, by Q on ALS candidates", reranker(train(mixed, dqn, progress=progress, resume=False), dqn, True))
@@ -515,7 +566,8 @@ def _sim_one_seed(sim: Any, data: Interactions, users: np.ndarray, s: int, steps
         run("dqn, logs only (no simulator rollouts)",
             reranker(train(logs, dqn, progress=progress, resume=False), dqn, True))
     run("random ALS candidate", random_candidate)
-    run("oracle (knows the simulator)", _oracle(sim))
+    run("greedy on the simulator's odds", _greedy_true(sim, data))
+    run(CEILING, _planner(sim, data, steps))
     return out
 
 
@@ -525,17 +577,29 @@ def _unplayed(cand: np.ndarray, played: list[int]) -> np.ndarray:
     return left if len(left) else cand
 
 
-def _oracle(sim: Any) -> Any:
-    """Greedy on the simulator's true completion logit, fatigue included: a reference ceiling."""
-    d = sim.config.fatigue_decay
+def _greedy_true(sim: Any, data: Interactions) -> Any:
+    """Greedy on the simulator's true completion odds now (fatigue included), unheard tracks only."""
+    d, b = sim.config.fatigue_decay, data.bounds
 
     def pick(u: int, items: np.ndarray, outs: np.ndarray, played: list[int]) -> int:
         fatigue = np.zeros(sim.sim_vecs.shape[1])
         for t in played:
             fatigue = d * fatigue + sim.sim_vecs[t]
-        z = sim.oracle(u, played, fatigue)
-        if played and len(played) < sim.n_items:
-            z[played] = -np.inf
-        return int(np.argmax(z))
+        p = sim.completion_odds(sim.static_logit(u), fatigue, played, data.item[b[u]:b[u + 1]])
+        p[0] = -1.0
+        return int(np.argmax(p))
+
+    return pick
+
+
+def _planner(sim: Any, data: Interactions, steps: int) -> Any:
+    """The simulator's own plan for each user (beam search over exact expected completions), played in order."""
+    b = data.bounds
+    plans: dict[int, list[int]] = {}
+
+    def pick(u: int, items: np.ndarray, outs: np.ndarray, played: list[int]) -> int:
+        if not played:
+            plans[u] = sim.plan(u, data.item[b[u]:b[u + 1]], steps)
+        return plans[u][len(played)]
 
     return pick
