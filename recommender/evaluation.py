@@ -185,7 +185,10 @@ def _one_seed(train: Interactions, users: np.ndarray, targets: np.ndarray, rows:
     def neural(inputs: bool, cfg: Any) -> np.ndarray:
         """Ranking scores of ``cfg`` trained with the DQN's inputs (or ids only); one training per
         distinct config (untuned, "gru4rec (DQN's inputs)" and "dqn, no Q-loss" are the same model)."""
-        key = (inputs, replace(cfg, net=replace(cfg.net, encoder="gru")).to_json())
+        same = replace(cfg, net=replace(cfg.net, encoder="gru"))
+        if cfg.q_weight == 0:  # without the Q-loss, none of its settings changes the training
+            same = replace(same, gamma=0.0, q_encoder_grad=1.0, unshown_weight=0.0, continue_bonus=0.0, tau=0.01)
+        key = (inputs, same.to_json())
         if key not in cache:
             cache[key] = _neural_scores(_with_inputs(train, als) if inputs else _ids_only(train), cfg, users, progress)
         return cache[key][cfg.epochs]
@@ -223,15 +226,18 @@ def _one_seed(train: Interactions, users: np.ndarray, targets: np.ndarray, rows:
 
 def evaluate(data: Interactions, name: str, dqn_config: Any = None, cand_config: CandidateConfig | None = None,
              models: tuple[str, ...] = MODELS, progress: bool = False, seed: int = 0, seeds: int = 1,
-             tuned: Tuned | None = None) -> EvalResult:
+             tuned: Tuned | None = None, skip_rows: tuple[str, ...] = ()) -> EvalResult:
     """Run the protocol on ``data`` for ``models`` with seeds ``seed .. seed + seeds - 1`` (see the module doc).
 
     ``tuned`` (from :func:`tune`) sets each family's config; otherwise the defaults (and
-    ``cand_config`` for ALS) are used.
+    ``cand_config`` for ALS) are used. ``skip_rows`` leaves rows of those families out (by name).
     """
     split = leave_last_out(data)
     tuned = tuned or Tuned(als=cand_config)
-    rows = tuple(r for m in models for r in ROWS[m])
+    unknown = set(skip_rows) - {r for m in models for r in ROWS[m]}
+    if unknown:
+        raise ValueError(f"skip_rows {sorted(unknown)} are not rows of models {models}")
+    rows = tuple(r for m in models for r in ROWS[m] if r not in skip_rows)
     res = EvalResult(name, data.n_users, data.n_items, len(data), list(range(seed, seed + seeds)))
     res.notes.append("ties in time broken by a fixed hash of (user, item); HR/NDCG over "
                      f"{len(split.test_users)} users with >= 2 events")

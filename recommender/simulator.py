@@ -242,9 +242,6 @@ class FitConfig:
     eval_users: float = 0.2
     """Share of the users (drawn at random) held out of the fit: the calibration and the
     policies' evaluation use only them, with ALS tastes folded in from their history."""
-    history_share: float = 0.5
-    """Of each held-out user's sessions, the earlier share is the history their tastes are folded
-    in from; the calibration compares the later ones (a user keeps at least one of each)."""
     l2: float = 1e-3
     """L2 of the completion model's logistic regression."""
     seed: int = 1000
@@ -254,8 +251,6 @@ class FitConfig:
             raise ConfigError(f"fatigue_decay {self.fatigue_decay} is out of range (allowed: 0 <= d < 1)")
         if not 0.0 < self.eval_users < 1.0:
             raise ConfigError(f"eval_users {self.eval_users} is out of range (allowed: 0 < share < 1)")
-        if not 0.0 < self.history_share < 1.0:
-            raise ConfigError(f"history_share {self.history_share} is out of range (allowed: 0 < share < 1)")
         if not self.session_gap > 0:
             raise ConfigError(f"session_gap {self.session_gap} is out of range (allowed: > 0 seconds)")
 
@@ -613,89 +608,83 @@ def _ks(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def calibrate(sim: LogSimulator, data: Interactions, seed: int = 7) -> dict[str, Any]:
-    """Held-out users, real against simulated; each check can fail.
+    """Every session of the held-out users, real against simulated; each check can fail.
 
-    Each held-out user's earlier sessions (``history_share``) give their tastes (folded into
-    the simulator's ALS); their later sessions are compared:
+    A session's tastes are folded into the simulator's ALS from the user's *other* sessions
+    (none for a one-session user), so no outcome of the session itself is read:
 
     - skip rate: overall (completions against the predicted sum, ``|z| <=`` :data:`Z_CRITICAL`),
       in ten bins of predicted odds (Hosmer-Lemeshow ``<=`` :data:`HL_CRITICAL`), and per
       session, the real skip rates against simulated ones (outcomes drawn from the model) by a
       two-sample KS test; every test at the 1% level;
-    - session length, **untruncated**: the simulated listener hears the user's later logged
-      tracks from the session's start on (then again from the first) until leaving, as the
+    - session length, **untruncated**: the simulated listener hears the user's logged tracks
+      from the session's start on (then from the user's first again) until leaving, as the
       fitted hazard says, and the real and simulated lengths pass the KS test at 1%.
     """
-    c = sim.config
-    starts, ends, sess_id = _sessions(data, c.session_gap)
-    weights = _als_weights(data.outcome)
-    b = data.bounds
-    hist_rows, users_in, events = [], [], []
-    for u in sim.eval_users:
-        ids = np.unique(sess_id[b[u]:b[u + 1]])
-        if len(ids) < 2:
-            continue
-        cut = ids[min(max(1, int(round(len(ids) * c.history_share))), len(ids) - 1)]
-        e = np.arange(b[u], b[u + 1])
-        hist, later = e[sess_id[e] < cut], e[sess_id[e] >= cut]
-        users_in.append(u)
-        hist_rows.append(hist)
-        events.append(later)
-    out: dict[str, Any] = {"held_out_users": len(users_in)}
-    if not users_in:
-        out["passed"] = False
-        out["note"] = "no held-out user has two sessions or more: nothing to calibrate on"
-        return out
     from scipy.sparse import csr_matrix
 
-    rows = csr_matrix((np.concatenate([weights[h] for h in hist_rows]),
-                       (np.concatenate([np.full(len(h), j) for j, h in enumerate(hist_rows)]),
-                        np.concatenate([data.item[h] for h in hist_rows]))),
-                      shape=(len(users_in), data.n_items + 1), dtype=np.float32)
-    u_vecs = sim.als.fold_in(rows) if sim.als is not None else sim.U[users_in]
+    c, w = sim.config, sim.coef
+    starts, _, sess_id = _sessions(data, c.session_gap)
+    weights = _als_weights(data.outcome)
+    b = data.bounds
+    pairs = [(int(u), int(sid)) for u in sim.eval_users for sid in np.unique(sess_id[b[u]:b[u + 1]])]
+    out: dict[str, Any] = {"held_out_users": int(sum(b[u + 1] > b[u] for u in sim.eval_users)),
+                           "held_out_sessions": len(pairs)}
+    if not pairs:
+        out["passed"] = False
+        out["note"] = "no held-out user has a session: nothing to calibrate on"
+        return out
+    r_rows, r_items, r_w = [], [], []
+    for j, (u, sid) in enumerate(pairs):
+        e = np.arange(b[u], b[u + 1])
+        e = e[sess_id[e] != sid]
+        r_rows.append(np.full(len(e), j))
+        r_items.append(data.item[e])
+        r_w.append(weights[e])
+    rows = csr_matrix((np.concatenate(r_w), (np.concatenate(r_rows), np.concatenate(r_items))),
+                      shape=(len(pairs), data.n_items + 1), dtype=np.float32)
+    u_vecs = sim.als.fold_in(rows) if sim.als is not None else sim.U[[u for u, _ in pairs]]
     rng = np.random.default_rng(seed)
     real_len, sim_len, capped = [], [], 0
     p_all, y_all, real_rate, sim_rate = [], [], [], []
-    for j, u in enumerate(users_in):
-        ev = events[j]
-        static = sim.static_logit(int(u), u_vecs[j])
-        seen = data.item[hist_rows[j]]
-        items = data.item[ev]
-        # completion odds of the logged tracks, session by session (fatigue within each)
-        p_ev = np.zeros(len(ev))
+    known_all = data.outcome != rw.UNKNOWN
+    y_event = (data.outcome == rw.COMPLETED).astype(float)
+    for j, (u, sid) in enumerate(pairs):
+        static = sim.static_logit(u, u_vecs[j])
+        stream = np.arange(b[u], b[u + 1])
+        first = int(np.flatnonzero(sess_id[stream] == sid)[0])
+        n_real = int((sess_id[stream] == sid).sum())
         fatigue = np.zeros(sim.sim_vecs.shape[1])
-        played: list[int] = []
-        for k, e in enumerate(ev):
-            if starts[e]:
-                fatigue[:] = 0.0
-                played = []
-            p_ev[k] = sim.completion_odds(static, fatigue, played, seen)[items[k]]
-            fatigue = c.fatigue_decay * fatigue + sim.sim_vecs[items[k]]
-            played.append(int(items[k]))
-        known = data.outcome[ev] != rw.UNKNOWN
-        yk = (data.outcome[ev] == rw.COMPLETED).astype(float)
-        p_all.append(p_ev[known])
-        y_all.append(yk[known])
-        for sid in np.unique(sess_id[ev]):
-            m = (sess_id[ev] == sid)
-            real_len.append(int(m.sum()))
-            if (m & known).any():
-                real_rate.append(1.0 - yk[m & known].mean())
-                sim_rate.append(1.0 - (rng.random(int((m & known).sum())) < p_ev[m & known]).mean())
-            # untruncated: from this session's first track on through the user's later tracks
-            first = int(np.flatnonzero(m)[0])
-            n = 0
-            while n < MAX_SIM_LENGTH:
-                k = (first + n) % len(ev)
-                done = rng.random() < p_ev[k]
-                n += 1
+        played: set[int] = set()
+        p_sess, n, left = [], 0, False
+        # one walk: the logged session's tracks give the skip comparison, the walk goes on
+        # (through the user's later tracks, untruncated) until the simulated listener leaves
+        while n < MAX_SIM_LENGTH and (not left or n < n_real):
+            i = int(data.item[stream[(first + n) % len(stream)]])
+            p = float(_sigmoid(static[i] + w[3] * float(sim.sim_vecs[i] @ fatigue) + w[4] * (i in played)))
+            if n < n_real:
+                p_sess.append(p)
+            fatigue = c.fatigue_decay * fatigue + sim.sim_vecs[i]
+            played.add(i)
+            n += 1
+            if not left:
+                done = rng.random() < p
                 if rng.random() < sim.leave_probability(int(done), n - 1):
-                    break
-            else:
-                capped += 1
+                    left = True
+                    sim_len.append(n)
+        if not left:
+            capped += 1
             sim_len.append(n)
+        ev = stream[first:first + n_real]
+        known = known_all[ev]
+        p_ev = np.array(p_sess)
+        real_len.append(n_real)
+        p_all.append(p_ev[known])
+        y_all.append(y_event[ev][known])
+        if known.any():
+            real_rate.append(1.0 - y_event[ev][known].mean())
+            sim_rate.append(1.0 - (rng.random(int(known.sum())) < p_ev[known]).mean())
     p, yv = np.concatenate(p_all), np.concatenate(y_all)
-    out["held_out_sessions"] = len(real_len)
     out["held_out_events"] = int(len(yv))
     out["skip_rate_real"] = round(float(1.0 - yv.mean()), 4)
     out["skip_rate_sim"] = round(float(1.0 - p.mean()), 4)
