@@ -166,9 +166,10 @@ class SeqQNet(nn.Module):
         L = vecs.shape[1]
         x = x * math.sqrt(self.config.dim) + self.pos.weight[-L:]
         # causal, and padding keys hidden; every position may see itself, so no row is empty (NaN)
-        hidden = torch.triu(torch.ones(L, L, dtype=torch.bool, device=x.device), diagonal=1)
-        hidden = hidden.unsqueeze(0) | (~real).unsqueeze(1)
-        hidden = hidden & ~torch.eye(L, dtype=torch.bool, device=x.device)
+        # (index comparisons rather than triu/eye on bools, which onnxruntime has no kernels for)
+        pos = torch.arange(L, device=x.device)
+        hidden = (pos.unsqueeze(0) > pos.unsqueeze(1)).unsqueeze(0) | (~real).unsqueeze(1)
+        hidden = hidden & (pos.unsqueeze(0) != pos.unsqueeze(1))
         mask = hidden.repeat_interleave(self.config.heads, dim=0)  # [B * heads, L, L]
         for blk in self.blocks:
             x = blk(x, mask)

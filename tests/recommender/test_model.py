@@ -1,4 +1,4 @@
-"""The recommender DQN: numpy run-time parity with torch, seeding, checkpoints, and learning."""
+"""The recommender DQN: run-time (onnxruntime state, numpy heads) parity with torch, seeding, checkpoints, and learning."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def cyclic_data(n_users: int = 30, n_items: int = 12, length: int = 25, seed: in
 
 @pytest.mark.parametrize("encoder,layers", [("gru", 1), ("gru", 2), ("attention", 1), ("attention", 2)])
 @pytest.mark.parametrize("rank_by,user_dim", [("q", 0), ("sqn", 5), ("blend", 3)])
-def test_numpy_scorer_matches_torch(encoder, layers, rank_by, user_dim):
+def test_onnx_state_and_numpy_heads_match_torch(encoder, layers, rank_by, user_dim):
     torch.manual_seed(0)
     cfg = TrainConfig(net=NetConfig(dim=16, encoder=encoder, layers=layers, max_history=6, heads=2), rank_by=rank_by)
     feats = torch.randn(21, 7)
