@@ -28,13 +28,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from recommender import rewards as rw
 from recommender.candidates import CandidateConfig, Candidates
 from recommender.dataset import Interactions, leave_last_out
+from recommender.families import gru4rec_config
+
+if TYPE_CHECKING:
+    from recommender.train import TrainConfig
 from recommender.metrics import KS, hit_ndcg, ranks_full, ranks_sampled
 
 log = logging.getLogger(__name__)
@@ -49,16 +53,10 @@ ROWS = {"most-popular": ("most-popular",), "als": ("als",), "item-knn": ("item-k
 Q_ENCODER_GRADS = (0.0, 0.1, 0.3, 1.0)
 
 
-def default_dqn_config() -> Any:
+def default_dqn_config() -> TrainConfig:
     from recommender.train import TrainConfig
 
     return TrainConfig()
-
-
-def gru4rec_config(dqn: Any) -> Any:
-    """The supervised baseline: a GRU with the DQN's size, budget, regularisation and inputs
-    (item ids and each event's outcome), trained by full-softmax cross-entropy alone."""
-    return replace(dqn, q_weight=0.0, rank_by="sqn", net=replace(dqn.net, encoder="gru"))
 
 
 @dataclass
@@ -67,8 +65,8 @@ class Tuned:
 
     als: CandidateConfig | None = None
     knn: CandidateConfig | None = None
-    gru4rec: Any = None
-    dqn: Any = None
+    gru4rec: TrainConfig | None = None
+    dqn: TrainConfig | None = None
     trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,7 +123,7 @@ class EvalResult:
         return "\n".join(lines)
 
 
-def _neural_scores(train: Interactions, cfg: Any, users: np.ndarray, progress: bool,
+def _neural_scores(train: Interactions, cfg: TrainConfig, users: np.ndarray, progress: bool,
                    epochs_at: tuple[int, ...] = ()) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Train ``cfg`` on ``train``; ``{epochs: (scores by cfg.rank_by, Q scores)}`` for the last history of
     every user in ``users`` after each of ``epochs_at`` (default: only ``cfg.epochs``)."""
@@ -154,77 +152,38 @@ def _with_inputs(train: Interactions, als: Candidates) -> Interactions:
     return part
 
 
-def _ids_only(train: Interactions) -> Interactions:
-    return replace(train, item_features=np.zeros((train.n_items + 1, 0), np.float32),
-                   user_features=np.zeros((train.n_users, 0), np.float32))
-
-
 def _one_seed(train: Interactions, users: np.ndarray, targets: np.ndarray, rows: tuple[str, ...], seed: int,
-              tuned: Tuned, dqn_config: Any, progress: bool) -> dict[str, tuple[dict, dict, float]]:
-    """``{row: (full metrics, sampled metrics, seconds)}`` of one seed."""
-    ui = train.user_items()
-    seen = ui[users]
-    out: dict[str, tuple[dict, dict, float]] = {}
+              tuned: Tuned, dqn_config: TrainConfig | None, progress: bool) -> dict[str, tuple[dict, dict, float]]:
+    """``{row: (full metrics, sampled metrics, seconds)}`` of one seed: each row a
+    :class:`~recommender.families.ModelFamily`, fitted on ``train`` and scored for ``users``. Rows
+    that train the same network (same :meth:`~recommender.families.Neural.training_key`) share it."""
+    from recommender.families import Neural, families
 
-    def record(row: str, scores: np.ndarray, t0: float) -> None:
-        scores = np.asarray(scores, np.float64)
-        scores[:, 0] = -np.inf  # padding column
+    seen = train.user_items()[users]
+    dqn = replace(tuned.dqn or dqn_config or default_dqn_config(), seed=seed)
+    fams = families(dqn, replace(tuned.als or CandidateConfig(), seed=seed),
+                    replace(tuned.knn or CandidateConfig(kind="cosine"), seed=seed),
+                    replace(tuned.gru4rec, seed=seed) if tuned.gru4rec else None, progress=progress)
+    trained: dict[str, Neural] = {}
+    out: dict[str, tuple[dict, dict, float]] = {}
+    for row in rows:
+        fam = fams[row]
+        t0 = time.perf_counter()
+        if isinstance(fam, Neural) and fam.training_key() in trained:
+            fam.sharing(trained[fam.training_key()])
+        else:
+            fam.fit(train)
+            if isinstance(fam, Neural):
+                trained[fam.training_key()] = fam
+        scores = fam.score(users)
         out[row] = (hit_ndcg(ranks_full(scores, targets, seen)), hit_ndcg(ranks_sampled(scores, targets, seen,
                                                                                         seed=seed)),
                     time.perf_counter() - t0)
         log.info("seed %d %s: NDCG@10 %.4f", seed, row, out[row][0]["NDCG@10"])
-
-    als_cfg = replace(tuned.als or CandidateConfig(), seed=seed)
-    t0 = time.perf_counter()
-    als = Candidates(als_cfg).fit(ui)
-    als_seconds = time.perf_counter() - t0
-    dqn = replace(tuned.dqn or dqn_config or default_dqn_config(), seed=seed)
-    gru = replace(tuned.gru4rec or gru4rec_config(dqn), seed=seed)
-    cache: dict[tuple[bool, str], dict[int, tuple[np.ndarray, np.ndarray]]] = {}
-
-    def neural(inputs: bool, cfg: Any) -> np.ndarray:
-        """Ranking scores of ``cfg`` trained with the DQN's inputs (or ids only); one training per
-        distinct config (untuned, "gru4rec (DQN's inputs)" and "dqn, no Q-loss" are the same model)."""
-        same = replace(cfg, net=replace(cfg.net, encoder="gru"))
-        if cfg.q_weight == 0:  # without the Q-loss, none of its settings changes the training
-            same = replace(same, gamma=0.0, q_encoder_grad=1.0, unshown_weight=0.0, continue_bonus=0.0, tau=0.01)
-        key = (inputs, same.to_json())
-        if key not in cache:
-            cache[key] = _neural_scores(_with_inputs(train, als) if inputs else _ids_only(train), cfg, users, progress)
-        return cache[key][cfg.epochs]
-
-    for row in rows:
-        t0 = time.perf_counter()
-        if row == "most-popular":
-            record(row, np.tile(np.asarray(ui.sum(axis=0), np.float64).ravel(), (len(users), 1)), t0)
-        elif row == "als":
-            record(row, als.score_all(users, ui), t0 - als_seconds)
-        elif row == "item-knn":
-            knn = Candidates(replace(tuned.knn or CandidateConfig(kind="cosine"), kind="cosine", seed=seed)).fit(ui)
-            record(row, knn.score_all(users, ui), t0)
-        elif row == "gru4rec (ids)":
-            record(row, neural(False, gru)[0], t0)
-        elif row == "gru4rec (DQN's inputs)":
-            record(row, neural(True, gru)[0], t0)
-        elif row == "dqn":
-            s, q = neural(True, dqn)
-            record(row, s, t0)
-            if "dqn, ranked by Q" in rows:
-                record("dqn, ranked by Q", q, t0)
-        elif row == "dqn, gamma 0":
-            record(row, neural(True, replace(dqn, gamma=0.0))[0], t0)
-        elif row == "dqn, no Q-loss":
-            record(row, neural(True, replace(dqn, q_weight=0.0, rank_by="sqn"))[0], t0)
-        elif row == "dqn, Q gradient stopped at the encoder":
-            record(row, neural(True, replace(dqn, q_encoder_grad=0.0))[0], t0)
-        elif row == "dqn, full Q gradient into the encoder":
-            record(row, neural(True, replace(dqn, q_encoder_grad=1.0))[0], t0)
-        elif row != "dqn, ranked by Q":
-            raise ValueError(f"unknown row {row!r}")
     return out
 
 
-def evaluate(data: Interactions, name: str, dqn_config: Any = None, cand_config: CandidateConfig | None = None,
+def evaluate(data: Interactions, name: str, dqn_config: TrainConfig | None = None, cand_config: CandidateConfig | None = None,
              models: tuple[str, ...] = MODELS, progress: bool = False, seed: int = 0, seeds: int = 1,
              tuned: Tuned | None = None, skip_rows: tuple[str, ...] = ()) -> EvalResult:
     """Run the protocol on ``data`` for ``models`` with seeds ``seed .. seed + seeds - 1`` (see the module doc).
@@ -266,7 +225,7 @@ def evaluate(data: Interactions, name: str, dqn_config: Any = None, cand_config:
 # ---------------------------------------------------------------- tuning on a validation split
 
 def tune(data: Interactions, budget: int = 4, seed: int = 0, progress: bool = False,
-         dqn_config: Any = None, families: tuple[str, ...] = ("als", "item-knn", "gru4rec", "dqn"),
+         dqn_config: TrainConfig | None = None, families: tuple[str, ...] = ("als", "item-knn", "gru4rec", "dqn"),
          epochs_at: tuple[int, ...] = (10, 20, 30)) -> Tuned:
     """Pick each family's config by NDCG@10 on a validation split, ``budget`` trials each.
 
@@ -443,7 +402,7 @@ def simulator_rollouts(sim: Any, data: Interactions, als_top: np.ndarray, sessio
                         data.user_names, data.item_names, data.user_features)
 
 
-def evaluate_simulator(data: Interactions, dqn_config: Any = None, steps: int = 20, eval_users: int = 200,
+def evaluate_simulator(data: Interactions, dqn_config: TrainConfig | None = None, steps: int = 20, eval_users: int = 200,
                        candidates: int = 100, seeds: int = 1, seed: int = 0, rollout_sessions: int = 2,
                        fit_config: Any = None, tuned: Tuned | None = None, progress: bool = False) -> SimResult:
     """Fit a simulator on ``data``'s training users, train every policy on those users' logs, then
