@@ -346,8 +346,8 @@ class SimResult:
                          f"| {r['length']:.2f} |")
         lines += ["", f"simulator: {json_line(self.simulator.get('coefficients', {}))}; re-listening in the logs: "
                       f"{self.simulator.get('relisten')}",
-                  f"calibration on {cal.get('held_out_sessions', 0)} later sessions of {cal.get('held_out_users', 0)} "
-                  f"held-out users: skip rate real {cal.get('skip_rate_real')} / simulated {cal.get('skip_rate_sim')} "
+                  f"calibration on the {cal.get('held_out_sessions', 0)} sessions of {cal.get('held_out_users', 0)} "
+                  f"held-out users (tastes from their other sessions): skip rate real {cal.get('skip_rate_real')} / simulated {cal.get('skip_rate_sim')} "
                   f"(z {cal.get('skip_rate_z')}), Hosmer-Lemeshow {cal.get('skip_hosmer_lemeshow')} (critical "
                   f"{cal.get('skip_hosmer_lemeshow_critical')}), per-session skip rate KS {cal.get('skip_rate_ks')} "
                   f"(critical {cal.get('skip_rate_ks_critical')}): {'passed' if cal.get('skip_passed') else 'FAILED'}; "
