@@ -4,13 +4,16 @@
    scored on a validation split (each user's second-to-last event); the chosen configs are
    printed (``--tuned PATH`` saves them, or reuses a saved set).
 2. MovieLens-100K (recbole 1.2.1's copy), leave-last-out, full ranking, ``--seeds`` seeds,
-   mean ± std: the DQN's NDCG@10 against tuned ALS (target >= 1.5x) and tuned GRU4Rec given
-   the DQN's inputs (>= 1.0x), beside its ablations (gamma 0, no Q-loss, ranked by Q),
+   mean ± std: the DQN's NDCG@10 against tuned ALS (target >= 1.5x), tuned GRU4Rec given
+   the DQN's inputs and the same network without the Q-loss (>= 1.0x each), beside its
+   ablations (gamma 0, Q gradient stopped at / fully into the encoder, ranked by Q),
    most-popular, item-kNN and GRU4Rec over ids; sampled metrics printed beside full ones.
-3. A simulator fit from the same logs (ALS tastes, completion rates, fatigue, leaving;
-   calibration on held-out sessions printed): completed tracks per session of at most 20,
-   DQN by Q over ALS's candidates against greedy ALS (>= 1.2x), tuned GRU4Rec re-ranking the
-   same candidates (>= 1.1x) and its own gamma-0 ablation (>= 1.1x); oracle and random beside.
+3. A simulator fit on the training users of the same logs and played by held-out users:
+   its calibration on them (skip rate and untruncated session length, tests at 1%) is the
+   target, since its figures mean nothing where it fails; completed tracks per session of
+   at most 20 for the DQN by Q over ALS's unheard candidates, greedy ALS, the logs'
+   completion rate, GRU4Rec re-ranking, gamma 0, random, and a planner that knows the
+   simulator (the ceiling), printed as ratios.
 4. Latency on a 50,000-track catalog: ``Recommender.next`` p50 against one ``implicit``
    recommend call p50 (target <= 3x), and ``search`` p50 (target < 5 ms).
 5. Search quality: known-item MRR@10 on that catalog, typos and prefixes included (>= 0.9),
@@ -22,8 +25,8 @@ Speeds are medians of process CPU time (every case runs in this one thread), whi
 busy shared machine inflates less than wall time; wall-clock figures are printed beside.
 Prints a table, writes it as JSON with ``--out``, and exits 1 when a target is missed.
 
-    .venv/bin/python bench/bench_recommender.py [--quick] [--seeds 3] [--trials 3]
-        [--skip movielens,simulator,latency,search,ingest]
+    .venv/bin/python bench/bench_recommender.py [--quick] [--seeds 3] [--seed 0] [--trials 3]
+        [--skip movielens,simulator,latency,search,ingest] [--skip-rows 'dqn, gamma 0;...']
 """
 
 from __future__ import annotations
@@ -95,15 +98,22 @@ def bench_movielens(args, data, tuned) -> None:
     from recommender.evaluation import evaluate
 
     t0 = time.perf_counter()
+    skip_rows = tuple(r.strip() for r in args.skip_rows.split(";") if r.strip())
     res = evaluate(data, "MovieLens-100K", models=("most-popular", "als", "item-knn", "gru4rec", "dqn"),
-                   progress=sys.stderr.isatty(), seeds=args.seeds, tuned=tuned)
+                   progress=sys.stderr.isatty(), seed=args.seed, seeds=args.seeds, tuned=tuned,
+                   skip_rows=skip_rows)
     print(res.table(), f"\n(evaluation wall time {time.perf_counter() - t0:.0f} s)\n", flush=True)
     n = {m: res.ndcg10(m) for m in res.rows}
     sd = {m: r["full_std"]["NDCG@10"] for m, r in res.rows.items()}
     dqn = n["dqn"]
     for name, ref, need in (("tuned ALS", "als", 1.5), ("tuned GRU4Rec with the DQN's inputs", "gru4rec (DQN's inputs)",
-                                                           1.0), ("its gamma-0 ablation", "dqn, gamma 0", None),
-                            ("its no-Q-loss ablation", "dqn, no Q-loss", None)):
+                                                           1.0),
+                            ("the same network without the Q-loss", "dqn, no Q-loss", 1.0),
+                            ("its gamma-0 ablation", "dqn, gamma 0", None),
+                            ("its Q gradient stopped at the encoder", "dqn, Q gradient stopped at the encoder", None),
+                            ("its full Q gradient into the encoder", "dqn, full Q gradient into the encoder", None)):
+        if ref not in n:  # left out by --skip-rows
+            continue
         detail = f"{dqn:.4f} ± {sd['dqn']:.4f} / {n[ref]:.4f} ± {sd[ref]:.4f}, {len(res.seeds)} seeds"
         if need is None:
             print(f"ML-100K NDCG@10 DQN / {name}: {dqn / n[ref]:.3f} ({detail})")
@@ -116,18 +126,25 @@ def bench_simulator(args, data, tuned) -> None:
     from recommender.evaluation import evaluate_simulator
 
     t0 = time.perf_counter()
-    res = evaluate_simulator(data, steps=20, eval_users=args.sim_users, seeds=args.seeds, tuned=tuned,
+    res = evaluate_simulator(data, steps=20, eval_users=args.sim_users, seed=args.seed, seeds=args.seeds, tuned=tuned,
                              rollout_sessions=args.rollout_sessions, progress=sys.stderr.isatty())
     print(res.table(), f"\n(simulator wall time {time.perf_counter() - t0:.0f} s)\n", flush=True)
     r = res.rewards
     d = "dqn, by Q on ALS candidates"
-    for name, ref, need in (("greedy ALS", "greedy ALS", 1.2),
-                            ("tuned GRU4Rec re-ranking the same candidates",
-                             "GRU4Rec (DQN's inputs), re-ranking ALS candidates", 1.1),
-                            ("its gamma-0 ablation", "dqn, gamma 0", 1.1)):
-        check(f"simulator completed tracks, DQN / {name}", r[d]["mean"] / r[ref]["mean"], need, ">=",
-              f"{r[d]['mean']:.3f} ± {r[d]['std']:.3f} / {r[ref]['mean']:.3f} ± {r[ref]['std']:.3f}; oracle "
-              f"{r['oracle (knows the simulator)']['mean'] / r[ref]['mean']:.3f}x")
+    cal = res.simulator.get("calibration", {})
+    # the simulator's figures mean something only where it reproduces held-out users: a check that can fail
+    check("simulator calibration on held-out users (skip rate and untruncated length, 1% tests)",
+          float(bool(cal.get("passed"))), 1.0, ">=",
+          f"skip {cal.get('skip_rate_real')} real / {cal.get('skip_rate_sim')} simulated (z {cal.get('skip_rate_z')}, "
+          f"Hosmer-Lemeshow {cal.get('skip_hosmer_lemeshow')}); length {cal.get('session_length_real')} / "
+          f"{cal.get('session_length_sim')} (KS {cal.get('session_length_ks')}, critical "
+          f"{cal.get('session_length_ks_critical')})")
+    for name, ref in (("greedy ALS", "greedy ALS"), ("the logs' completion rate", "completion rate in the training "
+                                                                                  "logs, ALS candidates"),
+                      ("GRU4Rec re-ranking the same candidates", "GRU4Rec (DQN's inputs), re-ranking ALS candidates"),
+                      ("its gamma-0 ablation", "dqn, gamma 0"), ("the ceiling", "planner (knows the simulator; ceiling)")):
+        print(f"simulator completed tracks, DQN / {name}: {r[d]['mean'] / r[ref]['mean']:.3f} "
+              f"({r[d]['mean']:.3f} ± {r[d]['std']:.3f} / {r[ref]['mean']:.3f} ± {r[ref]['std']:.3f})")
     RESULTS["simulator"] = res.to_dict()
 
 
@@ -473,10 +490,14 @@ def main() -> int:
     ap.add_argument("--search-users", type=int, default=500, help="ambiguous search queries, one a user (default 500)")
     ap.add_argument("--search-epochs", type=int, default=5, help="epochs of the search re-rank DQN (default 5)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per row, mean and std reported (default 3)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the first seed (default 0): seeds run one per process with --seeds 1 --seed k")
     ap.add_argument("--trials", type=int, default=3, help="tuning trials per model family (default 3)")
     ap.add_argument("--epochs-at", default="10,20", help="epoch counts each neural trial is scored at (default 10,20)")
     ap.add_argument("--tuned", type=Path, default=None,
                     help="JSON of tuned configs: read when it exists (no tuning), else written after tuning")
+    ap.add_argument("--skip-rows", default="",
+                    help="';'-separated MovieLens rows to leave out (e.g. 'dqn, gamma 0;gru4rec (ids)'): a shorter run")
     ap.add_argument("--sim-users", type=int, default=200, help="listeners per simulated seed (default 200)")
     ap.add_argument("--rollout-sessions", type=int, default=1,
                     help="simulated sessions per user added to the DQN's training data (default 1)")

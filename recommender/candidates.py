@@ -133,6 +133,13 @@ class Candidates:
         """float32 ``[factors]``: the ALS/BPR user factor of a history row ``[1, n_items]`` (folded in)."""
         return np.asarray(self.model.recalculate_user(0, user_row), np.float32).ravel()
 
+    def fold_in(self, user_rows: csr_matrix) -> np.ndarray:
+        """float32 ``[n, factors]``: ALS/BPR user factors of ``n`` history rows (CSR ``[n, n_items]``),
+        solved against the trained item factors (implicit's ``recalculate_user``; nothing refit)."""
+        n = user_rows.shape[0]
+        return np.asarray(self.model.recalculate_user(np.arange(n), csr_matrix(user_rows, dtype=np.float32)),
+                          np.float32).reshape(n, -1)
+
     def score_all(self, users: np.ndarray, user_items: csr_matrix) -> np.ndarray:
         """float32 ``[len(users), n_items]`` scores of every item for known users (for full ranking)."""
         if self.config.kind == "cosine":

@@ -89,6 +89,9 @@ def register_rec(subparsers: Any) -> None:
                    help="weight of the conservative term for tracks the logs never tried (default 0.1)")
     g.add_argument("--q-weight", type=bounded_float(0.0, 100.0), default=1.0,
                    help="weight of the Q-learning loss; 0 = supervised only (default 1)")
+    g.add_argument("--q-encoder-grad", type=bounded_float(0.0, 1.0), default=1.0,
+                   help="share of the Q-loss gradient reaching the shared encoder and item vectors; 0 keeps "
+                        "next-item ranking exactly the supervised model's (default 1)")
     g.add_argument("--rank-by", choices=("q", "sqn", "blend"), default="sqn",
                    help="what ranks 'next': the supervised head shaped by Q-learning (sqn), Q, or their sum "
                         "(default sqn); playlists and search always use Q")
@@ -287,7 +290,8 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(net=NetConfig(dim=args.dim, encoder=args.encoder, max_history=args.max_history),
                          reward=RewardConfig(args.reward_completed, args.reward_skipped, args.reward_unknown),
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
-                         q_weight=args.q_weight, rank_by=args.rank_by, seed=args.seed,
+                         q_weight=args.q_weight, q_encoder_grad=args.q_encoder_grad, rank_by=args.rank_by,
+                         seed=args.seed,
                          session_gap=args.session_gap, unshown_weight=args.unshown_weight,
                          continue_bonus=args.continue_bonus)
     cand = CandidateConfig(kind=args.candidates, factors=args.factors, seed=args.seed)

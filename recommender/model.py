@@ -141,28 +141,35 @@ class SeqQNet(nn.Module):
         ``h[:, t]`` is the state having heard events ``0..t``; padding (item 0) must be on the left.
         ``users`` float ``[B, user_dim]``: long-term taste vectors (needed when ``user_dim > 0``).
         """
-        h = self._encode(items, outcomes)
+        return self.encode_vectors(self.item_vectors(items), items > 0, outcomes, users)
+
+    def encode_vectors(self, vecs: torch.Tensor, real: torch.Tensor, outcomes: torch.Tensor,
+                       users: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`encode` from item vectors ``vecs`` float ``[B, L, dim]`` (so a track newer than the
+        model can enter by its feature vector) and ``real`` bool ``[B, L]`` (False: padding)."""
+        h = self._encode(vecs, real, outcomes)
         if self.user_proj is not None:
             if users is None:
-                users = torch.zeros(items.shape[0], self.user_dim)
+                users = torch.zeros(vecs.shape[0], self.user_dim)
             h = h + self.user_proj(users).unsqueeze(1)
         return h
 
-    def _encode(self, items: torch.Tensor, outcomes: torch.Tensor) -> torch.Tensor:
-        real = (items > 0).unsqueeze(-1)
-        x = self.item_vectors(items) * real  # padding is an exact zero input
+    def _encode(self, vecs: torch.Tensor, real: torch.Tensor, outcomes: torch.Tensor) -> torch.Tensor:
+        keep = real.unsqueeze(-1).to(vecs.dtype)
+        x = vecs * keep  # padding is an exact zero input
         if self.outcome_emb is not None:
-            x = x + self.outcome_emb(outcomes) * real
+            x = x + self.outcome_emb(outcomes) * keep
         x = self.in_drop(x)
         if self.config.encoder == "gru":
             h, _ = self.gru(x)
             return h
-        L = items.shape[1]
+        L = vecs.shape[1]
         x = x * math.sqrt(self.config.dim) + self.pos.weight[-L:]
         # causal, and padding keys hidden; every position may see itself, so no row is empty (NaN)
-        hidden = torch.triu(torch.ones(L, L, dtype=torch.bool, device=x.device), diagonal=1)
-        hidden = hidden.unsqueeze(0) | (items == 0).unsqueeze(1)
-        hidden = hidden & ~torch.eye(L, dtype=torch.bool, device=x.device)
+        # (index comparisons rather than triu/eye on bools, which onnxruntime has no kernels for)
+        pos = torch.arange(L, device=x.device)
+        hidden = (pos.unsqueeze(0) > pos.unsqueeze(1)).unsqueeze(0) | (~real).unsqueeze(1)
+        hidden = hidden & (pos.unsqueeze(0) != pos.unsqueeze(1))
         mask = hidden.repeat_interleave(self.config.heads, dim=0)  # [B * heads, L, L]
         for blk in self.blocks:
             x = blk(x, mask)

@@ -14,6 +14,10 @@ and the loss is
   + q_weight  * [ TD(Q(s_t, a_t), r_t + gamma * (1 - done_t) * Q_tgt(s_{t+1}, argmax_a Q(s_{t+1}, a)))  (double DQN)
                 + unshown_weight * (logsumexp_{a in {a_t} + K drawn} Q(s_t, a) - Q(s_t, a_t)) ]           (CQL)
 
+``q_encoder_grad`` scales the Q-loss gradient that reaches the encoder and the item
+vectors (the parts the two heads share): at 0 the supervised head ranks exactly as
+without the Q-loss, and the Q head learns on top of its representation.
+
 Sessions have ends, so the discounted return is what a session still holds: more
 completed tracks and a listener who stays. A *skipped* track is a logged action with
 its own (low) reward in the TD term. A track that was simply *not shown* has no
@@ -79,6 +83,11 @@ class TrainConfig:
     """Discount of future rewards within a session (0: the next track's reward only)."""
     q_weight: float = 1.0
     """Weight of the Q-learning loss; 0 trains the supervised head only (GRU4Rec-style baseline)."""
+    q_encoder_grad: float = 1.0
+    """Share of the Q-loss gradient that reaches what the heads share (the encoder and the item
+    vectors): 1 trains them on both losses (SQN), 0 stops it there, so the Q head learns on the
+    supervised representation and next-item ranking is exactly the supervised model's. Forward
+    values are the same either way."""
     sqn_weight: float = 1.0
     """Weight of the supervised next-item cross-entropy."""
     unshown_weight: float = 0.1
@@ -140,6 +149,8 @@ class TrainConfig:
             raise ConfigError(f"continue_bonus {self.continue_bonus} is out of range (allowed: -100 to 100)")
         if not self.session_gap > 0:
             raise ConfigError(f"session_gap {self.session_gap} is out of range (allowed: > 0 seconds)")
+        if not 0.0 <= self.q_encoder_grad <= 1.0:
+            raise ConfigError(f"q_encoder_grad {self.q_encoder_grad} is out of range (allowed: 0-1)")
         if not self.lr > 0:
             raise ConfigError(f"lr {self.lr} is out of range (allowed: > 0)")
         if self.rank_by not in RANK_BY:
@@ -227,6 +238,15 @@ def _offered(shape: tuple[int, ...], k: int, rng: np.random.Generator) -> torch.
     return torch.zeros(shape, dtype=torch.bool).scatter_(1, picks, True)
 
 
+def _scale_grad(x: torch.Tensor, share: float) -> torch.Tensor:
+    """``x`` in the forward pass; ``share`` of the gradient flows back through it."""
+    if share >= 1.0:
+        return x
+    if share <= 0.0:
+        return x.detach()
+    return x * share + x.detach() * (1.0 - share)
+
+
 def batch_loss(net: SeqQNet, target: SeqQNet, config: TrainConfig, items: torch.Tensor, outcomes: torch.Tensor,
                ends: torch.Tensor, users: torch.Tensor | None, rng: np.random.Generator
                ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -258,9 +278,11 @@ def batch_loss(net: SeqQNet, target: SeqQNet, config: TrainConfig, items: torch.
         # Q with gradients only where the loss needs it: the logged action, and for CQL the logged
         # action against ``unshown_samples`` tracks drawn for the batch; the argmax over every track
         # at the next state needs no gradient (one forward product).
-        hq = net.q_proj(state[valid])  # [M, d]
+        # what the heads share sees only q_encoder_grad of the Q-loss gradient (forward unchanged)
+        hq = net.q_proj(_scale_grad(state[valid], c.q_encoder_grad))  # [M, d]
+        qvecs = _scale_grad(vecs, c.q_encoder_grad)
         a_ids = ids[cols + 1]
-        q_sa = (hq * vecs[cols + 1]).sum(-1) + net.q_bias[a_ids]
+        q_sa = (hq * qvecs[cols + 1]).sum(-1) + net.q_bias[a_ids]
         done = ends[:, 1:][valid]
         rewards = rewards_table[outcomes[:, 1:][valid]] + c.continue_bonus * (~done).float()
         with torch.no_grad():
@@ -278,7 +300,7 @@ def batch_loss(net: SeqQNet, target: SeqQNet, config: TrainConfig, items: torch.
         cql = torch.zeros(())
         if c.unshown_weight > 0:
             cols_n = torch.from_numpy(rng.integers(1, len(ids), c.unshown_samples))
-            q_n = hq @ vecs[cols_n].T + net.q_bias[ids[cols_n]]  # [M, K]
+            q_n = hq @ qvecs[cols_n].T + net.q_bias[ids[cols_n]]  # [M, K]
             q_n = q_n.masked_fill(cols_n.unsqueeze(0) == (cols + 1).unsqueeze(1), float("-inf"))
             cql = (torch.logsumexp(torch.cat([q_sa.unsqueeze(1), q_n], dim=1), dim=1) - q_sa).mean()
         loss = loss + c.q_weight * (td + c.unshown_weight * cql)
@@ -431,10 +453,6 @@ def combine_scores(config: TrainConfig, q: np.ndarray, logits: np.ndarray) -> np
     if config.rank_by == "sqn":
         return logits
     return logits + config.blend * q
-
-
-def config_summary(config: TrainConfig) -> dict[str, Any]:
-    return asdict(config)
 
 
 # ---------------------------------------------------------------- the whole pipeline

@@ -62,10 +62,6 @@ class IngestReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows_in / self.seconds if self.seconds > 0 else 0.0
-
     def summary(self) -> str:
         """A few lines for people: totals, then each rejection reason with example lines."""
         out = [f"{self.path} ({self.format}): {self.rows_in} rows in = {self.stored} stored + {self.rejected} rejected; "

@@ -134,26 +134,46 @@ def test_locked_db_exits_2(qriff, tmp_path):
 
 
 def test_evaluate_simulate_json_has_offline_ablations_and_simulator_rows(qriff, tmp_path):
+    """Listeners who skip 30% of plays at random and leave after any track with odds 0.15: the simulator fit
+    on 32 of the 40 users must find both, pass its calibration on the 8 held out, and leave no policy room
+    to beat another by much (nothing here rewards a choice)."""
     pytest.importorskip("torch")
     import numpy as np
 
     rng = np.random.default_rng(0)
     path = tmp_path / "plays.csv"
     lines = ["user,item,timestamp,skipped"]
-    for u in range(30):
+    for u in range(40):
         i = int(rng.integers(20))
-        for k in range(24):
-            i = (i + 1) % 20 if rng.random() < 0.8 else int(rng.integers(20))
-            lines.append(f"u{u},t{i},{1_600_000_000 + k * 200 + (k // 8) * 86_400},{'true' if rng.random() < 0.3 else 'false'}")
+        for s in range(4):
+            for k in range(30):
+                i = (i + 1) % 20 if rng.random() < 0.8 else int(rng.integers(20))
+                lines.append(f"u{u},t{i},{1_600_000_000 + s * 86_400 + k * 200},"
+                             f"{'true' if rng.random() < 0.3 else 'false'}")
+                if rng.random() < 0.15:
+                    break
     path.write_text("\n".join(lines) + "\n")
-    out = _json(qriff("rec", "evaluate", "--dataset", str(path), "--epochs", "1", "--simulate", "--sim-users", "5",
+    out = _json(qriff("rec", "evaluate", "--dataset", str(path), "--epochs", "1", "--simulate", "--sim-users", "8",
                       "--rollout-sessions", "1", "--json", timeout=300))
     rows = out["offline"]["models"]
-    for row in ("als", "gru4rec (DQN's inputs)", "dqn", "dqn, gamma 0", "dqn, no Q-loss", "dqn, ranked by Q"):
+    for row in ("als", "gru4rec (DQN's inputs)", "dqn", "dqn, gamma 0", "dqn, no Q-loss", "dqn, ranked by Q",
+                "dqn, Q gradient stopped at the encoder", "dqn, full Q gradient into the encoder"):
         assert 0.0 <= rows[row]["full"]["NDCG@10"] <= 1.0, row
+    # untuned, the supervised baseline with the DQN's inputs is the DQN's network without the Q-loss
+    assert rows["gru4rec (DQN's inputs)"]["per_seed"] == rows["dqn, no Q-loss"]["per_seed"]
+    sim = out["simulator"]["simulator"]
+    assert (sim["train_users"], sim["eval_users"], out["simulator"]["users"]) == (32, 8, 8)
+    cal = sim["calibration"]
+    assert cal["held_out_users"] == 8 and cal["passed"], cal
+    assert abs(cal["skip_rate_real"] - 0.3) < 0.1 and abs(cal["skip_rate_sim"] - 0.3) < 0.1
+    assert abs(cal["session_length_sim"] - 1 / 0.15) < 2.5  # untruncated: the leaving odds' mean length
+    leave = list(sim["p_leave"].values())
+    assert abs(np.mean(leave) - 0.15) < 0.05
     pol = out["simulator"]["policies"]
-    assert {"greedy ALS", "dqn, by Q on ALS candidates", "dqn, gamma 0", "oracle (knows the simulator)"} <= set(pol)
-    assert all(0 <= p["mean"] <= 20 and 1 <= p["length"] <= 20 for p in pol.values())
-    assert {"skip_rate_real", "skip_rate_sim"} <= set(out["simulator"]["simulator"]["calibration"])
+    assert {"greedy ALS", "completion rate in the training logs, ALS candidates", "dqn, by Q on ALS candidates",
+            "dqn, gamma 0", "random ALS candidate", "planner (knows the simulator; ceiling)"} <= set(pol)
+    assert all(0 <= p["mean"] <= p["length"] <= 20 for p in pol.values())
+    means = [p["mean"] for p in pol.values()]
+    assert max(means) - min(means) < 2.0
     bad = qriff("rec", "evaluate", "--dataset", str(path), "--seeds", "0")
     assert bad.returncode == 2 and "--seeds" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,4 +1,4 @@
-"""The recommender DQN: numpy run-time parity with torch, seeding, checkpoints, and learning."""
+"""The recommender DQN: run-time (onnxruntime state, numpy heads) parity with torch, seeding, checkpoints, and learning."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def cyclic_data(n_users: int = 30, n_items: int = 12, length: int = 25, seed: in
 
 @pytest.mark.parametrize("encoder,layers", [("gru", 1), ("gru", 2), ("attention", 1), ("attention", 2)])
 @pytest.mark.parametrize("rank_by,user_dim", [("q", 0), ("sqn", 5), ("blend", 3)])
-def test_numpy_scorer_matches_torch(encoder, layers, rank_by, user_dim):
+def test_onnx_state_and_numpy_heads_match_torch(encoder, layers, rank_by, user_dim):
     torch.manual_seed(0)
     cfg = TrainConfig(net=NetConfig(dim=16, encoder=encoder, layers=layers, max_history=6, heads=2), rank_by=rank_by)
     feats = torch.randn(21, 7)
@@ -149,9 +149,39 @@ def test_q_values_the_rest_of_the_session_and_stops_at_its_end():
     assert float(q_start.mean()) == pytest.approx(1.9, abs=0.3)
 
 
+@pytest.mark.parametrize("share", [0.0, 0.25, 1.0])
+def test_q_encoder_grad_scales_the_q_gradient_into_the_shared_parts(share):
+    """Gradients on what the heads share = supervised part + ``share`` x the Q-loss part; at 0 the
+    supervised head trains exactly as without the Q-loss, the Q head still learns."""
+    from recommender.train import batch_loss, build_net
+
+    data = cyclic_data()
+    base = TrainConfig(net=NetConfig(dim=8, max_history=6), epochs=1)
+    tr = Trainer(data, base, progress=False)
+    batch = [torch.from_numpy(a[:16]) for a in (tr.win_items, tr.win_outs, tr.win_ends)]
+
+    def grads(**kw):
+        net = build_net(data, base)
+        net.load_state_dict(tr.net.state_dict())
+        net.eval()  # no dropout: the same forward every call
+        loss, _ = batch_loss(net, tr.target, TrainConfig(**{**base.__dict__, **kw}), *batch, None,
+                             np.random.default_rng(0))
+        loss.backward()
+        return {k: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for k, p in net.named_parameters()}
+
+    sup, full, mixed = grads(q_weight=0.0), grads(q_weight=1.0), grads(q_encoder_grad=share)
+    for k in sup:
+        if k.startswith(("q_proj", "q_bias")):
+            assert torch.allclose(mixed[k], full[k], atol=1e-6), k  # the Q head itself always learns
+            assert mixed[k].abs().sum() > 0, k
+        else:
+            assert torch.allclose(mixed[k], sup[k] + share * (full[k] - sup[k]), atol=1e-5), k
+
+
 @pytest.mark.parametrize("kw,match", [
     ({"gamma": 1.0}, "gamma"), ({"epochs": 0}, "epochs"), ({"rank_by": "x"}, "rank_by"), ({"tau": 0.0}, "tau"),
     ({"session_gap": 0.0}, "session_gap"), ({"unshown_weight": -1.0}, "unshown_weight"),
+    ({"q_encoder_grad": 1.5}, "q_encoder_grad"),
 ])
 def test_bad_config_is_refused(kw, match):
     with pytest.raises(ConfigError, match=match):

@@ -147,7 +147,7 @@ def test_cli_replicas_on_a_local_ray(db):
                 status, headers, body = Client(free, timeout=10).call("GET", "/next?user=eli&n=2")
                 if status == 200:
                     break
-            except OSError:
+            except (OSError, ValueError):  # not listening yet, or Serve's plain-text 404 until the app is deployed
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, "the service did not come up"
             time.sleep(0.5)

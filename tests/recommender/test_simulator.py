@@ -72,10 +72,12 @@ def test_bad_config_and_bad_policy():
 
 # ---------------------------------------------------------------- the simulator fit from logs
 
-WORLD = SimConfig(n_users=60, n_tracks=300, n_artists=40, n_genres=6, sessions=6, session_length=15, seed=1)
+WORLD = SimConfig(n_users=150, n_tracks=300, n_artists=40, n_genres=6, sessions=6, session_length=100, seed=1,
+                  leave_after_skip=0.2, leave_after_complete=0.04)
 
 
-def _fitted():
+@pytest.fixture(scope="module")
+def fitted():
     from recommender.simulator import FitConfig, fit_simulator
 
     world = Simulator(WORLD)
@@ -83,20 +85,88 @@ def _fitted():
     return world, logs, fit_simulator(logs, FitConfig(session_gap=3600.0, factors=8))
 
 
-def test_fit_finds_the_worlds_fatigue_and_is_calibrated_on_held_out_sessions():
-    _, logs, sim = _fitted()
+def test_fit_finds_the_worlds_fatigue_and_passes_calibration_on_held_out_users(fitted):
+    _, logs, sim = fitted
     c = sim.summary()["coefficients"]
     assert c["fatigue"] < -0.2 and c["repeat"] < 0  # repeating a genre or artist costs completions
     assert c["item"] > 0  # tracks completed often in the logs are completed more often
+    assert len(np.intersect1d(sim.train_users, sim.eval_users)) == 0 and len(sim.eval_users) == 30
     cal = sim.calibration
-    assert cal["held_out_sessions"] >= 30
-    assert abs(cal["skip_rate_sim"] - cal["skip_rate_real"]) < 0.05
-    # every logged session is 15 tracks and the logs' end is the only leaving they show
-    assert cal["session_length_real"] == 15
+    assert cal["held_out_users"] == 30 and cal["held_out_sessions"] >= 60
+    assert cal["skip_passed"] and cal["length_passed"] and cal["passed"], cal
+    assert cal["sessions_at_cap"] == 0
+    assert sim.relisten  # the synthetic listeners repeat tracks, so repeats are modelled, not forbidden
 
 
-def test_fitted_sessions_reward_variety_and_end_when_the_listener_leaves():
-    world, logs, sim = _fitted()
+def test_the_fit_never_reads_held_out_users(fitted):
+    """Flip every held-out user's outcomes: the fitted model is the same (their tastes, folded in
+    from their history, are all that changes)."""
+    from recommender.simulator import FitConfig, fit_simulator
+
+    _, logs, sim = fitted
+    flipped = Simulator(WORLD).logged_history()
+    ev = np.isin(flipped.user, sim.eval_users)
+    flipped.outcome[ev] = np.where(flipped.outcome[ev] == rw.COMPLETED, rw.SKIPPED, rw.COMPLETED)
+    other = fit_simulator(flipped, FitConfig(session_gap=3600.0, factors=8))
+    assert np.array_equal(other.eval_users, sim.eval_users)
+    assert np.allclose(other.coef, sim.coef) and np.allclose(other.item_logit, sim.item_logit)
+    assert np.allclose(other.V, sim.V) and np.allclose(other.p_leave, sim.p_leave)
+    assert not other.calibration["passed"]  # and the flipped users no longer look like the model
+
+
+@pytest.mark.parametrize("wrong", ["bias", "taste", "leaving"])
+def test_calibration_fails_a_deliberately_wrong_simulator(fitted, wrong):
+    import copy
+
+    from recommender.simulator import calibrate
+
+    _, logs, sim = fitted
+    bad = copy.copy(sim)
+    bad.coef, bad.p_leave = sim.coef.copy(), sim.p_leave.copy()
+    if wrong == "bias":  # listeners finish far more than they do
+        bad.coef[0] += 1.5
+    elif wrong == "taste":  # they like what they dislike
+        bad.coef[1] = -sim.coef[1]
+    else:  # they leave far sooner
+        bad.p_leave = np.clip(sim.p_leave * 3, 0, 1)
+    cal = calibrate(bad, logs)
+    assert not cal["passed"]
+    if wrong == "leaving":  # what fails is what is wrong
+        assert cal["skip_passed"] and not cal["length_passed"]
+    else:
+        assert not cal["skip_passed"]
+
+
+def test_the_planner_is_a_ceiling_over_greedy_and_random_playlists(fitted):
+    _, logs, sim = fitted
+    b = logs.bounds
+    rng = np.random.default_rng(0)
+    for u in sim.eval_users[:5]:
+        seen = logs.item[b[u]:b[u + 1]]
+        plan = sim.plan(int(u), seen, 20)
+        best = sim.expected_completions(int(u), plan, seen)
+        static = sim.static_logit(int(u))
+        greedy = list(np.argsort(-static[1:])[:20] + 1)  # fresh-session odds, no fatigue
+        assert best >= sim.expected_completions(int(u), [int(i) for i in greedy], seen) - 1e-9
+        for _ in range(5):
+            assert best > sim.expected_completions(int(u), [int(i) for i in rng.choice(300, 20) + 1], seen)
+
+
+def test_without_relistening_in_the_logs_a_seen_track_is_a_certain_skip(fitted):
+    import copy
+
+    _, logs, sim = fitted
+    strict = copy.copy(sim)
+    strict.relisten = False
+    u = int(sim.eval_users[0])
+    first = int(logs.item[logs.bounds[u]])
+    played, results = strict.play_session(lambda *a: first, u, [first], [rw.COMPLETED], 10,
+                                          np.random.default_rng(0))
+    assert set(results) == {rw.SKIPPED}
+
+
+def test_fitted_sessions_reward_variety_and_end_when_the_listener_leaves(fitted):
+    world, logs, sim = fitted
     static = np.stack([sim.static_logit(u) for u in range(WORLD.n_users)])
 
     def same_artist(u, items, outs, played):
@@ -116,8 +186,11 @@ def test_fitted_sessions_reward_variety_and_end_when_the_listener_leaves():
     b, lb = sim.rollout(spread, logs, 20)
     assert b.mean() > a.mean() + 1
     assert (la <= 20).all() and (b <= lb).all()
-    sim.p_leave = np.ones_like(sim.p_leave)  # a listener who always leaves hears one track
-    _, one = sim.rollout(spread, logs, 20)
+    import copy
+
+    gone = copy.copy(sim)
+    gone.p_leave = np.ones_like(sim.p_leave)  # a listener who always leaves hears one track
+    _, one = gone.rollout(spread, logs, 20)
     assert (one == 1).all()
 
 
