@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.base.sessions import single_thread_session
 from recommender.errors import ModelMissingError
 
 #: 2: the encoder ships as an ONNX graph (``state_onnx``); 1 had numpy weights only.
@@ -79,15 +80,7 @@ def export_weights(net: Any, config_json: str) -> dict[str, np.ndarray]:
 
 def _session(data: bytes) -> Any:
     """An onnxruntime session on one thread (small graphs run fastest that way)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    return single_thread_session(data)
 
 
 class Scorer:

@@ -29,6 +29,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,36 +130,45 @@ class KLConfig:
 
 
 class EpisodeReplay:
-    """Whole episodes: observations float16 ``[cap, T, D]``, actions, rewards and the prior's
-    log-probabilities float32 ``[cap, T, 38]`` at every step; the oldest episode goes first."""
+    """Whole episodes in a ring (the oldest goes first), each field padded to ``t_max`` steps.
 
-    def __init__(self, capacity: int, t_max: int, obs_dim: int, seed: int) -> None:
-        self.obs = np.zeros((capacity, t_max, obs_dim), np.float16)
-        self.act = np.zeros((capacity, t_max), np.int64)
-        self.rew = np.zeros((capacity, t_max), np.float32)
-        self.lp = np.zeros((capacity, t_max, tokens.N_ACTIONS), np.float32)
+    ``steps`` names the per-step fields: ``{name: (shape of one step, dtype)}`` (observations
+    are stored as float16 and sampled as float32); ``episode`` names per-episode values:
+    ``{name: (default, dtype)}``. :meth:`sample` returns torch tensors of every field cut to
+    the longest sampled episode, and ``mask`` (bool ``[n, T]``, True on real steps).
+    KL training keeps observations, actions, rewards and the prior's log-probabilities
+    (``KL_STEPS``) with a KL coefficient per episode; ``qriff tune`` its own fields.
+    """
+
+    def __init__(self, capacity: int, t_max: int, seed: int, steps: Mapping[str, tuple[tuple[int, ...], Any]],
+                 episode: Mapping[str, tuple[float, Any]] | None = None) -> None:
+        self.steps = {name: np.zeros((capacity, t_max, *shape), dtype) for name, (shape, dtype) in steps.items()}
+        self.episode = {name: np.full(capacity, default, dtype) for name, (default, dtype) in (episode or {}).items()}
+        self._defaults = {name: default for name, (default, _) in (episode or {}).items()}
         self.length = np.zeros(capacity, np.int64)
-        self.coef = np.ones(capacity, np.float32)
         self.capacity, self.size, self.next = capacity, 0, 0
         self.rng = np.random.default_rng(seed)
 
-    def add(self, obs: np.ndarray, act: np.ndarray, rew: np.ndarray, lp: np.ndarray, coef: float = 1.0) -> None:
-        """One episode; ``coef`` multiplies its KL coefficient."""
-        i, n = self.next, len(act)
-        self.obs[i, :n], self.act[i, :n], self.rew[i, :n], self.lp[i, :n] = obs, act, rew, lp
+    def add(self, **values: Any) -> None:
+        """One episode: every per-step field (arrays of its length), per-episode values optional."""
+        i = self.next
+        n = len(values[next(iter(self.steps))])
+        for name, store in self.steps.items():
+            store[i, :n] = values[name]
+        for name, store in self.episode.items():
+            store[i] = values.get(name, self._defaults[name])
         self.length[i] = n
-        self.coef[i] = coef
         self.next = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         idx = self.rng.choice(self.size, size=min(n, self.size), replace=False)
         t = int(self.length[idx].max())
-        mask = np.arange(t)[None, :] < self.length[idx][:, None]
-        return {"obs": torch.from_numpy(self.obs[idx, :t].astype(np.float32)),
-                "act": torch.from_numpy(self.act[idx, :t]), "rew": torch.from_numpy(self.rew[idx, :t]),
-                "lp": torch.from_numpy(self.lp[idx, :t]), "mask": torch.from_numpy(mask),
-                "coef": torch.from_numpy(self.coef[idx])}
+        out = {name: torch.from_numpy(store[idx, :t].astype(np.float32) if store.dtype == np.float16
+                                      else store[idx, :t]) for name, store in self.steps.items()}
+        out.update({name: torch.from_numpy(store[idx]) for name, store in self.episode.items()})
+        out["mask"] = torch.from_numpy(np.arange(t)[None, :] < self.length[idx][:, None])
+        return out
 
 
 def soft_targets(mode: str, g_target: torch.Tensor, lp: torch.Tensor, rew: torch.Tensor, mask: torch.Tensor,
@@ -206,7 +216,10 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
     policy = KLPolicyNet(prior, g)
     opt = torch.optim.Adam(g.parameters(), lr=config.lr)
     t_max = config.bars[1] * 16
-    replay = EpisodeReplay(config.replay_episodes, t_max, d, config.seed)
+    replay = EpisodeReplay(config.replay_episodes, t_max, config.seed,
+                           steps={"obs": ((d,), np.float16), "act": ((), np.int64), "rew": ((), np.float32),
+                                  "lp": ((tokens.N_ACTIONS,), np.float32)},
+                           episode={"coef": (1.0, np.float32)})
     n = config.n_envs
     buf_obs = np.zeros((n, t_max, d), np.float16)
     buf_act = np.zeros((n, t_max), np.int64)
@@ -255,7 +268,8 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
         pos += 1
         for row in info["done_rows"]:
             k = int(pos[row])
-            replay.add(buf_obs[row, :k], buf_act[row, :k], buf_rew[row, :k], buf_lp[row, :k], float(kl_w[row]))
+            replay.add(obs=buf_obs[row, :k], act=buf_act[row, :k], rew=buf_rew[row, :k], lp=buf_lp[row, :k],
+                       coef=float(kl_w[row]))
             returns.append(float(buf_rew[row, :k].sum()))
             pos[row] = 0
             state[row] = 0.0

@@ -43,6 +43,7 @@ import torch
 from tqdm import tqdm
 
 from engine.base.errors import EngineError
+from engine.learn.kl_train import EpisodeReplay
 from engine.learn.seqmodel import KLPolicyNet, SeqConfig, SeqNet
 from engine.mdp import observation, styles
 from engine.music import theory, tokens
@@ -145,39 +146,6 @@ class TuneContext:
     style: dict[str, float]
 
 
-class _Replay:
-    """Whole episodes: observations float16 ``[cap, T, D]``, actions, rewards, the reference's
-    log-probabilities and ``G_0`` float32 ``[cap, T, 38]``; the oldest episode goes first."""
-
-    def __init__(self, capacity: int, t_max: int, d: int, seed: int) -> None:
-        self.obs = np.zeros((capacity, t_max, d), np.float16)
-        self.act = np.zeros((capacity, t_max), np.int64)
-        self.rew = np.zeros((capacity, t_max), np.float32)
-        self.g0 = np.zeros((capacity, t_max, tokens.N_ACTIONS), np.float32)
-        self.logratio = np.zeros((capacity, t_max), np.float32)
-        self.length = np.zeros(capacity, np.int64)
-        self.capacity, self.size, self.next = capacity, 0, 0
-        self.rng = np.random.default_rng(seed)
-
-    def add(self, obs: np.ndarray, act: np.ndarray, rew: np.ndarray, g0: np.ndarray, logratio: np.ndarray) -> None:
-        i, n = self.next, len(act)
-        self.logratio[i, :n] = logratio
-        self.obs[i, :n], self.act[i, :n], self.rew[i, :n], self.g0[i, :n] = obs, act, rew, g0
-        self.length[i] = n
-        self.next = (i + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
-
-    def sample(self, n: int) -> dict[str, torch.Tensor]:
-        idx = self.rng.choice(self.size, size=min(n, self.size), replace=False)
-        t = int(self.length[idx].max())
-        mask = np.arange(t)[None, :] < self.length[idx][:, None]
-        return {"obs": torch.from_numpy(self.obs[idx, :t].astype(np.float32)),
-                "act": torch.from_numpy(self.act[idx, :t]), "rew": torch.from_numpy(self.rew[idx, :t]),
-                "g0": torch.from_numpy(self.g0[idx, :t]),
-                "logratio": torch.from_numpy(self.logratio[idx, :t]),
-                "mask": torch.from_numpy(mask.astype(np.float32))}
-
-
 def soft_returns(rew: torch.Tensor, logratio: torch.Tensor, mask: torch.Tensor, kl_coef: float,
                  gamma: float) -> torch.Tensor:
     """Monte-Carlo soft Q targets ``[B, T]``: ``r_t / c + sum_{k>t} gamma^(k-t) (r_k / c - log pi/pi_0 (a_k|s_k))``
@@ -237,7 +205,9 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
     opt = torch.optim.Adam(g.parameters(), lr=config.lr)
     d = g.config.obs_dim
     spb_max = max(theory.steps_per_bar(c.time_signature) for c in contexts)
-    replay = _Replay(config.replay_episodes, config.max_bars * spb_max, d, config.seed)
+    replay = EpisodeReplay(config.replay_episodes, config.max_bars * spb_max, config.seed,
+                           steps={"obs": ((d,), np.float16), "act": ((), np.int64), "rew": ((), np.float32),
+                                  "g0": ((tokens.N_ACTIONS,), np.float32), "logratio": ((), np.float32)})
     lo, hi = config.taste_weights
     episodes = updates = 0
     debt = 0.0
@@ -294,7 +264,7 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
         rews = shaped_rewards(score, seqs, spbs, w)
         for i in range(n):
             k = lengths[i]
-            replay.add(obs_buf[i, :k], act_buf[i, :k], rews[i], g0_buf[i, :k], ratio_buf[i, :k])
+            replay.add(obs=obs_buf[i, :k], act=act_buf[i, :k], rew=rews[i], g0=g0_buf[i, :k], logratio=ratio_buf[i, :k])
             returns.append(float(rews[i].sum()))
         episodes += n
         bar.update(n)
@@ -304,9 +274,9 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
             b = replay.sample(config.batch_episodes)
             gq = g(b["obs"])[0]
             with torch.no_grad():
-                y = soft_returns(b["rew"], b["logratio"], b["mask"], config.kl_coef, config.gamma)
+                y = soft_returns(b["rew"], b["logratio"], b["mask"].float(), config.kl_coef, config.gamma)
             h = (gq - b["g0"]).gather(-1, b["act"].unsqueeze(-1)).squeeze(-1)
-            m = b["mask"]
+            m = b["mask"].float()
             loss = (torch.nn.functional.smooth_l1_loss(h, y, reduction="none") * m).sum() / m.sum()
             opt.zero_grad()
             loss.backward()

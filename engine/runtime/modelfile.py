@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.base.errors import ModelError
+from engine.base.sessions import single_thread_session
 from engine.mdp import observation
 from engine.music import tokens
 
@@ -81,16 +82,8 @@ def user_models_dir() -> Path:
 
 def open_session(data: bytes, where: str) -> Any:
     """An onnxruntime session (one thread, CPU) on the model bytes; ModelError if they are not ONNX."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
     try:
-        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        return single_thread_session(data)
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{where} is not a valid ONNX model ({first[:200]}): re-export it with 'qriff export'") \

@@ -112,3 +112,23 @@ def test_a_prior_of_another_observation_contract_is_refused_with_what_to_retrain
     torch.save(blob, path)
     with pytest.raises(ModelError, match="observation version 1.*qriff corpus prior --out"):
         load_seq_prior(path)
+
+
+def test_episode_replay_keeps_whole_episodes_in_a_ring_and_pads_with_a_mask():
+    import numpy as np
+
+    from engine.learn.kl_train import EpisodeReplay
+
+    replay = EpisodeReplay(2, 4, seed=0, steps={"obs": ((3,), np.float16), "act": ((), np.int64)},
+                           episode={"coef": (1.0, np.float32)})
+    replay.add(obs=np.full((2, 3), 0.5), act=np.array([7, 8]))
+    replay.add(obs=np.full((4, 3), 1.5), act=np.array([1, 2, 3, 4]), coef=0.25)
+    b = replay.sample(2)
+    order = np.argsort(b["mask"].sum(1).numpy())  # the 2-step episode, then the 4-step one
+    assert b["obs"].dtype.is_floating_point and b["obs"].shape == (2, 4, 3) and str(b["obs"].dtype) == "torch.float32"
+    assert b["mask"].dtype == torch.bool and b["mask"][order[0]].tolist() == [True, True, False, False]
+    assert b["act"][order[0]].tolist() == [7, 8, 0, 0] and b["act"][order[1]].tolist() == [1, 2, 3, 4]
+    assert b["coef"][order].tolist() == [1.0, 0.25]  # the default, then the given value
+    replay.add(obs=np.zeros((1, 3)), act=np.array([5]))  # a third episode replaces the oldest
+    b = replay.sample(2)
+    assert replay.size == 2 and sorted(b["mask"].sum(1).tolist()) == [1, 4] and b["obs"].shape[1] == 4
