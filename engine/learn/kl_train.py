@@ -195,6 +195,19 @@ def act_logits(mode: str, g: torch.Tensor, lp: torch.Tensor) -> torch.Tensor:
     return lp + g if mode == "kl" else g
 
 
+def masked_huber_step(opt: torch.optim.Optimizer, net: torch.nn.Module, pred: torch.Tensor, target: torch.Tensor,
+                      mask: torch.Tensor, max_grad_norm: float) -> torch.Tensor:
+    """One optimiser step on the smooth-L1 loss of ``pred`` against ``target`` over the real
+    steps (``mask`` True) of padded episodes, gradients clipped to ``max_grad_norm``; the loss."""
+    m = mask.float()
+    loss = (torch.nn.functional.smooth_l1_loss(pred, target, reduction="none") * m).sum() / m.sum()
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), max_grad_norm)
+    opt.step()
+    return loss
+
+
 def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
              progress_cb: Any = None) -> tuple[KLPolicyNet, dict[str, Any]]:
     """Train G against ``prior``; returns the policy network (prior + G, or Q alone for dqn) and a log."""
@@ -285,13 +298,8 @@ def train_kl(config: KLConfig, prior: SeqNet, out_dir: str | Path | None = None,
             with torch.no_grad():
                 y = soft_targets(config.mode, g_target(b["obs"])[0], b["lp"], b["rew"], b["mask"].float(),
                                  config.kl_coef * b["coef"][:, None], config.gamma)
-            q = q_all.gather(-1, b["act"].unsqueeze(-1)).squeeze(-1)
-            m = b["mask"].float()
-            loss = (torch.nn.functional.smooth_l1_loss(q, y, reduction="none") * m).sum() / m.sum()
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(g.parameters(), config.max_grad_norm)
-            opt.step()
+            loss = masked_huber_step(opt, g, q_all.gather(-1, b["act"].unsqueeze(-1)).squeeze(-1), y, b["mask"],
+                                     config.max_grad_norm)
             with torch.no_grad():
                 for pt, po in zip(g_target.parameters(), g.parameters()):
                     pt.mul_(1 - config.tau).add_(po, alpha=config.tau)

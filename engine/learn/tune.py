@@ -43,7 +43,7 @@ import torch
 from tqdm import tqdm
 
 from engine.base.errors import EngineError
-from engine.learn.kl_train import EpisodeReplay
+from engine.learn.kl_train import EpisodeReplay, masked_huber_step
 from engine.learn.seqmodel import KLPolicyNet, SeqConfig, SeqNet
 from engine.mdp import observation, styles
 from engine.music import theory, tokens
@@ -276,12 +276,7 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
             with torch.no_grad():
                 y = soft_returns(b["rew"], b["logratio"], b["mask"].float(), config.kl_coef, config.gamma)
             h = (gq - b["g0"]).gather(-1, b["act"].unsqueeze(-1)).squeeze(-1)
-            m = b["mask"].float()
-            loss = (torch.nn.functional.smooth_l1_loss(h, y, reduction="none") * m).sum() / m.sum()
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(g.parameters(), config.max_grad_norm)
-            opt.step()
+            loss = masked_huber_step(opt, g, h, y, b["mask"], config.max_grad_norm)
             updates += 1
             losses.append(float(loss.detach()))
         row = {"episodes": episodes, "updates": updates, "seconds": round(time.perf_counter() - t0, 1),

@@ -64,16 +64,22 @@ class TheoryOptionError(OptionError, TheoryError):
 
 # ------------------------------------------------------------------ loose values
 
-def as_int(name: str, value: Any, lo: int, hi: int) -> int:
-    """An int in ``lo..hi`` from an int, an integral float or a numeric string."""
-    allowed = f"an integer {lo}..{hi}"
+def _number(name: str, value: Any, allowed: str) -> Any:
+    """``value`` with numeric text read as a float; OptionError for None, a bool or other text."""
     if isinstance(value, bool) or value is None:
         raise OptionError(name, value, allowed)
     if isinstance(value, str):
         try:
-            value = float(value.strip())
+            return float(value.strip())
         except ValueError:
             raise OptionError(name, value, allowed) from None
+    return value
+
+
+def as_int(name: str, value: Any, lo: int, hi: int) -> int:
+    """An int in ``lo..hi`` from an int, an integral float or a numeric string."""
+    allowed = f"an integer {lo}..{hi}"
+    value = _number(name, value, allowed)
     if isinstance(value, float):
         if not math.isfinite(value) or value != int(value):
             raise OptionError(name, value, allowed)
@@ -91,13 +97,7 @@ def as_int(name: str, value: Any, lo: int, hi: int) -> int:
 def as_float(name: str, value: Any, lo: float, hi: float) -> float:
     """A finite float in ``lo..hi`` from an int, a float or a numeric string."""
     allowed = f"a number {lo:g}..{hi:g}"
-    if isinstance(value, bool) or value is None:
-        raise OptionError(name, value, allowed)
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise OptionError(name, value, allowed) from None
+    value = _number(name, value, allowed)
     try:
         number = float(value)
     except (TypeError, ValueError):
