@@ -533,13 +533,19 @@ def main() -> int:
                     bench_movielens(args, data, tuned)
                 if "simulator" not in skip:
                     bench_simulator(args, data, tuned)
-    print("| target | measured | need | ok | detail |\n|---|---|---|---|---|")
-    for r in ROWS:
-        print(f"| {r['target']} | {r['measured']} | {r['need']} | {'yes' if r['ok'] else 'NO'} | {r['detail']} |")
-    if args.out:
-        args.out.write_text(json.dumps({"targets": ROWS, "results": RESULTS}, indent=2, default=str))
-    return 0 if ROWS and all(r["ok"] for r in ROWS) else 1
+    return report_targets(ROWS, RESULTS, args.out)
 
+
+
+def report_targets(rows: list[dict], results: dict, out: Path | None) -> int:
+    """Print the targets as a markdown table, write ``{"targets", "results"}`` to ``out``;
+    the exit status: 0 when there are targets and every one is met."""
+    print("\n| target | measured | need | ok | detail |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['target']} | {r['measured']} | {r['need']} | {'yes' if r['ok'] else 'NO'} | {r['detail']} |")
+    if out:
+        out.write_text(json.dumps({"targets": rows, "results": results}, indent=2, default=str))
+    return 0 if rows and all(r["ok"] for r in rows) else 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from bench_recommender import untrained_catalog  # noqa: E402
+from bench_recommender import report_targets, untrained_catalog  # noqa: E402
 
 ROWS: list[dict] = []
 RESULTS: dict = {}
@@ -497,12 +497,7 @@ def main() -> int:
             bench_events(args, db, users, track_ids)
         if "ray" not in skip:
             bench_ray(args, db, users)
-    print("\n| target | measured | need | ok | detail |\n|---|---|---|---|---|")
-    for r in ROWS:
-        print(f"| {r['target']} | {r['measured']} | {r['need']} | {'yes' if r['ok'] else 'NO'} | {r['detail']} |")
-    if args.out:
-        args.out.write_text(json.dumps({"targets": ROWS, "results": RESULTS}, indent=2, default=str))
-    return 0 if ROWS and all(r["ok"] for r in ROWS) else 1
+    return report_targets(ROWS, RESULTS, args.out)
 
 
 if __name__ == "__main__":
