@@ -25,7 +25,8 @@ test: $(STAMP)
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 	# the documentation (mkdocs.yml, docs/) into site/: a broken link, image or anchor fails the build
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	# (no --quiet: it hides the warnings that --strict turns into a failure; tests/test_docs_build.py)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 ## system-deps: Debian packages the tests use (FluidSynth, Pure Data, liblo, DPF); needs root
 system-deps:
