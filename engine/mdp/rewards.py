@@ -692,14 +692,26 @@ def _copies(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 RESTATE = 0.5
 
 
+def _last_two_bars(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray],
+                   similarity: Callable[[np.ndarray, np.ndarray], np.ndarray]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """What a term judged at each bar's end against the bar one or two back reads: (the rows
+    ending a bar, this bar's tokens, the bar one back, two back, the best ``similarity`` of this
+    bar to either); None when no row ends a bar this step."""
+    end = _bar_end(batch, 1)
+    if not end.any():
+        return None
+    cur, b1, b2 = (_bar_tokens(batch, actions, k, feats) for k in (0, 1, 2))
+    return end, cur, b1, b2, np.maximum(similarity(cur, b1), similarity(cur, b2))
+
+
 @_builtin("bar_repeat", "riff, judged at each bar's end: restating the bar one or two back with variation +1, "
                         "copying it +0.5, a third copy in a row -1")
 def term_bar_repeat(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
-    end = _bar_end(batch, 1)
-    if not end.any():
+    bars = _last_two_bars(batch, actions, feats, bar_similarity)
+    if bars is None:
         return np.zeros(batch.size, np.float32)
-    cur, b1, b2 = (_bar_tokens(batch, actions, k, feats) for k in (0, 1, 2))
-    best = np.maximum(bar_similarity(cur, b1), bar_similarity(cur, b2))
+    end, cur, b1, b2, best = bars
     copy1, copy2 = _copies(cur, b1), _copies(cur, b2)
     # a third copy: the same bar for the third time in a row (lag 1), or a 2-bar riff's third time
     third = (copy1 & _copies(b1, b2)) | (copy2 & _copies(b2, _bar_tokens(batch, actions, 4, feats)))
@@ -726,11 +738,10 @@ def term_phrase_return(batch: MelodyBatch, actions: np.ndarray, feats: dict[str,
 @_builtin("rhythm_motif", "rhythm reuse, judged at each bar's end: a bar of 2 or more notes striking where the "
                           "bar one or two back struck (Jaccard >= 0.5) +0.5; one sharing under a quarter -0.25")
 def term_rhythm_motif(batch: MelodyBatch, actions: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
-    end = _bar_end(batch, 1)
-    if not end.any():
+    bars = _last_two_bars(batch, actions, feats, rhythm_similarity)
+    if bars is None:
         return np.zeros(batch.size, np.float32)
-    cur, b1, b2 = (_bar_tokens(batch, actions, k, feats) for k in (0, 1, 2))
-    best = np.maximum(rhythm_similarity(cur, b1), rhythm_similarity(cur, b2))
+    end, cur, _, _, best = bars
     notes = (cur >= tokens.FIRST_PITCH).sum(axis=1)
     value = np.where(notes >= 2, np.where(best >= 0.5, 0.5, np.where(best < 0.25, -0.25, 0.0)), 0.0)
     return np.where(end, value, 0.0).astype(np.float32)

@@ -21,23 +21,14 @@ pytest.importorskip("ray.serve")
 pytest.importorskip("torch")
 
 from tests.recommender.http_server import Client  # noqa: E402
+from tests.recommender.tiny import tiny_trained_db  # noqa: E402
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures" / "rec"
 cluster = two_node_cluster()
 
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
-    from recommender.candidates import CandidateConfig
-    from recommender.ingest import ingest_files
-    from recommender.model import NetConfig
-    from recommender.train import TrainConfig, train_database
-
-    path = tmp_path_factory.mktemp("replicas") / "music.db"
-    ingest_files(path, sorted(FIX.iterdir()), progress=False)
-    train_database(path, config=TrainConfig(net=NetConfig(dim=8, max_history=6), epochs=2, batch_size=8),
-                   cand_config=CandidateConfig(factors=4, iterations=3), progress=False)
-    return path
+    return tiny_trained_db(tmp_path_factory.mktemp("replicas"))
 
 
 @pytest.fixture(scope="module")

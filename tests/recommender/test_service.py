@@ -20,22 +20,12 @@ pytest.importorskip("torch")
 from recommender.artifact import default_model_path  # noqa: E402
 from recommender.service import ROUTES, LocalService  # noqa: E402
 from tests.recommender.http_server import Client, running  # noqa: E402
-
-FIX = Path(__file__).resolve().parents[1] / "fixtures" / "rec"
+from tests.recommender.tiny import tiny_trained_db  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from recommender.candidates import CandidateConfig
-    from recommender.ingest import ingest_files
-    from recommender.model import NetConfig
-    from recommender.train import TrainConfig, train_database
-
-    db = tmp_path_factory.mktemp("svc") / "music.db"
-    ingest_files(db, sorted(FIX.iterdir()), progress=False)
-    train_database(db, config=TrainConfig(net=NetConfig(dim=8, max_history=6), epochs=2, batch_size=8),
-                   cand_config=CandidateConfig(factors=4, iterations=3), progress=False)
-    return db
+    return tiny_trained_db(tmp_path_factory.mktemp("svc"))
 
 
 @pytest.fixture

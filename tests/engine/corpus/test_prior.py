@@ -13,6 +13,7 @@ from engine.base.errors import EngineError, ModelError
 from engine.corpus import prior
 from engine.mdp import observation
 from engine.music import tokens
+from tests.engine.observed import observed_rows
 
 D0 = observation.obs_dim(0)
 
@@ -30,12 +31,7 @@ def melody_obs(seq, scale="major", ts=(4, 4), chords=None):
     bars = len(seq) // (16 if ts == (4, 4) else 12)
     ctx = observation.MelodyContext.from_music(key=0, scale=scale, bars=bars, time_signature=ts, chords=chords,
                                                role="lead", style=np.zeros((0,), np.float32))
-    batch = observation.MelodyBatch.create([ctx])
-    rows = []
-    for tok in seq:
-        rows.append(observation.observe(batch)[0])
-        batch.append(np.array([tok]))
-    return np.stack(rows)
+    return observed_rows(ctx, seq)
 
 
 # ------------------------------------------------------------------ inference

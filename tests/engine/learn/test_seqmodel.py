@@ -10,19 +10,11 @@ from engine.learn.seqmodel import KLPolicyNet, SeqConfig, SeqNet, StepModule, g_
 from engine.learn.seqprior_training import history_onehot
 from engine.mdp import observation, styles
 from engine.music import tokens
+from tests.engine.observed import observed_rows
 
 torch.set_num_threads(1)
 D0 = observation.obs_dim(0)
 H = observation.HISTORY * tokens.N_ACTIONS
-
-
-def _observed(ctx: observation.MelodyContext, seq: np.ndarray) -> np.ndarray:
-    batch = observation.MelodyBatch.create([ctx])
-    rows = []
-    for tok in seq:
-        rows.append(observation.observe(batch)[0])
-        batch.append(np.array([tok]))
-    return np.stack(rows)
 
 
 @pytest.mark.parametrize("ts", [(4, 4), (6, 8)])
@@ -31,7 +23,7 @@ def test_history_onehot_equals_the_observation_history(ts):
     ctx = observation.MelodyContext.from_music(key=0, scale="dorian", bars=3, time_signature=ts, role="lead",
                                                style=np.zeros(0, np.float32))
     seq = rng.integers(0, tokens.N_ACTIONS, ctx.n_steps)
-    obs = _observed(ctx, seq)
+    obs = observed_rows(ctx, seq)
     rebuilt = history_onehot(torch.from_numpy(seq)[None])[0].numpy()
     np.testing.assert_array_equal(rebuilt, obs[:, :H])
 
