@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.evaluation import twosample  # noqa: E402
 from engine.evaluation.evaluate import clip_tokens  # noqa: E402
-from engine.evaluation.musician import TASTES, Musician  # noqa: E402
+from engine.evaluation.musician import ALL_TASTES, DEV_TASTES, TASTES, Musician  # noqa: E402
 
 BARS = 4
 BASE_RATE = 0.3
@@ -114,7 +114,7 @@ def one_run(taste: str, seed: int, args: argparse.Namespace, shipped: Any, refer
     from engine.evaluation.taste import RewardModel
     from engine.runtime import Policy
 
-    musician = Musician.calibrated(taste, TASTES[taste], reference, 16, BASE_RATE)
+    musician = Musician.calibrated(taste, ALL_TASTES[taste], reference, 16, BASE_RATE)
     opposite = musician.opposite(reference, 16)
     rng = np.random.default_rng(seed)
     judged = shipped.generate_many(args.verdicts, seed=1_000_000 * (seed + 1), bars=BARS)
@@ -254,7 +254,9 @@ def markdown(summary: dict[str, dict[str, Any]], args: argparse.Namespace, comma
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tastes", default=",".join(TASTES), help=f"comma-separated, of {', '.join(TASTES)}")
+    p.add_argument("--tastes", default=",".join(TASTES),
+                   help=f"comma-separated: the evaluation tastes {', '.join(TASTES)} (the default), or the development "
+                   f"tastes {', '.join(DEV_TASTES)} (on which the defaults are chosen), or 'dev' for all of those")
     p.add_argument("--seeds", type=int, default=3, help="seeds per taste (default 3)")
     p.add_argument("--verdicts", type=int, default=200, help="clips the musician judges (default 200)")
     p.add_argument("--clips", type=int, default=200, help="clips generated after tuning, each model (default 200)")
@@ -268,11 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="write the rows and summary as JSON")
     p.add_argument("--markdown", type=Path, default=None, help="write the table as markdown")
     args = p.parse_args(argv)
-    tastes = [t.strip() for t in args.tastes.split(",") if t.strip()]
+    tastes = list(DEV_TASTES) if args.tastes == "dev" else [t.strip() for t in args.tastes.split(",") if t.strip()]
     args.dial = [float(w) for w in args.dial.split(",") if w.strip()]
-    bad = [t for t in tastes if t not in TASTES]
+    bad = [t for t in tastes if t not in ALL_TASTES]
     if bad or args.seeds < 1 or args.verdicts < 20 or args.clips < 10 or args.realism_clips < 0:
-        p.error(f"tastes {bad} unknown (allowed {', '.join(TASTES)}), or --seeds < 1, --verdicts < 20, "
+        p.error(f"tastes {bad} unknown (allowed {', '.join(ALL_TASTES)}, or 'dev'), or --seeds < 1, --verdicts < 20, "
                 "--clips < 10 or --realism-clips < 0")
     import torch
 

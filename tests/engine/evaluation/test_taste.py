@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.evaluation.evaluate import clip_tokens
-from engine.evaluation.musician import TASTES, Musician
+from engine.evaluation.musician import ALL_TASTES, DEV_TASTES, FEATURES, TASTES, Musician, hidden_features
 from engine.evaluation.taste import (
     MIN_PER_CLASS,
     MIN_VERDICTS,
@@ -47,9 +47,29 @@ def test_descriptors_read_register_steps_length_offbeats_and_density():
     assert descriptors(syncopated, 16)[3] == 1.0
 
 
+def test_hidden_features_read_leaps_repeats_range_rests_and_the_last_note():
+    # C, G above (a leap of 7), G again, rest, then C an octave up (a leap of 5), one 4/4 bar
+    seq = [14, 1, 1, 1, 21, 1, 1, 1, 21, 1, 0, 0, 26, 1, 1, 1]
+    leaps, repeats, span, rests, tonic_end = hidden_features(seq)
+    assert leaps == pytest.approx(2 / 3) and repeats == pytest.approx(1 / 3)
+    assert span == pytest.approx(12 / 24) and rests == pytest.approx(2 / 16) and tonic_end == 1.0
+    assert hidden_features(seq[:-4])[4] == 0.0  # ends on G
+    assert list(hidden_features([0] * 16)) == [0.0, 0.0, 0.0, 1.0, 0.0]  # silence: all rests, no notes
+
+
+def test_development_tastes_are_apart_from_the_evaluation_tastes():
+    """The defaults are chosen on DEV_TASTES: they must not be the evaluation tastes, and each leans on a
+    feature the reward model's descriptors do not name."""
+    assert not set(DEV_TASTES) & set(TASTES) and ALL_TASTES == {**TASTES, **DEV_TASTES}
+    hidden = {n for n, _ in FEATURES[5:]}
+    for name, taste in DEV_TASTES.items():
+        assert set(taste) & hidden, name
+        assert all(taste != t for t in TASTES.values())
+
+
 def test_the_musician_keeps_its_base_rate_of_the_reference(shipped_clips):
     ref, _, fresh = shipped_clips
-    for name, taste in TASTES.items():
+    for name, taste in ALL_TASTES.items():
         m = Musician.calibrated(name, taste, ref, base_rate=0.3)
         assert m.keep_probability(ref).mean() == pytest.approx(0.3, abs=1e-3)
         opp = m.opposite(ref)
