@@ -178,7 +178,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             v = np.array([r[key] for r in rs if key in r], np.float64)
             return (float(v.mean()), float(v.std())) if len(v) else (float("nan"), float("nan"))
 
-        s = {k: ms(k) for k in ("base_keep", "tuned_keep", "ceiling_keep", "gain", "control_base_keep",
+        s: dict[str, Any] = {k: ms(k) for k in ("base_keep", "tuned_keep", "ceiling_keep", "gain", "control_base_keep",
                                 "control_tuned_keep", "control_gain", "auc_base", "auc_tuned", "auc_rise",
                                 "tune_wall_s", "tune_cpu_s", "reward_heldout_auc", "speed_ratio")}
         s["seeds"] = len(rs)

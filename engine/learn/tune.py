@@ -83,6 +83,9 @@ class TuneConfig:
     """Adam learning rate for G."""
     gamma: float = 1.0
     """Discount per step: 1, so the optimum is the clip-level re-weighting of the module doc."""
+    lam: float = 1.0
+    """lambda of the soft lambda-return targets: 1 is the played clip's Monte-Carlo soft return, lower
+    mixes in the network's own soft value of the next state (less variance, some bias)."""
     max_grad_norm: float = 5.0
     """Global gradient norm clip."""
     taste_weights: tuple[float, float] = (-2.0, 4.0)
@@ -104,6 +107,7 @@ class TuneConfig:
             ("updates_per_episode", 0.0 <= self.updates_per_episode <= 16.0, "0 to 16"),
             ("lr", 0.0 < self.lr < 1.0, "0 < lr < 1"),
             ("gamma", 0.0 <= self.gamma <= 1.0, "0 to 1"),
+            ("lam", 0.0 <= self.lam <= 1.0, "0 to 1"),
             ("taste_weights", -styles.MAX_WEIGHT <= lo <= hi <= styles.MAX_WEIGHT,
              f"(lo, hi) within -{styles.MAX_WEIGHT:g}..{styles.MAX_WEIGHT:g}"),
             ("max_bars", 1 <= self.max_bars <= 16, "1 to 16"),
@@ -147,17 +151,28 @@ class TuneContext:
 
 
 def soft_returns(rew: torch.Tensor, logratio: torch.Tensor, mask: torch.Tensor, kl_coef: float,
-                 gamma: float) -> torch.Tensor:
-    """Monte-Carlo soft Q targets ``[B, T]``: ``r_t / c + sum_{k>t} gamma^(k-t) (r_k / c - log pi/pi_0 (a_k|s_k))``
+                 gamma: float, value: torch.Tensor | None = None, lam: float = 1.0) -> torch.Tensor:
+    """Soft Q targets ``[B, T]``: ``y_t = r_t / c + gamma U_{t+1}``, where the soft value of the next
+    state is ``U_{t+1} = lam (y_{t+1} - log pi/pi_0 (a_{t+1}|s_{t+1})) + (1 - lam) V(s_{t+1})``
+    (0 past the end). With ``lam = 1`` (or no ``value``) this is the Monte-Carlo soft return
+    ``r_t / c + sum_{k>t} gamma^(k-t) (r_k / c - log pi/pi_0 (a_k|s_k))``; ``value`` ``[B, T]`` is
+    ``V(s_t) = log sum_a pi_0(a|s_t) exp(H(s_t, a))``, the soft value of the network being trained.
     (``logratio``: ``log pi(a_k|s_k) - log pi_0(a_k|s_k)`` of the policy that played; steps past an
-    episode's end are masked out)."""
-    step = (rew / kl_coef - logratio) * mask
+    episode's end are masked out.)"""
+    if value is None:
+        lam = 1.0
+        value = torch.zeros_like(rew)
+    m = mask.float() if mask.dtype == torch.bool else mask
     out = torch.zeros_like(rew)
-    acc = torch.zeros(rew.shape[0])
+    nxt_y = torch.zeros(rew.shape[0])
+    nxt_ratio = torch.zeros(rew.shape[0])
+    nxt_v = torch.zeros(rew.shape[0])
+    nxt_m = torch.zeros(rew.shape[0])
     for t in range(rew.shape[1] - 1, -1, -1):
-        out[:, t] = rew[:, t] / kl_coef + gamma * acc
-        acc = step[:, t] + gamma * acc
-    return out * mask
+        u = (lam * (nxt_y - nxt_ratio) + (1.0 - lam) * nxt_v) * nxt_m
+        out[:, t] = (rew[:, t] / kl_coef + gamma * u) * m[:, t]
+        nxt_y, nxt_ratio, nxt_v, nxt_m = out[:, t], logratio[:, t], value[:, t], m[:, t]
+    return out
 
 
 def shaped_rewards(score: ScoreFn, seqs: list[np.ndarray], spbs: list[int], weights: np.ndarray) -> list[np.ndarray]:
@@ -207,7 +222,8 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
     spb_max = max(theory.steps_per_bar(c.time_signature) for c in contexts)
     replay = EpisodeReplay(config.replay_episodes, config.max_bars * spb_max, config.seed,
                            steps={"obs": ((d,), np.float16), "act": ((), np.int64), "rew": ((), np.float32),
-                                  "g0": ((tokens.N_ACTIONS,), np.float32), "logratio": ((), np.float32)})
+                                  "g0": ((tokens.N_ACTIONS,), np.float32), "lref": ((tokens.N_ACTIONS,), np.float32),
+                                  "logratio": ((), np.float32)})
     lo, hi = config.taste_weights
     episodes = updates = 0
     debt = 0.0
@@ -237,6 +253,7 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
         obs_buf = np.zeros((n, t_max, d), np.float16)
         act_buf = np.zeros((n, t_max), np.int64)
         g0_buf = np.zeros((n, t_max, tokens.N_ACTIONS), np.float32)
+        lref_buf = np.zeros((n, t_max, tokens.N_ACTIONS), np.float32)
         ratio_buf = np.zeros((n, t_max), np.float32)
         hp, hg = prior.state_size, g0.state_size
         state = torch.zeros(n, hp + hg + g.state_size)
@@ -256,6 +273,7 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
                 lpi = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
                 ratio_buf[:, t] = (lpi - lref)[np.arange(n), a]
                 g0_buf[:, t] = q0.numpy()
+                lref_buf[:, t] = lref
                 active = batch.step < batch.n_steps
                 batch.append(a, active)
         lengths = [int(x) for x in batch.n_steps]
@@ -264,7 +282,8 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
         rews = shaped_rewards(score, seqs, spbs, w)
         for i in range(n):
             k = lengths[i]
-            replay.add(obs=obs_buf[i, :k], act=act_buf[i, :k], rew=rews[i], g0=g0_buf[i, :k], logratio=ratio_buf[i, :k])
+            replay.add(obs=obs_buf[i, :k], act=act_buf[i, :k], rew=rews[i], g0=g0_buf[i, :k], lref=lref_buf[i, :k],
+                       logratio=ratio_buf[i, :k])
             returns.append(float(rews[i].sum()))
         episodes += n
         bar.update(n)
@@ -273,9 +292,12 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
             debt -= 1.0
             b = replay.sample(config.batch_episodes)
             gq = g(b["obs"])[0]
+            hall = gq - b["g0"]
             with torch.no_grad():
-                y = soft_returns(b["rew"], b["logratio"], b["mask"].float(), config.kl_coef, config.gamma)
-            h = (gq - b["g0"]).gather(-1, b["act"].unsqueeze(-1)).squeeze(-1)
+                v = torch.logsumexp(b["lref"] + hall, dim=-1) if config.lam < 1.0 else None
+                y = soft_returns(b["rew"], b["logratio"], b["mask"].float(), config.kl_coef, config.gamma, v,
+                                 config.lam)
+            h = hall.gather(-1, b["act"].unsqueeze(-1)).squeeze(-1)
             loss = masked_huber_step(opt, g, h, y, b["mask"], config.max_grad_norm)
             updates += 1
             losses.append(float(loss.detach()))

@@ -58,6 +58,27 @@ def test_soft_returns_are_the_kl_regularised_return_of_the_played_clip():
     assert y[0].tolist() == pytest.approx([0.0 + (0.5 - 0.2) + (0 - 0.3) + (1 - 0.4), 0.5 + (-0.3) + 0.6,
                                            0.0 + 0.6, 1.0])
     assert y[1].tolist() == pytest.approx([0.25 + (0 - 0.5), 0.0, 0.0, 0.0])
+    # a value passed with lambda 1 changes nothing
+    v = torch.tensor([[3.0, -1.0, 2.0, 7.0], [1.0, 4.0, 9.0, 9.0]])
+    assert torch.allclose(soft_returns(rew, ratio, mask, 2.0, 1.0, v, lam=1.0), y)
+
+
+def test_soft_lambda_returns_bootstrap_from_the_next_states_soft_value():
+    rew = torch.tensor([[0.0, 1.0, 0.0, 2.0], [0.5, 0.0, 9.0, 9.0]])
+    ratio = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.0, 0.5, 9.0, 9.0]])
+    mask = torch.tensor([[1.0, 1, 1, 1], [1, 1, 0, 0]])
+    v = torch.tensor([[3.0, -1.0, 2.0, 7.0], [1.0, 4.0, 9.0, 9.0]])
+    # lambda 0: one-step soft Bellman targets r_t/c + gamma V(s_{t+1}), 0 after the last step
+    y0 = soft_returns(rew, ratio, mask, 2.0, 0.5, v, lam=0.0)
+    assert y0[0].tolist() == pytest.approx([0.0 + 0.5 * -1.0, 0.5 + 0.5 * 2.0, 0.0 + 0.5 * 7.0, 1.0])
+    assert y0[1].tolist() == pytest.approx([0.25 + 0.5 * 4.0, 0.0, 0.0, 0.0])
+    # lambda 0.5: half the next step's own target (less its log-ratio), half its value
+    y = soft_returns(rew, ratio, mask, 2.0, 1.0, v, lam=0.5)
+    t3 = 1.0
+    t2 = 0.0 + 0.5 * (t3 - 0.4) + 0.5 * 7.0
+    t1 = 0.5 + 0.5 * (t2 - 0.3) + 0.5 * 2.0
+    t0 = 0.0 + 0.5 * (t1 - 0.2) + 0.5 * -1.0
+    assert y[0].tolist() == pytest.approx([t0, t1, t2, t3])
 
 
 def tiny_base(seed: int = 0) -> KLPolicyNet:
