@@ -89,7 +89,12 @@ class TuneConfig:
     max_grad_norm: float = 5.0
     """Global gradient norm clip."""
     taste_weights: tuple[float, float] = (-2.0, 4.0)
-    """Range the episodes' taste weights are drawn from (uniformly); a quarter of the episodes use the default."""
+    """Range the episodes' taste weights are drawn from (uniformly), for the episodes not at the default."""
+    default_share: float = 0.25
+    """Share of the episodes played at the default taste weight (1)."""
+    reward_every: int = 0
+    """Pay the reward every this many steps (the change of the reward model's score of the clip so far);
+    0: at each bar's end."""
     max_bars: int = 8
     """Contexts of longer clips are cut to this many bars (training cost grows with length)."""
     quiet: bool = False
@@ -111,6 +116,8 @@ class TuneConfig:
             ("taste_weights", -styles.MAX_WEIGHT <= lo <= hi <= styles.MAX_WEIGHT,
              f"(lo, hi) within -{styles.MAX_WEIGHT:g}..{styles.MAX_WEIGHT:g}"),
             ("max_bars", 1 <= self.max_bars <= 16, "1 to 16"),
+            ("default_share", 0.0 <= self.default_share <= 1.0, "0 to 1"),
+            ("reward_every", 0 <= self.reward_every <= 64, "0 (each bar) to 64 steps"),
         ]
         for name, ok, allowed in checks:
             if not ok:
@@ -175,19 +182,29 @@ def soft_returns(rew: torch.Tensor, logratio: torch.Tensor, mask: torch.Tensor, 
     return out
 
 
-def shaped_rewards(score: ScoreFn, seqs: list[np.ndarray], spbs: list[int], weights: np.ndarray) -> list[np.ndarray]:
-    """Per-step rewards of each melody: at the last step of bar ``b``, ``w * (z(bars 1..b) - z(bars 1..b-1))``
-    (``z`` of no bars: 0), so each melody's rewards sum to ``w * z(melody)``."""
+def shaped_rewards(score: ScoreFn, seqs: list[np.ndarray], spbs: list[int], weights: np.ndarray,
+                   every: int | None = None) -> list[np.ndarray]:
+    """Per-step rewards of each melody, paid every ``every`` steps (None: at each bar's end): at step
+    ``k`` (the last of a payment), ``w * (z(prefix to k) - z(previous payment's prefix))`` (``z`` of
+    nothing: 0), so each melody's rewards sum to ``w * z(melody)``. A prefix that ends inside a bar
+    is scored with the bar filled by holds (the last note held to the bar line), as the reward
+    model reads whole bars."""
     prefixes, owner = [], []
     for i, (s, spb) in enumerate(zip(seqs, spbs)):
-        for b in range(1, len(s) // spb + 1):
-            prefixes.append(s[: b * spb])
-            owner.append((i, b))
+        step = spb if every is None else max(1, min(int(every), spb))
+        ends = list(range(step, len(s), step)) + [len(s)]
+        for k in ends:
+            pre = s[:k]
+            pad = (-k) % spb
+            if pad:
+                pre = np.concatenate([pre, np.full(pad, tokens.HOLD, pre.dtype)])
+            prefixes.append(pre)
+            owner.append((i, k))
     z = np.asarray(score(prefixes, [spbs[i] for i, _ in owner]), np.float64)
     out = [np.zeros(len(s), np.float32) for s in seqs]
     prev = np.zeros(len(seqs))
-    for (i, b), v in zip(owner, z):
-        out[i][b * spbs[i] - 1] = weights[i] * (v - prev[i])
+    for (i, k), v in zip(owner, z):
+        out[i][k - 1] = weights[i] * (v - prev[i])
         prev[i] = v
     return out
 
@@ -237,7 +254,7 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
         n = min(config.n_envs, config.episodes - episodes)
         picks = rng.integers(len(contexts), size=n)
         w = rng.uniform(lo, hi, n)
-        w[rng.random(n) < 0.25] = styles.TERM_DEFAULTS[styles.TASTE_TERM]
+        w[rng.random(n) < config.default_share] = styles.TERM_DEFAULTS[styles.TASTE_TERM]
         ctxs = []
         for i, k in enumerate(picks):
             c = contexts[k]
@@ -279,7 +296,7 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
         lengths = [int(x) for x in batch.n_steps]
         seqs = [act_buf[i, : lengths[i]].copy() for i in range(n)]
         spbs = [ctx.steps_per_bar for ctx in ctxs]
-        rews = shaped_rewards(score, seqs, spbs, w)
+        rews = shaped_rewards(score, seqs, spbs, w, config.reward_every or None)
         for i in range(n):
             k = lengths[i]
             replay.add(obs=obs_buf[i, :k], act=act_buf[i, :k], rew=rews[i], g0=g0_buf[i, :k], lref=lref_buf[i, :k],

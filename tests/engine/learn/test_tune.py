@@ -49,6 +49,30 @@ def test_shaped_rewards_sum_to_the_clip_score_and_pay_at_bar_ends():
         assert set(np.flatnonzero(r)) <= {16 * b - 1 for b in range(1, len(s) // 16 + 1)}
 
 
+def test_shaped_rewards_paid_every_beat_score_prefixes_filled_to_the_bar_with_holds():
+    rng = np.random.default_rng(1)
+    seqs = [rng.integers(0, 38, 16 * b) for b in (1, 3)]
+    w = np.array([1.5, -2.0])
+    seen = []
+
+    def recording(prefixes, spbs):
+        seen.extend(len(p) for p in prefixes)
+        for p in prefixes:  # every prefix is whole bars; the filling is holds after the real steps
+            assert len(p) % 16 == 0
+        return high_notes(prefixes, spbs)
+
+    rews = shaped_rewards(recording, seqs, [16, 16], w, every=4)
+    for s, r, wi in zip(seqs, rews, w):
+        assert r.sum() == pytest.approx(wi * high_notes([s], [16])[0], abs=1e-5)
+        assert set(np.flatnonzero(r)) <= set(range(3, len(s), 4))
+    assert len(seen) == 4 + 12
+    # the second payment of the first melody scores its first 8 steps, then 8 holds
+    pre8 = np.concatenate([seqs[0][:8], np.full(8, 1)])
+    pre4 = np.concatenate([seqs[0][:4], np.full(12, 1)])
+    expected = w[0] * (high_notes([pre8], [16])[0] - high_notes([pre4], [16])[0])
+    assert rews[0][7] == pytest.approx(expected, abs=1e-5)
+
+
 def test_soft_returns_are_the_kl_regularised_return_of_the_played_clip():
     rew = torch.tensor([[0.0, 1.0, 0.0, 2.0], [0.5, 0.0, 9.0, 9.0]])
     ratio = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.0, 0.5, 9.0, 9.0]])
