@@ -237,3 +237,36 @@ def test_switching_back_and_forth_loads_nothing_again_and_the_cache_is_bounded(f
     # generating with a model evicted since its job was queued loads it again
     clips = source.generate(model="mine", bars=1, seed=3)
     assert clips[0].model == "mine" and source.model_id == "plain-a"
+
+
+# ------------------------------------------------------------------ qriff serve, end to end
+
+
+def test_qriff_serve_switches_to_a_personal_model_end_to_end(tmp_path, folder, monkeypatch):
+    """qriff serve --model ID in a subprocess: list, switch to the personal model, dial taste, generate, keep."""
+    from tests.bridge.test_cli import Serve
+
+    store = tmp_path / "verdicts.sqlite"
+    monkeypatch.setenv("QRIFF_FEEDBACK_DB", str(store))
+    serve = Serve(tmp_path / "out", "--model", "plain-a")
+    try:
+        peer = Peer(serve.address)
+        assert one(peer, "/qriff/get/model", 1) == ("/qriff/get/model", [1, "plain-a"])
+        assert {"plain-a", "plain-b", "mine", "qriff-default-3"} <= set(one(peer, "/qriff/list/models", 2)[1])
+        assert one(peer, "/qriff/set/model", 3, "mine") == ("/qriff/set/model", [3, "mine"])
+        assert one(peer, "/qriff/set/style", 4, "hook,taste=3")[0] == "/qriff/set/style"
+        replies = peer.request("/qriff/generate", 5, "bars", 2, "seed", 7, until="/qriff/clip/end")
+        end = replies[-1][1]
+        clip = json.loads(Path(end[4]).read_text())
+        assert clip["model"] == "mine" and clip["style"]["taste"] == 3.0 and clip["seed"] == 7
+        # exactly the clip the personal model makes for these settings
+        expected = Policy.load(folder / "mine.onnx").generate(bars=2, seed=7, style="hook,taste=3")[0]
+        assert [n["pitch"] for n in clip["tracks"][0]["notes"]] == [n.pitch for n in expected.tracks[0].notes]
+        stored = one(peer, "/qriff/feedback", 6, Path(end[4]).name, "keep", "source", "device")
+        assert stored == ("/qriff/feedback/stored", [6, Path(end[4]).name, "keep", 0])
+    finally:
+        code, log = serve.stop()
+    assert code == 0 and "Traceback" not in log and "model plain-a" in log
+    with FeedbackStore(store) as db:
+        [verdict] = list(db.verdicts())
+    assert verdict.model == "mine" and verdict.style["taste"] == 3.0 and verdict.source == "device"
