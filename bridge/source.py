@@ -66,7 +66,8 @@ class PolicySource:
     models are found by id in :func:`engine.available_models` (the shipped models and the
     user's models folder, read again whenever the list is asked for), so a model ``qriff
     tune`` writes while the server runs can be selected without a restart. At most
-    ``cache_size`` policies stay loaded, the current one always among them; onnxruntime
+    ``cache_size`` policies stay loaded, the current one always among them (one more for a
+    moment when a queued request needs a model dropped since it was queued); onnxruntime
     sessions are shared by the worker threads (they are thread-safe for ``run``).
     """
 
@@ -115,13 +116,16 @@ class PolicySource:
         return self._listed
 
     def _remember(self, policy: Any) -> None:
-        """Put ``policy`` in the cache (lock held), dropping the least recently used others."""
-        self._cache[policy.info.model_id] = policy
-        self._cache.move_to_end(policy.info.model_id)
+        """Put ``policy`` in the cache (lock held), dropping the least recently used others; never the
+        current policy, nor ``policy`` itself (it is about to be used)."""
+        new = policy.info.model_id
+        self._cache[new] = policy
+        self._cache.move_to_end(new)
+        keep = {new} | ({self._current.info.model_id} if self._current is not None else set())
         for old in list(self._cache):
             if len(self._cache) <= self.cache_size:
                 break
-            if self._current is None or old != self._current.info.model_id:
+            if old not in keep:
                 del self._cache[old]
 
     def _policy(self, model: str) -> Any:
@@ -172,7 +176,7 @@ class PolicySource:
         policy = self._policy(model)
         with self._lock:
             self._current = policy
-            self._cache.move_to_end(model)
+            self._remember(policy)  # the old current one may go now
         log.info("generating with model %s", model)
         return model
 

@@ -270,3 +270,13 @@ def test_qriff_serve_switches_to_a_personal_model_end_to_end(tmp_path, folder, m
     with FeedbackStore(store) as db:
         [verdict] = list(db.verdicts())
     assert verdict.model == "mine" and verdict.style["taste"] == 3.0 and verdict.source == "device"
+
+
+def test_a_cache_of_one_holds_just_the_current_model(folder):
+    source = PolicySource("plain-a", cache_size=1)
+    for model in ("plain-b", "mine", "plain-a"):
+        assert source.select(model) == model
+        assert source.generate(bars=1, seed=1)[0].model == model
+    assert list(source._cache) == ["plain-a"]
+    assert source.generate(model="mine", bars=1, seed=1)[0].model == "mine"  # a queued job's model, reloaded
+    assert source.model_id == "plain-a" and list(source._cache) == ["plain-a", "mine"]
