@@ -344,7 +344,8 @@ PROPERTIES_R: tuple[Property, ...] = (
     Property("malformed", "i", 0, "datagrams refused as malformed since the server started", option=False),
 )
 
-#: Writable properties: the session defaults that generate/render/push fall back on.
+#: Writable properties: the model (held by the server), then the session defaults that generate/render/push
+#: fall back on.
 PROPERTIES_RW: tuple[Property, ...] = (
     Property("model", "s", "", "id of the model generating clips, one of /qriff/list/models; a job already "
                                "queued keeps the model it was queued with", parse_model, option=False, server=True),
