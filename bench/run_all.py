@@ -33,6 +33,7 @@ SCRIPTS = tuple(sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*
 QUICK: dict[str, tuple[str, ...]] = {
     "bridge": ("--seconds", "1", "--soak", "10000"),
     "feedback": ("--verdicts", "1000", "--clips", "40"),
+    "model_switch": ("--switches", "100", "--first", "2"),
     "policy": ("--rounds", "20"),
     "quality": ("--clips", "64", "--limit", "200", "--quiet"),
     "ray": ("--trial-steps", "8000", "--overhead-steps", "24000", "--rounds", "1", "--clips", "40",

@@ -76,7 +76,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="folder for .mid/.json clips and stems (default: the user data folder, e.g. "
                         "~/.local/share/qriff/clips)")
-    p.add_argument("--model", default=None, help="ONNX model file (default: the model shipped with qriff)")
+    p.add_argument("--model", default=None,
+                   help="the model to generate with first: an ONNX file or a model id of /qriff/list/models, e.g. a "
+                        "personal model from 'qriff tune' (default: the model shipped with qriff); clients switch "
+                        "with /qriff/set/model")
     p.add_argument("--queue", type=bounded_int(1, 4096), default=64,
                    help="generate/render jobs allowed to wait, 1-4096; beyond that requests get "
                         "/qriff/error id busy (default: 64)")

@@ -19,8 +19,8 @@ from bridge.errors import BridgeError
 Address = tuple[str, int]
 #: Most clips one batched policy call makes (requests with default seeds queued back to back).
 MAX_BATCH = 32
-_BATCH_FIELDS = ("key", "scale", "bars", "tempo", "time_signature", "chords", "style", "temperature", "roles",
-                 "valence", "arousal")
+_BATCH_FIELDS = ("model", "key", "scale", "bars", "tempo", "time_signature", "chords", "style", "temperature",
+                 "roles", "valence", "arousal")
 
 
 @dataclass
@@ -48,7 +48,7 @@ def batch_key(job: Any) -> tuple[Any, ...] | None:
     p = job.params
     if p["seed"] >= 0 or p.get("primer"):
         return None  # an explicit seed must give exactly the clip that seed gives alone
-    return tuple(p[name] for name in _BATCH_FIELDS)
+    return tuple(p.get(name) for name in _BATCH_FIELDS)
 
 
 class JobQueue:

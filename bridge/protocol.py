@@ -7,7 +7,9 @@ apart:
 * :data:`METHODS`: requests that do something (``/qriff/ping``, ``/qriff/generate``...).
 * :data:`PROPERTIES_R` and :data:`PROPERTIES_RW`: session defaults read with
   ``/qriff/get/<name> id`` and (writable ones) changed with ``/qriff/set/<name> id value``.
-  Both reply on the request's own address with ``id value``, as AbletonOSC does.
+  Both reply on the request's own address with ``id value``, as AbletonOSC does. One
+  writable property is held by the server rather than the session defaults: ``model``,
+  the model that generates (``/qriff/set/model id MODEL`` switches it).
 * :data:`LISTS`: ``/qriff/list/<name> id`` replies ``id item item ...``.
 * :data:`REPLIES`: what the server sends back, including ``/qriff/error id code message``.
 
@@ -72,6 +74,8 @@ class Property:
     ``parse(value)`` checks a value from the network and returns its canonical form
     (RequestError with code ``bad_value`` otherwise). ``option`` says whether the same
     name may be given per request as a ``/qriff/generate`` key/value option.
+    ``server``: the value is held by the server (:meth:`Context.read`, :meth:`Context.write`),
+    not by the session defaults; a read-only property always is.
     """
 
     name: str
@@ -80,10 +84,16 @@ class Property:
     doc: str
     parse: Callable[[Any], Any] | None = None
     option: bool = True
+    server: bool = False
 
     @property
     def writable(self) -> bool:
         return self.parse is not None
+
+    @property
+    def in_session(self) -> bool:
+        """Whether the value is a session default (``ctx.session[name]``)."""
+        return self.writable and not self.server
 
 
 @dataclass(frozen=True)
@@ -126,10 +136,18 @@ class Context(Protocol):
         """Send ``address id args...`` to the requester."""
 
     def read(self, name: str) -> Any:
-        """The value of a read-only property."""
+        """The value of a property the server holds (every read-only one, and ``model``)."""
+
+    def write(self, name: str, value: Any) -> Any:
+        """Change a writable property the server holds (``model``); returns its canonical value.
+        BridgeError when the server refuses it (an unknown model: ``not_found``; one that does
+        not load: ``model``); the old value then stays."""
 
     def models(self) -> list[str]:
-        """Model ids for ``/qriff/list/models``."""
+        """Model ids for ``/qriff/list/models`` (the models folder is read again)."""
+
+    def style_terms(self, model: str) -> tuple[str, ...]:
+        """The style terms model ``model`` reads (loading it if needed; errors as :meth:`write`)."""
 
     def enqueue(self, kind: str, request: Request, params: dict[str, Any]) -> None:
         """Queue a generate, render or push job (BridgeError ``busy`` when the queue is full)."""
@@ -189,18 +207,40 @@ def parse_scale(value: Any) -> str:
     return str(_checked(schema.parse_scale, value))
 
 
+#: Every style term a qriff model may read: the built-in ones, and ``taste`` (personal models).
+#: Which of them the model at hand reads is checked against it (:func:`check_style`).
+KNOWN_STYLE_TERMS = (*styles.BUILTIN_TERMS, styles.TASTE_TERM)
+
+
 def parse_style(value: Any) -> str:
-    """A preset name, ``term=w`` pairs, both (``hook,prior=0.5``), or a preset index."""
+    """A preset name, ``term=w`` pairs, both (``hook,prior=0.5``), or a preset index.
+
+    Terms are checked against every term a qriff model may read; :func:`check_style`
+    then checks them against the model that will generate."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         names = list(styles.PRESETS)
         return names[as_int("style", value, 0, len(names) - 1)]
     text = as_text("style", value, 512)
     try:
-        styles.parse_style(text)
+        styles.parse_style(text, KNOWN_STYLE_TERMS)
     except EngineError as exc:
         raise RequestError(str(exc) if str(exc).lower().startswith("style") else f"style: {exc}",
                            code="bad_value") from None
     return text
+
+
+def check_style(style: str, terms: Sequence[str], model: str) -> None:
+    """RequestError ``bad_value`` unless model ``model`` (reading ``terms``) reads ``style``
+    (a personal model reads ``taste``; the shipped one does not)."""
+    try:
+        styles.parse_style(style, terms)
+    except EngineError as exc:
+        raise RequestError(f"style {style!r} is not valid for model {model!r}: {exc}", code="bad_value") from None
+
+
+def parse_model(value: Any) -> str:
+    """A model id as ``/qriff/list/models`` lists it (never a path: the server looks it up)."""
+    return as_text("model", value, 128)
 
 
 def parse_chords(value: Any) -> str:
@@ -297,7 +337,6 @@ def render_presets() -> list[str]:
 #: Read-only properties: ``/qriff/get/<name> id`` -> ``/qriff/get/<name> id value``.
 PROPERTIES_R: tuple[Property, ...] = (
     Property("version", "s", __version__, "qriff version", option=False),
-    Property("model", "s", "", "id of the model generating clips", option=False),
     Property("out", "s", "", "absolute path of the output folder (set only on the command line)", option=False),
     Property("port", "i", 0, "UDP port the server listens on", option=False),
     Property("queue", "i", 0, "jobs waiting in the generate/render queue", option=False),
@@ -305,8 +344,11 @@ PROPERTIES_R: tuple[Property, ...] = (
     Property("malformed", "i", 0, "datagrams refused as malformed since the server started", option=False),
 )
 
-#: Writable properties: the session defaults that generate/render/push fall back on.
+#: Writable properties: the model (held by the server), then the session defaults that generate/render/push
+#: fall back on.
 PROPERTIES_RW: tuple[Property, ...] = (
+    Property("model", "s", "", "id of the model generating clips, one of /qriff/list/models; a job already "
+                               "queued keeps the model it was queued with", parse_model, option=False, server=True),
     Property("key", "n", limits.DEFAULT_KEY, "tonic: C, C#/Db ... B, or pitch class 0-11", parse_key),
     Property("scale", "n", limits.DEFAULT_SCALE, "scale or mode name, or its index in /qriff/list/scales", parse_scale),
     Property("bars", "i", limits.DEFAULT_BARS, f"clip length in bars, 1-{limits.MAX_BARS}",
@@ -348,7 +390,7 @@ LISTS: dict[str, str] = {
     "scales": "scale names (index = position, usable as scale value)",
     "keys": "tonic names by pitch class 0-11",
     "roles": "track roles",
-    "models": "model ids the server can load",
+    "models": "model ids the server can load (the models folder is read again at each request)",
     "presets": "render presets",
     "properties": "names of every /qriff/get property",
 }
@@ -382,10 +424,15 @@ def ping(ctx: Context, request: Request) -> None:
 
 
 def generate(ctx: Context, request: Request) -> None:
-    """Options over the session defaults; chords checked now; the job waits for a worker."""
+    """Options over the session defaults; chords and style checked now; the job waits for a worker.
+
+    The job records the model that is current now: it generates with that model even if
+    ``/qriff/set/model`` switches to another before a worker takes it."""
     params = resolve(request.options, ctx.session)
     generate_request(params)
-    ctx.enqueue("generate", request, params)
+    model = str(ctx.read("model"))
+    check_style(params["style"], ctx.style_terms(model), model)
+    ctx.enqueue("generate", request, {**params, "model": model})
 
 
 def render(ctx: Context, request: Request) -> None:
@@ -399,7 +446,7 @@ def live_push(ctx: Context, request: Request) -> None:
 def get_property(ctx: Context, request: Request, prop: Property) -> None:
     """``/qriff/get/<name> id`` -> the same address with ``id value``."""
     _no_args(request)
-    value = ctx.session[prop.name] if prop.writable else ctx.read(prop.name)
+    value = ctx.session[prop.name] if prop.in_session else ctx.read(prop.name)
     ctx.reply(request, request.address, show(value))
 
 
@@ -412,7 +459,23 @@ def set_property(ctx: Context, request: Request, prop: Property) -> None:
     value = prop.parse(request.args[0])
     if prop.name == "chords":
         generate_request({**ctx.session, "chords": value})
-    ctx.session[prop.name] = value
+    if prop.name == "style":
+        model = str(ctx.read("model"))
+        check_style(value, ctx.style_terms(model), model)
+    if prop.name == "model":
+        # The session style must suit the new model: refused rather than reset, so a switch
+        # never changes a setting the musician made.
+        style = ctx.session["style"]
+        try:
+            check_style(style, ctx.style_terms(value), value)
+        except RequestError as exc:
+            raise RequestError(f"{request.address}: {exc}; set a style it reads first (e.g. /qriff/set/style "
+                               f"1 {styles.DEFAULT_STYLE}); still generating with {ctx.read('model')!r}",
+                               code="bad_value") from None
+    if prop.server:
+        value = ctx.write(prop.name, value)
+    else:
+        ctx.session[prop.name] = value
     ctx.reply(request, request.address, show(value))
 
 
@@ -535,7 +598,8 @@ def parse_options(address: str, args: Sequence[Any], allowed: Sequence[str]) -> 
 
 #: Other spellings of option names accepted by :func:`parse_options`.
 _OPTION_ALIASES = {"count": "variations", "time-signature": "time_signature", "timesig": "time_signature"}
-_OPTION_PARSERS: dict[str, Callable[[Any], Any]] = {p.name: p.parse for p in PROPERTIES_RW if p.parse is not None}
+_OPTION_PARSERS: dict[str, Callable[[Any], Any]] = {p.name: p.parse for p in PROPERTIES_RW
+                                                    if p.parse is not None and p.in_session}
 _OPTION_PARSERS.update({
     "primer": parse_clip_name,
     "clip": parse_clip_name,
@@ -565,8 +629,8 @@ def check_request_id(address: str, args: Sequence[Any], tags: str) -> tuple[Any,
 
 
 def defaults() -> dict[str, Any]:
-    """A fresh copy of the writable session defaults."""
-    return {p.name: p.default for p in PROPERTIES_RW}
+    """A fresh copy of the writable session defaults (``model`` is the server's, not among them)."""
+    return {p.name: p.default for p in PROPERTIES_RW if p.in_session}
 
 
 def list_items(name: str, models: Sequence[str] = ()) -> list[str]:
@@ -609,8 +673,9 @@ def address_table() -> list[tuple[str, str, str, str]]:
         rows.append((f"{PREFIX}/get/{p.name}", "id [reply_port v]", f"{PREFIX}/get/{p.name} id value:{p.kind}",
                      f"read-only: {p.doc}"))
     for p in PROPERTIES_RW:
+        default = "default: qriff serve --model" if p.server else f"default {show(p.default)!r}"
         rows.append((f"{PREFIX}/get/{p.name}, {PREFIX}/set/{p.name}", f"id [reply_port v] / id value:{p.kind}",
-                     f"same address: id value:{p.kind}", f"{p.doc} (default {show(p.default)!r})"))
+                     f"same address: id value:{p.kind}", f"{p.doc} ({default})"))
     for name, doc in LISTS.items():
         rows.append((f"{PREFIX}/list/{name}", "id [reply_port v]", f"{PREFIX}/list/{name} id item:s*", doc))
     for r in REPLIES:

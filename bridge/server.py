@@ -333,11 +333,17 @@ class Server:
         self.delivery.reply(self._dest(request.sender, request.reply_port), address, request.rid, request.rtag, *args)
 
     def read(self, name: str) -> Any:
-        """The value of a read-only property."""
+        """The value of a property the server holds (the read-only ones and ``model``)."""
         values = {"version": lambda: __version__, "model": lambda: self.source.model_id,
                   "out": lambda: str(self.out_dir), "port": lambda: self.address[1], "queue": lambda: len(self.queue),
                   "served": lambda: self._served, "malformed": lambda: self._malformed}
         return values[name]()
+
+    def write(self, name: str, value: Any) -> Any:
+        """Switch the current model (the only writable property the server holds)."""
+        if name != "model":
+            raise KeyError(name)
+        return self.source.select(value)
 
     def models(self) -> list[str]:
         try:
@@ -345,6 +351,9 @@ class Server:
         except EngineError as exc:
             log.warning("cannot list models: %s", exc)
             return []
+
+    def style_terms(self, model: str) -> tuple[str, ...]:
+        return tuple(self.source.style_terms(model))
 
     def judge(self, request: Request, clip: str, verdict: str, stars: int | None, source: str) -> None:
         """Queue a checked verdict on the clip file ``clip`` for the verdict writer, which stores and answers it."""

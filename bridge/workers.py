@@ -83,7 +83,9 @@ class Workers:
 
     def _clips(self, p: dict[str, Any], count: int, seed: int) -> list[Clip]:
         primer = load_clip(self.folder.clip_path(p["primer"])) if p.get("primer") else None
-        return self.source.generate(protocol.generate_request(p, count=count, seed=seed, primer=primer))
+        # the model current when the request was queued, not whichever is current now
+        return self.source.generate(protocol.generate_request(p, count=count, seed=seed, primer=primer),
+                                    model=p.get("model"))
 
     def _generate_batch(self, batch: list[Job]) -> None:
         """Requests that differ only in their (server-chosen) seeds: one policy call, seeds s, s+1, ..."""

@@ -3,8 +3,9 @@
 
 ``qriff.amxd`` is the device a Live user drops on a MIDI track: the ``ampf`` container
 (:func:`amxd_bytes`) around the device patcher, with ``qriff_live.js`` in its
-``dependency_cache`` (keep the two files together, or freeze the device in Max to embed
-the script before sharing it).
+``dependency_cache`` (keep the files together, or freeze the device in Max to embed
+the scripts before sharing it). Both Max patches load ``qriff_models.js``, which fills
+their model menu from ``/qriff/list/models``.
 
 The patches talk to ``qriff serve`` on 127.0.0.1:9000 and listen for replies on 9001
 (every request carries ``reply_port 9001``, because ``[udpsend]``/``[netsend]`` send
@@ -158,6 +159,8 @@ def build_max(device: bool = False) -> dict[str, Any]:
     if device:
         routes.append("/qriff/feedback/stored")
         labels.append((8, "recorded"))
+    routes += MODEL_REPLIES
+    labels.append((routes.index("/qriff/set/model"), "model"))
     route = p.obj("route " + " ".join(routes), 20, 500, 2, len(routes) + 1, w=900)
     if device:
         # udpreceive outputs on the scheduler (high-priority) thread, where the LiveAPI must not be
@@ -174,6 +177,7 @@ def build_max(device: bool = False) -> dict[str, Any]:
         pre = p.obj(f"prepend set {label}", 20 + 150 * (i - 3), 650, 1, 1)
         p.connect(route, i, pre, 0)
         p.connect(pre, 0, status, 0)
+    _model_menu(p, device, route, routes, ping, send)
     if device:
         _live_api_section(p, route, status, load, send)
     else:
@@ -181,12 +185,69 @@ def build_max(device: bool = False) -> dict[str, Any]:
     return p.to_json(presentation=device, device=device)
 
 
+#: The replies the model menu listens to.
+MODEL_REPLIES = ["/qriff/list/models", "/qriff/get/model", "/qriff/set/model"]
+
+
+def _model_menu(p: MaxPatch, device: bool, route: str, routes: list[str], ping: str, send: str) -> None:
+    """The model menu: a umenu filled by ``qriff_models.js`` from ``/qriff/list/models``.
+
+    Whenever the server answers a ping (on load, and on refresh) the patch asks for the list
+    and then for the current model; a pick goes out as ``/qriff/set/model id NAME``; after
+    any error the current model is asked for again, so a refused switch shows the model that
+    still generates. A plain umenu, not a Live parameter: its items change with the user's
+    models folder, and a live.menu's items are fixed when the device is saved.
+    """
+    x, y = 960, 60
+    p.comment("model", x, y, 60, **_shown(device, 4, 122, 40, 18))
+    menu = p.add("umenu", x, y + 20, 200, 22, inlets=1, outlets=3, outlettype=["int", "", ""], items=[],
+                 parameter_enable=0, varname="model", **_shown(device, 46, 122, 220, 18))
+    refresh = p.add("button", x, y + 50, 24, 24, inlets=1, outlets=1, outlettype=["bang"],
+                    **_shown(device, 272, 122, 18, 18))
+    p.comment("refresh", x + 28, y + 52, 60, **_shown(device, 294, 122, 60, 18))
+    p.connect(refresh, 0, ping, 0)  # a pong asks for the list: refreshing is pinging again
+    ask = p.obj("t b b", x, y + 90, 1, 2)
+    p.connect(route, routes.index("/qriff/pong"), ask, 0)
+    list_msg = p.msg(f"/qriff/list/models 0 reply_port {REPLY_PORT}", x, y + 120, 210)
+    get_msg = p.msg(f"/qriff/get/model 0 reply_port {REPLY_PORT}", x, y + 150, 210)
+    p.connect(ask, 1, list_msg, 0)  # right to left: the items first, then which one is current
+    p.connect(ask, 0, get_msg, 0)
+    resync = p.obj("t b", x + 220, y + 90, 1, 1)
+    p.connect(route, routes.index("/qriff/error"), resync, 0)
+    p.connect(resync, 0, get_msg, 0)
+    js = p.obj("js qriff_models.js", x, y + 220, 1, 2)
+    for address, selector in (("/qriff/list/models", "models"), ("/qriff/get/model", "model"),
+                              ("/qriff/set/model", "model")):
+        pre = p.obj(f"prepend {selector}", x + 110 * MODEL_REPLIES.index(address), y + 190, 1, 1)
+        p.connect(route, routes.index(address), pre, 0)
+        p.connect(pre, 0, js, 0)
+    p.connect(js, 0, menu, 0)
+    pick = p.obj("prepend pick", x + 210, y + 50, 1, 1)
+    p.connect(menu, 1, pick, 0)  # the middle outlet: the item's text
+    p.connect(pick, 0, js, 0)
+    # the script's outlet 1: a model to switch to -> /qriff/set/model id NAME
+    name = p.obj("t b s", x, y + 250, 1, 2)
+    p.connect(js, 1, name, 0)
+    rid = p.obj("i 300000", x, y + 280, 2, 1)
+    inc = p.obj("+ 1", x + 80, y + 280, 2, 1)
+    p.connect(name, 0, rid, 0)
+    p.connect(rid, 0, inc, 0)
+    p.connect(inc, 0, rid, 1)
+    pack = p.obj("pack 0 s", x, y + 310, 2, 1)
+    p.connect(name, 1, pack, 1)
+    p.connect(rid, 0, pack, 0)
+    set_msg = p.msg(f"/qriff/set/model $1 $2 reply_port {REPLY_PORT}", x, y + 340, 210)
+    p.connect(pack, 0, set_msg, 0)
+    for m in (list_msg, get_msg, set_msg):
+        p.connect(m, 0, send, 0)
+
+
 # ======================================================================= the device
 
 #: The device type of an .amxd (``mmmm`` MIDI effect, ``aaaa`` audio effect, ``iiii`` instrument).
 AMXD_MIDI_EFFECT = b"mmmm"
 #: The scripts the device loads, listed in its ``dependency_cache`` (kept beside the .amxd, or frozen in).
-DEVICE_SCRIPTS = ("qriff_live.js",)
+DEVICE_SCRIPTS = ("qriff_live.js", "qriff_models.js")
 #: Device width in Live's device chain, pixels (the presentation view below fits in it).
 DEVICE_WIDTH = 420.0
 
@@ -579,7 +640,7 @@ def build_pd() -> str:
     p.connect(parse, 0, ltrim, 0)
     r_qriff = p.obj(300, 580, "route qriff")
     p.connect(ltrim, 0, r_qriff, 0)
-    r_kind = p.obj(300, 605, "route clip error live pong render")
+    r_kind = p.obj(300, 605, "route clip error live pong render list get set")
     p.connect(r_qriff, 0, r_kind, 0)
     r_clip = p.obj(300, 630, "route begin track notes end")
     p.connect(r_kind, 0, r_clip, 0)
@@ -643,7 +704,93 @@ def build_pd() -> str:
     out = p.obj(20, 835, "noteout 1")
     p.connect(mk, 0, out, 0)
     p.connect(mk, 1, out, 1)
+    _pd_model_menu(p, r_kind, reply_port, to_send, status_pre, log)
     return p.render()
+
+
+def _pd_model_menu(p: PdPatch, r_kind: int, reply_port: int, to_send: int, status_pre: int, log: int) -> None:
+    """The Pd model menu. Vanilla Pd has no drop-down menu, so: a radio with one cell per model
+    (``number N`` resizes it), the model names above it in the same order, the current model
+    beside it. Filled from ``/qriff/list/models`` whenever the server answers a ping and on
+    refresh; a click sends ``/qriff/set/model id NAME``; ``qriff-model N`` picks cell N from
+    elsewhere, and the names go out to ``qriff-models`` when they arrive."""
+    p.text(600, 720, "model: one radio cell per model, in the order of the names above it")
+    names = p.msg(600, 745, "no models yet")
+    radio = p.obj(600, 775, "hradio 18 1 0 1 empty empty empty 0 -8 0 10 #fcfcfc #000000 #000000 0")
+    pick_r = p.obj(800, 775, "r qriff-model")
+    p.connect(pick_r, 0, radio, 0)
+    p.text(600, 805, "now generating with:")
+    current = p.msg(760, 805, "?")
+    refresh = p.obj(880, 720, "bng 20 250 50 0 empty qriff-refresh refresh 24 10 0 12 #fcfcfc #000000 #000000")
+    # ask for the list and the current model (on a pong, and on refresh), replies to the reply port
+    port = p.obj(700, 845, "f")
+    p.connect(reply_port, 1, port, 1)
+    ask = p.obj(600, 845, "t b")
+    p.connect(r_kind, 3, ask, 0)
+    p.connect(ask, 0, port, 0)
+    p.connect(refresh, 0, port, 0)
+    ask_msg = p.msg(600, 870, "0 reply_port \\$1")
+    p.connect(port, 0, ask_msg, 0)
+    for i, address in enumerate(("qriff list models", "qriff get model")):
+        fmt = p.obj(600 + 180 * i, 895, f"oscformat {address}")
+        p.connect(ask_msg, 0, fmt, 0)
+        p.connect(fmt, 0, to_send, 0)
+    # the list: id name name ... -> stored (for the radio), counted (radio cells), shown
+    r_list = p.obj(300, 870, "route models")
+    p.connect(r_kind, 5, r_list, 0)
+    items = p.obj(300, 895, "list split 1")
+    p.connect(r_list, 0, items, 0)
+    fan = p.obj(300, 920, "t a a a a")
+    p.connect(items, 1, fan, 0)
+    store = p.obj(300, 945, "list store")
+    p.connect(fan, 3, store, 1)
+    count = p.obj(400, 945, "list length")
+    p.connect(fan, 2, count, 0)
+    number = p.msg(400, 970, "number \\$1")
+    p.connect(count, 0, number, 0)
+    p.connect(number, 0, radio, 0)
+    show = p.obj(500, 945, "list prepend set")
+    p.connect(fan, 1, show, 0)
+    show_trim = p.obj(500, 970, "list trim")
+    p.connect(show, 0, show_trim, 0)
+    p.connect(show_trim, 0, names, 0)
+    tell = p.obj(200, 945, "s qriff-models")
+    p.connect(fan, 0, tell, 0)
+    # the current model (get reply, or the reply to a switch): shown, and in the status and log
+    r_model = p.obj(300, 995, "route model")
+    p.connect(r_kind, 6, r_model, 0)
+    p.connect(r_kind, 7, r_model, 0)
+    name = p.obj(300, 1020, "list split 1")
+    p.connect(r_model, 0, name, 0)
+    cur = p.obj(420, 1045, "list prepend set")
+    p.connect(name, 1, cur, 0)
+    cur_trim = p.obj(420, 1070, "list trim")
+    p.connect(cur, 0, cur_trim, 0)
+    p.connect(cur_trim, 0, current, 0)
+    tag = p.obj(300, 1045, "list prepend model")
+    p.connect(name, 1, tag, 0)
+    p.connect(tag, 0, status_pre, 0)
+    p.connect(tag, 0, log, 0)
+    # a click: cell N -> the N-th name -> /qriff/set/model id NAME
+    get = p.msg(600, 1000, "get \\$1 1")
+    p.connect(radio, 0, get, 0)
+    p.connect(get, 0, store, 0)
+    chosen = p.obj(600, 1025, "t b a")
+    p.connect(store, 0, chosen, 0)
+    rid = p.obj(600, 1050, "f 300000")
+    inc = p.obj(680, 1050, "+ 1")
+    p.connect(chosen, 0, rid, 0)
+    p.connect(rid, 0, inc, 0)
+    p.connect(inc, 0, rid, 1)
+    pack = p.obj(600, 1075, "pack f s f")
+    p.connect(chosen, 1, pack, 1)
+    p.connect(port, 0, pack, 2)
+    p.connect(rid, 0, pack, 0)
+    set_msg = p.msg(600, 1100, "\\$1 \\$2 reply_port \\$3")
+    p.connect(pack, 0, set_msg, 0)
+    set_fmt = p.obj(600, 1125, "oscformat qriff set model")
+    p.connect(set_msg, 0, set_fmt, 0)
+    p.connect(set_fmt, 0, to_send, 0)
 
 
 def main() -> None:

@@ -842,7 +842,7 @@
      "id": "obj-44",
      "maxclass": "newobj",
      "numinlets": 2,
-     "numoutlets": 9,
+     "numoutlets": 12,
      "patching_rect": [
       20.0,
       500.0,
@@ -858,9 +858,12 @@
       "",
       "",
       "",
+      "",
+      "",
+      "",
       ""
      ],
-     "text": "route /qriff/clip/begin /qriff/clip/track /qriff/clip/notes /qriff/clip/end /qriff/error /qriff/live/pushed /qriff/render/end /qriff/pong"
+     "text": "route /qriff/clip/begin /qriff/clip/track /qriff/clip/notes /qriff/clip/end /qriff/error /qriff/live/pushed /qriff/render/end /qriff/pong /qriff/list/models /qriff/get/model /qriff/set/model"
     }
    },
    {
@@ -991,6 +994,348 @@
      "id": "obj-52",
      "maxclass": "newobj",
      "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      1070.0,
+      650.0,
+      139.5,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend set model"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-53",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      960.0,
+      60.0,
+      60.0,
+      20.0
+     ],
+     "text": "model"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-54",
+     "maxclass": "umenu",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "patching_rect": [
+      960.0,
+      80.0,
+      200.0,
+      22.0
+     ],
+     "outlettype": [
+      "int",
+      "",
+      ""
+     ],
+     "items": [],
+     "parameter_enable": 0,
+     "varname": "model"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-55",
+     "maxclass": "button",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      960.0,
+      110.0,
+      24.0,
+      24.0
+     ],
+     "outlettype": [
+      "bang"
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-56",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      988.0,
+      112.0,
+      60.0,
+      20.0
+     ],
+     "text": "refresh"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-57",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "patching_rect": [
+      960.0,
+      150.0,
+      49.5,
+      22.0
+     ],
+     "outlettype": [
+      "",
+      ""
+     ],
+     "text": "t b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-58",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      960.0,
+      180.0,
+      210.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/qriff/list/models 0 reply_port 9001"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-59",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      960.0,
+      210.0,
+      210.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/qriff/get/model 0 reply_port 9001"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-60",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      1180.0,
+      150.0,
+      40.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "t b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-61",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "patching_rect": [
+      960.0,
+      280.0,
+      147.0,
+      22.0
+     ],
+     "outlettype": [
+      "",
+      ""
+     ],
+     "text": "js qriff_models.js"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-62",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      960.0,
+      250.0,
+      117.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend models"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-63",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      1070.0,
+      250.0,
+      109.5,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend model"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-64",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      1180.0,
+      250.0,
+      109.5,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend model"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-65",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      1170.0,
+      110.0,
+      102.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend pick"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-66",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "patching_rect": [
+      960.0,
+      310.0,
+      49.5,
+      22.0
+     ],
+     "outlettype": [
+      "",
+      ""
+     ],
+     "text": "t b s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-67",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      960.0,
+      340.0,
+      72.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "i 300000"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-68",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      1040.0,
+      340.0,
+      40.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "+ 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-69",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      960.0,
+      370.0,
+      72.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "pack 0 s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-70",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      960.0,
+      400.0,
+      210.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/qriff/set/model $1 $2 reply_port 9001"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-71",
+     "maxclass": "newobj",
+     "numinlets": 1,
      "numoutlets": 5,
      "patching_rect": [
       20.0,
@@ -1010,7 +1355,7 @@
    },
    {
     "box": {
-     "id": "obj-53",
+     "id": "obj-72",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1028,7 +1373,7 @@
    },
    {
     "box": {
-     "id": "obj-54",
+     "id": "obj-73",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 5,
@@ -1050,7 +1395,7 @@
    },
    {
     "box": {
-     "id": "obj-55",
+     "id": "obj-74",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1068,7 +1413,7 @@
    },
    {
     "box": {
-     "id": "obj-56",
+     "id": "obj-75",
      "maxclass": "toggle",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1085,7 +1430,7 @@
    },
    {
     "box": {
-     "id": "obj-57",
+     "id": "obj-76",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -1100,7 +1445,7 @@
    },
    {
     "box": {
-     "id": "obj-58",
+     "id": "obj-77",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1118,7 +1463,7 @@
    },
    {
     "box": {
-     "id": "obj-59",
+     "id": "obj-78",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1136,7 +1481,7 @@
    },
    {
     "box": {
-     "id": "obj-60",
+     "id": "obj-79",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1155,7 +1500,7 @@
    },
    {
     "box": {
-     "id": "obj-61",
+     "id": "obj-80",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1174,7 +1519,7 @@
    },
    {
     "box": {
-     "id": "obj-62",
+     "id": "obj-81",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1192,7 +1537,7 @@
    },
    {
     "box": {
-     "id": "obj-63",
+     "id": "obj-82",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1213,7 +1558,7 @@
    },
    {
     "box": {
-     "id": "obj-64",
+     "id": "obj-83",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1231,7 +1576,7 @@
    },
    {
     "box": {
-     "id": "obj-65",
+     "id": "obj-84",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1249,7 +1594,7 @@
    },
    {
     "box": {
-     "id": "obj-66",
+     "id": "obj-85",
      "maxclass": "newobj",
      "numinlets": 4,
      "numoutlets": 1,
@@ -1267,7 +1612,7 @@
    },
    {
     "box": {
-     "id": "obj-67",
+     "id": "obj-86",
      "maxclass": "newobj",
      "numinlets": 4,
      "numoutlets": 3,
@@ -1287,7 +1632,7 @@
    },
    {
     "box": {
-     "id": "obj-68",
+     "id": "obj-87",
      "maxclass": "newobj",
      "numinlets": 3,
      "numoutlets": 2,
@@ -1306,7 +1651,7 @@
    },
    {
     "box": {
-     "id": "obj-69",
+     "id": "obj-88",
      "maxclass": "newobj",
      "numinlets": 3,
      "numoutlets": 0,
@@ -1901,7 +2246,7 @@
     "patchline": {
      "source": [
       "obj-44",
-      0
+      10
      ],
      "destination": [
       "obj-52",
@@ -1913,10 +2258,334 @@
     "patchline": {
      "source": [
       "obj-52",
+      0
+     ],
+     "destination": [
+      "obj-45",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-55",
+      0
+     ],
+     "destination": [
+      "obj-41",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-44",
+      7
+     ],
+     "destination": [
+      "obj-57",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-57",
+      1
+     ],
+     "destination": [
+      "obj-58",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-57",
+      0
+     ],
+     "destination": [
+      "obj-59",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-44",
       4
      ],
      "destination": [
-      "obj-53",
+      "obj-60",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-60",
+      0
+     ],
+     "destination": [
+      "obj-59",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-44",
+      8
+     ],
+     "destination": [
+      "obj-62",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-62",
+      0
+     ],
+     "destination": [
+      "obj-61",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-44",
+      9
+     ],
+     "destination": [
+      "obj-63",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-63",
+      0
+     ],
+     "destination": [
+      "obj-61",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-44",
+      10
+     ],
+     "destination": [
+      "obj-64",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-64",
+      0
+     ],
+     "destination": [
+      "obj-61",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-61",
+      0
+     ],
+     "destination": [
+      "obj-54",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-54",
+      1
+     ],
+     "destination": [
+      "obj-65",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-65",
+      0
+     ],
+     "destination": [
+      "obj-61",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-61",
+      1
+     ],
+     "destination": [
+      "obj-66",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-66",
+      0
+     ],
+     "destination": [
+      "obj-67",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-67",
+      0
+     ],
+     "destination": [
+      "obj-68",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-68",
+      0
+     ],
+     "destination": [
+      "obj-67",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-66",
+      1
+     ],
+     "destination": [
+      "obj-69",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-67",
+      0
+     ],
+     "destination": [
+      "obj-69",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-69",
+      0
+     ],
+     "destination": [
+      "obj-70",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-58",
+      0
+     ],
+     "destination": [
+      "obj-42",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-59",
+      0
+     ],
+     "destination": [
+      "obj-42",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-70",
+      0
+     ],
+     "destination": [
+      "obj-42",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-44",
+      0
+     ],
+     "destination": [
+      "obj-71",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-71",
+      4
+     ],
+     "destination": [
+      "obj-72",
       0
      ]
     }
@@ -1928,7 +2597,7 @@
       1
      ],
      "destination": [
-      "obj-54",
+      "obj-73",
       0
      ]
     }
@@ -1936,11 +2605,11 @@
    {
     "patchline": {
      "source": [
-      "obj-54",
+      "obj-73",
       1
      ],
      "destination": [
-      "obj-55",
+      "obj-74",
       0
      ]
     }
@@ -1948,11 +2617,11 @@
    {
     "patchline": {
      "source": [
-      "obj-56",
+      "obj-75",
       0
      ],
      "destination": [
-      "obj-58",
+      "obj-77",
       1
      ]
     }
@@ -1960,11 +2629,11 @@
    {
     "patchline": {
      "source": [
-      "obj-55",
+      "obj-74",
       0
      ],
      "destination": [
-      "obj-58",
+      "obj-77",
       0
      ]
     }
@@ -1976,7 +2645,7 @@
       0
      ],
      "destination": [
-      "obj-59",
+      "obj-78",
       0
      ]
     }
@@ -1984,11 +2653,11 @@
    {
     "patchline": {
      "source": [
-      "obj-59",
+      "obj-78",
       0
      ],
      "destination": [
-      "obj-56",
+      "obj-75",
       0
      ]
     }
@@ -2000,7 +2669,7 @@
       2
      ],
      "destination": [
-      "obj-60",
+      "obj-79",
       0
      ]
     }
@@ -2008,11 +2677,11 @@
    {
     "patchline": {
      "source": [
-      "obj-60",
+      "obj-79",
       1
      ],
      "destination": [
-      "obj-61",
+      "obj-80",
       0
      ]
     }
@@ -2020,11 +2689,11 @@
    {
     "patchline": {
      "source": [
-      "obj-58",
+      "obj-77",
       0
      ],
      "destination": [
-      "obj-62",
+      "obj-81",
       0
      ]
     }
@@ -2032,35 +2701,11 @@
    {
     "patchline": {
      "source": [
-      "obj-61",
+      "obj-80",
       0
      ],
      "destination": [
-      "obj-62",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-62",
-      0
-     ],
-     "destination": [
-      "obj-63",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-53",
-      0
-     ],
-     "destination": [
-      "obj-64",
+      "obj-81",
       1
      ]
     }
@@ -2068,23 +2713,11 @@
    {
     "patchline": {
      "source": [
-      "obj-53",
+      "obj-81",
       0
      ],
      "destination": [
-      "obj-65",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-63",
-      1
-     ],
-     "destination": [
-      "obj-64",
+      "obj-82",
       0
      ]
     }
@@ -2092,11 +2725,47 @@
    {
     "patchline": {
      "source": [
-      "obj-63",
+      "obj-72",
+      0
+     ],
+     "destination": [
+      "obj-83",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-72",
+      0
+     ],
+     "destination": [
+      "obj-84",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-82",
+      1
+     ],
+     "destination": [
+      "obj-83",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-82",
       2
      ],
      "destination": [
-      "obj-65",
+      "obj-84",
       0
      ]
     }
@@ -2104,11 +2773,11 @@
    {
     "patchline": {
      "source": [
-      "obj-63",
+      "obj-82",
       0
      ],
      "destination": [
-      "obj-66",
+      "obj-85",
       0
      ]
     }
@@ -2116,11 +2785,11 @@
    {
     "patchline": {
      "source": [
-      "obj-63",
+      "obj-82",
       3
      ],
      "destination": [
-      "obj-66",
+      "obj-85",
       1
      ]
     }
@@ -2128,11 +2797,11 @@
    {
     "patchline": {
      "source": [
-      "obj-65",
+      "obj-84",
       0
      ],
      "destination": [
-      "obj-66",
+      "obj-85",
       2
      ]
     }
@@ -2140,11 +2809,11 @@
    {
     "patchline": {
      "source": [
-      "obj-64",
+      "obj-83",
       0
      ],
      "destination": [
-      "obj-66",
+      "obj-85",
       3
      ]
     }
@@ -2152,11 +2821,11 @@
    {
     "patchline": {
      "source": [
-      "obj-66",
+      "obj-85",
       0
      ],
      "destination": [
-      "obj-67",
+      "obj-86",
       0
      ]
     }
@@ -2164,11 +2833,11 @@
    {
     "patchline": {
      "source": [
-      "obj-67",
+      "obj-86",
       0
      ],
      "destination": [
-      "obj-68",
+      "obj-87",
       0
      ]
     }
@@ -2176,11 +2845,11 @@
    {
     "patchline": {
      "source": [
-      "obj-67",
+      "obj-86",
       1
      ],
      "destination": [
-      "obj-68",
+      "obj-87",
       1
      ]
     }
@@ -2188,11 +2857,11 @@
    {
     "patchline": {
      "source": [
-      "obj-67",
+      "obj-86",
       2
      ],
      "destination": [
-      "obj-68",
+      "obj-87",
       2
      ]
     }
@@ -2200,11 +2869,11 @@
    {
     "patchline": {
      "source": [
-      "obj-68",
+      "obj-87",
       0
      ],
      "destination": [
-      "obj-69",
+      "obj-88",
       0
      ]
     }
@@ -2212,11 +2881,11 @@
    {
     "patchline": {
      "source": [
-      "obj-68",
+      "obj-87",
       1
      ],
      "destination": [
-      "obj-69",
+      "obj-88",
       1
      ]
     }

@@ -16,6 +16,7 @@ import numpy as np
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+from bridge.errors import BridgeError
 from bridge.server import Server, ServerConfig
 from engine.mdp import styles
 from engine.music import theory, tokens
@@ -39,9 +40,22 @@ class WalkSource:
     def models(self) -> list[str]:
         return [self.model_id]
 
+    def style_terms(self, model: str) -> tuple[str, ...]:
+        self.select(model)
+        return styles.BUILTIN_TERMS
 
-    def generate(self, request: GenerateRequest | None = None, /, **options: Any) -> list[Clip]:
+    def select(self, model: str) -> str:
+        """One model only: any other id is refused as PolicySource refuses an unknown one."""
+        if model != self.model_id:
+            raise BridgeError(f"model {model!r} is not known: allowed are {self.model_id} (see /qriff/list/models)",
+                              code="not_found")
+        return model
+
+    def generate(self, request: GenerateRequest | None = None, /, *, model: str | None = None,
+                 **options: Any) -> list[Clip]:
         """As :meth:`Policy.generate`: a request, or keyword options that build one (checked alike)."""
+        if model is not None:
+            self.select(model)
         r = GenerateRequest.from_mapping(options, fill_from_primer=False) if request is None else request
         if options and request is not None:
             raise TypeError("generate() takes a GenerateRequest or keyword options, not both")

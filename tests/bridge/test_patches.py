@@ -39,7 +39,7 @@ MAX_OBJECTS = {
     "zl": lambda n: (2, 2), "gate": lambda n: (2, 1 if n else 1), "pipe": lambda n: (n, n - 1),
     "makenote": lambda n: (3, 2), "noteout": lambda n: (3, 0), "udpsend": lambda n: (1, 0),
     "udpreceive": lambda n: (1, 1), "js": lambda n: (1, 1), "midiin": lambda n: (1, 1), "midiout": lambda n: (1, 0),
-    "deferlow": lambda n: (1, 1),
+    "deferlow": lambda n: (1, 1), "t": lambda n: (1, n),
 }
 MAX_UI = {"message": (2, 1), "comment": (1, 0), "button": (1, 1), "toggle": (1, 1), "number": (1, 2),
           "flonum": (1, 2), "dial": (1, 1), "umenu": (1, 3), "live.menu": (1, 3), "live.numbox": (1, 2),
@@ -53,9 +53,9 @@ PD_OBJECTS = {
     "f": lambda n: (2, 1), "+": lambda n: (2, 1), "*": lambda n: (2, 1), "/": lambda n: (2, 1),
     "==": lambda n: (2, 1), "spigot": lambda n: (2, 1), "swap": lambda n: (2, 2), "pipe": lambda n: (n, n - 1),
     "makenote": lambda n: (3, 2), "noteout": lambda n: (3, 0), "hradio": lambda n: (1, 1), "hsl": lambda n: (1, 1),
-    "bng": lambda n: (1, 1), "tgl": lambda n: (1, 1),
+    "bng": lambda n: (1, 1), "tgl": lambda n: (1, 1), "s": lambda n: (1, 0),
 }
-PD_LIST = {"trim": (1, 1), "prepend": (2, 1), "append": (2, 1), "split": (2, 3)}
+PD_LIST = {"trim": (1, 1), "prepend": (2, 1), "append": (2, 1), "split": (2, 3), "store": (2, 2), "length": (1, 1)}
 
 
 # ----------------------------------------------------------------------- OSC checks
@@ -74,7 +74,12 @@ def check_request(address: str, args: list[str], slot_kinds: dict[int, str]) -> 
     method = protocol.method(address)
     rest = args[1:]
     if method is None:
+        if len(rest) >= 2 and rest[-2] == "reply_port":  # get, set and list take a trailing reply_port N
+            rest = rest[:-2]
         assert len(rest) == len(table[address]), (address, args)
+        for arg, value in zip(table[address], rest):
+            if value.startswith("$"):
+                assert kind_ok(arg.kind, slot_kinds[int(value[1:])]), f"{address} {arg.name}: {value}"
         return
     fixed = [a for a in method.args if not a.optional]
     assert len(rest) >= len(fixed), f"{address}: needs {[a.name for a in fixed]} after the id: {rest}"
@@ -153,6 +158,13 @@ def test_maxpat_lines_join_existing_boxes_through_existing_ports(path):
         assert 0 <= inlet < boxes[dst]["numinlets"], line
 
 
+def js_ports(script: str) -> tuple[int, int]:
+    """(inlets, outlets) a Max [js] box gets from the ``inlets = N; outlets = M;`` its script declares."""
+    text = (ROOT / "max_patches" / script).read_text()
+    return tuple(int(re.search(rf"^{side} = (\d+);", text, re.M).group(1))  # type: ignore[return-value,union-attr]
+                 for side in ("inlets", "outlets"))
+
+
 @MAXPATS
 def test_maxpat_port_counts_match_max_objects(path):
     _, boxes, _ = max_boxes(path)
@@ -160,7 +172,7 @@ def test_maxpat_port_counts_match_max_objects(path):
         if box["maxclass"] == "newobj":
             name, *args = box["text"].split()
             assert name in MAX_OBJECTS, f"object {name!r} is not in the reference table"
-            expect = MAX_OBJECTS[name](len(args))
+            expect = js_ports(args[0]) if name == "js" else MAX_OBJECTS[name](len(args))
         else:
             expect = MAX_UI[box["maxclass"]]
         assert (box["numinlets"], box["numoutlets"]) == expect, box
@@ -179,19 +191,21 @@ def test_maxpat_sends_only_requests_of_the_address_table(path):
             kinds: dict[int, str] = {}
             for src in feeders.get((box["id"], 0), []):
                 name, *pack_args = boxes[src].get("text", "").split() or [""]
-                if name != "pack":
-                    assert boxes[src]["maxclass"] == "newobj" and name == "loadbang", boxes[src]
+                if name != "pack":  # a bang: the message goes out as written
+                    assert boxes[src]["maxclass"] == "button" or name in ("loadbang", "t"), boxes[src]
                     continue
                 kinds = {i + 1: ("f" if "." in a else "i" if re.fullmatch(r"-?\d+", a) else "s")
                          for i, a in enumerate(pack_args)}
             check_request(address, args, kinds)
             sent.append(address)
-    assert {"/qriff/generate", "/qriff/ping", "/qriff/render"} <= set(sent)
+    assert {"/qriff/generate", "/qriff/ping", "/qriff/render", "/qriff/list/models", "/qriff/get/model",
+            "/qriff/set/model"} <= set(sent)
     assert ("/qriff/live/push" in sent) == (path == MAXPAT)  # the device writes clips itself
     # replies are routed by addresses the server sends, to the port every request names
     routes = [b["text"].split()[1:] for b in boxes.values()
               if b.get("text", "").startswith("route /")]
-    assert routes and all(a in protocol.REPLY_ADDRESSES for r in routes for a in r)
+    answered = {*protocol.REPLY_ADDRESSES, *protocol.request_addresses()}  # get/set/list answer on their own
+    assert routes and all(a in answered for r in routes for a in r)
     texts = [b.get("text", "") for b in boxes.values()]
     recv_port = next(t.split()[1] for t in texts if t.startswith("udpreceive"))
     assert all(f"reply_port {recv_port}" in t for t in texts if t.startswith("/qriff/"))
@@ -201,8 +215,8 @@ def test_maxpat_sends_only_requests_of_the_address_table(path):
 def test_maxpat_has_the_controls_a_musician_needs():
     _, boxes, lines = max_boxes(MAXPAT)
     classes = [b["maxclass"] for b in boxes.values()]
-    assert classes.count("umenu") == 3 and "dial" in classes and classes.count("number") >= 3
-    menus = [b["items"] for b in boxes.values() if b["maxclass"] == "umenu"]
+    assert classes.count("umenu") == 4 and "dial" in classes and classes.count("number") >= 3
+    menus = [b["items"] for b in boxes.values() if b["maxclass"] == "umenu" and b.get("varname") != "model"]
     items = [[x for x in m if x != ","] for m in menus]
     assert items[0] == protocol.list_items("keys")
     assert items[1] == protocol.list_items("scales")
@@ -216,7 +230,10 @@ def test_device_parameters_are_saved_with_the_set_and_automatable():
     data, boxes, lines = max_boxes(AMXD)
     params = {b["varname"]: b for b in boxes.values() if b["maxclass"].startswith("live.")}
     assert set(params) == {"Key", "Scale", "Style", "Bars", "Variations", "Seed", "Temperature"}
-    assert not [b for b in boxes.values() if b["maxclass"] in ("umenu", "number", "dial", "flonum")]
+    assert not [b for b in boxes.values() if b["maxclass"] in ("number", "dial", "flonum")]
+    # one umenu: the model menu, not a Live parameter (its items follow the server's models folder)
+    [menu] = [b for b in boxes.values() if b["maxclass"] == "umenu"]
+    assert menu["varname"] == "model" and menu["parameter_enable"] == 0 and menu["presentation"] == 1
     for name, box in params.items():
         value = box["saved_attribute_attributes"]["valueof"]
         assert box["parameter_enable"] == 1 and value["parameter_longname"] == name
@@ -263,7 +280,7 @@ def test_device_lists_the_script_it_loads():
     patcher = read_amxd(AMXD.read_bytes())["patcher"]["patcher"]
     deps = {d["name"]: d for d in patcher["dependency_cache"]}
     scripts = [b["box"]["text"].split()[1] for b in patcher["boxes"] if b["box"].get("text", "").startswith("js ")]
-    assert scripts == ["qriff_live.js"]
+    assert sorted(scripts) == sorted(deps) == ["qriff_live.js", "qriff_models.js"]
     for name in scripts:
         assert deps[name]["type"] == "TEXT" and (AMXD.parent / name).is_file()  # kept beside the device
 
@@ -296,9 +313,10 @@ def _rect(box):
 def test_every_control_of_the_device_view_has_a_label_beside_it():
     _, boxes, _ = max_boxes(AMXD)
     shown = [b for b in boxes.values() if b.get("presentation")]
-    controls = [b for b in shown if b["maxclass"] in ("live.menu", "live.numbox", "live.dial", "button", "toggle")]
+    controls = [b for b in shown
+                if b["maxclass"] in ("live.menu", "live.numbox", "live.dial", "button", "toggle", "umenu")]
     labels = [b for b in shown if b["maxclass"] == "comment"]
-    assert len(controls) == 7 + 4  # the parameters, generate, keep, discard, write
+    assert len(controls) == 7 + 4 + 2  # the parameters, generate, keep, discard, write, model menu, refresh
     for c in controls:
         x, y, w, h = _rect(c)
         beside = [t for t in labels
@@ -316,7 +334,7 @@ def test_every_control_of_the_device_view_has_a_label_beside_it():
             bx, by, bw, bh = _rect(b)
             assert not (ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah), (a, b)
     names = {t["text"] for t in labels}
-    assert {"Keep", "Discard", "generate"} <= names
+    assert {"Keep", "Discard", "generate", "model", "refresh"} <= names
 
 
 def test_live_api_work_is_deferred():
@@ -325,7 +343,7 @@ def test_live_api_work_is_deferred():
     out: dict[str, list[str]] = {}
     for ln in lines:
         out.setdefault(ln["source"][0], []).append(ln["destination"][0])
-    js = next(i for i, b in boxes.items() if b.get("text", "").startswith("js "))
+    js = next(i for i, b in boxes.items() if b.get("text", "") == "js qriff_live.js")
 
     def reaches_js_undeferred(start):
         seen, todo = set(), [start]
@@ -424,11 +442,16 @@ def test_pd_patch_structure_and_addresses(path):
             if kind == "msg":
                 args = [t.replace("\\", "") for t in tokens]
                 kinds = {n: "i" for n in range(1, 10)}  # Pd sends floats: integral ones are accepted as ints
+                for src, _, dst, _ in connects:  # a [pack] says which of its slots hold symbols
+                    if dst == s and objects[src][1][0] == "pack":
+                        kinds = {n: "s" if a == "s" else "i" for n, a in enumerate(objects[src][1][1:], 1)}
                 check_request(address, args, kinds)
             else:
                 assert tokens[:2] == ["list", "append"]  # the test patch appends reply_port to what -send gives
     # replies are split by [route] chains that spell addresses the server sends
-    known = {a.lstrip("/").split("/")[i] for a in protocol.REPLY_ADDRESSES for i in range(len(a.split("/")) - 1)}
+    # (get, set and list replies come back on the request's own address)
+    answered = [*protocol.REPLY_ADDRESSES, *(a for a in protocol.request_addresses() if a.count("/") == 3)]
+    known = {a.lstrip("/").split("/")[i] for a in answered for i in range(len(a.split("/")) - 1)}
     for kind, tokens in objects:
         if kind == "obj" and tokens[0] == "route":
             assert set(tokens[1:]) <= known, tokens

@@ -38,9 +38,16 @@ def test_limits_are_the_engines():
     assert protocol.MAX_VARIATIONS <= limits.MAX_COUNT
 
 
-@pytest.mark.parametrize("prop", protocol.PROPERTIES_RW, ids=lambda p: p.name)
+@pytest.mark.parametrize("prop", [p for p in protocol.PROPERTIES_RW if p.in_session], ids=lambda p: p.name)
 def test_every_writable_default_passes_its_own_check(prop):
     assert prop.parse(prop.default) == prop.default
+
+
+def test_the_model_is_the_servers_not_a_session_default():
+    """/qriff/set/model switches the server's model: no session default, no per-request option."""
+    prop = protocol.PROPERTIES["model"]
+    assert prop.writable and prop.server and not prop.option and "model" not in protocol.defaults()
+    assert "model" not in protocol.METHODS[1].options
 
 
 def test_addresses_are_unique_and_namespaced():

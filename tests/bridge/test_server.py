@@ -126,7 +126,7 @@ def test_session_defaults_get_set_and_apply(peer):
     assert tempo == [6, 120.0]
 
 
-@pytest.mark.parametrize("name,kind", [("version", str), ("model", str), ("out", str), ("port", int),
+@pytest.mark.parametrize("name,kind", [("version", str), ("out", str), ("port", int),
                                        ("queue", int), ("served", int), ("malformed", int)])
 def test_read_only_properties(peer, server, name, kind):
     [(addr, params)] = peer.request(f"/qriff/get/{name}", 1)
