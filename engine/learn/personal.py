@@ -40,7 +40,7 @@ from engine.evaluation.taste import (
     representations_of,
 )
 from engine.feedback import FeedbackStore
-from engine.learn.tune import TuneConfig, TuneContext, check_kl, tune_policy, tuned_terms
+from engine.learn.tune import DEFAULT_KL, TuneConfig, TuneContext, check_kl, tune_policy, tuned_terms
 from engine.music import theory
 from engine.music.clip import Clip
 from engine.runtime import DEFAULT_MODEL_PATH, Policy, available_models, user_models_dir
@@ -160,7 +160,7 @@ def contexts_of(clips: list[Clip], terms: tuple[str, ...]) -> list[TuneContext]:
 
 
 def make_personal_model(name: str = DEFAULT_NAME, *, store: Path | None = None, verdicts: int | None = None,
-                        kl: float = 3.0, seed: int = 0, base: str | None = None, episodes: int | None = None,
+                        kl: float = DEFAULT_KL, seed: int = 0, base: str | None = None, episodes: int | None = None,
                         quiet: bool = False, folder: Path | None = None, command: str = "") -> PersonalModel:
     """Verdicts -> reward model -> tuned model files (see the module doc); EngineError, with nothing
     written, on bad input."""

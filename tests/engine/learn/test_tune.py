@@ -16,6 +16,7 @@ from engine.feedback import SCHEMA_VERSION, FeedbackStore, Judgement
 from engine.learn.kl_train import sample_tokens
 from engine.learn.seqmodel import KLPolicyNet, SeqConfig, SeqNet, g_network_from_prior
 from engine.learn.tune import (
+    DEFAULT_KL,
     KL_RANGE,
     TuneConfig,
     TuneContext,
@@ -325,3 +326,9 @@ def test_a_failed_export_leaves_no_files(tmp_path, models, judged, monkeypatch):
     with pytest.raises(ModelError, match="simulated"):
         personal.make_personal_model("mine", store=store, episodes=1, quiet=True)
     assert models.is_dir() and list(models.iterdir()) == []
+
+
+def test_the_cli_repeats_the_tuners_kl_range_and_default():
+    from engine.cli import tune as cli_tune
+
+    assert (cli_tune.KL_LO, cli_tune.KL_HI) == KL_RANGE and cli_tune.DEFAULT_KL == DEFAULT_KL == TuneConfig().kl_coef
