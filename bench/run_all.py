@@ -4,8 +4,9 @@ A benchmark is a ``bench_*.py`` script: it measures its targets as ratios agains
 baseline timed in the same run and exits non-zero when one is missed. The runner finds
 them by name, so a new one cannot be left out, prints each script's own table, then one
 line per script, and exits non-zero if any script did. (``style_rolls.py`` draws the
-pictures of docs/melody-model.md and ``train_table.py`` trains the models of the quality
-table: they make artefacts and check no target, so they are not benchmarks.)
+pictures of docs/melody-model.md, ``train_table.py`` trains the models of the quality
+table and ``taste_defaults.py`` is the study that chose ``qriff tune``'s defaults: they make
+artefacts and check no target, so they are not benchmarks.)
 
 ``--quick`` runs each benchmark at the smaller sizes of :data:`QUICK` (a smoke run: the
 targets are still checked, but ratios from short runs are noisier). Numbers depend on

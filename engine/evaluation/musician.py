@@ -46,11 +46,16 @@ TASTES: dict[str, dict[str, float]] = {
     "high-register": {"register": 1.8},
 }
 #: Development tastes: qriff's tuning defaults are chosen on these, never on :data:`TASTES`.
-#: Each leans on features the reward model's descriptors do not name.
+#: The first three lean on features the reward model's descriptors do not name (hard to learn);
+#: the last three on the descriptors alone, as the evaluation tastes do (easy to learn, so a
+#: default that pushes too hard shows there).
 DEV_TASTES: dict[str, dict[str, float]] = {
     "leapy-wide": {"leap_share": 1.2, "range": 1.0},
     "sparse-cadence": {"rest_share": 1.2, "tonic_end": 1.0, "notes_per_bar": -0.4},
     "low-repeated": {"register": -1.2, "repeat_share": 1.0},
+    "low-sparse": {"register": -1.2, "notes_per_bar": -1.0},
+    "busy-on-beat": {"notes_per_bar": 1.2, "offbeat_share": -1.0},
+    "short-leapy": {"mean_length": -1.2, "step_share": -1.0},
 }
 #: Every taste by name.
 ALL_TASTES: dict[str, dict[str, float]] = {**TASTES, **DEV_TASTES}

@@ -58,13 +58,13 @@ def test_hidden_features_read_leaps_repeats_range_rests_and_the_last_note():
 
 
 def test_development_tastes_are_apart_from_the_evaluation_tastes():
-    """The defaults are chosen on DEV_TASTES: they must not be the evaluation tastes, and each leans on a
-    feature the reward model's descriptors do not name."""
+    """The defaults are chosen on DEV_TASTES: they must not be the evaluation tastes."""
     assert not set(DEV_TASTES) & set(TASTES) and ALL_TASTES == {**TASTES, **DEV_TASTES}
     hidden = {n for n, _ in FEATURES[5:]}
+    leaning = [name for name, taste in DEV_TASTES.items() if set(taste) & hidden]
+    assert 0 < len(leaning) < len(DEV_TASTES)  # some lean on hidden features, some on the descriptors alone
     for name, taste in DEV_TASTES.items():
-        assert set(taste) & hidden, name
-        assert all(taste != t for t in TASTES.values())
+        assert all(taste != t for t in TASTES.values()), name
 
 
 def test_the_musician_keeps_its_base_rate_of_the_reference(shipped_clips):
