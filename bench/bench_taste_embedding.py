@@ -17,14 +17,15 @@ and two hidden rules over the tokens that none of the five descriptors reads:
 ``ends-on-tonic`` (the last note is a tonic) and ``repeated-notes`` (the share of notes
 that repeat the previous pitch). Each keeps 30% of the shipped model's clips.
 
-Then the cost during tuning: one tune run at ``qriff tune``'s default settings
-(:class:`engine.learn.tune.TuneConfig`, KL 3) on 200 verdicts of ``ends-on-tonic`` with a
-reward model reading ``features`` and one reading ``embedding``; the wall time of each run
-and of its score calls (every bar prefix of 32 clips a round) is measured.
+Then the cost in ``qriff tune`` on 200 verdicts of ``ends-on-tonic``: fitting the reward
+model with validation over the two old representations and over all three (the embedding
+computed too), and one tune run at the default settings (:class:`engine.learn.tune.TuneConfig`,
+KL 3) with a reward model reading ``features`` and one reading ``embedding``: the wall time
+of each and of the run's score calls (every bar prefix of 32 clips a round).
 
 Exit status 1 when the embedding does not earn its place or costs too much: its fresh AUC
 at the largest verdict count on a non-descriptor taste is not 0.1 above the shuffled
-control, or the tune run with it takes over 180 s (issue 21's tuning target).
+control, or fitting and tuning with it take over 180 s (issue 21's tuning target).
 
     .venv/bin/python bench/bench_taste_embedding.py                      # 5 seeds, 50 and 200 verdicts
     .venv/bin/python bench/bench_taste_embedding.py --seeds 1 --tune 0   # a quick look
@@ -164,8 +165,13 @@ def tune_cost(args: argparse.Namespace, shipped: Any, embedder: Any, weights: Pa
     clips = shipped.generate_many(200, seed=3_000_000, bars=BARS)
     seqs = [clip_tokens(c) for c in clips]
     y = (np.random.default_rng(0).random(len(seqs)) < m.keep_probability(seqs)).astype(np.int64)
+    out: dict[str, dict[str, float]] = {}
+    for name, emb in (("fit without the embedding", None), ("fit with the embedding", embedder)):
+        t0, c0 = time.perf_counter(), time.process_time()  # what qriff tune does before tuning
+        fit_reward_model(representations_of(seqs, 16, emb, clips), y, seed=0, embedder=emb)
+        out[name] = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1)}
+        print(json.dumps({"fit": name, **out[name]}), flush=True)
     reps = representations_of(seqs, 16, embedder, clips)
-    out = {}
     for r in ("features", "embedding"):
         reward = fit_reward_model({r: reps[r]}, y, seed=0, embedder=embedder)
         spent = [0.0]
@@ -180,9 +186,9 @@ def tune_cost(args: argparse.Namespace, shipped: Any, embedder: Any, weights: Pa
         t0, c0 = time.perf_counter(), time.process_time()
         _, log = tune_policy(load_policy(weights), terms, contexts_of(clips, terms), score,
                              TuneConfig(seed=0, kl_coef=3.0, quiet=True))
-        out[r] = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1),
+        out[f"tune, reward reads {r}"] = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1),
                   "score_s": round(spent[0], 1), "episodes": log["episodes"]}
-        print(json.dumps({"tune": r, **out[r]}), flush=True)
+        print(json.dumps({"tune": r, **out[f"tune, reward reads {r}"]}), flush=True)
     return out
 
 
@@ -208,9 +214,9 @@ def markdown(rows: list[dict[str, Any]], tune: dict[str, dict[str, float]], args
                          + f" | {picks} | {ms([r['picked_fresh'] for r in rs])} | "
                          f"{ms([r['control_fresh'] for r in rs])} | {ms([r['ceiling'] for r in rs])} |")
     if tune:
-        lines += ["", "| tune run (default settings, 200 verdicts) | wall s | CPU s | of which scoring s |",
-                  "|---|---|---|---|"]
-        lines += [f"| reward reads {r} | {v['wall_s']} | {v['cpu_s']} | {v['score_s']} |" for r, v in tune.items()]
+        lines += ["", "| qriff tune's steps (default settings, 200 verdicts of ends-on-tonic) | wall s | CPU s "
+                  "| of which scoring s |", "|---|---|---|---|"]
+        lines += [f"| {r} | {v['wall_s']} | {v['cpu_s']} | {v.get('score_s', '')} |" for r, v in tune.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -259,8 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         emb, ctl = np.mean([r["embedding_fresh"] for r in rs]), np.mean([r["control_fresh"] for r in rs])
         if not emb >= ctl + CONTROL_MARGIN:
             failures.append(f"{taste}: embedding AUC {emb:.3f} is not {CONTROL_MARGIN} above the control {ctl:.3f}")
-    if tune and tune["embedding"]["wall_s"] > TUNE_SECONDS_TARGET:
-        failures.append(f"tuning with the embedding took {tune['embedding']['wall_s']} s > {TUNE_SECONDS_TARGET} s")
+    if tune:
+        total = tune["fit with the embedding"]["wall_s"] + tune["tune, reward reads embedding"]["wall_s"]
+        if total > TUNE_SECONDS_TARGET:
+            failures.append(f"fitting and tuning with the embedding took {total:.1f} s > {TUNE_SECONDS_TARGET} s")
     for f in failures:
         print(f"MISSED: {f}", file=sys.stderr)
     return 1 if failures else 0
