@@ -10,7 +10,8 @@ never judged, whose verdicts the same musician draws: the ROC AUC there is the f
 verdicts). Alongside, per taste: the **ceiling** (the AUC of the musician's true keep
 probability on the same fresh verdicts: no model can rank better) and a **negative
 control** (the embedding fitted on shuffled verdicts, mean of 5 shuffles: it must stay
-near 0.5).
+near 0.5). The pooling study fits each half of the embedding alone (the mean of the states,
+the final state).
 
 Tastes: ``stepwise-long`` (a descriptor taste, :data:`engine.evaluation.musician.TASTES`)
 and two hidden rules over the tokens that none of the five descriptors reads:
@@ -138,6 +139,11 @@ def experiment(args: argparse.Namespace, shipped: Any, embedder: Any) -> list[di
                     model = fit_reward_model({r: reps[r][idx]}, y[idx], seed=seed)
                     row[f"{r}_fresh"] = auc(y[fresh], model.log_odds(reps[r][fresh]))
                     row[f"{r}_heldout"] = model.heldout_auc
+                half = reps["embedding"].shape[1] // 2  # the embedding's two halves alone: the pooling study
+                for part, cols in (("mean", slice(0, half)), ("final", slice(half, None))):
+                    x = reps["embedding"][:, cols]
+                    row[f"embedding-{part}_fresh"] = auc(y[fresh], fit_reward_model({part: x[idx]}, y[idx],
+                                                                                     seed=seed).log_odds(x[fresh]))
                 picked = fit_reward_model({r: reps[r][idx] for r in REPS}, y[idx], seed=seed)
                 row["picked"] = picked.representation
                 row["picked_fresh"] = auc(y[fresh], picked.log_odds(reps[picked.representation][fresh]))
@@ -213,6 +219,14 @@ def markdown(rows: list[dict[str, Any]], tune: dict[str, dict[str, float]], args
             lines.append(f"| {taste} | {n} | " + " | ".join(ms([r[f'{k}_fresh'] for r in rs]) for k in REPS)
                          + f" | {picks} | {ms([r['picked_fresh'] for r in rs])} | "
                          f"{ms([r['control_fresh'] for r in rs])} | {ms([r['ceiling'] for r in rs])} |")
+    lines += ["", "Pooling (the embedding's halves alone, same fresh AUC):", "",
+              "| taste | verdicts | mean of the states | final state | both (the embedding) |", "|---|---|---|---|---|"]
+    for taste in dict.fromkeys(r["taste"] for r in rows):
+        for n in args.verdicts:
+            rs = [r for r in rows if r["taste"] == taste and r["verdicts"] == n]
+            if rs:
+                lines.append(f"| {taste} | {n} | " + " | ".join(ms([r[f"embedding{k}_fresh"] for r in rs])
+                                                                 for k in ("-mean", "-final", "")) + " |")
     if tune:
         lines += ["", "| qriff tune's steps (default settings, 200 verdicts of ends-on-tonic) | wall s | CPU s "
                   "| of which scoring s |", "|---|---|---|---|"]
