@@ -112,7 +112,7 @@ def load_average() -> str:
 
 def one_run(taste: str, seed: int, args: argparse.Namespace, shipped: Any, reference: list[np.ndarray],
             openings: np.ndarray | None, work: Path) -> dict[str, Any]:
-    from engine.evaluation.taste import RewardModel
+    from engine.learn.personal import load_reward_model
     from engine.runtime import Policy
 
     musician = Musician.calibrated(taste, ALL_TASTES[taste], reference, 16, BASE_RATE)
@@ -124,7 +124,7 @@ def one_run(taste: str, seed: int, args: argparse.Namespace, shipped: Any, refer
     record(store, judged, labels)
     wall, cpu, _ = run_tune(store, models, name, seed, args.kl, args.verdicts, args.episodes)
     personal = Policy.load(models / f"{name}.onnx")
-    reward = RewardModel.from_dict(json.loads((models / f"{name}.taste.json").read_text())["reward_model"])
+    reward = load_reward_model(models / f"{name}.taste.json")  # with its network, when it reads the embedding
     fresh_seed = 2_000_000 * (seed + 1)
     n_gen = max(args.clips, args.realism_clips)
     base_all = tokens_of(shipped.generate_many(n_gen, seed=fresh_seed, bars=BARS))

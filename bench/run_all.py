@@ -46,6 +46,7 @@ QUICK: dict[str, tuple[str, ...]] = {
     "service": ("--quick",),
     "taste": ("--tastes", "stepwise-long", "--seeds", "1", "--verdicts", "60", "--clips", "60", "--episodes", "64",
               "--realism-clips", "60", "--dial", "", "--no-speed"),
+    "taste_embedding": ("--seeds", "1", "--verdicts", "50", "--fresh", "100", "--tune", "0"),
     "train": ("--ours-steps", "4000", "--sb3-steps", "1000"),
 }
 

@@ -66,6 +66,7 @@ def one_taste(taste: str, seed: int, variants: list[str], args: argparse.Namespa
     from engine.evaluation import twosample
     from engine.evaluation.evaluate import clip_tokens
     from engine.evaluation.taste import fit_reward_model, representations_of
+    from engine.learn.embedding import ClipEmbedder
     from engine.learn.personal import SHIPPED_POLICY_WEIGHTS, contexts_of
     from engine.learn.seqexport import export_seq_model
     from engine.learn.seqmodel import load_policy
@@ -79,10 +80,13 @@ def one_taste(taste: str, seed: int, variants: list[str], args: argparse.Namespa
     judged_clips = shipped.generate_many(args.verdicts, seed=1_000_000 * (seed + 1), bars=BARS)
     judged = tok(judged_clips)
     labels = musician.judge(judged, np.random.default_rng(seed))
-    reward = fit_reward_model(representations_of(judged, 16), labels, seed=seed)
+    # the reward model as qriff tune fits it: the three representations, the shipped model's embedding among them
+    embedder = ClipEmbedder.from_weights(SHIPPED_POLICY_WEIGHTS, shipped.info.model_id)
+    reward = fit_reward_model(representations_of(judged, 16, embedder, judged_clips), labels, seed=seed,
+                              embedder=embedder)
 
-    def score(s: list[np.ndarray], spb: list[int]) -> np.ndarray:
-        return np.clip(reward.score(s, spb), -5.0, 5.0)
+    def score(s: list[np.ndarray], spb: list[int], contexts: list[Any] | None = None) -> np.ndarray:
+        return np.clip(reward.score(s, spb, contexts), -5.0, 5.0)
 
     n_gen = max(args.clips, args.realism_clips)
     fresh_seed = 2_000_000 * (seed + 1)

@@ -6,7 +6,8 @@ row of features per clip and reports how well it ranks verdicts it never saw:
 
 * the verdicts are split once (stratified, ``seed``) into a fitting part and a
   held-out quarter; the representation (:data:`REPRESENTATIONS`: five clip descriptors,
-  or those and the two-sample test's features) and the regularisation strength are
+  or those and the two-sample test's features; and, given an :class:`Embedder`, the
+  sequence network's own ``embedding`` of the clip) and the regularisation strength are
   picked by cross-validated log-loss on the fitting part only (a proper score: the
   tuner is paid the log-odds, so they must be calibrated, not just well ranked);
 * the chosen model's ROC AUC on the held-out quarter is the number reported
@@ -19,6 +20,12 @@ either verdict, nothing is fitted: :class:`TasteError` says how many more are ne
 
 The score a tuned model is rewarded with is the model's log-odds of a keep
 (:meth:`RewardModel.log_odds`): 0 for a clip the model thinks is a coin toss.
+
+The ``embedding`` needs a network (torch, :mod:`engine.learn.embedding`), which this
+module does not import: a model reading it records where its network lives
+(:attr:`RewardModel.embedding`) and scores through the :class:`Embedder` attached to it
+(:meth:`RewardModel.with_embedder`; ``engine.learn.personal.load_reward_model`` attaches it
+to a saved one).
 """
 
 from __future__ import annotations
@@ -26,8 +33,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -56,6 +63,23 @@ DESCRIPTORS: tuple[tuple[str, str], ...] = (
 
 class TasteError(EngineError, ValueError):
     """Too few verdicts, or verdicts a reward model cannot be fitted on."""
+
+
+#: The name of the sequence network's own representation of a clip (computed by an :class:`Embedder`).
+EMBEDDING = "embedding"
+
+
+class Embedder(Protocol):
+    """Computes the ``embedding`` representation (:class:`engine.learn.embedding.ClipEmbedder`)."""
+
+    source: dict[str, Any]
+    """What finds the network again (JSON-able; recorded with a reward model that reads it)."""
+
+    def __call__(self, seqs: Sequence[Sequence[int] | np.ndarray], steps_per_bar: int | Sequence[int],
+                 contexts: Sequence[Any] | None = None) -> np.ndarray:
+        """float ``[len(seqs), F]`` of melodies (tokens relative to the tonic) played in ``contexts``
+        (objects with ``key``, ``scale``, ``chords``, ``time_signature``; None: C major, default chords)."""
+        ...
 
 
 def descriptors(seq: Sequence[int] | np.ndarray, steps_per_bar: int) -> np.ndarray:
@@ -106,10 +130,14 @@ REPRESENTATIONS: dict[str, Callable[[Sequence[Sequence[int] | np.ndarray], int |
 }
 
 
-def representations_of(seqs: Sequence[Sequence[int] | np.ndarray],
-                       steps_per_bar: int | Sequence[int]) -> dict[str, np.ndarray]:
-    """Every representation of :data:`REPRESENTATIONS` of ``seqs`` (what :func:`fit_reward_model` chooses from)."""
-    return {name: fn(seqs, steps_per_bar) for name, fn in REPRESENTATIONS.items()}
+def representations_of(seqs: Sequence[Sequence[int] | np.ndarray], steps_per_bar: int | Sequence[int],
+                       embedder: Embedder | None = None, contexts: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
+    """Every representation of :data:`REPRESENTATIONS` of ``seqs`` and, given ``embedder``, the
+    ``embedding`` of them played in ``contexts`` (what :func:`fit_reward_model` chooses from)."""
+    out = {name: fn(seqs, steps_per_bar) for name, fn in REPRESENTATIONS.items()}
+    if embedder is not None:
+        out[EMBEDDING] = np.asarray(embedder(seqs, steps_per_bar, contexts), np.float64)
+    return out
 
 
 @dataclass
@@ -134,6 +162,10 @@ class RewardModel:
     validation: dict[str, dict[str, float]] = field(default_factory=dict)
     """Each representation tried, at its best strength: cross-validated ``cv_auc`` and ``cv_log_loss``
     on the fitting part (the lowest log-loss is picked)."""
+    embedding: dict[str, Any] | None = None
+    """For a model reading ``embedding``: the :attr:`Embedder.source` of its network (saved with it)."""
+    embedder: Embedder | None = field(default=None, repr=False, compare=False)
+    """The network that computes ``embedding`` (not saved: attach it with :meth:`with_embedder`)."""
 
     def log_odds(self, x: np.ndarray) -> np.ndarray:
         """float64 ``[N]`` for rows ``x`` ``[N, F]`` of this model's representation."""
@@ -146,9 +178,31 @@ class RewardModel:
     def keep_probability(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.log_odds(x)))
 
-    def score(self, seqs: Sequence[Sequence[int] | np.ndarray], steps_per_bar: int | Sequence[int]) -> np.ndarray:
-        """Log-odds of a keep of melodies (tokens relative to the tonic), for a model reading one of
-        :data:`REPRESENTATIONS`."""
+    def with_embedder(self, embedder: Embedder) -> RewardModel:
+        """This model scoring through ``embedder``; TasteError when it is not the network the model
+        was fitted on (another :attr:`Embedder.source` digest)."""
+        if self.representation != EMBEDDING:
+            raise TasteError(f"reward model reads {self.representation!r}, not {EMBEDDING!r}: it needs no embedder")
+        want = (self.embedding or {}).get("digest")
+        got = embedder.source.get("digest")
+        if want != got:
+            raise TasteError(f"the embedder's network (digest {str(got)[:12]}) is not the one this reward model was "
+                             f"fitted on ({str(want)[:12]}, base model {(self.embedding or {}).get('base_model')!r}): "
+                             "attach that network, or refit the taste model")
+        return replace(self, embedder=embedder)
+
+    def score(self, seqs: Sequence[Sequence[int] | np.ndarray], steps_per_bar: int | Sequence[int],
+              contexts: Sequence[Any] | None = None) -> np.ndarray:
+        """Log-odds of a keep of melodies (tokens relative to the tonic), float64 ``[len(seqs)]``, for a
+        model reading one of :data:`REPRESENTATIONS` or ``embedding`` with its embedder attached.
+        ``contexts`` (see :class:`Embedder`) are read by ``embedding`` only."""
+        if self.representation == EMBEDDING:
+            if self.embedder is None:
+                src = self.embedding or {}
+                raise TasteError(f"reward model reads the {EMBEDDING} of base model {src.get('base_model')!r} "
+                                 f"({src.get('weights')!r}), and no network is attached: load it with "
+                                 "engine.learn.personal.load_reward_model(NAME.taste.json), which finds that network")
+            return self.log_odds(self.embedder(seqs, steps_per_bar, contexts))
         if self.representation not in REPRESENTATIONS:
             raise TasteError(f"reward model reads {self.representation!r}, which only its caller can compute: "
                              f"use log_odds() on rows of it (known here: {', '.join(REPRESENTATIONS)})")
@@ -158,7 +212,8 @@ class RewardModel:
         return {"representation": self.representation, "mean": self.mean.tolist(), "scale": self.scale.tolist(),
                 "coef": self.coef.tolist(), "intercept": self.intercept, "c": self.c, "n_verdicts": self.n_verdicts,
                 "n_keep": self.n_keep, "heldout_auc": self.heldout_auc, "n_heldout": self.n_heldout,
-                "calibration": self.calibration, "validation": self.validation}
+                "calibration": self.calibration, "validation": self.validation,
+                **({"embedding": self.embedding} if self.embedding is not None else {})}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RewardModel:
@@ -166,7 +221,8 @@ class RewardModel:
                    scale=np.asarray(d["scale"], np.float64), coef=np.asarray(d["coef"], np.float64),
                    intercept=float(d["intercept"]), c=float(d["c"]), n_verdicts=int(d["n_verdicts"]),
                    n_keep=int(d["n_keep"]), heldout_auc=float(d["heldout_auc"]), n_heldout=int(d["n_heldout"]),
-                   calibration=list(d.get("calibration", [])), validation=dict(d.get("validation", {})))
+                   calibration=list(d.get("calibration", [])), validation=dict(d.get("validation", {})),
+                   embedding=dict(d["embedding"]) if d.get("embedding") is not None else None)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -231,9 +287,11 @@ def calibration_bins(prob: np.ndarray, y: np.ndarray, bins: int = 5) -> list[dic
 
 
 def fit_reward_model(representations: Mapping[str, np.ndarray], labels: Sequence[int] | np.ndarray,
-                     seed: int = 0) -> RewardModel:
+                     seed: int = 0, embedder: Embedder | None = None) -> RewardModel:
     """Fit the reward model on ``labels`` (1 keep, 0 discard; ``[N]``) over each representation
-    (``name -> float [N, F]``, rows aligned with ``labels``); see the module doc for the protocol."""
+    (``name -> float [N, F]``, rows aligned with ``labels``); see the module doc for the protocol.
+    ``embedder``: the network that computed ``representations["embedding"]``, recorded with (and
+    attached to) the model when validation picks that representation."""
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
 
@@ -264,12 +322,15 @@ def fit_reward_model(representations: Mapping[str, np.ndarray], labels: Sequence
     scaler, lr = full[0], full[-1]
     per_rep = {n: min((v for (rn, _), v in valid.items() if rn == n), key=lambda v: v[1], default=(math.nan,) * 2)
                for n in representations}
+    on_net = name == EMBEDDING and embedder is not None
     return RewardModel(representation=name, mean=scaler.mean_.astype(np.float64),
                        scale=scaler.scale_.astype(np.float64), coef=lr.coef_[0].astype(np.float64),
                        intercept=float(lr.intercept_[0]), c=float(c), n_verdicts=len(y), n_keep=int(y.sum()),
                        heldout_auc=auc, n_heldout=len(held_idx), calibration=calibration_bins(prob, y[held_idx]),
                        validation={k: {"cv_auc": round(v[0], 4), "cv_log_loss": round(v[1], 4)}
-                                   for k, v in per_rep.items()})
+                                   for k, v in per_rep.items()},
+                       embedding=dict(embedder.source) if on_net and embedder is not None else None,
+                       embedder=embedder if on_net else None)
 
 
 def plot_calibration(model: RewardModel, path: Any) -> None:
@@ -299,6 +360,7 @@ def plot_calibration(model: RewardModel, path: Any) -> None:
     plt.close(fig)
 
 
-__all__ = ["DESCRIPTORS", "MIN_PER_CLASS", "MIN_VERDICTS", "REPRESENTATIONS", "RewardModel", "representations_of", "TasteError", "calibration_bins",
+__all__ = ["DESCRIPTORS", "EMBEDDING", "Embedder", "MIN_PER_CLASS", "MIN_VERDICTS", "REPRESENTATIONS", "RewardModel",
+           "representations_of", "TasteError", "calibration_bins",
            "check_verdict_counts", "descriptor_matrix", "descriptors", "fit_reward_model", "plot_calibration",
            "taste_features", "taste_feature_names"]

@@ -5,13 +5,16 @@
 1. read the newest verdicts from the feedback store (:mod:`engine.feedback`) and turn
    each clip into its lead melody's tokens;
 2. fit the reward model (:func:`engine.evaluation.taste.fit_reward_model`), refusing
-   when there are too few verdicts;
+   when there are too few verdicts; it reads the clip descriptors, the two-sample features
+   or the base model's own embedding of each clip in its setting
+   (:mod:`engine.learn.embedding`), whichever validation picks;
 3. tune the base model (the shipped one unless told) toward it with KL control
    (:func:`engine.learn.tune.tune_policy`);
 4. write, in the user's models folder (``$QRIFF_MODEL_DIR``, else ``models/`` in the
    platformdirs user data folder): ``NAME.onnx`` (the model, id ``NAME``), ``NAME.pt``
    (its torch weights), ``NAME.taste.json`` (the reward model, its held-out AUC and
-   calibration, the tuning log) and ``NAME.calibration.png``. The ``.onnx`` is written
+   calibration, the tuning log; :func:`load_reward_model` reads it back, with its network
+   when it reads the embedding) and ``NAME.calibration.png``. The ``.onnx`` is written
    last, so a model qriff lists is always complete; no existing file is replaced.
 
 Every check that can refuse (name, KL coefficient, base model, store, verdict counts)
@@ -33,13 +36,16 @@ from engine.base.errors import ClipError, EngineError
 from engine.base.files import atomic_write
 from engine.evaluation.evaluate import clip_tokens
 from engine.evaluation.taste import (
+    EMBEDDING,
     RewardModel,
+    TasteError,
     check_verdict_counts,
     fit_reward_model,
     plot_calibration,
     representations_of,
 )
 from engine.feedback import FeedbackStore
+from engine.learn.embedding import ClipEmbedder
 from engine.learn.tune import DEFAULT_KL, TuneConfig, TuneContext, check_kl, tune_policy, tuned_terms
 from engine.music import theory
 from engine.music.clip import Clip
@@ -170,12 +176,13 @@ def make_personal_model(name: str = DEFAULT_NAME, *, store: Path | None = None, 
     clips, y, seqs, skipped = read_verdicts(store, verdicts)
     check_verdict_counts(y)
     spbs = [theory.steps_per_bar(c.time_signature) for c in clips]
-    reward = fit_reward_model(representations_of(seqs, spbs), y, seed=seed)
+    embedder = ClipEmbedder.from_weights(b.weights, b.model_id)
+    reward = fit_reward_model(representations_of(seqs, spbs, embedder, clips), y, seed=seed, embedder=embedder)
     log.info("reward model: %s", reward.summary())
 
-    def score(s: list[np.ndarray], spb: list[int]) -> np.ndarray:
+    def score(s: list[np.ndarray], spb: list[int], contexts: list[TuneContext] | None = None) -> np.ndarray:
         # the log-odds are clipped: a clip far outside what was judged must not dominate the tuning
-        return np.clip(reward.score(s, spb), -5.0, 5.0)
+        return np.clip(reward.score(s, spb, contexts), -5.0, 5.0)
 
     from engine.learn.seqexport import export_seq_model
     from engine.learn.seqmodel import load_policy, save_policy
@@ -214,5 +221,33 @@ def make_personal_model(name: str = DEFAULT_NAME, *, store: Path | None = None, 
                          tune_cpu_seconds=float(tune_log["cpu_seconds"]))
 
 
+def load_reward_model(path: Path | str) -> RewardModel:
+    """The reward model a personal model was tuned on, from its ``NAME.taste.json``, ready to
+    :meth:`~engine.evaluation.taste.RewardModel.score`. One reading the ``embedding`` gets its
+    network attached: the weights file it recorded, else the personal model's own ``NAME.pt``
+    (tuning copies the base's prior unchanged), else the base model's weights by id; TasteError
+    (an EngineError) when none holds that network, or the file is not a taste model."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        reward = RewardModel.from_dict(data["reward_model"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TasteError(f"{str(path)!r} is not a taste model ({exc}): give the NAME.taste.json that "
+                         "'qriff tune' wrote") from exc
+    if reward.representation != EMBEDDING:
+        return reward
+    if reward.embedding is None:
+        raise TasteError(f"{str(path)!r}: the reward model reads the {EMBEDDING} but does not say of which "
+                         "network: refit it (qriff tune)")
+    candidates = [path.with_name(path.name.removesuffix(".taste.json") + ".pt")]
+    base_id = reward.embedding.get("base_model")
+    if base_id:
+        try:
+            candidates.append(resolve_base(str(base_id)).weights)
+        except EngineError:
+            pass  # the base is gone too: from_source names the missing weights
+    return reward.with_embedder(ClipEmbedder.from_source(reward.embedding, candidates))
+
+
 __all__ = ["DEFAULT_NAME", "PersonalModel", "SHIPPED_POLICY_WEIGHTS", "check_name", "check_output",
-           "make_personal_model", "read_verdicts", "resolve_base"]
+           "load_reward_model", "make_personal_model", "read_verdicts", "resolve_base"]

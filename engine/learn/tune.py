@@ -30,6 +30,7 @@ shipped policy) in the settings the musician works in.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import math
 import sys
@@ -57,8 +58,18 @@ KL_RANGE = (0.05, 100.0)
 #: the strongest push whose tuned models' realism rose by at most 0.03 on average (docs/taste.md).
 DEFAULT_KL = 1.5
 
-#: ``(seqs, steps_per_bar) -> log-odds of a keep``: the reward model as the tuner calls it.
-ScoreFn = Callable[[list[np.ndarray], list[int]], np.ndarray]
+#: ``(seqs, steps_per_bar) -> log-odds of a keep``: the reward model as the tuner calls it. One that
+#: also takes a ``contexts`` keyword is handed each melody's :class:`TuneContext` (its scale, chords
+#: and metre: what the ``embedding`` representation reads).
+ScoreFn = Callable[..., np.ndarray]
+
+
+def reads_contexts(score: ScoreFn) -> bool:
+    """Whether ``score`` takes the melodies' contexts (a ``contexts`` parameter)."""
+    try:
+        return "contexts" in inspect.signature(score).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False
 
 
 class TuneError(EngineError, ValueError):
@@ -187,12 +198,13 @@ def soft_returns(rew: torch.Tensor, logratio: torch.Tensor, mask: torch.Tensor, 
 
 
 def shaped_rewards(score: ScoreFn, seqs: list[np.ndarray], spbs: list[int], weights: np.ndarray,
-                   every: int | None = None) -> list[np.ndarray]:
+                   every: int | None = None, contexts: Sequence[TuneContext] | None = None) -> list[np.ndarray]:
     """Per-step rewards of each melody, paid every ``every`` steps (None: at each bar's end): at step
     ``k`` (the last of a payment), ``w * (z(prefix to k) - z(previous payment's prefix))`` (``z`` of
     nothing: 0), so each melody's rewards sum to ``w * z(melody)``. A prefix that ends inside a bar
     is scored with the bar filled by holds (the last note held to the bar line), as the reward
-    model reads whole bars."""
+    model reads whole bars. With ``contexts`` (one per melody), ``score`` is called with
+    ``contexts=`` (each prefix's melody's context)."""
     prefixes, owner = [], []
     for i, (s, spb) in enumerate(zip(seqs, spbs)):
         step = spb if every is None else max(1, min(int(every), spb))
@@ -204,7 +216,9 @@ def shaped_rewards(score: ScoreFn, seqs: list[np.ndarray], spbs: list[int], weig
                 pre = np.concatenate([pre, np.full(pad, tokens.HOLD, pre.dtype)])
             prefixes.append(pre)
             owner.append((i, k))
-    z = np.asarray(score(prefixes, [spbs[i] for i, _ in owner]), np.float64)
+    prefix_spbs = [spbs[i] for i, _ in owner]
+    z = np.asarray(score(prefixes, prefix_spbs) if contexts is None
+                   else score(prefixes, prefix_spbs, contexts=[contexts[i] for i, _ in owner]), np.float64)
     out = [np.zeros(len(s), np.float32) for s in seqs]
     prev = np.zeros(len(seqs))
     for (i, k), v in zip(owner, z):
@@ -254,6 +268,7 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
     show = not config.quiet and sys.stderr.isatty()
     bar = tqdm(total=config.episodes, desc=f"tune c={config.kl_coef:g}", unit="clip", disable=not show)
     cache: dict[tuple[Any, ...], np.ndarray] = {}
+    with_contexts = reads_contexts(score)
     while episodes < config.episodes:
         n = min(config.n_envs, config.episodes - episodes)
         picks = rng.integers(len(contexts), size=n)
@@ -300,7 +315,8 @@ def tune_policy(base: KLPolicyNet, base_terms: Sequence[str], contexts: Sequence
         lengths = [int(x) for x in batch.n_steps]
         seqs = [act_buf[i, : lengths[i]].copy() for i in range(n)]
         spbs = [ctx.steps_per_bar for ctx in ctxs]
-        rews = shaped_rewards(score, seqs, spbs, w, config.reward_every or None)
+        rews = shaped_rewards(score, seqs, spbs, w, config.reward_every or None,
+                              [contexts[k] for k in picks] if with_contexts else None)
         for i in range(n):
             k = lengths[i]
             replay.add(obs=obs_buf[i, :k], act=act_buf[i, :k], rew=rews[i], g0=g0_buf[i, :k], lref=lref_buf[i, :k],
@@ -341,5 +357,6 @@ def tuned_terms(base_terms: Sequence[str]) -> tuple[str, ...]:
     return (*base_terms, styles.TASTE_TERM)
 
 
-__all__ = ["DEFAULT_KL", "KL_RANGE", "ScoreFn", "TuneConfig", "TuneContext", "TuneError", "check_kl", "shaped_rewards", "soft_returns",
+__all__ = ["DEFAULT_KL", "KL_RANGE", "ScoreFn", "TuneConfig", "TuneContext", "TuneError", "check_kl", "reads_contexts",
+           "shaped_rewards", "soft_returns",
            "taste_network", "tune_policy", "tuned_terms"]
