@@ -13,6 +13,8 @@ from engine.base.options import MAX_SEED, bounded_float, bounded_int
 #: development tastes, never on the tastes the bench reports (docs/taste.md).
 KL_LO, KL_HI = 0.05, 100.0
 DEFAULT_KL = 1.5
+#: ``--realism-guard`` default (engine.learn.personal.REALISM_GUARD, held equal by a test).
+DEFAULT_GUARD = 0.03
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--kl", type=bounded_float(KL_LO, KL_HI), default=DEFAULT_KL, metavar="C",
                    help=f"KL coefficient {KL_LO:g}-{KL_HI:g}: larger stays nearer the shipped model "
                         f"(default {DEFAULT_KL:g})")
+    p.add_argument("--realism-guard", type=bounded_float(0.0, 1.0), default=DEFAULT_GUARD, metavar="R",
+                   help="after tuning, generate with both models and compare them with corpus tunes; if the personal "
+                        "model's two-sample AUC rose by more than R, tune again with twice the KL coefficient (at "
+                        f"most twice; default {DEFAULT_GUARD:g})")
+    p.add_argument("--no-realism-guard", dest="realism_guard", action="store_const", const=None,
+                   help="skip the realism check (faster; the model may drift further from music)")
     p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="seed of the split and tuning")
     p.add_argument("--base", default=None, metavar="MODEL",
                    help="model to tune (default: the shipped model); an id or path of a model with its .pt beside it")
@@ -58,8 +66,13 @@ def run(args: argparse.Namespace) -> int:
         parts += ["--base", args.base]
     if args.episodes is not None:
         parts += ["--episodes", str(args.episodes)]
+    if args.realism_guard is None:
+        parts += ["--no-realism-guard"]
+    elif args.realism_guard != DEFAULT_GUARD:
+        parts += ["--realism-guard", f"{args.realism_guard:g}"]
     result = make_personal_model(args.out, store=args.store, verdicts=args.verdicts, kl=args.kl, seed=args.seed,
-                                 base=args.base, episodes=args.episodes, quiet=args.quiet, command=shlex.join(parts))
+                                 base=args.base, episodes=args.episodes, quiet=args.quiet, command=shlex.join(parts),
+                                 realism_guard=args.realism_guard)
     if args.quiet:
         print(result.path)
         return 0
@@ -67,6 +80,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"taste model: {r.summary()}")
     if result.skipped:
         print(f"skipped {result.skipped} verdicts whose clips are not melodies")
+    for check in result.guard:
+        print(f"realism guard at --kl {check.kl:g}: two-sample AUC against corpus tunes {check.auc_base:.3f} (base) "
+              f"-> {check.auc_tuned:.3f} ({check.rise:+.3f}, limit {args.realism_guard:+.3f})")
+    if len(result.guard) > 1:
+        print(f"kept the model tuned at --kl {result.kl:g}" + ("" if result.guard[-1].rise <= args.realism_guard else
+                                                              " (the most conservative tried; still over the limit)"))
     print(f"tuned in {result.tune_seconds:.0f} s ({result.tune_cpu_seconds:.0f} s CPU); model {result.model_id!r} "
           f"at {result.path}")
     print(f"generate: qriff generate --model {result.model_id} --style 'folk,taste=1'  (taste -5..5, default 1)")

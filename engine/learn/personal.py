@@ -9,7 +9,10 @@
    or the base model's own embedding of each clip in its setting
    (:mod:`engine.learn.embedding`), whichever validation picks;
 3. tune the base model (the shipped one unless told) toward it with KL control
-   (:func:`engine.learn.tune.tune_policy`);
+   (:func:`engine.learn.tune.tune_policy`), then check the tuned model still sounds like
+   music (the **realism guard**, :func:`realism_check`): when its clips are told from corpus
+   tunes more easily than the base model's (two-sample AUC up by more than the limit), it is
+   tuned again with twice the KL coefficient, at most :data:`GUARD_BACKOFFS` times;
 4. write, in the user's models folder (``$QRIFF_MODEL_DIR``, else ``models/`` in the
    platformdirs user data folder): ``NAME.onnx`` (the model, id ``NAME``), ``NAME.pt``
    (its torch weights), ``NAME.taste.json`` (the reward model, its held-out AUC and
@@ -26,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,7 +50,7 @@ from engine.evaluation.taste import (
 )
 from engine.feedback import FeedbackStore
 from engine.learn.embedding import ClipEmbedder
-from engine.learn.tune import DEFAULT_KL, TuneConfig, TuneContext, check_kl, tune_policy, tuned_terms
+from engine.learn.tune import DEFAULT_KL, KL_RANGE, TuneConfig, TuneContext, check_kl, tune_policy, tuned_terms
 from engine.music import theory
 from engine.music.clip import Clip
 from engine.runtime import DEFAULT_MODEL_PATH, Policy, available_models, user_models_dir
@@ -58,6 +62,15 @@ SHIPPED_POLICY_WEIGHTS = DEFAULT_MODEL_PATH.with_name("default-policy.pt")
 #: What a personal model may be called: its file name and model id.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_NAME = "personal"
+#: The realism guard's default limit: the rise of the two-sample AUC (tuned clips against corpus
+#: openings, over the base model's) above which tuning is repeated with twice the KL coefficient.
+#: It is 0.03, below the 0.05 the taste bench allows, as the guard's own estimate (256 clips a side)
+#: moves by about 0.02 from seed to seed.
+REALISM_GUARD = 0.03
+#: Clips of each model the guard generates.
+GUARD_CLIPS = 256
+#: How many times the guard may double the KL coefficient.
+GUARD_BACKOFFS = 2
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,27 @@ class PersonalModel:
     skipped: int
     tune_seconds: float
     tune_cpu_seconds: float
+    kl: float = DEFAULT_KL
+    """The KL coefficient of the model kept (the realism guard may have doubled the one asked for)."""
+    guard: tuple[GuardCheck, ...] = ()
+    """The realism guard's checks, in order (empty: no guard)."""
+
+
+@dataclass(frozen=True)
+class GuardCheck:
+    """One realism check of the guard: the KL coefficient tuned at and both models' two-sample AUC."""
+
+    kl: float
+    auc_base: float
+    auc_tuned: float
+
+    @property
+    def rise(self) -> float:
+        return self.auc_tuned - self.auc_base
+
+    def to_dict(self) -> dict[str, float]:
+        return {"kl": self.kl, "auc_base": round(self.auc_base, 4), "auc_tuned": round(self.auc_tuned, 4),
+                "rise": round(self.rise, 4)}
 
 
 @dataclass(frozen=True)
@@ -165,13 +199,64 @@ def contexts_of(clips: list[Clip], terms: tuple[str, ...]) -> list[TuneContext]:
     return out
 
 
+def guard_setting(clips: list[Clip]) -> dict[str, object]:
+    """The setting the realism guard generates in: the judged clips' most common length (at most 8
+    bars), scale and metre, C as the key (the features are relative to the tonic), default style."""
+    from collections import Counter
+
+    bars, scale, ts = Counter((min(int(c.bars), 8), c.scale, (int(c.time_signature[0]), int(c.time_signature[1])))
+                              for c in clips).most_common(1)[0][0]
+    return {"bars": bars, "scale": scale, "time_signature": ts}
+
+
+def guard_reference(setting: dict[str, object], seed: int = 0) -> np.ndarray:
+    """Two-sample features of up to 400 corpus openings in ``setting``, from the corpus's *train*
+    split (the taste bench measures realism on the held-out split, which the guard never reads);
+    EngineError when the corpus has none there."""
+    from engine.evaluation import evaluate, twosample
+
+    ts = setting["time_signature"]
+    assert isinstance(ts, tuple)
+    ref = evaluate.corpus_set(int(str(setting["bars"])), str(setting["scale"]), ts, n=400, split="train", seed=seed,
+                              progress=False)
+    if len(ref.sequences) < 50:
+        raise EngineError(f"the corpus has only {len(ref.sequences)} {ts[0]}/{ts[1]} {setting['scale']} tunes of "
+                          f"{setting['bars']}+ bars in its train split: too few for the realism guard")
+    return twosample.feature_matrix(ref.sequences, theory.steps_per_bar(ts))
+
+
+def realism_check(base: Policy, tuned: Policy, setting: dict[str, object], reference: np.ndarray, kl: float,
+                  seed: int = 0, clips: int = GUARD_CLIPS) -> GuardCheck:
+    """Both models' two-sample AUC against ``reference`` (features of corpus openings), on ``clips``
+    clips each, generated in ``setting`` with the same seeds."""
+    from engine.evaluation import twosample
+
+    ts = setting["time_signature"]
+    assert isinstance(ts, tuple)
+    spb = theory.steps_per_bar(ts)
+    opts = {"bars": setting["bars"], "scale": setting["scale"], "time_signature": f"{ts[0]}/{ts[1]}"}
+    aucs = []
+    for policy in (base, tuned):
+        seqs = [clip_tokens(c) for c in policy.generate_many(clips, seed=7_000_000 + seed, **opts)]
+        aucs.append(twosample.two_sample_test(twosample.feature_matrix(seqs, spb), reference, seed=seed).auc)
+    return GuardCheck(kl, float(aucs[0]), float(aucs[1]))
+
+
 def make_personal_model(name: str = DEFAULT_NAME, *, store: Path | None = None, verdicts: int | None = None,
                         kl: float = DEFAULT_KL, seed: int = 0, base: str | None = None, episodes: int | None = None,
-                        quiet: bool = False, folder: Path | None = None, command: str = "") -> PersonalModel:
+                        quiet: bool = False, folder: Path | None = None, command: str = "",
+                        realism_guard: float | None = REALISM_GUARD,
+                        guard_reference_features: np.ndarray | None = None) -> PersonalModel:
     """Verdicts -> reward model -> tuned model files (see the module doc); EngineError, with nothing
-    written, on bad input."""
+    written, on bad input. ``realism_guard``: the guard's limit (None: no guard);
+    ``guard_reference_features``: the corpus openings' features it compares with (None: from the
+    corpus, :func:`guard_reference`)."""
     paths = check_output(name, folder)
     kl = check_kl(kl)
+    cfg_kl_asked = kl
+    if realism_guard is not None and not (isinstance(realism_guard, (int, float)) and 0.0 <= realism_guard <= 1.0):
+        raise EngineError(f"--realism-guard {realism_guard!r} is out of range (allowed: 0 to 1, the largest rise "
+                          "of the two-sample AUC kept; or --no-realism-guard)")
     b = resolve_base(base)
     clips, y, seqs, skipped = read_verdicts(store, verdicts)
     check_verdict_counts(y)
@@ -187,15 +272,42 @@ def make_personal_model(name: str = DEFAULT_NAME, *, store: Path | None = None, 
     from engine.learn.seqexport import export_seq_model
     from engine.learn.seqmodel import load_policy, save_policy
 
-    cfg = TuneConfig(seed=seed, kl_coef=kl, quiet=quiet, extra={"command": command})
-    if episodes is not None:
-        cfg.episodes = episodes
+    setting, reference = guard_setting(clips), guard_reference_features
+    if realism_guard is not None and reference is None:
+        reference = guard_reference(setting, seed)  # before tuning: a corpus without the setting refuses early
+    base_net = load_policy(b.weights)
+    contexts = contexts_of(clips, b.style_terms)
+    checks: list[GuardCheck] = []
     t0 = time.perf_counter()
-    net, tune_log = tune_policy(load_policy(b.weights), b.style_terms, contexts_of(clips, b.style_terms), score, cfg)
+    cpu0 = time.process_time()
+    while True:
+        cfg = TuneConfig(seed=seed, kl_coef=kl, quiet=quiet, extra={"command": command})
+        if episodes is not None:
+            cfg.episodes = episodes
+        net, tune_log = tune_policy(base_net, b.style_terms, contexts, score, cfg)
+        if realism_guard is None or reference is None:
+            break
+        with tempfile.TemporaryDirectory(prefix="qriff-guard-") as tmp:
+            export_seq_model(net, Path(tmp) / "tuned.onnx", tuned_terms(b.style_terms), check=False)
+            check = realism_check(Policy.load(b.onnx), Policy.load(Path(tmp) / "tuned.onnx"), setting, reference,
+                                  kl, seed)
+        checks.append(check)
+        ok = check.rise <= realism_guard
+        log.info("realism guard at --kl %g: two-sample AUC %.3f -> %.3f (%+.3f, limit %+.3f): %s", kl,
+                 check.auc_base, check.auc_tuned, check.rise, realism_guard,
+                 "kept" if ok else "tuning again with twice the KL coefficient")
+        if ok or len(checks) > GUARD_BACKOFFS or kl * 2 > KL_RANGE[1]:
+            break
+        kl *= 2
     seconds = time.perf_counter() - t0
+    tune_log["cpu_seconds"] = round(time.process_time() - cpu0, 1)
+    shown = {k: (f"{v[0]}/{v[1]}" if isinstance(v, tuple) else v) for k, v in setting.items()}
+    tune_log["realism_guard"] = {"limit": realism_guard, "setting": shown, "checks": [c.to_dict() for c in checks],
+                                 "kl_kept": kl, "passed": bool(checks) and checks[-1].rise <= (realism_guard or 0.0)}
     provenance = {"algo": "tune", "base_model": b.model_id, "base_commit": b.commit, "verdicts": int(len(y)),
                   "kept": int(y.sum()), "skipped_verdicts": skipped, "reward_heldout_auc": reward.heldout_auc,
-                  "reward_representation": reward.representation, "kl_coef": kl, "seed": seed,
+                  "reward_representation": reward.representation, "kl_coef": kl, "kl_asked": cfg_kl_asked,
+                  "realism_guard": tune_log["realism_guard"], "seed": seed,
                   "tune": asdict(cfg)}
     metrics = {"tune_seconds": round(seconds, 1), "tune_cpu_seconds": tune_log["cpu_seconds"],
                "episodes": tune_log["episodes"], "updates": tune_log["updates"],
@@ -218,7 +330,7 @@ def make_personal_model(name: str = DEFAULT_NAME, *, store: Path | None = None, 
         raise
     return PersonalModel(model_id=name, path=paths["onnx"], files=tuple(paths.values()), reward=reward,
                          verdicts=int(len(y)), skipped=skipped, tune_seconds=seconds,
-                         tune_cpu_seconds=float(tune_log["cpu_seconds"]))
+                         tune_cpu_seconds=float(tune_log["cpu_seconds"]), kl=kl, guard=tuple(checks))
 
 
 def load_reward_model(path: Path | str) -> RewardModel:
@@ -249,5 +361,6 @@ def load_reward_model(path: Path | str) -> RewardModel:
     return reward.with_embedder(ClipEmbedder.from_source(reward.embedding, candidates))
 
 
-__all__ = ["DEFAULT_NAME", "PersonalModel", "SHIPPED_POLICY_WEIGHTS", "check_name", "check_output",
+__all__ = ["DEFAULT_NAME", "GUARD_BACKOFFS", "GUARD_CLIPS", "GuardCheck", "PersonalModel", "REALISM_GUARD",
+           "guard_reference", "guard_setting", "realism_check", "SHIPPED_POLICY_WEIGHTS", "check_name", "check_output",
            "load_reward_model", "make_personal_model", "read_verdicts", "resolve_base"]

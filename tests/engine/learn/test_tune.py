@@ -241,6 +241,7 @@ def test_too_few_verdicts_say_how_many_more(tmp_path, models, capsys, judged):
 @pytest.mark.parametrize(("argv", "needle"), [
     (["--kl", "0"], "argument --kl: 0 is out of range (allowed: 0.05-100)"),
     (["--kl", "1000"], "argument --kl: 1000 is out of range"),
+    (["--realism-guard", "2"], "argument --realism-guard: 2 is out of range (allowed: 0-1)"),
     (["--base", "no-such-model"], "--base 'no-such-model' is not a known model: allowed are qriff-default-3"),
     (["--out", "../escape"], "--out '../escape' is not a valid model name"),
     (["--out", "qriff-default-3"], "--out 'qriff-default-3' is already a model's id"),
@@ -332,3 +333,76 @@ def test_the_cli_repeats_the_tuners_kl_range_and_default():
     from engine.cli import tune as cli_tune
 
     assert (cli_tune.KL_LO, cli_tune.KL_HI) == KL_RANGE and cli_tune.DEFAULT_KL == DEFAULT_KL == TuneConfig().kl_coef
+
+
+def test_the_cli_repeats_the_realism_guards_default():
+    from engine.cli import tune as cli_tune
+    from engine.learn import personal
+
+    assert cli_tune.DEFAULT_GUARD == personal.REALISM_GUARD
+
+
+def test_the_realism_guard_tunes_again_with_twice_the_kl_until_realism_holds(tmp_path, models, judged, monkeypatch):
+    """Scripted checks: the first tuned model is told from corpus tunes too easily (+0.10), the second
+    is not (+0.01): the second is kept, at twice the KL coefficient, and both checks are recorded."""
+    from engine.learn import personal
+
+    clips, labels = judged
+    store = tmp_path / "fb.sqlite"
+    fill_store(store, clips, labels)
+    asked = []
+    real_tune = personal.tune_policy
+
+    def tune(base, terms, contexts, score, cfg):
+        asked.append(cfg.kl_coef)
+        return real_tune(base, terms, contexts, score, cfg)
+
+    rises = iter([0.10, 0.01])
+    monkeypatch.setattr(personal, "tune_policy", tune)
+    monkeypatch.setattr(personal, "realism_check",
+                        lambda base, tuned, setting, ref, kl, seed=0: personal.GuardCheck(kl, 0.7, 0.7 + next(rises)))
+    result = personal.make_personal_model("mine", store=store, episodes=1, kl=1.5, quiet=True,
+                                          guard_reference_features=np.zeros((60, 3)))
+    assert asked == [1.5, 3.0] and result.kl == 3.0 and [c.kl for c in result.guard] == [1.5, 3.0]
+    from engine.runtime import Policy
+
+    cfg = Policy.load(models / "mine.onnx").info.train_config
+    assert cfg["kl_coef"] == 3.0 and cfg["kl_asked"] == 1.5
+    guard = cfg["realism_guard"]
+    assert guard["passed"] and guard["kl_kept"] == 3.0 and [c["rise"] for c in guard["checks"]] == [0.1, 0.01]
+    assert guard["setting"] == {"bars": 2, "scale": "major", "time_signature": "4/4"}
+
+
+def test_the_realism_guard_gives_up_after_two_doublings_and_keeps_the_last(tmp_path, models, judged, monkeypatch):
+    from engine.learn import personal
+
+    clips, labels = judged
+    store = tmp_path / "fb.sqlite"
+    fill_store(store, clips, labels)
+    monkeypatch.setattr(personal, "realism_check",
+                        lambda base, tuned, setting, ref, kl, seed=0: personal.GuardCheck(kl, 0.7, 0.9))
+    result = personal.make_personal_model("mine", store=store, episodes=1, kl=2.0, quiet=True,
+                                          guard_reference_features=np.zeros((60, 3)))
+    assert [c.kl for c in result.guard] == [2.0, 4.0, 8.0] and result.kl == 8.0
+    off = personal.make_personal_model("off", store=store, episodes=1, kl=2.0, quiet=True, realism_guard=None)
+    assert off.guard == () and off.kl == 2.0
+
+
+@pytest.mark.slow
+def test_the_realism_check_tells_a_model_that_forgot_music_from_the_shipped_one(tmp_path):
+    """The check itself, on real clips: the shipped model against itself rises by exactly 0 (same seeds,
+    same clips); an untrained model's clips are told from the reference far more easily."""
+    from engine.evaluation import twosample
+    from engine.learn import personal
+    from engine.runtime import Policy
+    from tests.bridge.tiny_models import write_tiny_model
+
+    shipped = Policy.load()
+    setting = {"bars": 2, "scale": "major", "time_signature": (4, 4)}
+    # a stand-in for corpus openings that the shipped model resembles: its own clips from other seeds
+    reference = twosample.feature_matrix([clip_tokens(c) for c in shipped.generate_many(120, seed=4242, bars=2)], 16)
+    same = personal.realism_check(shipped, shipped, setting, reference, 1.5, clips=120)
+    assert same.rise == 0.0 and 0.3 < same.auc_base < 0.7
+    untrained = Policy.load(write_tiny_model(tmp_path / "u.onnx", "untrained", personal=True))
+    far = personal.realism_check(shipped, untrained, setting, reference, 1.5, clips=120)
+    assert far.rise > 0.3, far
