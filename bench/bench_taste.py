@@ -133,7 +133,9 @@ def one_run(taste: str, seed: int, args: argparse.Namespace, shipped: Any, refer
     z = np.clip(reward.score(base_seqs, 16), -5, 5)
     from engine.mdp import styles
 
-    tilt = np.exp(styles.TERM_DEFAULTS[styles.TASTE_TERM] * z / args.kl)
+    tuned_cfg = personal.info.train_config
+    kl_kept = float(tuned_cfg.get("kl_coef", args.kl))  # the realism guard may have doubled --kl
+    tilt = np.exp(styles.TERM_DEFAULTS[styles.TASTE_TERM] * z / kl_kept)
     tilt /= tilt.sum()
     row: dict[str, Any] = {
         "taste": taste, "seed": seed, "verdicts": args.verdicts, "kept_verdicts": int(labels.sum()),
@@ -144,6 +146,8 @@ def one_run(taste: str, seed: int, args: argparse.Namespace, shipped: Any, refer
         "control_base_keep": float(opposite.keep_probability(base_seqs).mean()),
         "control_tuned_keep": float(opposite.keep_probability(tuned_seqs).mean()),
         "tune_wall_s": round(wall, 1), "tune_cpu_s": round(cpu, 1), "load": load_average(),
+        "kl_asked": args.kl, "kl_kept": kl_kept,
+        "guard_rises": [c["rise"] for c in tuned_cfg.get("realism_guard", {}).get("checks", [])],
     }
     row["gain"] = row["tuned_keep"] / row["base_keep"] - 1.0
     row["control_gain"] = row["control_tuned_keep"] / row["control_base_keep"] - 1.0
@@ -183,6 +187,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                                 "control_tuned_keep", "control_gain", "auc_base", "auc_tuned", "auc_rise",
                                 "tune_wall_s", "tune_cpu_s", "reward_heldout_auc", "speed_ratio")}
         s["seeds"] = len(rs)
+        s["kl_kept"] = " / ".join(f"{r['kl_kept']:g}" for r in rs)
         s["gain_of_means"] = s["tuned_keep"][0] / s["base_keep"][0] - 1.0
         s["met"] = {
             "keep rate +50%": s["gain_of_means"] >= GAIN_TARGET,
@@ -233,10 +238,10 @@ def markdown(summary: dict[str, dict[str, Any]], args: argparse.Namespace, comma
              f"{platform.machine()}); load average at the end: {load}. "
              f"{args.verdicts} verdicts, {args.clips} clips each side, {BARS} bars, KL c = {args.kl:g}, "
              f"mean ± sd over seeds.", "",
-             "| taste | seeds | reward AUC (held out) | shipped keep | personal keep | gain (of means) | ceiling | "
-             "control: shipped → personal | realism AUC: shipped → personal (rise) | tune wall / CPU s | "
+             "| taste | seeds | reward AUC (held out) | KL kept (guard) | shipped keep | personal keep | gain (of means) | "
+             "ceiling | control: shipped → personal | realism AUC: shipped → personal (rise) | tune wall / CPU s | "
              "generation CPU ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for taste, s in summary.items():
         met = s["met"]
         realism = ("n/a" if np.isnan(s["auc_rise"][0]) else
@@ -246,7 +251,7 @@ def markdown(summary: dict[str, dict[str, Any]], args: argparse.Namespace, comma
             f"{s['speed_ratio'][0]:.2f}x{mark(met['generation <= 1.1x'])}"
         label = f"{taste} (dev)" if taste in DEV_TASTES else taste
         lines.append(
-            f"| {label} | {s['seeds']} | {pm(s['reward_heldout_auc'], False)} | {pm(s['base_keep'])} | "
+            f"| {label} | {s['seeds']} | {pm(s['reward_heldout_auc'], False)} | {s['kl_kept']} | {pm(s['base_keep'])} | "
             f"{pm(s['tuned_keep'])} | {100 * s['gain_of_means']:+.0f}%{mark(met['keep rate +50%'])} | "
             f"{pm(s['ceiling_keep'])} | {pm(s['control_base_keep'])} → {pm(s['control_tuned_keep'])}"
             f"{mark(met['control does not rise'])} | {realism} | "
