@@ -296,7 +296,12 @@ def test_qriff_tune_end_to_end(tmp_path, models, judged, qriff):
     policy = Policy.load(models / "mine.onnx")
     cfg = policy.info.train_config
     assert policy.info.model_id == "mine" and policy.info.style_terms[-1] == "taste"
-    assert cfg["verdicts"] == 40 and cfg["kept"] == int(labels.sum()) and cfg["kl_coef"] == 2.0
+    assert cfg["verdicts"] == 40 and cfg["kept"] == int(labels.sum()) and cfg["kl_asked"] == 2.0
+    # the realism guard ran on the judged setting and kept 2, or doubled it once or twice
+    guard = cfg["realism_guard"]
+    assert guard["setting"] == {"bars": 2, "scale": "major", "time_signature": "4/4"} and guard["checks"]
+    assert cfg["kl_coef"] == guard["kl_kept"] == guard["checks"][-1]["kl"] in (2.0, 4.0, 8.0)
+    assert "realism guard at --kl 2" in r.stdout
     assert cfg["base_model"] == "qriff-default-3" and len(cfg["base_commit"]) >= 7
     assert 0.0 <= cfg["reward_heldout_auc"] <= 1.0
     taste = json.loads((models / "mine.taste.json").read_text())
