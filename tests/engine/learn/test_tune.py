@@ -329,9 +329,15 @@ def test_a_failed_export_leaves_no_files(tmp_path, models, judged, monkeypatch):
         raise ModelError("export parity check failed: (simulated)")
 
     monkeypatch.setattr(seqexport, "export_seq_model", fail)
+    # without the guard the failure comes at the final export, after the other files were written
     with pytest.raises(ModelError, match="simulated"):
-        personal.make_personal_model("mine", store=store, episodes=1, quiet=True)
+        personal.make_personal_model("mine", store=store, episodes=1, quiet=True, realism_guard=None)
     assert models.is_dir() and list(models.iterdir()) == []
+    # with it, at the guard's own export, before anything is written
+    with pytest.raises(ModelError, match="simulated"):
+        personal.make_personal_model("mine", store=store, episodes=1, quiet=True,
+                                     guard_reference_features=np.zeros((60, 148)))
+    assert list(models.iterdir()) == []
 
 
 def test_the_cli_repeats_the_tuners_kl_range_and_default():
