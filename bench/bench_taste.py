@@ -63,7 +63,17 @@ SPEED_TARGET = 1.1
 
 
 def tokens_of(clips: list[Any]) -> list[np.ndarray]:
-    return [clip_tokens(c) for c in clips]
+    """Each clip's lead melody; a clip without notes is all rests (it still counts: a musician
+    judges it and the realism test sees it)."""
+    from engine.base.errors import ClipError
+
+    out = []
+    for c in clips:
+        try:
+            out.append(clip_tokens(c))
+        except ClipError:
+            out.append(np.zeros(int(c.bars) * 16, np.int64))
+    return out
 
 
 def record(store: Path, clips: list[Any], labels: np.ndarray) -> None:
