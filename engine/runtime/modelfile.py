@@ -176,7 +176,11 @@ _ENTRIES: dict[Path, tuple[tuple[int, int], ModelEntry | None]] = {}
 
 
 def _entry(path: Path, shipped: bool) -> ModelEntry | None:
-    stat = path.stat()
+    try:
+        stat = path.stat()
+    except OSError as exc:  # a dangling link, or a file removed since the folder was listed
+        log.warning("skipping %s: %s", path, exc)
+        return None
     stamp = (stat.st_size, stat.st_mtime_ns)
     cached = _ENTRIES.get(path)
     if cached is not None and cached[0] == stamp:
@@ -184,7 +188,7 @@ def _entry(path: Path, shipped: bool) -> ModelEntry | None:
     try:
         _, info = load_model_file(path)
         entry: ModelEntry | None = ModelEntry(info.model_id, path, shipped)
-    except ModelError as exc:
+    except (ModelError, OSError) as exc:  # not a qriff model, or not readable
         log.warning("skipping %s: %s", path, exc)
         entry = None
     _ENTRIES[path] = (stamp, entry)

@@ -47,6 +47,18 @@ def test_user_models_are_listed_and_load_by_id(monkeypatch, tmp_path, caplog):
     assert policy.generate(bars=1, seed=3)[0].model == "my-model-7"
 
 
+def test_a_file_that_cannot_be_read_is_skipped_not_raised(monkeypatch, tmp_path, caplog):
+    """A dangling link, or a folder named like a model, in the models folder: listed models stay listable
+    (the bridge's /qriff/list/models reads the folder on every request)."""
+    monkeypatch.setenv("QRIFF_MODEL_DIR", str(tmp_path))
+    _copy_with_id(DEFAULT_MODEL_PATH, tmp_path / "mine.onnx", "my-model-8")
+    (tmp_path / "gone.onnx").symlink_to(tmp_path / "deleted.onnx")
+    (tmp_path / "folder.onnx").mkdir()
+    with caplog.at_level(logging.WARNING, logger="engine.runtime.modelfile"):
+        ids = [m.model_id for m in available_models()]
+    assert ids[-1] == "my-model-8" and "deleted.onnx" in caplog.text and "folder.onnx" in caplog.text
+
+
 def test_an_unknown_model_is_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("QRIFF_MODEL_DIR", str(tmp_path))
     with pytest.raises(ModelError, match="does not exist: give the path of a .onnx file"):
