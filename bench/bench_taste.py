@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.cli.tune import DEFAULT_KL  # noqa: E402
 from engine.evaluation import twosample  # noqa: E402
-from engine.evaluation.evaluate import clip_tokens  # noqa: E402
+from engine.evaluation.evaluate import generated_tokens  # noqa: E402
 from engine.evaluation.musician import ALL_TASTES, DEV_TASTES, TASTES, Musician  # noqa: E402
 
 BARS = 4
@@ -63,17 +63,8 @@ SPEED_TARGET = 1.1
 
 
 def tokens_of(clips: list[Any]) -> list[np.ndarray]:
-    """Each clip's lead melody; a clip without notes is all rests (it still counts: a musician
-    judges it and the realism test sees it)."""
-    from engine.base.errors import ClipError
-
-    out = []
-    for c in clips:
-        try:
-            out.append(clip_tokens(c))
-        except ClipError:
-            out.append(np.zeros(int(c.bars) * 16, np.int64))
-    return out
+    """Each clip's lead melody; a clip without notes is all rests (it still counts)."""
+    return [generated_tokens(c) for c in clips]
 
 
 def record(store: Path, clips: list[Any], labels: np.ndarray) -> None:

@@ -64,7 +64,7 @@ def parse_variant(text: str) -> dict[str, Any]:
 def one_taste(taste: str, seed: int, variants: list[str], args: argparse.Namespace, shipped: Any,
               reference: list[np.ndarray], openings: np.ndarray | None) -> list[dict[str, Any]]:
     from engine.evaluation import twosample
-    from engine.evaluation.evaluate import clip_tokens
+    from engine.evaluation.evaluate import generated_tokens
     from engine.evaluation.taste import fit_reward_model, representations_of
     from engine.learn.embedding import ClipEmbedder
     from engine.learn.personal import SHIPPED_POLICY_WEIGHTS, contexts_of
@@ -74,7 +74,7 @@ def one_taste(taste: str, seed: int, variants: list[str], args: argparse.Namespa
     from engine.runtime import Policy
 
     def tok(clips: list[Any]) -> list[np.ndarray]:
-        return [clip_tokens(c) for c in clips]
+        return [generated_tokens(c) for c in clips]
 
     musician = Musician.calibrated(taste, ALL_TASTES[taste], reference, 16, 0.3)
     judged_clips = shipped.generate_many(args.verdicts, seed=1_000_000 * (seed + 1), bars=BARS)

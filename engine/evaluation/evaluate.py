@@ -415,6 +415,16 @@ def clip_tokens(clip: Clip, source: str = "clip") -> np.ndarray:
                            steps_per_beat=clip.steps_per_beat)
 
 
+def generated_tokens(clip: Clip) -> np.ndarray:
+    """:func:`clip_tokens` of a clip a model generated, where a clip without notes is all rests
+    (it still counts: a musician judges it and a realism test sees it). Other ClipErrors (chords)
+    are raised as by :func:`clip_tokens`."""
+    track = next((t for t in clip.tracks if t.role == "lead"), clip.tracks[0] if clip.tracks else None)
+    if track is None or not track.notes:
+        return np.full(int(clip.bars) * theory.steps_per_bar(clip.time_signature), tokens.REST, np.int64)
+    return clip_tokens(clip)
+
+
 def clip_set(folder: str | os.PathLike[str], label: str | None = None) -> EvalSet:
     """Every ``.json``/``.mid``/``.midi`` clip in ``folder`` (not recursive), sorted by name."""
     p = Path(folder)

@@ -38,7 +38,7 @@ import numpy as np
 
 from engine.base.errors import ClipError, EngineError
 from engine.base.files import atomic_write
-from engine.evaluation.evaluate import clip_tokens
+from engine.evaluation.evaluate import clip_tokens, generated_tokens
 from engine.evaluation.taste import (
     EMBEDDING,
     RewardModel,
@@ -235,17 +235,9 @@ def realism_check(base: Policy, tuned: Policy, setting: dict[str, object], refer
     assert isinstance(ts, tuple)
     spb = theory.steps_per_bar(ts)
     opts = {"bars": setting["bars"], "scale": setting["scale"], "time_signature": f"{ts[0]}/{ts[1]}"}
-    n_steps = int(str(setting["bars"])) * spb
-
-    def tokens_of(clip: Clip) -> np.ndarray:
-        try:
-            return clip_tokens(clip)
-        except ClipError:  # a clip without notes: all rests, which a classifier tells from a tune at once
-            return np.zeros(n_steps, np.int64)
-
     aucs = []
-    for policy in (base, tuned):
-        seqs = [tokens_of(c) for c in policy.generate_many(clips, seed=7_000_000 + seed, **opts)]
+    for policy in (base, tuned):  # a clip without notes is all rests, which the classifier tells at once
+        seqs = [generated_tokens(c) for c in policy.generate_many(clips, seed=7_000_000 + seed, **opts)]
         aucs.append(twosample.two_sample_test(twosample.feature_matrix(seqs, spb), reference, seed=seed).auc)
     return GuardCheck(kl, float(aucs[0]), float(aucs[1]))
 

@@ -102,6 +102,18 @@ def test_clip_tokens_round_trip(key):
     assert ev.clip_tokens(clip_of(MEL, key=key)).tolist() == MEL.tolist()
 
 
+def test_a_generated_clip_without_notes_is_all_rests():
+    from engine.base.errors import ClipError
+
+    assert ev.generated_tokens(clip_of(MEL)).tolist() == MEL.tolist()
+    silent = Clip(key="G", scale="major", bars=2, chords=["G", "D"], tracks=[Track("lead", 0, [])])
+    assert ev.generated_tokens(silent).tolist() == [0] * 32
+    with pytest.raises(ClipError, match="has no notes"):  # what clip_tokens says of the same clip
+        ev.clip_tokens(silent)
+    waltz = Clip(key="C", scale="major", bars=3, time_signature=(3, 4), chords=["C"] * 3, tracks=[])
+    assert ev.generated_tokens(waltz).tolist() == [0] * 36
+
+
 @pytest.mark.parametrize("fmt", ["json", "mid"])
 def test_clip_set_reads_files(tmp_path, fmt):
     for i, key in enumerate(["C", "A"]):
