@@ -199,47 +199,63 @@ def contexts_of(clips: list[Clip], terms: tuple[str, ...]) -> list[TuneContext]:
     return out
 
 
-def guard_setting(clips: list[Clip]) -> dict[str, object]:
+@dataclass(frozen=True)
+class GuardSetting:
+    """Where the realism guard generates: a length, a scale and a metre (key C, default style)."""
+
+    bars: int
+    scale: str
+    time_signature: tuple[int, int]
+
+    def generate_options(self) -> dict[str, object]:
+        """As ``Policy.generate`` takes them (and as the model's metadata records them)."""
+        return {"bars": self.bars, "scale": self.scale,
+                "time_signature": f"{self.time_signature[0]}/{self.time_signature[1]}"}
+
+
+def guard_setting(clips: list[Clip]) -> GuardSetting:
     """The setting the realism guard generates in: the judged clips' most common length (at most 8
     bars), scale and metre, C as the key (the features are relative to the tonic), default style."""
     from collections import Counter
 
     bars, scale, ts = Counter((min(int(c.bars), 8), c.scale, (int(c.time_signature[0]), int(c.time_signature[1])))
                               for c in clips).most_common(1)[0][0]
-    return {"bars": bars, "scale": scale, "time_signature": ts}
+    return GuardSetting(bars, scale, ts)
 
 
-def guard_reference(setting: dict[str, object], seed: int = 0) -> np.ndarray:
+def guard_reference(setting: GuardSetting, seed: int = 0) -> np.ndarray:
     """Two-sample features of up to 400 corpus openings in ``setting``, from the corpus's *train*
     split (the taste bench measures realism on the held-out split, which the guard never reads);
-    EngineError when the corpus has none there."""
+    EngineError when the corpus has too few there."""
     from engine.evaluation import evaluate, twosample
 
-    ts = setting["time_signature"]
-    assert isinstance(ts, tuple)
-    ref = evaluate.corpus_set(int(str(setting["bars"])), str(setting["scale"]), ts, n=400, split="train", seed=seed,
-                              progress=False)
+    ts = setting.time_signature
+    ref = evaluate.corpus_set(setting.bars, setting.scale, ts, n=400, split="train", seed=seed, progress=False)
     if len(ref.sequences) < 50:
-        raise EngineError(f"the corpus has only {len(ref.sequences)} {ts[0]}/{ts[1]} {setting['scale']} tunes of "
-                          f"{setting['bars']}+ bars in its train split: too few for the realism guard")
+        raise EngineError(f"the corpus has only {len(ref.sequences)} {ts[0]}/{ts[1]} {setting.scale} tunes of "
+                          f"{setting.bars}+ bars in its train split: too few for the realism guard")
     return twosample.feature_matrix(ref.sequences, theory.steps_per_bar(ts))
 
 
-def realism_check(base: Policy, tuned: Policy, setting: dict[str, object], reference: np.ndarray, kl: float,
-                  seed: int = 0, clips: int = GUARD_CLIPS) -> GuardCheck:
-    """Both models' two-sample AUC against ``reference`` (features of corpus openings), on ``clips``
-    clips each, generated in ``setting`` with the same seeds."""
+def realism_auc(policy: Policy, setting: GuardSetting, reference: np.ndarray, seed: int = 0,
+                clips: int = GUARD_CLIPS) -> float:
+    """Two-sample AUC of ``clips`` clips of ``policy`` in ``setting`` against ``reference`` (features of
+    corpus openings); the same seeds for every policy. A clip without notes is all rests, which the
+    classifier tells at once."""
     from engine.evaluation import twosample
 
-    ts = setting["time_signature"]
-    assert isinstance(ts, tuple)
-    spb = theory.steps_per_bar(ts)
-    opts = {"bars": setting["bars"], "scale": setting["scale"], "time_signature": f"{ts[0]}/{ts[1]}"}
-    aucs = []
-    for policy in (base, tuned):  # a clip without notes is all rests, which the classifier tells at once
-        seqs = [generated_tokens(c) for c in policy.generate_many(clips, seed=7_000_000 + seed, **opts)]
-        aucs.append(twosample.two_sample_test(twosample.feature_matrix(seqs, spb), reference, seed=seed).auc)
-    return GuardCheck(kl, float(aucs[0]), float(aucs[1]))
+    made = policy.generate_many(clips, seed=7_000_000 + seed, **setting.generate_options())
+    seqs = [generated_tokens(c) for c in made]
+    feats = twosample.feature_matrix(seqs, theory.steps_per_bar(setting.time_signature))
+    return float(twosample.two_sample_test(feats, reference, seed=seed).auc)
+
+
+def realism_check(base: Policy, tuned: Policy, setting: GuardSetting, reference: np.ndarray, kl: float,
+                  seed: int = 0, clips: int = GUARD_CLIPS, base_auc: float | None = None) -> GuardCheck:
+    """Both models' :func:`realism_auc` (``base_auc``: the base's, already measured with these settings)."""
+    if base_auc is None:
+        base_auc = realism_auc(base, setting, reference, seed, clips)
+    return GuardCheck(kl, base_auc, realism_auc(tuned, setting, reference, seed, clips))
 
 
 def make_personal_model(name: str = DEFAULT_NAME, *, store: Path | None = None, verdicts: int | None = None,
@@ -278,6 +294,7 @@ def make_personal_model(name: str = DEFAULT_NAME, *, store: Path | None = None, 
     base_net = load_policy(b.weights)
     contexts = contexts_of(clips, b.style_terms)
     checks: list[GuardCheck] = []
+    base_policy = Policy.load(b.onnx) if reference is not None else None
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     while True:
@@ -285,12 +302,12 @@ def make_personal_model(name: str = DEFAULT_NAME, *, store: Path | None = None, 
         if episodes is not None:
             cfg.episodes = episodes
         net, tune_log = tune_policy(base_net, b.style_terms, contexts, score, cfg)
-        if realism_guard is None or reference is None:
+        if realism_guard is None or reference is None or base_policy is None:
             break
         with tempfile.TemporaryDirectory(prefix="qriff-guard-") as tmp:
             export_seq_model(net, Path(tmp) / "tuned.onnx", tuned_terms(b.style_terms), check=False)
-            check = realism_check(Policy.load(b.onnx), Policy.load(Path(tmp) / "tuned.onnx"), setting, reference,
-                                  kl, seed)
+            check = realism_check(base_policy, Policy.load(Path(tmp) / "tuned.onnx"), setting, reference, kl, seed,
+                                  base_auc=checks[0].auc_base if checks else None)
         checks.append(check)
         ok = check.rise <= realism_guard
         log.info("realism guard at --kl %g: two-sample AUC %.3f -> %.3f (%+.3f, limit %+.3f): %s", kl,
@@ -301,9 +318,8 @@ def make_personal_model(name: str = DEFAULT_NAME, *, store: Path | None = None, 
         kl *= 2
     seconds = time.perf_counter() - t0
     tune_log["cpu_seconds"] = round(time.process_time() - cpu0, 1)
-    shown = {k: (f"{v[0]}/{v[1]}" if isinstance(v, tuple) else v) for k, v in setting.items()}
-    tune_log["realism_guard"] = {"limit": realism_guard, "setting": shown, "checks": [c.to_dict() for c in checks],
-                                 "kl_kept": kl, "passed": bool(checks) and checks[-1].rise <= (realism_guard or 0.0)}
+    tune_log["realism_guard"] = {"limit": realism_guard, "setting": setting.generate_options(),
+                                 "checks": [c.to_dict() for c in checks], "kl_kept": kl, "passed": bool(checks) and checks[-1].rise <= (realism_guard or 0.0)}
     provenance = {"algo": "tune", "base_model": b.model_id, "base_commit": b.commit, "verdicts": int(len(y)),
                   "kept": int(y.sum()), "skipped_verdicts": skipped, "reward_heldout_auc": reward.heldout_auc,
                   "reward_representation": reward.representation, "kl_coef": kl, "kl_asked": cfg_kl_asked,
@@ -362,5 +378,6 @@ def load_reward_model(path: Path | str) -> RewardModel:
 
 
 __all__ = ["DEFAULT_NAME", "GUARD_BACKOFFS", "GUARD_CLIPS", "GuardCheck", "PersonalModel", "REALISM_GUARD",
-           "guard_reference", "guard_setting", "realism_check", "SHIPPED_POLICY_WEIGHTS", "check_name", "check_output",
+           "GuardSetting", "guard_reference", "guard_setting", "realism_auc",
+           "realism_check", "SHIPPED_POLICY_WEIGHTS", "check_name", "check_output",
            "load_reward_model", "make_personal_model", "read_verdicts", "resolve_base"]

@@ -371,7 +371,7 @@ def test_the_realism_guard_tunes_again_with_twice_the_kl_until_realism_holds(tmp
     rises = iter([0.10, 0.01])
     monkeypatch.setattr(personal, "tune_policy", tune)
     monkeypatch.setattr(personal, "realism_check",
-                        lambda base, tuned, setting, ref, kl, seed=0: personal.GuardCheck(kl, 0.7, 0.7 + next(rises)))
+                        lambda base, tuned, setting, ref, kl, seed=0, **kw: personal.GuardCheck(kl, 0.7, 0.7 + next(rises)))
     result = personal.make_personal_model("mine", store=store, episodes=1, kl=1.5, quiet=True,
                                           guard_reference_features=np.zeros((60, 3)))
     assert asked == [1.5, 3.0] and result.kl == 3.0 and [c.kl for c in result.guard] == [1.5, 3.0]
@@ -391,7 +391,7 @@ def test_the_realism_guard_gives_up_after_two_doublings_and_keeps_the_last(tmp_p
     store = tmp_path / "fb.sqlite"
     fill_store(store, clips, labels)
     monkeypatch.setattr(personal, "realism_check",
-                        lambda base, tuned, setting, ref, kl, seed=0: personal.GuardCheck(kl, 0.7, 0.9))
+                        lambda base, tuned, setting, ref, kl, seed=0, **kw: personal.GuardCheck(kl, 0.7, 0.9))
     result = personal.make_personal_model("mine", store=store, episodes=1, kl=2.0, quiet=True,
                                           guard_reference_features=np.zeros((60, 3)))
     assert [c.kl for c in result.guard] == [2.0, 4.0, 8.0] and result.kl == 8.0
@@ -409,11 +409,13 @@ def test_the_realism_check_tells_a_model_that_forgot_music_from_the_shipped_one(
     from tests.bridge.tiny_models import write_tiny_model
 
     shipped = Policy.load()
-    setting = {"bars": 2, "scale": "major", "time_signature": (4, 4)}
+    setting = personal.GuardSetting(2, "major", (4, 4))
     # a stand-in for corpus openings that the shipped model resembles: its own clips from other seeds
     reference = twosample.feature_matrix([clip_tokens(c) for c in shipped.generate_many(120, seed=4242, bars=2)], 16)
     same = personal.realism_check(shipped, shipped, setting, reference, 1.5, clips=120)
     assert same.rise == 0.0 and 0.3 < same.auc_base < 0.7
+    # a base AUC measured before is used as given, not measured again
+    assert personal.realism_check(shipped, shipped, setting, reference, 3.0, clips=120, base_auc=0.25).auc_base == 0.25
     untrained = Policy.load(write_tiny_model(tmp_path / "u.onnx", "untrained", personal=True))
     far = personal.realism_check(shipped, untrained, setting, reference, 1.5, clips=120)
     assert far.rise > 0.3, far
